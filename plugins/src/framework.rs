@@ -1,0 +1,396 @@
+//! The extension points, named and ordered as in kube-scheduler, and the per-profile runner
+//! that calls them.
+//!
+//! A plugin is one object implementing [`Plugin`] plus any of the extension-point traits; it
+//! advertises which through the `as_*` methods, so a profile can put one instance at several
+//! points (as upstream's `multiPoint` does). Filter and Score take a single [`NodeInfo`] and
+//! must not allocate on success: they run for every (pod, node) pair.
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::intern::Sym;
+use crate::model::Pod;
+use crate::nodeinfo::{NodeId, NodeInfo};
+use crate::snapshot::Snapshot;
+use crate::status::{Code, Diagnosis, Status};
+
+/// The highest score a Score plugin gives after normalisation (upstream `MaxNodeScore`).
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// Data a plugin computes in PreFilter/PreScore and reads back in Filter/Score, for one pod in
+/// one scheduling cycle.
+#[derive(Default)]
+pub struct CycleState {
+    entries: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
+    skip_filter: Vec<&'static str>,
+    skip_score: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for CycleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<_> = self.entries.iter().map(|(k, _)| *k).collect();
+        f.debug_struct("CycleState").field("keys", &keys).finish()
+    }
+}
+
+impl CycleState {
+    /// An empty state.
+    pub fn new() -> CycleState {
+        CycleState::default()
+    }
+
+    /// Stores `value` under `key`, replacing any earlier value.
+    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = Box::new(value),
+            None => self.entries.push((key, Box::new(value))),
+        }
+    }
+
+    /// The value stored under `key`, if it has type `T`.
+    pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
+        self.entries.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.downcast_ref())
+    }
+
+    /// Whether `plugin`'s Filter is skipped for this pod.
+    pub fn skips_filter(&self, plugin: &'static str) -> bool {
+        self.skip_filter.contains(&plugin)
+    }
+
+    /// Whether `plugin`'s Score is skipped for this pod.
+    pub fn skips_score(&self, plugin: &'static str) -> bool {
+        self.skip_score.contains(&plugin)
+    }
+}
+
+/// A pod waiting in the queue, as QueueSort compares them.
+#[derive(Clone, Debug)]
+pub struct QueuedPod {
+    /// The pod.
+    pub pod: Arc<Pod>,
+    /// When it (or its unit) entered the queue, in engine ticks; earlier sorts first.
+    pub timestamp: u64,
+    /// How many scheduling attempts it has had.
+    pub attempts: u32,
+}
+
+/// Every plugin is a `Plugin`; the `as_*` methods say which extension points it implements.
+pub trait Plugin: Send + Sync + Debug {
+    /// The name used in configuration and messages (`NodeResourcesFit`).
+    fn name(&self) -> &'static str;
+    /// The plugin as a PreEnqueue plugin.
+    fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
+        None
+    }
+    /// The plugin as a QueueSort plugin.
+    fn as_queue_sort(&self) -> Option<&dyn QueueSortPlugin> {
+        None
+    }
+    /// The plugin as a PreFilter plugin.
+    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
+        None
+    }
+    /// The plugin as a Filter plugin.
+    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
+        None
+    }
+    /// The plugin as a PostFilter plugin.
+    fn as_post_filter(&self) -> Option<&dyn PostFilterPlugin> {
+        None
+    }
+    /// The plugin as a PreScore plugin.
+    fn as_pre_score(&self) -> Option<&dyn PreScorePlugin> {
+        None
+    }
+    /// The plugin as a Score plugin.
+    fn as_score(&self) -> Option<&dyn ScorePlugin> {
+        None
+    }
+    /// The plugin as a Reserve plugin.
+    fn as_reserve(&self) -> Option<&dyn ReservePlugin> {
+        None
+    }
+    /// The plugin as a Permit plugin.
+    fn as_permit(&self) -> Option<&dyn PermitPlugin> {
+        None
+    }
+    /// The plugin as a PreBind plugin.
+    fn as_pre_bind(&self) -> Option<&dyn PreBindPlugin> {
+        None
+    }
+    /// The plugin as a Bind plugin.
+    fn as_bind(&self) -> Option<&dyn BindPlugin> {
+        None
+    }
+    /// The plugin as a PostBind plugin.
+    fn as_post_bind(&self) -> Option<&dyn PostBindPlugin> {
+        None
+    }
+}
+
+/// Decides whether a pod may enter the active queue at all (scheduling gates, incomplete gangs).
+pub trait PreEnqueuePlugin {
+    /// Success admits the pod; anything else keeps it out with that reason.
+    fn pre_enqueue(&self, pod: &Pod) -> Status;
+}
+
+/// Orders the active queue.
+pub trait QueueSortPlugin {
+    /// Whether `a` should be scheduled before `b`.
+    fn less(&self, a: &QueuedPod, b: &QueuedPod) -> bool;
+}
+
+/// Runs once per pod before Filter.
+pub trait PreFilterPlugin {
+    /// Computes what Filter needs. `Ok(Some(nodes))` restricts the candidates to `nodes`;
+    /// `Err` with [`Code::Skip`] skips this plugin's Filter; any other `Err` rejects the pod.
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Result<Option<Vec<NodeId>>, Status>;
+}
+
+/// Decides whether a pod fits on one node.
+pub trait FilterPlugin {
+    /// Success, or why the pod does not fit on `node`.
+    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status;
+}
+
+/// Runs when no node fits (preemption).
+pub trait PostFilterPlugin {
+    /// A node the pod could use after victims leave, or why there is none.
+    fn post_filter(&self, state: &CycleState, pod: &Pod, snapshot: &Snapshot, diagnosis: &Diagnosis) -> Result<Sym, Status>;
+}
+
+/// Runs once per pod before Score, with the feasible nodes.
+pub trait PreScorePlugin {
+    /// Computes what Score needs; [`Code::Skip`] skips this plugin's Score.
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, nodes: &[&NodeInfo]) -> Status;
+}
+
+/// Ranks feasible nodes.
+pub trait ScorePlugin {
+    /// The raw score of `node`.
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64;
+
+    /// Rescales raw scores (one per node, in the order scored) to `0..=MAX_NODE_SCORE`.
+    /// Plugins whose raw scores are already in range keep the default, which does nothing.
+    fn normalize_score(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [i64]) {}
+}
+
+/// Claims or releases per-plugin resources (devices) when a placement is decided or undone.
+pub trait ReservePlugin {
+    /// Claims what `pod` needs on `node`.
+    fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status;
+    /// Releases what `reserve` claimed.
+    fn unreserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo);
+}
+
+/// Holds a reserved pod until it may bind (gangs wait here for their members).
+pub trait PermitPlugin {
+    /// Success lets the pod bind; [`Code::Wait`] holds it for at most the duration.
+    fn permit(&self, state: &mut CycleState, pod: &Pod, node: Sym) -> (Status, Duration);
+}
+
+/// Prepares the API before binding (writes DRA allocations).
+pub trait PreBindPlugin {
+    /// Success, or why the pod cannot be bound.
+    fn pre_bind(&self, state: &CycleState, pod: &Pod, node: Sym) -> Status;
+}
+
+/// Binds the pod to the node.
+pub trait BindPlugin {
+    /// Success, [`Code::Skip`] to let the next Bind plugin act, or a failure.
+    fn bind(&self, state: &CycleState, pod: &Pod, node: Sym) -> Status;
+}
+
+/// Learns that a pod was bound.
+pub trait PostBindPlugin {
+    /// Informational.
+    fn post_bind(&self, state: &CycleState, pod: &Pod, node: Sym);
+}
+
+/// A Score plugin with its weight in a profile.
+#[derive(Clone, Debug)]
+pub struct WeightedScore {
+    /// The plugin.
+    pub plugin: Arc<dyn Plugin>,
+    /// Its weight.
+    pub weight: i64,
+}
+
+/// One scheduling profile: which plugins run at which point, in order. Built from
+/// configuration by `tessera-scheduler`; immutable afterwards and shared by every worker.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// `schedulerName` that pods select this profile by.
+    pub scheduler_name: String,
+    /// The QueueSort plugin (exactly one upstream; `None` means priority then age).
+    pub queue_sort: Option<Arc<dyn Plugin>>,
+    /// PreEnqueue plugins.
+    pub pre_enqueue: Vec<Arc<dyn Plugin>>,
+    /// PreFilter plugins.
+    pub pre_filter: Vec<Arc<dyn Plugin>>,
+    /// Filter plugins, in the order they run.
+    pub filter: Vec<Arc<dyn Plugin>>,
+    /// PostFilter plugins.
+    pub post_filter: Vec<Arc<dyn Plugin>>,
+    /// PreScore plugins.
+    pub pre_score: Vec<Arc<dyn Plugin>>,
+    /// Score plugins with weights.
+    pub score: Vec<WeightedScore>,
+    /// Reserve plugins.
+    pub reserve: Vec<Arc<dyn Plugin>>,
+    /// Permit plugins.
+    pub permit: Vec<Arc<dyn Plugin>>,
+    /// PreBind plugins.
+    pub pre_bind: Vec<Arc<dyn Plugin>>,
+    /// Bind plugins.
+    pub bind: Vec<Arc<dyn Plugin>>,
+    /// PostBind plugins.
+    pub post_bind: Vec<Arc<dyn Plugin>>,
+    /// `percentageOfNodesToScore`; `None` or 0 means upstream's adaptive default.
+    pub percentage_of_nodes_to_score: Option<u32>,
+}
+
+impl Profile {
+    /// Runs PreEnqueue plugins: the first non-success keeps the pod out of the active queue.
+    pub fn run_pre_enqueue(&self, pod: &Pod) -> Status {
+        for p in &self.pre_enqueue {
+            if let Some(pe) = p.as_pre_enqueue() {
+                let s = pe.pre_enqueue(pod);
+                if !s.is_success() {
+                    return s.with_plugin(p.name());
+                }
+            }
+        }
+        Status::success()
+    }
+
+    /// Whether `a` sorts before `b` in the queue.
+    pub fn queue_less(&self, a: &QueuedPod, b: &QueuedPod) -> bool {
+        match self.queue_sort.as_ref().and_then(|p| p.as_queue_sort()) {
+            Some(qs) => qs.less(a, b),
+            None => (b.pod.priority, a.timestamp) < (a.pod.priority, b.timestamp),
+        }
+    }
+
+    /// Runs PreFilter plugins. Returns the candidate node restriction (intersection of what
+    /// plugins returned), or the status that rejects the pod.
+    pub fn run_pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Result<Option<Vec<NodeId>>, Status> {
+        let mut restriction: Option<Vec<NodeId>> = None;
+        for p in &self.pre_filter {
+            let Some(pf) = p.as_pre_filter() else { continue };
+            match pf.pre_filter(state, pod, snapshot) {
+                Ok(None) => {}
+                Ok(Some(mut nodes)) => {
+                    nodes.sort_unstable();
+                    restriction = Some(match restriction {
+                        None => nodes,
+                        Some(prev) => prev.into_iter().filter(|n| nodes.binary_search(n).is_ok()).collect(),
+                    });
+                }
+                Err(s) if s.code == Code::Skip => state.skip_filter.push(p.name()),
+                Err(s) => return Err(s.with_plugin(p.name())),
+            }
+        }
+        Ok(restriction)
+    }
+
+    /// Runs Filter plugins on one node in order; the first failure is the node's verdict.
+    pub fn run_filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        for p in &self.filter {
+            if state.skips_filter(p.name()) {
+                continue;
+            }
+            if let Some(f) = p.as_filter() {
+                let s = f.filter(state, pod, node);
+                if !s.is_success() {
+                    return s.with_plugin(p.name());
+                }
+            }
+        }
+        Status::success()
+    }
+
+    /// Runs PreScore plugins over the feasible nodes.
+    pub fn run_pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, nodes: &[&NodeInfo]) -> Result<(), Status> {
+        for p in &self.pre_score {
+            let Some(ps) = p.as_pre_score() else { continue };
+            let s = ps.pre_score(state, pod, snapshot, nodes);
+            match s.code {
+                Code::Success => {}
+                Code::Skip => state.skip_score.push(p.name()),
+                _ => return Err(s.with_plugin(p.name())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores `nodes`: each plugin's scores are normalised, weighted and summed per node.
+    pub fn run_score(&self, state: &CycleState, pod: &Pod, nodes: &[&NodeInfo]) -> Vec<i64> {
+        let mut total = vec![0i64; nodes.len()];
+        let mut scores = vec![0i64; nodes.len()];
+        for ws in &self.score {
+            if state.skips_score(ws.plugin.name()) {
+                continue;
+            }
+            let Some(sp) = ws.plugin.as_score() else { continue };
+            for (s, n) in scores.iter_mut().zip(nodes) {
+                *s = sp.score(state, pod, n);
+            }
+            sp.normalize_score(state, pod, &mut scores);
+            for (t, s) in total.iter_mut().zip(&scores) {
+                *t += s * ws.weight;
+            }
+        }
+        total
+    }
+
+    /// How many feasible nodes to find before scoring, for a cluster of `num_nodes`
+    /// (upstream `numFeasibleNodesToFind`).
+    pub fn num_feasible_nodes_to_find(&self, num_nodes: usize) -> usize {
+        const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+        const MIN_FEASIBLE_PERCENTAGE: i64 = 5;
+        const BASE_PERCENTAGE: i64 = 50;
+        let pct_config = i64::from(self.percentage_of_nodes_to_score.unwrap_or(0));
+        if num_nodes < MIN_FEASIBLE_NODES_TO_FIND || pct_config >= 100 {
+            return num_nodes;
+        }
+        let pct = if pct_config == 0 {
+            (BASE_PERCENTAGE - num_nodes as i64 / 125).max(MIN_FEASIBLE_PERCENTAGE)
+        } else {
+            pct_config
+        };
+        let n = (num_nodes as i64 * pct / 100) as usize;
+        n.max(MIN_FEASIBLE_NODES_TO_FIND)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_percentage_follows_upstream() {
+        let p = Profile::default();
+        assert_eq!(p.num_feasible_nodes_to_find(50), 50);
+        assert_eq!(p.num_feasible_nodes_to_find(1000), 420); // 50 - 8 = 42%
+        assert_eq!(p.num_feasible_nodes_to_find(5000), 500); // 50 - 40 = 10%
+        assert_eq!(p.num_feasible_nodes_to_find(100_000), 5000); // floor of 5%
+        let fixed = Profile { percentage_of_nodes_to_score: Some(100), ..Profile::default() };
+        assert_eq!(fixed.num_feasible_nodes_to_find(5000), 5000);
+        let small = Profile { percentage_of_nodes_to_score: Some(1), ..Profile::default() };
+        assert_eq!(small.num_feasible_nodes_to_find(5000), 100);
+    }
+
+    #[test]
+    fn cycle_state_round_trips_typed_values() {
+        let mut s = CycleState::new();
+        s.write("a", 5u32);
+        s.write("a", 6u32);
+        assert_eq!(s.read::<u32>("a"), Some(&6));
+        assert_eq!(s.read::<i64>("a"), None);
+        assert_eq!(s.read::<u32>("b"), None);
+    }
+}

@@ -1,0 +1,341 @@
+//! The compact, immutable model of nodes and pods that plugins read.
+//!
+//! Built once per object from the Kubernetes types (see `tessera-scheduler`'s `ingest`), so that
+//! Filter and Score never parse a quantity, hash a string or walk a container list.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::intern::Sym;
+use crate::labels::{LabelSelector, LabelSet, NodeSelector, NodeSelectorTerm};
+use crate::resources::ResourceVec;
+
+/// Default CPU request assumed for scoring a container that requests none (upstream: 100m).
+pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
+/// Default memory request assumed for scoring a container that requests none (upstream: 200Mi).
+pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
+
+/// A node: what it offers and how it is labelled and tainted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// `metadata.name`.
+    pub name: Sym,
+    /// `metadata.labels`.
+    pub labels: LabelSet,
+    /// `spec.taints`.
+    pub taints: Vec<Taint>,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    /// `status.allocatable`, without `pods`.
+    pub allocatable: ResourceVec,
+    /// `status.allocatable.pods`.
+    pub allowed_pods: u32,
+    /// `status.images`: image names with their sizes in bytes, for ImageLocality.
+    pub images: Vec<(Arc<str>, i64)>,
+}
+
+/// A taint effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TaintEffect {
+    /// Do not schedule pods that do not tolerate it.
+    NoSchedule,
+    /// Try not to schedule pods that do not tolerate it.
+    PreferNoSchedule,
+    /// Do not schedule, and evict running pods that do not tolerate it.
+    NoExecute,
+}
+
+impl TaintEffect {
+    /// Parses an upstream effect name.
+    pub fn parse(s: &str) -> Option<TaintEffect> {
+        Some(match s {
+            "NoSchedule" => TaintEffect::NoSchedule,
+            "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
+            "NoExecute" => TaintEffect::NoExecute,
+            _ => return None,
+        })
+    }
+}
+
+/// A node taint.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Taint {
+    /// The key.
+    pub key: Sym,
+    /// The value (empty symbol when none).
+    pub value: Sym,
+    /// The effect.
+    pub effect: TaintEffect,
+}
+
+/// A toleration operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TolerationOperator {
+    /// Key and value must match.
+    Equal,
+    /// Key must match (an empty key matches every key).
+    Exists,
+}
+
+/// A pod toleration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Toleration {
+    /// The key; `None` with `Exists` tolerates everything.
+    pub key: Option<Sym>,
+    /// The operator.
+    pub operator: TolerationOperator,
+    /// The value for `Equal`.
+    pub value: Sym,
+    /// The effect; `None` matches every effect.
+    pub effect: Option<TaintEffect>,
+}
+
+impl Toleration {
+    /// Whether this toleration tolerates `taint` (upstream `ToleratesTaint`).
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if self.effect.is_some_and(|e| e != taint.effect) {
+            return false;
+        }
+        if self.key.is_some_and(|k| k != taint.key) {
+            return false;
+        }
+        match self.operator {
+            TolerationOperator::Exists => true,
+            TolerationOperator::Equal => self.value == taint.value,
+        }
+    }
+}
+
+/// A host port a container asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// The host IP; `None` stands for 0.0.0.0 (every address).
+    pub ip: Option<Sym>,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: Sym,
+    /// The port.
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Whether two host ports collide (upstream `HostPortInfo` semantics: same protocol and
+    /// port, and either IP is the wildcard or both are equal).
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (self.ip.is_none() || other.ip.is_none() || self.ip == other.ip)
+    }
+}
+
+/// What a spread constraint does when it cannot be satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WhenUnsatisfiable {
+    /// A Filter: the pod stays pending.
+    DoNotSchedule,
+    /// A Score: placement is only preferred.
+    ScheduleAnyway,
+}
+
+/// Whether a node's affinity or taints are honoured when counting spread domains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InclusionPolicy {
+    /// Only nodes the pod could go to (by affinity, or by taints) count.
+    Honor,
+    /// Every node counts.
+    Ignore,
+}
+
+/// A `topologySpreadConstraints` entry, with `matchLabelKeys` already folded into the selector.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SpreadConstraint {
+    /// `maxSkew`.
+    pub max_skew: i32,
+    /// `topologyKey`.
+    pub topology_key: Sym,
+    /// `whenUnsatisfiable`.
+    pub when_unsatisfiable: WhenUnsatisfiable,
+    /// `labelSelector`; `None` matches no pod.
+    pub selector: Option<LabelSelector>,
+    /// `minDomains`.
+    pub min_domains: Option<i32>,
+    /// `nodeAffinityPolicy` (default Honor).
+    pub node_affinity_policy: InclusionPolicy,
+    /// `nodeTaintsPolicy` (default Ignore).
+    pub node_taints_policy: InclusionPolicy,
+}
+
+/// Which namespaces an affinity term looks at.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NamespaceScope {
+    /// Explicit `namespaces`; with no selector and an empty list, the pod's own namespace.
+    pub names: Vec<Sym>,
+    /// `namespaceSelector`; `Some(empty)` selects every namespace.
+    pub selector: Option<LabelSelector>,
+}
+
+/// A pod (anti-)affinity term.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AffinityTerm {
+    /// `labelSelector` (with `matchLabelKeys`/`mismatchLabelKeys` folded in); `None` matches
+    /// no pod.
+    pub selector: Option<LabelSelector>,
+    /// The namespaces the term looks in.
+    pub namespaces: NamespaceScope,
+    /// `topologyKey`.
+    pub topology_key: Sym,
+}
+
+/// A preferred term with its weight.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WeightedAffinityTerm {
+    /// `weight` (1–100).
+    pub weight: i32,
+    /// The term.
+    pub term: AffinityTerm,
+}
+
+/// Pod affinity or anti-affinity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PodAffinity {
+    /// `requiredDuringSchedulingIgnoredDuringExecution`.
+    pub required: Vec<AffinityTerm>,
+    /// `preferredDuringSchedulingIgnoredDuringExecution`.
+    pub preferred: Vec<WeightedAffinityTerm>,
+}
+
+impl PodAffinity {
+    /// Whether there are no terms.
+    pub fn is_empty(&self) -> bool {
+        self.required.is_empty() && self.preferred.is_empty()
+    }
+}
+
+/// A pod, reduced to what scheduling reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pod {
+    /// `metadata.namespace`.
+    pub namespace: Sym,
+    /// `metadata.name`.
+    pub name: Arc<str>,
+    /// `metadata.uid` (empty when unknown, as in a simulator input).
+    pub uid: Arc<str>,
+    /// `metadata.labels`.
+    pub labels: LabelSet,
+    /// Effective requests: the larger of the containers' sum (with restartable init containers,
+    /// i.e. sidecars) and the largest init container, plus pod overhead.
+    pub requests: ResourceVec,
+    /// As `requests`, but CPU and memory of containers that request none count as the upstream
+    /// defaults (100m, 200Mi): the amount scoring plugins use.
+    pub non_zero_requests: ResourceVec,
+    /// `spec.nodeName` when the pod names its node.
+    pub node_name: Option<Sym>,
+    /// `spec.nodeSelector`.
+    pub node_selector: LabelSet,
+    /// Required node affinity.
+    pub required_node_affinity: Option<NodeSelector>,
+    /// Preferred node affinity terms with weights.
+    pub preferred_node_affinity: Vec<(i32, NodeSelectorTerm)>,
+    /// `spec.tolerations`.
+    pub tolerations: Vec<Toleration>,
+    /// Host ports of every container.
+    pub host_ports: Vec<HostPort>,
+    /// Resolved priority.
+    pub priority: i32,
+    /// `spec.schedulerName`.
+    pub scheduler_name: Sym,
+    /// `spec.topologySpreadConstraints`.
+    pub spread_constraints: Vec<SpreadConstraint>,
+    /// `spec.affinity.podAffinity`.
+    pub pod_affinity: PodAffinity,
+    /// `spec.affinity.podAntiAffinity`.
+    pub pod_anti_affinity: PodAffinity,
+    /// Container images, for ImageLocality.
+    pub images: Vec<Arc<str>>,
+    /// The pod group (gang) the pod belongs to, if any.
+    pub pod_group: Option<Sym>,
+    /// Creation time in seconds since an arbitrary epoch; orders pods of equal priority.
+    pub creation_s: f64,
+}
+
+impl Pod {
+    /// A pod with the given name and requests and every other field empty: the start of a
+    /// builder chain in tests and synthetic workloads.
+    pub fn new(namespace: &str, name: &str, requests: ResourceVec) -> Pod {
+        Pod {
+            namespace: Sym::new(namespace),
+            name: Arc::from(name),
+            uid: Arc::from(""),
+            labels: LabelSet::default(),
+            requests,
+            non_zero_requests: non_zero(requests),
+            node_name: None,
+            node_selector: LabelSet::default(),
+            required_node_affinity: None,
+            preferred_node_affinity: Vec::new(),
+            tolerations: Vec::new(),
+            host_ports: Vec::new(),
+            priority: 0,
+            scheduler_name: Sym::new("tessera"),
+            spread_constraints: Vec::new(),
+            pod_affinity: PodAffinity::default(),
+            pod_anti_affinity: PodAffinity::default(),
+            images: Vec::new(),
+            pod_group: None,
+            creation_s: 0.0,
+        }
+    }
+
+    /// `namespace/name`, as events and messages print a pod.
+    pub fn key(&self) -> PodKey {
+        PodKey { namespace: self.namespace, name: self.name.clone() }
+    }
+
+    /// Whether the pod has constraints that depend on pods on *other* nodes (spread or
+    /// inter-pod affinity): such a placement can be invalidated without its node changing.
+    pub fn has_cross_node_constraints(&self) -> bool {
+        !self.spread_constraints.is_empty()
+            || !self.pod_affinity.required.is_empty()
+            || !self.pod_anti_affinity.required.is_empty()
+    }
+}
+
+/// Replaces zero CPU and memory requests with the upstream scoring defaults. Applied to the
+/// pod total; `ingest` applies it per container, which is what upstream does.
+pub fn non_zero(mut requests: ResourceVec) -> ResourceVec {
+    use crate::resources::ResourceId;
+    if requests.get(ResourceId::CPU) == 0 {
+        requests.set(ResourceId::CPU, DEFAULT_MILLI_CPU_REQUEST);
+    }
+    if requests.get(ResourceId::MEMORY) == 0 {
+        requests.set(ResourceId::MEMORY, DEFAULT_MEMORY_REQUEST);
+    }
+    requests
+}
+
+/// A pod's identity: `namespace/name`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodKey {
+    /// The namespace.
+    pub namespace: Sym,
+    /// The name.
+    pub name: Arc<str>,
+}
+
+impl PodKey {
+    /// Builds a key from strings.
+    pub fn new(namespace: &str, name: &str) -> PodKey {
+        PodKey { namespace: Sym::new(namespace), name: Arc::from(name) }
+    }
+}
+
+impl fmt::Display for PodKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl fmt::Debug for PodKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}

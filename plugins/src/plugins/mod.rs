@@ -1,0 +1,33 @@
+//! The built-in plugins, one module each, with kube-scheduler v1.37 semantics.
+
+use crate::registry::Factory;
+
+pub mod image_locality;
+pub mod inter_pod_affinity;
+pub mod node_affinity;
+pub mod node_name;
+pub mod node_ports;
+pub mod node_resources_balanced;
+pub mod node_resources_fit;
+pub mod node_unschedulable;
+pub mod pod_topology_spread;
+pub mod priority_sort;
+pub mod taint_toleration;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+/// Every built-in plugin's name and factory.
+pub const BUILTIN: &[(&str, Factory)] = &[
+    (image_locality::NAME, image_locality::new),
+    (inter_pod_affinity::NAME, inter_pod_affinity::new),
+    (node_affinity::NAME, node_affinity::new),
+    (node_name::NAME, node_name::new),
+    (node_ports::NAME, node_ports::new),
+    (node_resources_balanced::NAME, node_resources_balanced::new),
+    (node_resources_fit::NAME, node_resources_fit::new),
+    (node_unschedulable::NAME, node_unschedulable::new),
+    (pod_topology_spread::NAME, pod_topology_spread::new),
+    (priority_sort::NAME, priority_sort::new),
+    (taint_toleration::NAME, taint_toleration::new),
+];
