@@ -25,8 +25,10 @@ pub const MAX_NODE_SCORE: i64 = 100;
 #[derive(Default)]
 pub struct CycleState {
     entries: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
-    skip_filter: Vec<&'static str>,
-    skip_score: Vec<&'static str>,
+    /// Bit i set: the profile's i-th Filter plugin is skipped (its PreFilter said Skip).
+    skip_filter: u64,
+    /// Bit i set: the profile's i-th Score plugin is skipped (its PreScore said Skip).
+    skip_score: u64,
 }
 
 impl std::fmt::Debug for CycleState {
@@ -55,14 +57,14 @@ impl CycleState {
         self.entries.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.downcast_ref())
     }
 
-    /// Whether `plugin`'s Filter is skipped for this pod.
-    pub fn skips_filter(&self, plugin: &'static str) -> bool {
-        self.skip_filter.contains(&plugin)
+    /// Whether the profile's `i`-th Filter plugin is skipped for this pod.
+    pub fn skips_filter(&self, i: usize) -> bool {
+        i < 64 && self.skip_filter & (1 << i) != 0
     }
 
-    /// Whether `plugin`'s Score is skipped for this pod.
-    pub fn skips_score(&self, plugin: &'static str) -> bool {
-        self.skip_score.contains(&plugin)
+    /// Whether the profile's `i`-th Score plugin is skipped for this pod.
+    pub fn skips_score(&self, i: usize) -> bool {
+        i < 64 && self.skip_score & (1 << i) != 0
     }
 }
 
@@ -81,6 +83,13 @@ pub struct QueuedPod {
 pub trait Plugin: Send + Sync + Debug {
     /// The name used in configuration and messages (`NodeResourcesFit`).
     fn name(&self) -> &'static str;
+    /// Topology keys the plugin reads per-domain counts of for *every* pod (for example the
+    /// keys of cluster default spread constraints). The engine keeps these tracked in the
+    /// snapshot's [`TopologyIndex`](crate::topology::TopologyIndex), as it does the keys of
+    /// each pod's own constraints.
+    fn topology_keys(&self) -> Vec<Sym> {
+        Vec::new()
+    }
     /// The plugin as a PreEnqueue plugin.
     fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
         None
@@ -147,7 +156,8 @@ pub trait QueueSortPlugin {
 pub trait PreFilterPlugin {
     /// Computes what Filter needs. `Ok(Some(nodes))` restricts the candidates to `nodes`;
     /// `Err` with [`Code::Skip`] skips this plugin's Filter; any other `Err` rejects the pod.
-    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Result<Option<Vec<NodeId>>, Status>;
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot)
+    -> Result<Option<Vec<NodeId>>, Status>;
 }
 
 /// Decides whether a pod fits on one node.
@@ -159,7 +169,13 @@ pub trait FilterPlugin {
 /// Runs when no node fits (preemption).
 pub trait PostFilterPlugin {
     /// A node the pod could use after victims leave, or why there is none.
-    fn post_filter(&self, state: &CycleState, pod: &Pod, snapshot: &Snapshot, diagnosis: &Diagnosis) -> Result<Sym, Status>;
+    fn post_filter(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        snapshot: &Snapshot,
+        diagnosis: &Diagnosis,
+    ) -> Result<Sym, Status>;
 }
 
 /// Runs once per pod before Score, with the feasible nodes.
@@ -254,6 +270,21 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// Every distinct plugin instance of the profile.
+    pub fn plugins(&self) -> Vec<Arc<dyn Plugin>> {
+        let all = self.queue_sort.iter().chain(&self.pre_enqueue).chain(&self.pre_filter).chain(&self.filter);
+        let all = all.chain(&self.post_filter).chain(&self.pre_score).chain(self.score.iter().map(|w| &w.plugin));
+        let all =
+            all.chain(&self.reserve).chain(&self.permit).chain(&self.pre_bind).chain(&self.bind).chain(&self.post_bind);
+        let mut out: Vec<Arc<dyn Plugin>> = Vec::new();
+        for p in all {
+            if !out.iter().any(|q| Arc::ptr_eq(q, p)) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
     /// Runs PreEnqueue plugins: the first non-success keeps the pod out of the active queue.
     pub fn run_pre_enqueue(&self, pod: &Pod) -> Status {
         for p in &self.pre_enqueue {
@@ -277,7 +308,12 @@ impl Profile {
 
     /// Runs PreFilter plugins. Returns the candidate node restriction (intersection of what
     /// plugins returned), or the status that rejects the pod.
-    pub fn run_pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Result<Option<Vec<NodeId>>, Status> {
+    pub fn run_pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snapshot: &Snapshot,
+    ) -> Result<Option<Vec<NodeId>>, Status> {
         let mut restriction: Option<Vec<NodeId>> = None;
         for p in &self.pre_filter {
             let Some(pf) = p.as_pre_filter() else { continue };
@@ -290,7 +326,7 @@ impl Profile {
                         Some(prev) => prev.into_iter().filter(|n| nodes.binary_search(n).is_ok()).collect(),
                     });
                 }
-                Err(s) if s.code == Code::Skip => state.skip_filter.push(p.name()),
+                Err(s) if s.code == Code::Skip => state.skip_filter |= position_mask(&self.filter, p),
                 Err(s) => return Err(s.with_plugin(p.name())),
             }
         }
@@ -299,8 +335,8 @@ impl Profile {
 
     /// Runs Filter plugins on one node in order; the first failure is the node's verdict.
     pub fn run_filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        for p in &self.filter {
-            if state.skips_filter(p.name()) {
+        for (i, p) in self.filter.iter().enumerate() {
+            if state.skips_filter(i) {
                 continue;
             }
             if let Some(f) = p.as_filter() {
@@ -314,13 +350,22 @@ impl Profile {
     }
 
     /// Runs PreScore plugins over the feasible nodes.
-    pub fn run_pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, nodes: &[&NodeInfo]) -> Result<(), Status> {
+    pub fn run_pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snapshot: &Snapshot,
+        nodes: &[&NodeInfo],
+    ) -> Result<(), Status> {
         for p in &self.pre_score {
             let Some(ps) = p.as_pre_score() else { continue };
             let s = ps.pre_score(state, pod, snapshot, nodes);
             match s.code {
                 Code::Success => {}
-                Code::Skip => state.skip_score.push(p.name()),
+                Code::Skip => {
+                    let i = self.score.iter().position(|ws| Arc::ptr_eq(&ws.plugin, p));
+                    state.skip_score |= i.filter(|i| *i < 64).map_or(0, |i| 1 << i);
+                }
                 _ => return Err(s.with_plugin(p.name())),
             }
         }
@@ -331,8 +376,8 @@ impl Profile {
     pub fn run_score(&self, state: &CycleState, pod: &Pod, nodes: &[&NodeInfo]) -> Vec<i64> {
         let mut total = vec![0i64; nodes.len()];
         let mut scores = vec![0i64; nodes.len()];
-        for ws in &self.score {
-            if state.skips_score(ws.plugin.name()) {
+        for (i, ws) in self.score.iter().enumerate() {
+            if state.skips_score(i) {
                 continue;
             }
             let Some(sp) = ws.plugin.as_score() else { continue };
@@ -364,6 +409,28 @@ impl Profile {
         };
         let n = (num_nodes as i64 * pct / 100) as usize;
         n.max(MIN_FEASIBLE_NODES_TO_FIND)
+    }
+}
+
+/// The skip bit of plugin `p` among `list` (by identity: one instance serves every point).
+fn position_mask(list: &[Arc<dyn Plugin>], p: &Arc<dyn Plugin>) -> u64 {
+    list.iter().position(|f| Arc::ptr_eq(f, p)).filter(|i| *i < 64).map_or(0, |i| 1 << i)
+}
+
+/// Upstream's `DefaultNormalizeScore`: scales scores to `0..=max_priority` by the highest
+/// score; `reverse` flips them so that the lowest raw score wins. With every score 0, scores
+/// stay 0, or all become `max_priority` when reversed.
+pub fn default_normalize_score(max_priority: i64, reverse: bool, scores: &mut [i64]) {
+    let max = scores.iter().copied().max().unwrap_or(0).max(0);
+    if max == 0 {
+        if reverse {
+            scores.fill(max_priority);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        let scaled = max_priority * *s / max;
+        *s = if reverse { max_priority - scaled } else { scaled };
     }
 }
 

@@ -135,10 +135,8 @@ pub struct LabelSelector {
 impl LabelSelector {
     /// A selector requiring each `key=value`.
     pub fn from_match_labels(labels: &LabelSet) -> LabelSelector {
-        let requirements = labels
-            .iter()
-            .map(|(key, v)| Requirement { key, op: Operator::In, values: vec![v], bound: 0 })
-            .collect();
+        let requirements =
+            labels.iter().map(|(key, v)| Requirement { key, op: Operator::In, values: vec![v], bound: 0 }).collect();
         LabelSelector { requirements }
     }
 

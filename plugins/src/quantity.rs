@@ -45,10 +45,7 @@ impl Quantity {
             b'+' => (false, &t[1..]),
             _ => (false, t),
         };
-        let number_len = rest
-            .bytes()
-            .position(|b| !(b.is_ascii_digit() || b == b'.'))
-            .unwrap_or(rest.len());
+        let number_len = rest.bytes().position(|b| !(b.is_ascii_digit() || b == b'.')).unwrap_or(rest.len());
         let (number, suffix) = rest.split_at(number_len);
         let (mut mantissa, mut exp10) = parse_decimal(number).ok_or_else(|| syntax(s))?;
         let (suffix_exp10, exp2) = parse_suffix(s, suffix)?;

@@ -92,10 +92,9 @@ impl Registry {
     pub fn make(&self, name: &str, args: Option<&PluginArgs>) -> Result<Arc<dyn Plugin>, PluginError> {
         match self.factories.get(name) {
             Some(f) => f(args),
-            None => Err(PluginError::Unknown {
-                name: name.to_string(),
-                known: self.names().collect::<Vec<_>>().join(", "),
-            }),
+            None => {
+                Err(PluginError::Unknown { name: name.to_string(), known: self.names().collect::<Vec<_>>().join(", ") })
+            }
         }
     }
 }

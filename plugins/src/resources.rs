@@ -66,9 +66,7 @@ impl ResourceId {
 
 fn registry() -> &'static RwLock<Vec<String>> {
     static NAMES: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
-    NAMES.get_or_init(|| {
-        RwLock::new(vec!["cpu".to_string(), "memory".to_string(), "ephemeral-storage".to_string()])
-    })
+    NAMES.get_or_init(|| RwLock::new(vec!["cpu".to_string(), "memory".to_string(), "ephemeral-storage".to_string()]))
 }
 
 /// Errors from the resource registry.

@@ -85,11 +85,7 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.reasons.is_empty() {
-            write!(f, "{:?}", self.code)
-        } else {
-            f.write_str(&self.reasons.join(", "))
-        }
+        if self.reasons.is_empty() { write!(f, "{:?}", self.code) } else { f.write_str(&self.reasons.join(", ")) }
     }
 }
 

@@ -82,7 +82,11 @@ pub struct ScoringStrategy {
 
 impl Default for ScoringStrategy {
     fn default() -> Self {
-        ScoringStrategy { kind: ScoringStrategyType::LeastAllocated, resources: default_resources(), requested_to_capacity_ratio: None }
+        ScoringStrategy {
+            kind: ScoringStrategyType::LeastAllocated,
+            resources: default_resources(),
+            requested_to_capacity_ratio: None,
+        }
     }
 }
 
@@ -116,7 +120,10 @@ impl ScoredResources {
         let mut out = Vec::with_capacity(specs.len());
         for s in specs {
             if s.weight <= 0 || s.weight > 100 {
-                return Err(PluginError::bad_args(plugin, format!("resources[{}].weight must be in 1..=100, got {}", s.name, s.weight)));
+                return Err(PluginError::bad_args(
+                    plugin,
+                    format!("resources[{}].weight must be in 1..=100, got {}", s.name, s.weight),
+                ));
             }
             let id = ResourceId::of(&s.name).map_err(|e| PluginError::bad_args(plugin, e.to_string()))?;
             out.push((id, s.weight));
@@ -153,7 +160,10 @@ impl NodeResourcesFit {
         let shape = match (&args.scoring_strategy.requested_to_capacity_ratio, strategy) {
             (Some(p), ScoringStrategyType::RequestedToCapacityRatio) => validate_shape(&p.shape)?,
             (None, ScoringStrategyType::RequestedToCapacityRatio) => {
-                return Err(PluginError::bad_args(NAME, "scoringStrategy.requestedToCapacityRatio is required for RequestedToCapacityRatio"));
+                return Err(PluginError::bad_args(
+                    NAME,
+                    "scoringStrategy.requestedToCapacityRatio is required for RequestedToCapacityRatio",
+                ));
             }
             _ => Vec::new(),
         };
@@ -164,11 +174,12 @@ impl NodeResourcesFit {
         if id.index() < 3 {
             return false;
         }
-        self.ignored[id.index()] || (!self.ignored_groups.is_empty() && {
-            let name = id.name();
-            let group = name.split('/').next().unwrap_or("");
-            self.ignored_groups.iter().any(|g| g == group)
-        })
+        self.ignored[id.index()]
+            || (!self.ignored_groups.is_empty() && {
+                let name = id.name();
+                let group = name.split('/').next().unwrap_or("");
+                self.ignored_groups.iter().any(|g| g == group)
+            })
     }
 }
 
@@ -179,7 +190,10 @@ fn validate_shape(shape: &[UtilizationShapePoint]) -> Result<Vec<(i64, i64)>, Pl
     let mut prev = -1;
     for (i, p) in shape.iter().enumerate() {
         if !(0..=100).contains(&p.utilization) || !(0..=10).contains(&p.score) {
-            return Err(PluginError::bad_args(NAME, format!("shape[{i}]: utilization must be 0..=100 and score 0..=10")));
+            return Err(PluginError::bad_args(
+                NAME,
+                format!("shape[{i}]: utilization must be 0..=100 and score 0..=10"),
+            ));
         }
         if p.utilization <= prev {
             return Err(PluginError::bad_args(NAME, format!("shape[{i}].utilization must increase")));
@@ -361,8 +375,16 @@ mod tests {
         let ni = node_info(0, node("n", 1000, GI), vec![]);
         let p = Pod::new("default", "g", with_resource(ResourceVec::ZERO, "example.com/foo", 1));
         assert!(!default_fit().filter(&CycleState::new(), &p, &ni).is_success());
-        assert!(fit(serde_json::json!({"ignoredResources": ["example.com/foo"]})).filter(&CycleState::new(), &p, &ni).is_success());
-        assert!(fit(serde_json::json!({"ignoredResourceGroups": ["example.com"]})).filter(&CycleState::new(), &p, &ni).is_success());
+        assert!(
+            fit(serde_json::json!({"ignoredResources": ["example.com/foo"]}))
+                .filter(&CycleState::new(), &p, &ni)
+                .is_success()
+        );
+        assert!(
+            fit(serde_json::json!({"ignoredResourceGroups": ["example.com"]}))
+                .filter(&CycleState::new(), &p, &ni)
+                .is_success()
+        );
     }
 
     // Upstream's documented LeastAllocated example: node 4000m/10000, pod 3000m/5000 on an
@@ -404,10 +426,14 @@ mod tests {
 
     #[test]
     fn bad_args_name_the_field() {
-        let bad: Result<NodeResourcesFitArgs, _> = serde_json::from_value(serde_json::json!({"scoringStrategy": {"type": "Bogus"}}));
+        let bad: Result<NodeResourcesFitArgs, _> =
+            serde_json::from_value(serde_json::json!({"scoringStrategy": {"type": "Bogus"}}));
         assert!(bad.is_err());
         let e = NodeResourcesFit::from_args(NodeResourcesFitArgs {
-            scoring_strategy: ScoringStrategy { resources: vec![ResourceSpec { name: "cpu".into(), weight: 0 }], ..Default::default() },
+            scoring_strategy: ScoringStrategy {
+                resources: vec![ResourceSpec { name: "cpu".into(), weight: 0 }],
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert!(matches!(e, Err(PluginError::BadArgs { message, .. }) if message.contains("weight")));

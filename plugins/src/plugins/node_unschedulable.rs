@@ -40,7 +40,8 @@ impl FilterPlugin for NodeUnschedulable {
         if !node.node.unschedulable {
             return Status::success();
         }
-        let taint = Taint { key: Sym::new(UNSCHEDULABLE_TAINT_KEY), value: Sym::new(""), effect: TaintEffect::NoSchedule };
+        let taint =
+            Taint { key: Sym::new(UNSCHEDULABLE_TAINT_KEY), value: Sym::new(""), effect: TaintEffect::NoSchedule };
         if pod.tolerations.iter().any(|t| t.tolerates(&taint)) {
             Status::success()
         } else {

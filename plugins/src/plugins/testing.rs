@@ -1,4 +1,5 @@
 //! Small builders for plugin unit tests.
+#![allow(dead_code, reason = "a builder kit: not every test uses every builder")]
 
 use std::sync::Arc;
 
@@ -78,4 +79,41 @@ pub fn snapshot(nodes: Vec<(Node, Vec<Pod>)>, keys: &[&str]) -> Snapshot {
         s.set_node(Arc::new(node_info(i as NodeId, n, pods)));
     }
     s
+}
+
+/// A selector requiring each `key=value` (upstream `matchLabels`).
+pub fn match_labels(pairs: &[(&str, &str)]) -> crate::labels::LabelSelector {
+    crate::labels::LabelSelector::from_match_labels(&LabelSet::from_pairs(pairs.iter().copied()))
+}
+
+/// A spread constraint with upstream's defaults: no minDomains, nodeAffinityPolicy Honor,
+/// nodeTaintsPolicy Ignore.
+pub fn spread_constraint(
+    max_skew: i32,
+    key: &str,
+    when: crate::model::WhenUnsatisfiable,
+    selector: Option<crate::labels::LabelSelector>,
+) -> crate::model::SpreadConstraint {
+    use crate::model::{InclusionPolicy, SpreadConstraint};
+    SpreadConstraint {
+        max_skew,
+        topology_key: Sym::new(key),
+        when_unsatisfiable: when,
+        selector,
+        min_domains: None,
+        node_affinity_policy: InclusionPolicy::Honor,
+        node_taints_policy: InclusionPolicy::Ignore,
+    }
+}
+
+/// A pod affinity term over `key` looking in the pod's own namespace.
+pub fn affinity_term(key: &str, selector: Option<crate::labels::LabelSelector>) -> crate::model::AffinityTerm {
+    use crate::model::{AffinityTerm, NamespaceScope};
+    AffinityTerm { selector, namespaces: NamespaceScope { names: vec![], selector: None }, topology_key: Sym::new(key) }
+}
+
+/// Moves a pod to namespace `ns`.
+pub fn in_namespace(mut pod: Pod, ns: &str) -> Pod {
+    pod.namespace = Sym::new(ns);
+    pod
 }

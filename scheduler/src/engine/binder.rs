@@ -1,0 +1,112 @@
+//! The binder: the single committer. It accepts a placement on a node that did not change
+//! since the worker looked without re-running Filter, re-checks a moved node (or a pod whose
+//! constraints reach across nodes) against the live state, and commits a unit whole or not
+//! at all.
+
+use std::sync::Arc;
+
+use tessera_plugins::framework::{CycleState, Profile};
+use tessera_plugins::model::Pod;
+use tessera_plugins::nodeinfo::NodeId;
+
+use super::state::ClusterState;
+use super::worker::Proposal;
+
+/// The binder's answer to a proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every pod is placed (assumed) in the live state.
+    Accepted,
+    /// Nothing changed; the unit goes back to the queue.
+    Rejected {
+        /// The node whose live state refused its pod.
+        node: NodeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Counters for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BinderStats {
+    /// Proposals accepted.
+    pub accepted: u64,
+    /// Proposals rejected (conflicts).
+    pub rejected: u64,
+    /// Placements accepted without re-filtering.
+    pub fast_path: u64,
+    /// Placements re-filtered on live state.
+    pub rechecked: u64,
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct Binder {
+    /// Counters.
+    pub stats: BinderStats,
+}
+
+impl Binder {
+    /// A binder.
+    pub fn new() -> Binder {
+        Binder::default()
+    }
+
+    /// Commits `proposal` to `state` whole, or changes nothing.
+    pub fn commit(&mut self, state: &mut ClusterState, profile: &Profile, proposal: &Proposal) -> Verdict {
+        let mut placed: Vec<&Arc<Pod>> = Vec::with_capacity(proposal.placements.len());
+        for (pod, p) in proposal.unit.pods.iter().zip(&proposal.placements) {
+            if let Err(reason) =
+                self.check(state, profile, pod, p.node, p.seen_generation, proposal.snapshot_generation)
+            {
+                for done in placed {
+                    state.unplace(&done.key());
+                }
+                self.stats.rejected += 1;
+                return Verdict::Rejected { node: p.node, reason };
+            }
+            if let Err(e) = state.place(pod.clone(), p.node) {
+                for done in placed {
+                    state.unplace(&done.key());
+                }
+                self.stats.rejected += 1;
+                return Verdict::Rejected { node: p.node, reason: e.to_string() };
+            }
+            placed.push(pod);
+        }
+        self.stats.accepted += 1;
+        Verdict::Accepted
+    }
+
+    /// Whether `pod` may go on node `id` of the live state.
+    fn check(
+        &mut self,
+        state: &ClusterState,
+        profile: &Profile,
+        pod: &Pod,
+        id: NodeId,
+        seen: u64,
+        snapshot_gen: u64,
+    ) -> Result<(), String> {
+        let live = state.snapshot();
+        let Some(node) = live.node(id) else {
+            return Err(format!("node #{id} no longer exists"));
+        };
+        let cross_node = pod.has_cross_node_constraints() || state.has_anti_affinity_pods();
+        if node.generation == seen && !(cross_node && state.generation() != snapshot_gen) {
+            self.stats.fast_path += 1;
+            return Ok(());
+        }
+        self.stats.rechecked += 1;
+        let mut cycle = CycleState::new();
+        match profile.run_pre_filter(&mut cycle, pod, live) {
+            Ok(Some(nodes)) if !nodes.contains(&id) => {
+                return Err(format!("node {} is no longer a candidate", node.name()));
+            }
+            Ok(_) => {}
+            Err(s) => return Err(s.to_string()),
+        }
+        let s = profile.run_filter(&cycle, pod, node);
+        if s.is_success() { Ok(()) } else { Err(format!("node {}: {s}", node.name())) }
+    }
+}

@@ -1,0 +1,374 @@
+//! The engine: cluster state, queue, workers and binder, driven either step by step (the
+//! simulator, deterministic whatever the thread count) or by K worker threads racing over
+//! their own snapshots (the live scheduler and `tessera bench`).
+//!
+//! Both drives share every piece — [`worker::Worker::schedule`] proposes, [`binder::Binder::commit`]
+//! decides — and differ only in who calls them and on which clock.
+
+pub mod algorithm;
+pub mod binder;
+pub mod queue;
+pub mod rng;
+pub mod state;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+use tessera_plugins::framework::Profile;
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::{Node, Pod, PodKey};
+
+use self::binder::{Binder, BinderStats, Verdict};
+use self::queue::{BackoffPolicy, SchedulingQueue, Unit};
+use self::state::{ClusterState, StateError};
+use self::worker::{Attempt, Worker};
+
+/// How the engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Worker count for the parallel drive (the step drive uses one worker).
+    pub workers: usize,
+    /// Seed for tie-breaking.
+    pub seed: u64,
+    /// Evaluate Filter over chunks of nodes in parallel within one pod.
+    pub parallel_filter: bool,
+    /// Queue backoff.
+    pub backoff: BackoffPolicy,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { workers: 1, seed: 0, parallel_filter: false, backoff: BackoffPolicy::default() }
+    }
+}
+
+/// What became of a unit in one scheduling attempt.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// A pod was placed (assumed; the driver writes the binding).
+    Bound {
+        /// The pod.
+        pod: Arc<Pod>,
+        /// Its node.
+        node: Sym,
+        /// Attempts it took.
+        attempts: u32,
+        /// When it was first queued.
+        queued_at: f64,
+        /// When it was placed.
+        at: f64,
+    },
+    /// A unit fit nowhere; it is parked until a cluster event.
+    Unschedulable {
+        /// Its pods.
+        pods: Vec<Arc<Pod>>,
+        /// The message a pending pod's `PodScheduled` condition shows.
+        message: String,
+        /// Attempts so far.
+        attempts: u32,
+        /// When.
+        at: f64,
+    },
+}
+
+/// What happened to a pod given to [`Engine::add_pod`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Queued for scheduling.
+    Queued,
+    /// Already running on its `spec.nodeName`; accounted on that node.
+    Running,
+    /// Its `schedulerName` belongs to no profile: not ours.
+    NotOurs,
+}
+
+/// Counters for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Binder counters.
+    pub binder: BinderStats,
+    /// Scheduling attempts (proposals and failures).
+    pub attempts: u64,
+}
+
+/// The scheduling engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    state: ClusterState,
+    queue: SchedulingQueue,
+    profiles: Vec<Arc<Profile>>,
+    by_scheduler: HashMap<Sym, usize>,
+    binder: Binder,
+    workers: Vec<Worker>,
+    answered: Vec<u64>,
+    attempts: u64,
+}
+
+impl Engine {
+    /// An engine with `profiles` (at least one) and `opts`.
+    pub fn new(profiles: Vec<Profile>, opts: EngineOptions) -> Engine {
+        let profiles: Vec<Arc<Profile>> = profiles.into_iter().map(Arc::new).collect();
+        let by_scheduler = profiles.iter().enumerate().map(|(i, p)| (Sym::new(&p.scheduler_name), i)).collect();
+        let k = opts.workers.max(1);
+        let mut state = ClusterState::new();
+        for key in profiles.iter().flat_map(|p| p.plugins()).flat_map(|p| p.topology_keys()) {
+            state.track_topology_key(key);
+        }
+        Engine {
+            state,
+            queue: SchedulingQueue::new(opts.backoff),
+            profiles,
+            by_scheduler,
+            binder: Binder::new(),
+            workers: (0..k).map(|i| Worker::new(i, opts.seed, opts.parallel_filter)).collect(),
+            answered: vec![0; k],
+            attempts: 0,
+        }
+    }
+
+    /// The live cluster state.
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &SchedulingQueue {
+        &self.queue
+    }
+
+    /// The profiles.
+    pub fn profiles(&self) -> &[Arc<Profile>] {
+        &self.profiles
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats { binder: self.binder.stats, attempts: self.attempts }
+    }
+
+    /// Adds or updates a node; parked pods get another chance.
+    pub fn upsert_node(&mut self, node: Node, now: f64) {
+        self.state.upsert_node(node);
+        self.queue.move_all_to_active_or_backoff(now);
+    }
+
+    /// Removes a node. Pods that were on it are returned (their controllers would recreate
+    /// them; the engine does not requeue them itself).
+    pub fn remove_node(&mut self, name: Sym) -> Vec<Arc<Pod>> {
+        self.state.remove_node(name)
+    }
+
+    /// Replaces the namespace table (for namespace selectors).
+    pub fn set_namespaces(&mut self, namespaces: HashMap<Sym, tessera_plugins::labels::LabelSet>) {
+        self.state.set_namespaces(namespaces);
+    }
+
+    /// Takes in a pod: queues it, or accounts it where it already runs.
+    pub fn add_pod(&mut self, pod: Arc<Pod>, now: f64) -> Result<Admission, StateError> {
+        if pod.node_name.is_some() {
+            self.state.place_on_named_node(pod)?;
+            return Ok(Admission::Running);
+        }
+        let Some(&profile) = self.by_scheduler.get(&pod.scheduler_name) else {
+            return Ok(Admission::NotOurs);
+        };
+        self.state.track_keys_of(&pod);
+        let seq = self.queue.next_seq();
+        self.queue.push_active(Unit::single(pod, profile, now, seq));
+        Ok(Admission::Queued)
+    }
+
+    /// A pod is gone (finished or deleted): frees its node or drops it from the queue, and
+    /// gives parked pods another chance.
+    pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
+        let placed = self.state.unplace(key).is_some();
+        let queued = !placed && self.queue.remove_pod(key);
+        if placed {
+            self.queue.move_all_to_active_or_backoff(now);
+        }
+        placed || queued
+    }
+
+    /// Step drive: schedules active units one at a time until none is ready at `now`.
+    /// Deterministic: the placements do not depend on thread count.
+    pub fn schedule_pending(&mut self, now: f64) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        while let Some(unit) = self.queue.pop(now) {
+            self.workers[0].refresh(&self.state, self.answered[0]);
+            let profile = self.profiles[unit.profile].clone();
+            let attempt = self.workers[0].schedule(&profile, unit);
+            self.attempts += 1;
+            if let Attempt::Proposed(p) = &attempt {
+                self.answered[0] = p.seq;
+            }
+            let resolved = resolve(&mut self.binder, &mut self.state, &self.profiles, attempt, &mut self.queue, now);
+            out.extend(resolved.outcomes);
+        }
+        out
+    }
+
+    /// Parallel drive: K worker threads race over their own snapshots while this thread
+    /// binds, until every unit active at the start is placed or found unschedulable.
+    /// `clock` gives the time for latencies.
+    pub fn run_parallel(&mut self, clock: &(dyn Fn() -> f64 + Sync)) -> Vec<Outcome> {
+        let k = self.workers.len();
+        let shared = RwLock::new(Shared { state: std::mem::take(&mut self.state), answered: self.answered.clone() });
+        let queue = Mutex::new(std::mem::take(&mut self.queue));
+        let outstanding = AtomicUsize::new(queue.lock().active_len());
+        let (tx, rx) = crossbeam_channel::bounded::<Attempt>(k * 64);
+        let profiles = &self.profiles;
+        let mut outcomes = Vec::new();
+        std::thread::scope(|s| {
+            for w in self.workers.iter_mut() {
+                let tx = tx.clone();
+                let lanes = Lanes { shared: &shared, queue: &queue, outstanding: &outstanding };
+                s.spawn(move || worker_loop(w, profiles, lanes, tx, clock));
+            }
+            drop(tx);
+            let lanes = Lanes { shared: &shared, queue: &queue, outstanding: &outstanding };
+            outcomes = binder_loop(&mut self.binder, profiles, lanes, rx, clock, &mut self.attempts);
+        });
+        let shared = shared.into_inner();
+        self.state = shared.state;
+        self.answered = shared.answered;
+        self.queue = queue.into_inner();
+        outcomes
+    }
+}
+
+struct Shared {
+    state: ClusterState,
+    answered: Vec<u64>,
+}
+
+#[derive(Clone, Copy)]
+struct Lanes<'a> {
+    shared: &'a RwLock<Shared>,
+    queue: &'a Mutex<SchedulingQueue>,
+    outstanding: &'a AtomicUsize,
+}
+
+fn worker_loop(
+    w: &mut Worker,
+    profiles: &[Arc<Profile>],
+    lanes: Lanes<'_>,
+    tx: Sender<Attempt>,
+    clock: &(dyn Fn() -> f64 + Sync),
+) {
+    while lanes.outstanding.load(Ordering::Acquire) > 0 {
+        let Some(unit) = lanes.queue.lock().pop(clock()) else {
+            std::thread::yield_now();
+            continue;
+        };
+        {
+            let sh = lanes.shared.read();
+            w.refresh(&sh.state, sh.answered[w.id()]);
+        }
+        let attempt = w.schedule(&profiles[unit.profile], unit);
+        if tx.send(attempt).is_err() {
+            return;
+        }
+    }
+}
+
+/// Proposals answered per write-lock hold: enough to amortise the lock, few enough that
+/// workers refreshing do not wait long.
+const BIND_BATCH: usize = 64;
+
+fn binder_loop(
+    binder: &mut Binder,
+    profiles: &[Arc<Profile>],
+    lanes: Lanes<'_>,
+    rx: Receiver<Attempt>,
+    clock: &(dyn Fn() -> f64 + Sync),
+    attempts: &mut u64,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut batch = Vec::with_capacity(BIND_BATCH);
+    while lanes.outstanding.load(Ordering::Acquire) > 0 {
+        match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+            Ok(a) => batch.push(a),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        while batch.len() < BIND_BATCH {
+            match rx.try_recv() {
+                Ok(a) => batch.push(a),
+                Err(_) => break,
+            }
+        }
+        let now = clock();
+        let mut sh = lanes.shared.write();
+        let mut queue = lanes.queue.lock();
+        for attempt in batch.drain(..) {
+            *attempts += 1;
+            if let Attempt::Proposed(p) = &attempt {
+                sh.answered[p.worker] = p.seq;
+            }
+            let resolved = resolve(binder, &mut sh.state, profiles, attempt, &mut queue, now);
+            lanes.outstanding.fetch_sub(resolved.finished, Ordering::AcqRel);
+            outcomes.extend(resolved.outcomes);
+        }
+    }
+    outcomes
+}
+
+struct Resolved {
+    outcomes: Vec<Outcome>,
+    /// Units that reached a final state for this run (placed or parked).
+    finished: usize,
+}
+
+/// Applies a worker's attempt: commit (or requeue on conflict), or park as unschedulable.
+fn resolve(
+    binder: &mut Binder,
+    state: &mut ClusterState,
+    profiles: &[Arc<Profile>],
+    attempt: Attempt,
+    queue: &mut SchedulingQueue,
+    now: f64,
+) -> Resolved {
+    match attempt {
+        Attempt::Proposed(p) => match binder.commit(state, &profiles[p.unit.profile], &p) {
+            Verdict::Accepted => {
+                let attempts = p.unit.attempts + 1;
+                let outcomes = p
+                    .unit
+                    .pods
+                    .iter()
+                    .zip(&p.placements)
+                    .map(|(pod, pl)| Outcome::Bound {
+                        pod: pod.clone(),
+                        node: state.snapshot().node(pl.node).map_or_else(|| Sym::new(""), |n| n.name()),
+                        attempts,
+                        queued_at: p.unit.queued_at,
+                        at: now,
+                    })
+                    .collect();
+                Resolved { outcomes, finished: 1 }
+            }
+            Verdict::Rejected { .. } => {
+                // A conflict is not the unit's fault: straight back to the active queue.
+                let mut unit = p.unit;
+                unit.attempts += 1;
+                queue.push_active(unit);
+                Resolved { outcomes: Vec::new(), finished: 0 }
+            }
+        },
+        Attempt::Unschedulable { mut unit, diagnosis } => {
+            unit.attempts += 1;
+            let message = diagnosis.message();
+            unit.last_failure = Some(message.clone());
+            let outcome = Outcome::Unschedulable { pods: unit.pods.clone(), message, attempts: unit.attempts, at: now };
+            queue.park_unschedulable(unit, now);
+            Resolved { outcomes: vec![outcome], finished: 1 }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,291 @@
+//! The scheduling queue: active (priority, then age), backoff, and unschedulable, with
+//! upstream's semantics at *unit* granularity (a unit is a lone pod or a whole gang).
+//!
+//! A unit that failed goes to the unschedulable pool until a cluster event that could make it
+//! fit (a node added or changed, a pod leaving) moves it back; it then waits out its backoff
+//! (initial × 2^(attempts−1), capped) before it is active again. Time is seconds on whatever
+//! clock the driver uses: real in the live scheduler, virtual in the simulator.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use tessera_plugins::model::{Pod, PodKey};
+
+/// A unit of scheduling: one pod, or every member of a gang.
+#[derive(Clone, Debug)]
+pub struct Unit {
+    /// The pods, scheduled together (all or nothing).
+    pub pods: Vec<Arc<Pod>>,
+    /// Queue priority (the pods' priority).
+    pub priority: i32,
+    /// When the unit first entered the queue (seconds).
+    pub queued_at: f64,
+    /// Arrival order, breaking ties between equal priority and time.
+    pub seq: u64,
+    /// Scheduling attempts so far.
+    pub attempts: u32,
+    /// Index of the profile that schedules it.
+    pub profile: usize,
+    /// The last reason it failed, for the pending pod's condition.
+    pub last_failure: Option<String>,
+}
+
+impl Unit {
+    /// A unit of one pod.
+    pub fn single(pod: Arc<Pod>, profile: usize, queued_at: f64, seq: u64) -> Unit {
+        Unit { priority: pod.priority, pods: vec![pod], queued_at, seq, attempts: 0, profile, last_failure: None }
+    }
+
+    /// The key of the unit's first pod, naming the unit.
+    pub fn key(&self) -> Option<PodKey> {
+        self.pods.first().map(|p| p.key())
+    }
+}
+
+struct Active(Unit);
+
+impl PartialEq for Active {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Active {}
+impl PartialOrd for Active {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Active {
+    /// Max-heap order: higher priority, then earlier arrival, is "greater" (PrioritySort).
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0
+            .priority
+            .cmp(&other.0.priority)
+            .then_with(|| other.0.queued_at.total_cmp(&self.0.queued_at))
+            .then_with(|| other.0.seq.cmp(&self.0.seq))
+    }
+}
+
+struct Backoff(f64, Unit);
+
+impl PartialEq for Backoff {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Backoff {}
+impl PartialOrd for Backoff {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Backoff {
+    /// Min-heap on ready time.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then_with(|| other.1.seq.cmp(&self.1.seq))
+    }
+}
+
+/// Backoff settings (upstream defaults 1 s and 10 s).
+#[derive(Clone, Copy, Debug)]
+pub struct BackoffPolicy {
+    /// The first backoff.
+    pub initial_s: f64,
+    /// The cap.
+    pub max_s: f64,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy { initial_s: 1.0, max_s: 10.0 }
+    }
+}
+
+impl BackoffPolicy {
+    /// Backoff after `attempts` failed attempts.
+    pub fn duration(&self, attempts: u32) -> f64 {
+        let exp = attempts.saturating_sub(1).min(30);
+        (self.initial_s * f64::from(1u32 << exp)).min(self.max_s)
+    }
+}
+
+/// The three queues.
+#[derive(Default)]
+pub struct SchedulingQueue {
+    active: BinaryHeap<Active>,
+    backoff: BinaryHeap<Backoff>,
+    unschedulable: HashMap<u64, (f64, Unit)>,
+    policy: BackoffPolicy,
+    next_seq: u64,
+}
+
+impl std::fmt::Debug for SchedulingQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulingQueue")
+            .field("active", &self.active.len())
+            .field("backoff", &self.backoff.len())
+            .field("unschedulable", &self.unschedulable.len())
+            .finish()
+    }
+}
+
+impl SchedulingQueue {
+    /// An empty queue with `policy`.
+    pub fn new(policy: BackoffPolicy) -> SchedulingQueue {
+        SchedulingQueue { policy, ..Default::default() }
+    }
+
+    /// A fresh arrival sequence number.
+    pub fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Adds a unit to the active queue.
+    pub fn push_active(&mut self, unit: Unit) {
+        self.active.push(Active(unit));
+    }
+
+    /// The next unit to schedule, moving backoff units whose time has come first.
+    pub fn pop(&mut self, now: f64) -> Option<Unit> {
+        self.flush_backoff(now);
+        self.active.pop().map(|a| a.0)
+    }
+
+    /// Parks a unit that fit nowhere until a cluster event.
+    pub fn park_unschedulable(&mut self, unit: Unit, now: f64) {
+        self.unschedulable.insert(unit.seq, (now, unit));
+    }
+
+    /// Sends a unit to backoff (it failed for a reason that may pass by itself, e.g. a
+    /// conflict or an API error).
+    pub fn push_backoff(&mut self, unit: Unit, now: f64) {
+        let ready = now + self.policy.duration(unit.attempts.max(1));
+        self.backoff.push(Backoff(ready, unit));
+    }
+
+    /// A cluster event may let parked units fit: move them to backoff or, when their backoff
+    /// has passed, straight to active (upstream `MoveAllToActiveOrBackoffQueue`).
+    pub fn move_all_to_active_or_backoff(&mut self, now: f64) {
+        let mut parked: Vec<(f64, Unit)> = self.unschedulable.drain().map(|(_, v)| v).collect();
+        parked.sort_by_key(|(_, u)| u.seq);
+        for (since, unit) in parked {
+            let ready = since + self.policy.duration(unit.attempts.max(1));
+            if ready <= now {
+                self.push_active(unit);
+            } else {
+                self.backoff.push(Backoff(ready, unit));
+            }
+        }
+    }
+
+    /// Moves backoff units whose time has come to active.
+    pub fn flush_backoff(&mut self, now: f64) {
+        while self.backoff.peek().is_some_and(|b| b.0 <= now) {
+            if let Some(Backoff(_, unit)) = self.backoff.pop() {
+                self.push_active(unit);
+            }
+        }
+    }
+
+    /// When the next backoff unit becomes ready, if any.
+    pub fn next_backoff_ready(&self) -> Option<f64> {
+        self.backoff.peek().map(|b| b.0)
+    }
+
+    /// Removes every trace of pod `key` (deleted while pending). Returns whether it was queued.
+    pub fn remove_pod(&mut self, key: &PodKey) -> bool {
+        let before = self.len();
+        let keep = |u: &Unit| !u.pods.iter().any(|p| &p.key() == key);
+        self.active = std::mem::take(&mut self.active).into_iter().filter(|a| keep(&a.0)).collect();
+        self.backoff = std::mem::take(&mut self.backoff).into_iter().filter(|b| keep(&b.1)).collect();
+        self.unschedulable.retain(|_, (_, u)| keep(u));
+        self.len() != before
+    }
+
+    /// Units in the active queue.
+    pub fn active_len(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Units in every queue.
+    pub fn len(&self) -> usize {
+        self.active.len() + self.backoff.len() + self.unschedulable.len()
+    }
+
+    /// Whether every queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Units parked as unschedulable.
+    pub fn unschedulable_units(&self) -> impl Iterator<Item = &Unit> {
+        self.unschedulable.values().map(|(_, u)| u)
+    }
+
+    /// Units in backoff.
+    pub fn backoff_units(&self) -> impl Iterator<Item = &Unit> {
+        self.backoff.iter().map(|b| &b.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_plugins::resources::ResourceVec;
+
+    fn unit(q: &mut SchedulingQueue, name: &str, priority: i32, at: f64) -> Unit {
+        let mut p = Pod::new("default", name, ResourceVec::ZERO);
+        p.priority = priority;
+        let seq = q.next_seq();
+        Unit::single(Arc::new(p), 0, at, seq)
+    }
+
+    fn name(u: &Unit) -> String {
+        u.pods[0].name.to_string()
+    }
+
+    #[test]
+    fn active_is_priority_then_age() {
+        let mut q = SchedulingQueue::new(BackoffPolicy::default());
+        for (n, p, t) in [("late-low", 0, 2.0), ("early-low", 0, 1.0), ("high", 10, 3.0)] {
+            let u = unit(&mut q, n, p, t);
+            q.push_active(u);
+        }
+        let order: Vec<String> = std::iter::from_fn(|| q.pop(0.0)).map(|u| name(&u)).collect();
+        assert_eq!(order, ["high", "early-low", "late-low"]);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = BackoffPolicy::default();
+        assert_eq!([1, 2, 3, 4, 5, 9].map(|a| p.duration(a)), [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]);
+    }
+
+    #[test]
+    fn parked_units_return_only_after_an_event_and_their_backoff() {
+        let mut q = SchedulingQueue::new(BackoffPolicy::default());
+        let mut u = unit(&mut q, "p", 0, 0.0);
+        u.attempts = 2;
+        q.park_unschedulable(u, 10.0);
+        assert!(q.pop(100.0).is_none(), "parked units wait for an event");
+        q.move_all_to_active_or_backoff(11.0);
+        assert!(q.pop(11.0).is_none(), "still backing off (2 s from 10 s)");
+        assert_eq!(q.next_backoff_ready(), Some(12.0));
+        assert!(q.pop(12.0).is_some());
+    }
+
+    #[test]
+    fn removing_a_pod_clears_it_everywhere() {
+        let mut q = SchedulingQueue::new(BackoffPolicy::default());
+        let a = unit(&mut q, "a", 0, 0.0);
+        let b = unit(&mut q, "b", 0, 0.0);
+        let key = a.pods[0].key();
+        q.push_active(a);
+        q.park_unschedulable(b, 0.0);
+        assert!(q.remove_pod(&key));
+        assert_eq!(q.len(), 1);
+        assert!(!q.remove_pod(&key));
+    }
+}

@@ -1,0 +1,320 @@
+//! `ClusterState`: the live truth inside the process, and the change log that lets every
+//! worker refresh its snapshot in O(changed nodes).
+//!
+//! The state owns a [`Snapshot`] (the "master" copy that the binder reads and writes) plus a
+//! generation counter. Every change to a node stamps it with the next generation and appends
+//! `(generation, node)` to a log; a worker whose snapshot is at generation `g` copies exactly
+//! the nodes logged after `g`. The log is compacted to one entry per node when it grows past
+//! twice the node count, so it never outgrows the cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::LabelSet;
+use tessera_plugins::model::{Node, Pod, PodKey};
+use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
+use tessera_plugins::snapshot::Snapshot;
+use thiserror::Error;
+
+/// Errors changing the cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StateError {
+    /// A pod names a node the state does not have.
+    #[error("pod {pod}: node {node} does not exist")]
+    NoSuchNode {
+        /// The pod.
+        pod: PodKey,
+        /// The node it names.
+        node: Sym,
+    },
+    /// A pod is already on a node; binding it again would count it twice.
+    #[error("pod {pod} is already on node {node}")]
+    AlreadyPlaced {
+        /// The pod.
+        pod: PodKey,
+        /// Where it is.
+        node: Sym,
+    },
+}
+
+/// The live cluster: nodes with their pods, namespaces, and the change log.
+#[derive(Debug, Default)]
+pub struct ClusterState {
+    master: Snapshot,
+    generation: u64,
+    log: Vec<(u64, NodeId)>,
+    placed: HashMap<PodKey, NodeId>,
+    free_ids: Vec<NodeId>,
+    next_id: NodeId,
+    /// How many pods with required anti-affinity are placed; while any are, every placement
+    /// can be invalidated by a commit on another node.
+    anti_affinity_pods: usize,
+}
+
+impl ClusterState {
+    /// An empty cluster.
+    pub fn new() -> ClusterState {
+        ClusterState::default()
+    }
+
+    /// The live snapshot (read it, never hold it across a mutation).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.master
+    }
+
+    /// The current generation: bumped by every change.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether placed pods carry required anti-affinity (see the field).
+    pub fn has_anti_affinity_pods(&self) -> bool {
+        self.anti_affinity_pods > 0
+    }
+
+    /// The node a pod is placed on.
+    pub fn node_of(&self, key: &PodKey) -> Option<NodeId> {
+        self.placed.get(key).copied()
+    }
+
+    /// Number of placed pods.
+    pub fn placed_count(&self) -> usize {
+        self.placed.len()
+    }
+
+    /// Adds a node, or replaces the node of the same name keeping its pods. Returns its id.
+    pub fn upsert_node(&mut self, node: Node) -> NodeId {
+        let node = Arc::new(node);
+        let info = match self.master.node_by_name(node.name) {
+            Some(old) => {
+                let mut info = NodeInfo::clone(old);
+                info.node = node;
+                info
+            }
+            None => NodeInfo::new(self.allocate_id(), node),
+        };
+        let id = info.id;
+        self.master.set_node(Arc::new(info));
+        self.touch(id);
+        id
+    }
+
+    /// Removes a node by name, returning the pods that were on it (now unplaced).
+    pub fn remove_node(&mut self, name: Sym) -> Vec<Arc<Pod>> {
+        let Some(id) = self.master.node_id(name) else { return Vec::new() };
+        let Some(old) = self.master.remove_node(id) else { return Vec::new() };
+        for p in &old.pods {
+            self.forget(p);
+        }
+        self.free_ids.push(id);
+        self.bump(id);
+        old.pods.clone()
+    }
+
+    /// Replaces the namespace table.
+    pub fn set_namespaces(&mut self, namespaces: HashMap<Sym, LabelSet>) {
+        self.master.set_namespaces(Arc::new(namespaces));
+    }
+
+    /// Makes the topology index count domains of `key` (for spread and affinity).
+    pub fn track_topology_key(&mut self, key: Sym) {
+        self.master.track_topology_key(key);
+    }
+
+    /// Tracks every topology key `pod`'s constraints use.
+    pub fn track_keys_of(&mut self, pod: &Pod) {
+        for k in topology_keys(pod) {
+            self.track_topology_key(k);
+        }
+    }
+
+    /// Places `pod` on node `id` (assume or bind).
+    pub fn place(&mut self, pod: Arc<Pod>, id: NodeId) -> Result<(), StateError> {
+        let key = pod.key();
+        if let Some(&at) = self.placed.get(&key) {
+            let node = self.master.node(at).map_or_else(|| Sym::new("?"), |n| n.name());
+            return Err(StateError::AlreadyPlaced { pod: key, node });
+        }
+        if self.master.node(id).is_none() {
+            return Err(StateError::NoSuchNode { pod: key, node: Sym::new(&format!("#{id}")) });
+        }
+        self.track_keys_of(&pod);
+        if !pod.pod_anti_affinity.required.is_empty() {
+            self.anti_affinity_pods += 1;
+        }
+        self.master.add_pod(id, pod);
+        self.placed.insert(key, id);
+        self.touch(id);
+        Ok(())
+    }
+
+    /// Places `pod` on the node it names in `spec.nodeName` (a pod already running).
+    pub fn place_on_named_node(&mut self, pod: Arc<Pod>) -> Result<NodeId, StateError> {
+        let name = pod.node_name.unwrap_or_else(|| Sym::new(""));
+        let id = self.master.node_id(name).ok_or_else(|| StateError::NoSuchNode { pod: pod.key(), node: name })?;
+        self.place(pod, id)?;
+        Ok(id)
+    }
+
+    /// Removes a placed pod (deleted, or an assumption undone). Returns it and its node.
+    pub fn unplace(&mut self, key: &PodKey) -> Option<(NodeId, Arc<Pod>)> {
+        let id = self.placed.remove(key)?;
+        let pod = self.master.remove_pod(id, key)?;
+        if !pod.pod_anti_affinity.required.is_empty() {
+            self.anti_affinity_pods -= 1;
+        }
+        self.touch(id);
+        Some((id, pod))
+    }
+
+    /// Brings `snap` (last refreshed at `*at`) up to date: copies the nodes changed since.
+    /// Returns the ids copied, so a worker can also re-apply its own pending picks.
+    pub fn refresh(&self, snap: &mut Snapshot, at: &mut u64) -> Vec<NodeId> {
+        if !Arc::ptr_eq(snap.namespaces(), self.master.namespaces()) {
+            snap.set_namespaces(self.master.namespaces().clone());
+        }
+        for key in self.master.topology().tracked_keys() {
+            snap.track_topology_key(key);
+        }
+        let start = self.log.partition_point(|(g, _)| *g <= *at);
+        let mut changed: Vec<NodeId> = self.log[start..].iter().map(|(_, id)| *id).collect();
+        changed.sort_unstable();
+        changed.dedup();
+        for &id in &changed {
+            self.copy_node(snap, id);
+        }
+        *at = self.generation;
+        changed
+    }
+
+    /// Resets node `id` of `snap` to the live version.
+    pub fn copy_node(&self, snap: &mut Snapshot, id: NodeId) {
+        match self.master.node(id) {
+            Some(n) => snap.set_node(n.clone()),
+            None => {
+                snap.remove_node(id);
+            }
+        }
+    }
+
+    fn allocate_id(&mut self) -> NodeId {
+        self.free_ids.pop().unwrap_or_else(|| {
+            self.next_id += 1;
+            self.next_id - 1
+        })
+    }
+
+    fn forget(&mut self, pod: &Pod) {
+        self.placed.remove(&pod.key());
+        if !pod.pod_anti_affinity.required.is_empty() {
+            self.anti_affinity_pods -= 1;
+        }
+    }
+
+    /// Stamps node `id` with a new generation and logs it.
+    fn touch(&mut self, id: NodeId) {
+        self.bump(id);
+        self.master.set_generation(id, self.generation);
+    }
+
+    fn bump(&mut self, id: NodeId) {
+        self.generation += 1;
+        self.log.push((self.generation, id));
+        if self.log.len() > 2 * self.master.num_nodes().max(1024) {
+            self.compact_log();
+        }
+    }
+
+    /// Keeps only each node's latest log entry; refresh results are unchanged because a
+    /// refresh copies a node's latest version whichever entry names it.
+    fn compact_log(&mut self) {
+        let mut latest: HashMap<NodeId, u64> = HashMap::with_capacity(self.log.len());
+        for &(g, id) in &self.log {
+            latest.insert(id, g);
+        }
+        self.log = latest.into_iter().map(|(id, g)| (g, id)).collect();
+        self.log.sort_unstable();
+    }
+}
+
+/// Every topology key a pod's own constraints name.
+pub fn topology_keys(pod: &Pod) -> impl Iterator<Item = Sym> + '_ {
+    let spread = pod.spread_constraints.iter().map(|c| c.topology_key);
+    let affinity =
+        pod.pod_affinity.required.iter().chain(pod.pod_anti_affinity.required.iter()).map(|t| t.topology_key);
+    let preferred =
+        pod.pod_affinity.preferred.iter().chain(pod.pod_anti_affinity.preferred.iter()).map(|w| w.term.topology_key);
+    spread.chain(affinity).chain(preferred)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_plugins::resources::ResourceVec;
+
+    fn node(name: &str) -> Node {
+        Node {
+            name: Sym::new(name),
+            labels: LabelSet::from_pairs([("kubernetes.io/hostname", name)]),
+            taints: vec![],
+            unschedulable: false,
+            allocatable: ResourceVec::cpu_mem(4000, 8 << 30),
+            allowed_pods: 110,
+            images: vec![],
+        }
+    }
+
+    #[test]
+    fn refresh_copies_only_changed_nodes() {
+        let mut st = ClusterState::new();
+        for i in 0..10 {
+            st.upsert_node(node(&format!("n{i}")));
+        }
+        let mut snap = Snapshot::new();
+        let mut at = 0;
+        assert_eq!(st.refresh(&mut snap, &mut at).len(), 10);
+        assert_eq!(snap.num_nodes(), 10);
+        let p = Arc::new(Pod::new("default", "p", ResourceVec::cpu_mem(100, 0)));
+        st.place(p.clone(), 3).unwrap();
+        assert_eq!(st.refresh(&mut snap, &mut at), vec![3]);
+        assert_eq!(snap.node(3).unwrap().requested, ResourceVec::cpu_mem(100, 0));
+        assert!(st.refresh(&mut snap, &mut at).is_empty());
+        assert!(st.place(p.clone(), 4).is_err(), "a pod is never placed twice");
+        st.unplace(&p.key());
+        assert_eq!(st.refresh(&mut snap, &mut at), vec![3]);
+        assert_eq!(snap.node(3).unwrap().requested, ResourceVec::ZERO);
+    }
+
+    #[test]
+    fn compaction_keeps_refresh_correct() {
+        let mut st = ClusterState::new();
+        st.upsert_node(node("a"));
+        st.upsert_node(node("b"));
+        let mut snap = Snapshot::new();
+        let mut at = 0;
+        st.refresh(&mut snap, &mut at);
+        for i in 0..5000 {
+            let p = Arc::new(Pod::new("default", &format!("p{i}"), ResourceVec::ZERO));
+            st.place(p.clone(), (i % 2) as NodeId).unwrap();
+            st.unplace(&p.key());
+        }
+        st.place(Arc::new(Pod::new("default", "last", ResourceVec::cpu_mem(1, 0))), 1).unwrap();
+        let changed = st.refresh(&mut snap, &mut at);
+        assert_eq!(changed, vec![0, 1]);
+        assert_eq!(snap.node(1).unwrap().pods.len(), 1);
+        assert_eq!(snap.node(0).unwrap().pods.len(), 0);
+    }
+
+    #[test]
+    fn removing_a_node_unplaces_its_pods() {
+        let mut st = ClusterState::new();
+        let id = st.upsert_node(node("a"));
+        let p = Arc::new(Pod::new("default", "p", ResourceVec::ZERO));
+        st.place(p.clone(), id).unwrap();
+        assert_eq!(st.remove_node(Sym::new("a")).len(), 1);
+        assert_eq!(st.node_of(&p.key()), None);
+        let id2 = st.upsert_node(node("b"));
+        assert_eq!(id2, id, "ids are reused");
+    }
+}

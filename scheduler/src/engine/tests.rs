@@ -1,0 +1,181 @@
+//! Engine tests: the drives agree, the binder never over-commits, conflicts change nothing.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use tessera_plugins::framework::{Profile, WeightedScore};
+use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::LabelSet;
+use tessera_plugins::model::{HostPort, Node, Pod};
+use tessera_plugins::registry::Registry;
+use tessera_plugins::resources::ResourceVec;
+
+use super::binder::{Binder, Verdict};
+use super::queue::Unit;
+use super::worker::{Attempt, Worker};
+use super::*;
+
+/// A small profile of resource and port plugins, built the way configuration builds one.
+pub(crate) fn test_profile() -> Profile {
+    let r = Registry::builtin();
+    let make = |n: &str| r.make(n, None).unwrap();
+    let fit = make("NodeResourcesFit");
+    let ports = make("NodePorts");
+    let name = make("NodeName");
+    Profile {
+        scheduler_name: "default-scheduler".into(),
+        pre_filter: vec![name.clone(), ports.clone()],
+        filter: vec![name, ports, fit.clone()],
+        score: vec![WeightedScore { plugin: fit, weight: 1 }],
+        ..Profile::default()
+    }
+}
+
+fn node(i: usize, cpu: i64, pods: u32) -> Node {
+    let name = format!("n{i}");
+    Node {
+        name: Sym::new(&name),
+        labels: LabelSet::from_pairs([("kubernetes.io/hostname", name.as_str())]),
+        taints: vec![],
+        unschedulable: false,
+        allocatable: ResourceVec::cpu_mem(cpu, 64 << 30),
+        allowed_pods: pods,
+        images: vec![],
+    }
+}
+
+fn pod(i: usize, cpu: i64, port: Option<u16>) -> Arc<Pod> {
+    let mut p = Pod::new("default", &format!("p{i}"), ResourceVec::cpu_mem(cpu, 1 << 20));
+    p.scheduler_name = Sym::new("default-scheduler");
+    if let Some(port) = port {
+        p.host_ports.push(HostPort { ip: None, protocol: Sym::new("TCP"), port });
+    }
+    Arc::new(p)
+}
+
+fn engine(nodes: &[Node], workers: usize) -> Engine {
+    let mut e = Engine::new(vec![test_profile()], EngineOptions { workers, seed: 7, ..EngineOptions::default() });
+    for n in nodes {
+        e.upsert_node(n.clone(), 0.0);
+    }
+    e
+}
+
+fn bound(outcomes: &[Outcome]) -> Vec<(Arc<Pod>, Sym)> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Bound { pod, node, .. } => Some((pod.clone(), *node)),
+            Outcome::Unschedulable { .. } => None,
+        })
+        .collect()
+}
+
+fn violations(nodes: &[Node], outcomes: &[Outcome]) -> usize {
+    let p = test_profile();
+    crate::verify::verify(nodes, &bound(outcomes), |_| Some(&p)).len()
+}
+
+#[test]
+fn step_drive_fills_then_reports_why() {
+    let nodes: Vec<Node> = (0..3).map(|i| node(i, 1000, 110)).collect();
+    let mut e = engine(&nodes, 1);
+    for i in 0..7 {
+        e.add_pod(pod(i, 500, None), 0.0).unwrap();
+    }
+    let out = e.schedule_pending(0.0);
+    assert_eq!(bound(&out).len(), 6);
+    let msgs: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Unschedulable { message, .. } => Some(message.as_str()),
+            Outcome::Bound { .. } => None,
+        })
+        .collect();
+    assert_eq!(msgs, ["0/3 nodes are available: 3 Insufficient cpu."]);
+    assert_eq!(violations(&nodes, &out), 0);
+    assert_eq!(e.queue().len(), 1, "the pod waits, parked");
+}
+
+#[test]
+fn a_departure_lets_a_parked_pod_in() {
+    let nodes = vec![node(0, 1000, 110)];
+    let mut e = engine(&nodes, 1);
+    e.add_pod(pod(0, 1000, None), 0.0).unwrap();
+    e.add_pod(pod(1, 1000, None), 0.0).unwrap();
+    assert_eq!(bound(&e.schedule_pending(0.0)).len(), 1);
+    // Upstream backoff runs from the failed attempt (t=0, 1 s for a first failure).
+    assert!(e.delete_pod(&pod(0, 0, None).key(), 0.5));
+    assert!(e.schedule_pending(0.5).is_empty(), "still in backoff right after the event");
+    let later = e.schedule_pending(1.0);
+    assert_eq!(bound(&later).len(), 1);
+}
+
+#[test]
+fn parallel_drive_is_deterministic_with_one_worker() {
+    let nodes: Vec<Node> = (0..50).map(|i| node(i, 8000, 110)).collect();
+    let run = || {
+        let mut e = engine(&nodes, 1);
+        for i in 0..400 {
+            e.add_pod(pod(i, 100 + (i as i64 % 7) * 100, None), 0.0).unwrap();
+        }
+        let out = e.run_parallel(&|| 0.0);
+        crate::bench::placement_hash(&bound(&out))
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_rejected_proposal_changes_nothing() {
+    let nodes = [node(0, 1000, 110)];
+    let mut state = state::ClusterState::new();
+    state.upsert_node(nodes[0].clone());
+    let profile = test_profile();
+    let mut a = Worker::new(0, 1, false);
+    let mut b = Worker::new(1, 1, false);
+    a.refresh(&state, 0);
+    b.refresh(&state, 0);
+    let pa = match a.schedule(&profile, Unit::single(pod(0, 800, None), 0, 0.0, 1)) {
+        Attempt::Proposed(p) => p,
+        Attempt::Unschedulable { .. } => panic!("fits"),
+    };
+    let pb = match b.schedule(&profile, Unit::single(pod(1, 800, None), 0, 0.0, 2)) {
+        Attempt::Proposed(p) => p,
+        Attempt::Unschedulable { .. } => panic!("fits in b's view"),
+    };
+    let mut binder = Binder::new();
+    assert_eq!(binder.commit(&mut state, &profile, &pa), Verdict::Accepted);
+    let before = state.snapshot().node(0).unwrap().requested;
+    let generation = state.generation();
+    assert!(matches!(binder.commit(&mut state, &profile, &pb), Verdict::Rejected { .. }));
+    assert_eq!(state.snapshot().node(0).unwrap().requested, before);
+    assert_eq!(state.generation(), generation);
+    // The loser's overlay is dropped on refresh once the binder has answered it.
+    b.refresh(&state, pb.seq);
+    assert_eq!(b.snapshot().node(0).unwrap().requested, before);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever the worker count, the binder never over-commits CPU, pod slots or host ports,
+    /// and every committed placement passes the Filters on the final state.
+    #[test]
+    fn binder_never_over_commits(
+        caps in prop::collection::vec((500i64..4000, 1u32..6), 1..12),
+        reqs in prop::collection::vec((100i64..1500, prop::option::of(8000u16..8003)), 1..80),
+        workers in 1usize..5,
+    ) {
+        let nodes: Vec<Node> = caps.iter().enumerate().map(|(i, (c, p))| node(i, *c, *p)).collect();
+        let mut e = engine(&nodes, workers);
+        for (i, (cpu, port)) in reqs.iter().enumerate() {
+            e.add_pod(pod(i, *cpu, *port), 0.0).unwrap();
+        }
+        let out = e.run_parallel(&|| 0.0);
+        prop_assert_eq!(violations(&nodes, &out), 0);
+        let placed = bound(&out).len();
+        prop_assert_eq!(placed, e.state().placed_count());
+        let failed: usize = out.iter().map(|o| match o { Outcome::Unschedulable { pods, .. } => pods.len(), _ => 0 }).sum();
+        prop_assert_eq!(placed + failed, reqs.len(), "every pod is placed or reported");
+    }
+}

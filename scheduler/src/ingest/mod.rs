@@ -1,0 +1,20 @@
+//! Kubernetes objects into Tessera's compact model, once per object.
+//!
+//! [`node()`] and [`pod()`] convert the k8s-openapi types into
+//! [`tessera_plugins::model`]'s `Node` and `Pod`, applying upstream's defaulting (limits as
+//! requests, sidecar-aware requests, overhead, priority from PriorityClasses) and validation,
+//! so that Filter and Score never parse a quantity or walk a container list. [`yaml`] reads
+//! Kubernetes YAML files into those types. Every error names the object (or the file and
+//! document) and the field path.
+
+pub mod error;
+pub mod node;
+pub mod pod;
+pub mod quantities;
+pub mod selectors;
+pub mod yaml;
+
+pub use error::IngestError;
+pub use node::node;
+pub use pod::{PodContext, pod};
+pub use yaml::{Objects, read_objects};

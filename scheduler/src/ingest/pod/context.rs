@@ -1,0 +1,196 @@
+//! What converting a pod needs from other objects: PriorityClasses, RuntimeClasses and
+//! Namespaces, each converted once when added.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::LabelSet;
+use tessera_plugins::resources::ResourceVec;
+
+use crate::ingest::error::{FieldError, FieldProblem, IngestError, ObjectRef};
+use crate::ingest::quantities::{Amounts, resource_list};
+use crate::ingest::selectors::label_set;
+use crate::ingest::yaml::Objects;
+
+/// The classes every API server creates at startup, so that pods may name them without the
+/// input defining them.
+const SYSTEM_PRIORITY_CLASSES: [(&str, i32); 2] =
+    [("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+
+/// Priority classes, runtime classes and namespace labels that pods are resolved against.
+#[derive(Clone, Debug)]
+pub struct PodContext {
+    priority_classes: HashMap<String, i32>,
+    /// The `globalDefault` class: (name, value).
+    global_default: Option<(String, i32)>,
+    runtime_overheads: HashMap<String, Amounts>,
+    namespaces: HashMap<Sym, LabelSet>,
+}
+
+impl Default for PodContext {
+    fn default() -> PodContext {
+        PodContext::new()
+    }
+}
+
+impl PodContext {
+    /// A context knowing only the built-in `system-node-critical` and
+    /// `system-cluster-critical` priority classes.
+    pub fn new() -> PodContext {
+        let priority_classes = SYSTEM_PRIORITY_CLASSES.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        PodContext {
+            priority_classes,
+            global_default: None,
+            runtime_overheads: HashMap::new(),
+            namespaces: HashMap::new(),
+        }
+    }
+
+    /// A context holding every PriorityClass, RuntimeClass and Namespace of `objects`.
+    pub fn from_objects(objects: &Objects) -> Result<PodContext, IngestError> {
+        let mut cx = PodContext::new();
+        for pc in &objects.priority_classes {
+            cx.add_priority_class(pc)?;
+        }
+        for rc in &objects.runtime_classes {
+            cx.add_runtime_class(rc)?;
+        }
+        for ns in &objects.namespaces {
+            cx.add_namespace(ns)?;
+        }
+        Ok(cx)
+    }
+
+    /// Adds (or replaces) a priority class. With several `globalDefault` classes the one of
+    /// lowest value is the default, as upstream's Priority admission picks.
+    pub fn add_priority_class(&mut self, pc: &PriorityClass) -> Result<(), IngestError> {
+        let object = || ObjectRef::cluster("PriorityClass", pc.metadata.name.as_deref());
+        let name = required_name(pc.metadata.name.as_deref()).map_err(|e| e.on(object()))?;
+        let value = pc.value.ok_or_else(|| FieldError::new("value", FieldProblem::Missing).on(object()))?;
+        self.priority_classes.insert(name.to_string(), value);
+        if self.global_default.as_ref().is_some_and(|(n, _)| n == name) {
+            self.global_default = None;
+        }
+        if pc.global_default == Some(true) && self.global_default.as_ref().is_none_or(|(_, v)| value < *v) {
+            self.global_default = Some((name.to_string(), value));
+        }
+        Ok(())
+    }
+
+    /// Adds (or replaces) a runtime class and its `overhead.podFixed`.
+    pub fn add_runtime_class(&mut self, rc: &RuntimeClass) -> Result<(), IngestError> {
+        let object = || ObjectRef::cluster("RuntimeClass", rc.metadata.name.as_deref());
+        let name = required_name(rc.metadata.name.as_deref()).map_err(|e| e.on(object()))?;
+        let fixed = rc.overhead.as_ref().and_then(|o| o.pod_fixed.as_ref());
+        let overhead = resource_list(fixed, "overhead.podFixed").map_err(|e| e.on(object()))?;
+        self.runtime_overheads.insert(name.to_string(), overhead);
+        Ok(())
+    }
+
+    /// Adds (or replaces) a namespace and its labels.
+    pub fn add_namespace(&mut self, ns: &Namespace) -> Result<(), IngestError> {
+        let object = || ObjectRef::cluster("Namespace", ns.metadata.name.as_deref());
+        let name = required_name(ns.metadata.name.as_deref()).map_err(|e| e.on(object()))?;
+        self.namespaces.insert(Sym::new(name), label_set(ns.metadata.labels.as_ref()));
+        Ok(())
+    }
+
+    /// The value of the priority class `name`.
+    pub fn priority_class(&self, name: &str) -> Option<i32> {
+        self.priority_classes.get(name).copied()
+    }
+
+    /// The value of the `globalDefault` priority class, if there is one.
+    pub fn global_default_priority(&self) -> Option<i32> {
+        self.global_default.as_ref().map(|(_, v)| *v)
+    }
+
+    /// The pod overhead of the runtime class `name` (zero when it declares none).
+    pub fn runtime_class_overhead(&self, name: &str) -> Option<&ResourceVec> {
+        self.runtime_overheads.get(name).map(|a| &a.values)
+    }
+
+    /// The overhead with the names it lists, for the requests computation.
+    pub(crate) fn runtime_overhead_amounts(&self, name: &str) -> Option<&Amounts> {
+        self.runtime_overheads.get(name)
+    }
+
+    /// The labels of namespace `name`, if known.
+    pub fn namespace_labels(&self, name: &str) -> Option<&LabelSet> {
+        Sym::get(name).and_then(|ns| self.namespaces.get(&ns))
+    }
+
+    /// Every known namespace with its labels: the table the snapshot matches namespace
+    /// selectors against. Pod conversion itself leaves namespace selectors unresolved, since
+    /// namespace labels can change after a pod is converted.
+    pub fn namespaces(&self) -> &HashMap<Sym, LabelSet> {
+        &self.namespaces
+    }
+}
+
+fn required_name(name: Option<&str>) -> Result<&str, FieldError> {
+    name.filter(|n| !n.is_empty()).ok_or_else(|| FieldError::new("metadata.name", FieldProblem::Missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn priority_class(name: &str, value: i32, global_default: bool) -> PriorityClass {
+        let yaml = format!("metadata: {{name: {name}}}\nvalue: {value}\nglobalDefault: {global_default}");
+        serde_yaml_ng::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn system_classes_are_built_in() {
+        let cx = PodContext::new();
+        assert_eq!(cx.priority_class("system-node-critical"), Some(2_000_001_000));
+        assert_eq!(cx.priority_class("system-cluster-critical"), Some(2_000_000_000));
+        assert_eq!(cx.global_default_priority(), None);
+    }
+
+    #[test]
+    fn lowest_global_default_wins_and_replacing_a_class_updates_it() {
+        let mut cx = PodContext::new();
+        cx.add_priority_class(&priority_class("high", 1000, true)).unwrap();
+        cx.add_priority_class(&priority_class("low", 10, true)).unwrap();
+        cx.add_priority_class(&priority_class("plain", 5, false)).unwrap();
+        assert_eq!(cx.global_default_priority(), Some(10));
+        cx.add_priority_class(&priority_class("low", 10, false)).unwrap();
+        assert_eq!(cx.global_default_priority(), None);
+        assert_eq!(cx.priority_class("plain"), Some(5));
+    }
+
+    #[test]
+    fn runtime_class_overhead_and_namespaces_are_converted_once() {
+        let mut cx = PodContext::new();
+        let rc: RuntimeClass = serde_yaml_ng::from_str(
+            "metadata: {name: kata}\nhandler: kata\noverhead: {podFixed: {cpu: 250m, memory: 120Mi}}",
+        )
+        .unwrap();
+        cx.add_runtime_class(&rc).unwrap();
+        assert_eq!(cx.runtime_class_overhead("kata"), Some(&ResourceVec::cpu_mem(250, 120 << 20)));
+        let ns: Namespace = serde_yaml_ng::from_str("metadata: {name: team-a, labels: {env: prod}}").unwrap();
+        cx.add_namespace(&ns).unwrap();
+        let labels = cx.namespace_labels("team-a").unwrap();
+        assert_eq!(labels.get(Sym::new("env")), Some(Sym::new("prod")));
+        assert_eq!(cx.namespaces().len(), 1);
+    }
+
+    #[test]
+    fn bad_classes_name_object_and_field() {
+        let mut cx = PodContext::new();
+        let pc: PriorityClass = serde_yaml_ng::from_str("metadata: {name: p}").unwrap();
+        assert_eq!(
+            cx.add_priority_class(&pc).unwrap_err().to_string(),
+            "PriorityClass p: value: required field is missing"
+        );
+        let rc: RuntimeClass =
+            serde_yaml_ng::from_str("metadata: {name: r}\nhandler: h\noverhead: {podFixed: {cpu: x}}").unwrap();
+        let e = cx.add_runtime_class(&rc).unwrap_err().to_string();
+        assert!(e.starts_with("RuntimeClass r: overhead.podFixed.cpu: quantity \"x\""), "{e}");
+    }
+}

@@ -1,0 +1,120 @@
+//! Kubernetes `Pod` into the compact [`Pod`], with upstream's defaulting and the parts of
+//! admission the scheduler depends on (priority from PriorityClasses, overhead from
+//! RuntimeClasses) applied, and invalid specs rejected with the field named.
+
+mod affinity;
+mod context;
+mod ports;
+mod requests;
+mod spread;
+mod tolerations;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::Pod;
+
+pub use context::PodContext;
+pub use requests::{PodRequests, pod_requests};
+
+use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
+use super::selectors::label_set;
+use affinity::{OwnPod, node_affinity, pod_affinity, pod_anti_affinity};
+
+/// The scheduler a pod gets when it names none.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+/// The label with which scheduler-plugins' coscheduling puts a pod in a PodGroup.
+pub const POD_GROUP_LABEL: &str = "scheduling.x-k8s.io/pod-group";
+
+/// Converts a pod, resolving its priority and overhead through `cx`.
+pub fn pod(p: &core::Pod, cx: &PodContext) -> Result<Pod, IngestError> {
+    let namespace = p.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
+    convert(p, namespace, cx).map_err(|e| e.on(ObjectRef::namespaced("Pod", namespace, p.metadata.name.as_deref())))
+}
+
+fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, FieldError> {
+    let meta = &p.metadata;
+    let name =
+        non_empty(meta.name.as_deref()).ok_or_else(|| FieldError::new("metadata.name", FieldProblem::Missing))?;
+    let spec = p.spec.as_ref().ok_or_else(|| FieldError::new("spec", FieldProblem::Missing))?;
+    let namespace = Sym::new(namespace);
+    let labels = label_set(meta.labels.as_ref());
+    let PodRequests { requests, non_zero } = pod_requests(spec, cx)?;
+    let affinity = spec.affinity.as_ref();
+    let (required_node_affinity, preferred_node_affinity) =
+        node_affinity(affinity.and_then(|a| a.node_affinity.as_ref()))?;
+    let own = OwnPod { namespace, labels: &labels };
+    let pod_affinity = pod_affinity(affinity.and_then(|a| a.pod_affinity.as_ref()), &own)?;
+    let pod_anti_affinity = pod_anti_affinity(affinity.and_then(|a| a.pod_anti_affinity.as_ref()), &own)?;
+    let spread_constraints = spread::spread_constraints(spec.topology_spread_constraints.as_deref(), &labels)?;
+    Ok(Pod {
+        namespace,
+        name: Arc::from(name),
+        uid: Arc::from(meta.uid.as_deref().unwrap_or("")),
+        requests,
+        non_zero_requests: non_zero,
+        node_name: non_empty(spec.node_name.as_deref()).map(Sym::new),
+        node_selector: label_set(spec.node_selector.as_ref()),
+        required_node_affinity,
+        preferred_node_affinity,
+        tolerations: tolerations::tolerations(spec.tolerations.as_deref())?,
+        host_ports: ports::host_ports(spec)?,
+        priority: priority(spec, cx)?,
+        scheduler_name: Sym::new(non_empty(spec.scheduler_name.as_deref()).unwrap_or(DEFAULT_SCHEDULER_NAME)),
+        spread_constraints,
+        pod_affinity,
+        pod_anti_affinity,
+        images: images(spec),
+        pod_group: pod_group(spec, meta.labels.as_ref()),
+        creation_s: creation_seconds(meta),
+        labels,
+    })
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// `spec.priority` when set (an API server's Priority admission always sets it), else the
+/// value of `spec.priorityClassName`, else the global default class, else 0 — what
+/// admission would have written.
+fn priority(spec: &core::PodSpec, cx: &PodContext) -> Result<i32, FieldError> {
+    if let Some(p) = spec.priority {
+        return Ok(p);
+    }
+    match non_empty(spec.priority_class_name.as_deref()) {
+        Some(name) => cx.priority_class(name).ok_or_else(|| {
+            FieldError::new(
+                "spec.priorityClassName",
+                FieldProblem::NotFound { kind: "PriorityClass", name: name.to_string() },
+            )
+        }),
+        None => Ok(cx.global_default_priority().unwrap_or(0)),
+    }
+}
+
+/// Images of the containers, then of the init containers.
+fn images(spec: &core::PodSpec) -> Vec<Arc<str>> {
+    let inits = spec.init_containers.iter().flatten();
+    spec.containers.iter().chain(inits).filter_map(|c| non_empty(c.image.as_deref())).map(Arc::from).collect()
+}
+
+/// The gang: Kubernetes' `spec.schedulingGroup.podGroupName`, else the scheduler-plugins
+/// PodGroup label, so that both kinds of PodGroup find their pods.
+fn pod_group(spec: &core::PodSpec, labels: Option<&BTreeMap<String, String>>) -> Option<Sym> {
+    let native = spec.scheduling_group.as_ref().and_then(|g| non_empty(g.pod_group_name.as_deref()));
+    let labelled = || non_empty(labels.and_then(|l| l.get(POD_GROUP_LABEL)).map(String::as_str));
+    native.or_else(labelled).map(Sym::new)
+}
+
+/// `metadata.creationTimestamp` in seconds since the Unix epoch; 0 when absent, as in
+/// hand-written simulator input.
+fn creation_seconds(meta: &ObjectMeta) -> f64 {
+    meta.creation_timestamp.as_ref().map_or(0.0, |t| t.0.as_duration().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests;

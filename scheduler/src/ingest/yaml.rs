@@ -1,0 +1,215 @@
+//! Reading Kubernetes YAML: multi-document files and `kind: List` documents, into typed
+//! objects by kind.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::error::{DocLocation, IngestError};
+
+/// Kinds that plugins read themselves (gangs, workloads, DRA, volumes): passed through as JSON.
+pub const PLUGIN_KINDS: [&str; 7] = [
+    "PodGroup",
+    "Workload",
+    "ResourceClaim",
+    "ResourceSlice",
+    "DeviceClass",
+    "ResourceClaimTemplate",
+    "PersistentVolumeClaim",
+];
+
+/// The objects of one or more YAML files, by kind, in input order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Objects {
+    /// `Node`s.
+    pub nodes: Vec<Node>,
+    /// `Pod`s.
+    pub pods: Vec<Pod>,
+    /// `PriorityClass`es.
+    pub priority_classes: Vec<PriorityClass>,
+    /// `Namespace`s.
+    pub namespaces: Vec<Namespace>,
+    /// `RuntimeClass`es.
+    pub runtime_classes: Vec<RuntimeClass>,
+    /// Objects of the [`PLUGIN_KINDS`], as JSON, for the plugins that understand them.
+    pub other: Vec<Value>,
+    /// How many objects of each kind nobody understands were skipped; the caller reports
+    /// them once.
+    pub unknown_kinds: BTreeMap<String, usize>,
+}
+
+impl Objects {
+    /// Appends the objects of `more` (another file) to these.
+    pub fn extend(&mut self, more: Objects) {
+        self.nodes.extend(more.nodes);
+        self.pods.extend(more.pods);
+        self.priority_classes.extend(more.priority_classes);
+        self.namespaces.extend(more.namespaces);
+        self.runtime_classes.extend(more.runtime_classes);
+        self.other.extend(more.other);
+        for (kind, n) in more.unknown_kinds {
+            *self.unknown_kinds.entry(kind).or_default() += n;
+        }
+    }
+
+    /// How many objects were kept (unknown kinds excluded).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+            + self.pods.len()
+            + self.priority_classes.len()
+            + self.namespaces.len()
+            + self.runtime_classes.len()
+            + self.other.len()
+    }
+
+    /// Whether no object was kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads every document of `text`; `source` names the file in messages. Empty documents are
+/// skipped; the first document that is not valid YAML or not a valid object of its kind
+/// fails the whole read, naming its position.
+pub fn read_objects(source: &str, text: &str) -> Result<Objects, IngestError> {
+    let mut out = Objects::default();
+    for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let location = DocLocation { document: i + 1, ..DocLocation::default() };
+        let value = Value::deserialize(document).map_err(|e| IngestError::Yaml {
+            file: source.to_string(),
+            location: Box::new(location.clone()),
+            message: e.to_string(),
+        })?;
+        if !value.is_null() {
+            Reader { file: source, out: &mut out }.document(value, location)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Sorts the documents of one file into `out`.
+struct Reader<'a> {
+    file: &'a str,
+    out: &'a mut Objects,
+}
+
+impl Reader<'_> {
+    fn document(&mut self, value: Value, location: DocLocation) -> Result<(), IngestError> {
+        let (kind, location) = self.kind_of(&value, location)?;
+        match list_kind(&kind, &value) {
+            Some(item_kind) => self.list(value, item_kind, location),
+            None => self.object(&kind, value, location),
+        }
+    }
+
+    fn list(&mut self, value: Value, item_kind: Option<String>, location: DocLocation) -> Result<(), IngestError> {
+        let api_version = value.get("apiVersion").cloned();
+        let items = match value {
+            Value::Object(mut map) => map.remove("items").unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        let items = match items {
+            Value::Null => Vec::new(),
+            Value::Array(items) => items,
+            _ => return Err(self.error(location, "`items` must be a list of objects".to_string())),
+        };
+        for (j, mut item) in items.into_iter().enumerate() {
+            let at = DocLocation { document: location.document, item: Some(j + 1), ..DocLocation::default() };
+            // Typed lists (`PodList`) leave kind and apiVersion off their items.
+            if let (Some(kind), Value::Object(map)) = (&item_kind, &mut item) {
+                fill_missing(map, "kind", Value::String(kind.clone()));
+                fill_missing(map, "apiVersion", api_version.clone().unwrap_or(Value::Null));
+            }
+            let (kind, at) = self.kind_of(&item, at)?;
+            if list_kind(&kind, &item).is_some() {
+                return Err(self.error(at, "a List cannot contain another List".to_string()));
+            }
+            self.object(&kind, item, at)?;
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, kind: &str, value: Value, location: DocLocation) -> Result<(), IngestError> {
+        match kind {
+            "Node" => self.out.nodes.push(self.decode(value, location)?),
+            "Pod" => self.out.pods.push(self.decode(value, location)?),
+            "PriorityClass" => self.out.priority_classes.push(self.decode(value, location)?),
+            "Namespace" => self.out.namespaces.push(self.decode(value, location)?),
+            "RuntimeClass" => self.out.runtime_classes.push(self.decode(value, location)?),
+            k if PLUGIN_KINDS.contains(&k) => self.out.other.push(value),
+            unknown => *self.out.unknown_kinds.entry(unknown.to_string()).or_default() += 1,
+        }
+        Ok(())
+    }
+
+    /// The object's kind, with the location completed by kind and name for messages.
+    fn kind_of(&self, value: &Value, mut location: DocLocation) -> Result<(String, DocLocation), IngestError> {
+        let Value::Object(map) = value else {
+            let message = format!("expected a Kubernetes object (a mapping), found {}", type_name(value));
+            return Err(self.error(location, message));
+        };
+        location.name = object_name(map);
+        match map.get("kind") {
+            Some(Value::String(kind)) if !kind.is_empty() => {
+                location.kind = Some(kind.clone());
+                Ok((kind.clone(), location))
+            }
+            None => Err(self.error(location, "missing `kind`".to_string())),
+            Some(other) => Err(self.error(location, format!("`kind` must be a non-empty string, found {other}"))),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, value: Value, location: DocLocation) -> Result<T, IngestError> {
+        serde_json::from_value(value).map_err(|e| self.error(location, format!("not a valid object of its kind: {e}")))
+    }
+
+    fn error(&self, location: DocLocation, message: String) -> IngestError {
+        IngestError::Document { file: self.file.to_string(), location: Box::new(location), message }
+    }
+}
+
+/// `Some(item kind)` when the document is a list: `List` (items carry their kinds) or a typed
+/// `<Kind>List` with `items` (`Some(Some(kind))`).
+fn list_kind(kind: &str, value: &Value) -> Option<Option<String>> {
+    if kind == "List" {
+        return Some(None);
+    }
+    let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty())?;
+    value.get("items").map(|_| Some(item_kind.to_string()))
+}
+
+fn fill_missing(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if !value.is_null() && !map.contains_key(key) {
+        map.insert(key.to_string(), value);
+    }
+}
+
+/// `namespace/name` or `name`, if the object has a name.
+fn object_name(map: &Map<String, Value>) -> Option<String> {
+    let meta = map.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    match meta.get("namespace").and_then(Value::as_str) {
+        Some(ns) => Some(format!("{ns}/{name}")),
+        None => Some(name.to_string()),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+#[path = "yaml_tests.rs"]
+mod tests;

@@ -1,0 +1,108 @@
+//! An independent check of a final assignment, so that a fast wrong answer never passes as a
+//! result: the cluster is rebuilt from scratch (no state shared with the engine or binder),
+//! capacity is summed per node, and every bound pod is re-run through PreFilter and its
+//! node's Filter chain with every *other* pod in place.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tessera_plugins::framework::{CycleState, Profile};
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::{Node, Pod, PodKey};
+use tessera_plugins::nodeinfo::NodeInfo;
+use tessera_plugins::resources::ResourceVec;
+use tessera_plugins::snapshot::Snapshot;
+
+use crate::engine::state::topology_keys;
+
+/// A bound pod the check finds infeasible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The pod.
+    pub pod: PodKey,
+    /// Its node.
+    pub node: Sym,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Checks `assignment` (pod → node name) on `nodes`, each pod under `profile_of(pod)`.
+pub fn verify<'p>(
+    nodes: &[Node],
+    assignment: &[(Arc<Pod>, Sym)],
+    profile_of: impl Fn(&Pod) -> Option<&'p Profile>,
+) -> Vec<Violation> {
+    let mut snap = Snapshot::new();
+    let mut ids = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        snap.set_node(Arc::new(NodeInfo::new(i as u32, Arc::new(n.clone()))));
+        ids.insert(n.name, i as u32);
+    }
+    for (pod, _) in assignment {
+        for k in topology_keys(pod) {
+            snap.track_topology_key(k);
+        }
+    }
+    let mut violations = Vec::new();
+    for (pod, node) in assignment {
+        match ids.get(node) {
+            Some(&id) => {
+                snap.add_pod(id, pod.clone());
+            }
+            None => violations.push(violation(pod, *node, "node does not exist".into())),
+        }
+    }
+    violations.extend(capacity_violations(nodes, assignment));
+    for (pod, node) in assignment {
+        let Some(&id) = ids.get(node) else { continue };
+        if let Some(reason) = recheck(&mut snap, id, pod, profile_of(pod)) {
+            violations.push(violation(pod, *node, reason));
+        }
+    }
+    violations.sort_by(|a, b| (a.pod.to_string(), &a.reason).cmp(&(b.pod.to_string(), &b.reason)));
+    violations.dedup_by(|a, b| a.pod == b.pod);
+    violations
+}
+
+fn violation(pod: &Pod, node: Sym, reason: String) -> Violation {
+    Violation { pod: pod.key(), node, reason }
+}
+
+/// Pods on nodes whose summed requests or pod count exceed what the node offers.
+fn capacity_violations(nodes: &[Node], assignment: &[(Arc<Pod>, Sym)]) -> Vec<Violation> {
+    let mut sums: HashMap<Sym, (ResourceVec, u32)> = HashMap::new();
+    for (pod, node) in assignment {
+        let e = sums.entry(*node).or_insert((ResourceVec::ZERO, 0));
+        e.0.add(&pod.requests);
+        e.1 += 1;
+    }
+    let over: HashMap<Sym, String> = nodes
+        .iter()
+        .filter_map(|n| {
+            let (sum, count) = sums.get(&n.name)?;
+            let short = sum.0.iter().zip(n.allocatable.0.iter()).any(|(s, a)| s > a);
+            (short || *count > n.allowed_pods).then(|| (n.name, format!("node {} over-committed", n.name)))
+        })
+        .collect();
+    assignment.iter().filter_map(|(pod, node)| over.get(node).map(|r| violation(pod, *node, r.clone()))).collect()
+}
+
+/// Takes `pod` off node `id`, re-runs PreFilter and the Filter chain for it there, and puts
+/// it back. Returns the failure, if any.
+fn recheck(snap: &mut Snapshot, id: u32, pod: &Arc<Pod>, profile: Option<&Profile>) -> Option<String> {
+    let Some(profile) = profile else {
+        return Some(format!("no profile schedules scheduler name {}", pod.scheduler_name));
+    };
+    snap.remove_pod(id, &pod.key());
+    let mut cycle = CycleState::new();
+    let verdict = match profile.run_pre_filter(&mut cycle, pod, snap) {
+        Err(s) => Some(format!("PreFilter {}: {s}", s.plugin)),
+        Ok(Some(allowed)) if !allowed.contains(&id) => Some("PreFilter excluded the node".to_string()),
+        Ok(_) => snap.node(id).and_then(|n| {
+            let s = profile.run_filter(&cycle, pod, n);
+            (!s.is_success()).then(|| format!("Filter {}: {s}", s.plugin))
+        }),
+    };
+    snap.add_pod(id, pod.clone());
+    verdict
+}
