@@ -32,6 +32,43 @@ pub struct Node {
     pub allowed_pods: u32,
     /// `status.images`: image names with their sizes in bytes, for ImageLocality.
     pub images: Vec<(Arc<str>, i64)>,
+    /// The node's GPUs, in device order.
+    pub gpus: Vec<Gpu>,
+}
+
+/// One GPU of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Gpu {
+    /// The GPU model (`A100`, `V100M32`, `G2`).
+    pub model: Sym,
+    /// The NVLink island (GPUs of one island talk over NVLink); 0 when unknown.
+    pub island: u16,
+}
+
+/// Milli-GPU in one whole GPU.
+pub const GPU_MILLI: u32 = 1000;
+
+/// What a pod asks of GPUs: `count` GPUs with `milli` thousandths of each.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GpuRequest {
+    /// How many GPUs.
+    pub count: u32,
+    /// Thousandths of each GPU (1000 = whole GPUs; less = a shared GPU).
+    pub milli: u32,
+    /// Acceptable GPU models; empty accepts any.
+    pub models: Vec<Sym>,
+}
+
+impl GpuRequest {
+    /// The request in milli-GPU.
+    pub fn total_milli(&self) -> u64 {
+        u64::from(self.count) * u64::from(self.milli)
+    }
+
+    /// Whether GPUs of `model` are acceptable.
+    pub fn accepts(&self, model: Sym) -> bool {
+        self.models.is_empty() || self.models.contains(&model)
+    }
 }
 
 /// A taint effect.
@@ -251,6 +288,8 @@ pub struct Pod {
     pub pod_anti_affinity: PodAffinity,
     /// Container images, for ImageLocality.
     pub images: Vec<Arc<str>>,
+    /// GPUs the pod needs, if any.
+    pub gpu: Option<GpuRequest>,
     /// The pod group (gang) the pod belongs to, if any.
     pub pod_group: Option<Sym>,
     /// Creation time in seconds since an arbitrary epoch; orders pods of equal priority.
@@ -280,6 +319,7 @@ impl Pod {
             pod_affinity: PodAffinity::default(),
             pod_anti_affinity: PodAffinity::default(),
             images: Vec::new(),
+            gpu: None,
             pod_group: None,
             creation_s: 0.0,
         }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::intern::Sym;
-use crate::model::{HostPort, Node, Pod, PodKey};
+use crate::model::{GPU_MILLI, GpuRequest, HostPort, Node, Pod, PodKey};
 use crate::resources::ResourceVec;
 
 /// Dense index of a node in a snapshot. Stable for the node's lifetime.
@@ -18,6 +18,10 @@ pub struct NodeInfo {
     pub node: Arc<Node>,
     /// Pods bound or assumed here.
     pub pods: Vec<Arc<Pod>>,
+    /// For each pod (same index as `pods`), the GPUs it holds, as a bit set of device indices.
+    pub pod_gpus: Vec<u64>,
+    /// Milli-GPU in use on each of the node's GPUs.
+    pub gpu_used: Vec<u32>,
     /// Sum of the pods' requests.
     pub requested: ResourceVec,
     /// Sum of the pods' non-zero requests (the scoring view).
@@ -35,10 +39,13 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// An empty node.
     pub fn new(id: NodeId, node: Arc<Node>) -> NodeInfo {
+        let gpus = node.gpus.len();
         NodeInfo {
             id,
             node,
             pods: Vec::new(),
+            pod_gpus: Vec::new(),
+            gpu_used: vec![0; gpus],
             requested: ResourceVec::ZERO,
             non_zero_requested: ResourceVec::ZERO,
             used_ports: Vec::new(),
@@ -60,8 +67,52 @@ impl NodeInfo {
         f
     }
 
-    /// Accounts for `pod` on this node.
+    /// Free milli-GPU on GPU `i`.
+    pub fn gpu_free(&self, i: usize) -> u32 {
+        GPU_MILLI.saturating_sub(self.gpu_used.get(i).copied().unwrap_or(GPU_MILLI))
+    }
+
+    /// The GPUs a pod asking `req` would get here, or `None` if they are not free.
+    ///
+    /// Whole GPUs go to the lowest free indices, keeping an NVLink island together when one
+    /// island can hold them all; a shared GPU goes to the fullest GPU that still fits it (best
+    /// fit), which keeps whole GPUs free for whole-GPU pods. Deterministic, so a worker and the
+    /// binder looking at the same node choose the same devices.
+    pub fn choose_gpus(&self, req: &GpuRequest) -> Option<u64> {
+        let fits = |i: usize| req.accepts(self.node.gpus[i].model) && self.gpu_free(i) >= req.milli;
+        let mut candidates: Vec<usize> = (0..self.node.gpus.len().min(64)).filter(|&i| fits(i)).collect();
+        if candidates.len() < req.count as usize {
+            return None;
+        }
+        if req.milli < GPU_MILLI {
+            candidates.sort_by_key(|&i| (self.gpu_free(i), i));
+        } else if let Some(island) = self.island_holding(&candidates, req.count as usize) {
+            candidates.retain(|&i| self.node.gpus[i].island == island);
+        }
+        Some(candidates.iter().take(req.count as usize).fold(0u64, |m, &i| m | 1 << i))
+    }
+
+    /// The first island with at least `n` of `candidates`.
+    fn island_holding(&self, candidates: &[usize], n: usize) -> Option<u16> {
+        let islands = candidates.iter().map(|&i| self.node.gpus[i].island);
+        islands.clone().find(|&isl| candidates.iter().filter(|&&i| self.node.gpus[i].island == isl).count() >= n)
+    }
+
+    /// Accounts for `pod` on this node, giving it GPUs by [`NodeInfo::choose_gpus`].
     pub fn add_pod(&mut self, pod: Arc<Pod>) {
+        let gpus = pod.gpu.as_ref().and_then(|r| self.choose_gpus(r)).unwrap_or(0);
+        self.add_pod_on_gpus(pod, gpus);
+    }
+
+    /// Accounts for `pod` on this node holding exactly the GPUs in `gpus`.
+    pub fn add_pod_on_gpus(&mut self, pod: Arc<Pod>, gpus: u64) {
+        let milli = pod.gpu.as_ref().map_or(0, |r| r.milli);
+        for (i, used) in self.gpu_used.iter_mut().enumerate() {
+            if gpus & (1 << i) != 0 {
+                *used += milli;
+            }
+        }
+        self.pod_gpus.push(gpus);
         self.requested.add(&pod.requests);
         self.non_zero_requested.add(&pod.non_zero_requests);
         self.used_ports.extend(pod.host_ports.iter().copied());
@@ -78,6 +129,13 @@ impl NodeInfo {
     pub fn remove_pod(&mut self, key: &PodKey) -> Option<Arc<Pod>> {
         let i = self.pods.iter().position(|p| p.namespace == key.namespace && p.name == key.name)?;
         let pod = self.pods.swap_remove(i);
+        let gpus = self.pod_gpus.swap_remove(i);
+        let milli = pod.gpu.as_ref().map_or(0, |r| r.milli);
+        for (j, used) in self.gpu_used.iter_mut().enumerate() {
+            if gpus & (1 << j) != 0 {
+                *used = used.saturating_sub(milli);
+            }
+        }
         self.requested.sub(&pod.requests);
         self.non_zero_requested.sub(&pod.non_zero_requests);
         for hp in &pod.host_ports {
@@ -99,6 +157,7 @@ impl NodeInfo {
 mod tests {
     use super::*;
     use crate::labels::LabelSet;
+    use crate::model::Gpu;
 
     fn node() -> Arc<Node> {
         Arc::new(Node {
@@ -109,6 +168,7 @@ mod tests {
             allocatable: ResourceVec::cpu_mem(4000, 8 << 30),
             allowed_pods: 110,
             images: vec![],
+            gpus: vec![],
         })
     }
 
@@ -125,5 +185,39 @@ mod tests {
         assert_eq!(ni.requested, ResourceVec::ZERO);
         assert!(ni.used_ports.is_empty());
         assert!(ni.remove_pod(&p.key()).is_none());
+    }
+
+    fn gpu_node(islands: &[u16]) -> Arc<Node> {
+        let gpus = islands.iter().map(|&island| Gpu { model: Sym::new("A100"), island }).collect();
+        Arc::new(Node { gpus, ..Node::clone(&node()) })
+    }
+
+    fn gpu_pod(name: &str, count: u32, milli: u32) -> Arc<Pod> {
+        let mut p = Pod::new("default", name, ResourceVec::ZERO);
+        p.gpu = Some(GpuRequest { count, milli, models: vec![] });
+        Arc::new(p)
+    }
+
+    #[test]
+    fn shared_gpus_are_best_fit_and_freed_exactly() {
+        let mut ni = NodeInfo::new(0, gpu_node(&[0, 0, 0, 0]));
+        ni.add_pod(gpu_pod("a", 1, 600));
+        ni.add_pod(gpu_pod("b", 1, 300));
+        assert_eq!(ni.gpu_used, vec![900, 0, 0, 0], "the fuller GPU takes the smaller share");
+        ni.add_pod(gpu_pod("c", 1, 500));
+        assert_eq!(ni.gpu_used, vec![900, 500, 0, 0]);
+        assert_eq!(ni.choose_gpus(&GpuRequest { count: 3, milli: 1000, models: vec![] }), None);
+        ni.remove_pod(&gpu_pod("a", 0, 0).key());
+        assert_eq!(ni.gpu_used, vec![300, 500, 0, 0]);
+    }
+
+    #[test]
+    fn whole_gpus_stay_inside_one_island() {
+        let mut ni = NodeInfo::new(0, gpu_node(&[0, 0, 0, 0, 1, 1, 1, 1]));
+        ni.add_pod(gpu_pod("x", 1, 1000));
+        let four = GpuRequest { count: 4, milli: 1000, models: vec![] };
+        assert_eq!(ni.choose_gpus(&four), Some(0b1111_0000), "island 0 has only 3 free");
+        let wrong_model = GpuRequest { count: 1, milli: 1000, models: vec![Sym::new("T4")] };
+        assert_eq!(ni.choose_gpus(&wrong_model), None);
     }
 }

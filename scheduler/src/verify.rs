@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tessera_plugins::framework::{CycleState, Profile};
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::{Node, Pod, PodKey};
+use tessera_plugins::model::{GPU_MILLI, Node, Pod, PodKey};
 use tessera_plugins::nodeinfo::NodeInfo;
 use tessera_plugins::resources::ResourceVec;
 use tessera_plugins::snapshot::Snapshot;
@@ -70,18 +70,20 @@ fn violation(pod: &Pod, node: Sym, reason: String) -> Violation {
 
 /// Pods on nodes whose summed requests or pod count exceed what the node offers.
 fn capacity_violations(nodes: &[Node], assignment: &[(Arc<Pod>, Sym)]) -> Vec<Violation> {
-    let mut sums: HashMap<Sym, (ResourceVec, u32)> = HashMap::new();
+    let mut sums: HashMap<Sym, (ResourceVec, u32, u64)> = HashMap::new();
     for (pod, node) in assignment {
-        let e = sums.entry(*node).or_insert((ResourceVec::ZERO, 0));
+        let e = sums.entry(*node).or_insert((ResourceVec::ZERO, 0, 0));
         e.0.add(&pod.requests);
         e.1 += 1;
+        e.2 += pod.gpu.as_ref().map_or(0, |g| g.total_milli());
     }
     let over: HashMap<Sym, String> = nodes
         .iter()
         .filter_map(|n| {
-            let (sum, count) = sums.get(&n.name)?;
+            let (sum, count, gpu_milli) = sums.get(&n.name)?;
             let short = sum.0.iter().zip(n.allocatable.0.iter()).any(|(s, a)| s > a);
-            (short || *count > n.allowed_pods).then(|| (n.name, format!("node {} over-committed", n.name)))
+            let gpu_short = *gpu_milli > n.gpus.len() as u64 * u64::from(GPU_MILLI);
+            (short || gpu_short || *count > n.allowed_pods).then(|| (n.name, format!("node {} over-committed", n.name)))
         })
         .collect();
     assignment.iter().filter_map(|(pod, node)| over.get(node).map(|r| violation(pod, *node, r.clone()))).collect()

@@ -2,6 +2,7 @@
 
 use crate::registry::Factory;
 
+pub mod gpu_topology;
 pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
@@ -19,6 +20,7 @@ pub(crate) mod testing;
 
 /// Every built-in plugin's name and factory.
 pub const BUILTIN: &[(&str, Factory)] = &[
+    (gpu_topology::NAME, gpu_topology::new),
     (image_locality::NAME, image_locality::new),
     (inter_pod_affinity::NAME, inter_pod_affinity::new),
     (node_affinity::NAME, node_affinity::new),

@@ -22,6 +22,7 @@ pub fn node(name: &str, milli_cpu: i64, memory: i64) -> Node {
         allocatable: ResourceVec::cpu_mem(milli_cpu, memory),
         allowed_pods: 110,
         images: vec![],
+        gpus: Vec::new(),
     }
 }
 

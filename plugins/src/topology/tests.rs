@@ -231,6 +231,7 @@ fn build_node(slot: u8, spec: &NodeSpec) -> Node {
         allocatable: ResourceVec::cpu_mem(1000, 1 << 30),
         allowed_pods: 110,
         images: vec![],
+        gpus: Vec::new(),
     }
 }
 

@@ -78,6 +78,7 @@ fn node(i: usize, mix: Mix, rng: &mut Rng) -> Node {
         allocatable: ResourceVec::cpu_mem(cores * 1000, cores * 4 * GI),
         allowed_pods: 110,
         images: Vec::new(),
+        gpus: Vec::new(),
     }
 }
 

@@ -13,12 +13,12 @@ pub const DEFAULT_POD_INITIAL_BACKOFF_SECONDS: u64 = 1;
 /// `podMaxBackoffSeconds` when unset.
 pub const DEFAULT_POD_MAX_BACKOFF_SECONDS: u64 = 10;
 
-/// Upstream v1.37's default `multiPoint` list (`getDefaultPlugins` with the default feature
+/// The default `multiPoint` list: upstream v1.37's (`getDefaultPlugins` with the default feature
 /// gates, which put `DynamicResources` before `DefaultPreemption`), in order, with the score
-/// weights upstream gives. The defaults of a profile are this list restricted to the names the
+/// weights upstream gives, plus Tessera's GpuTopology after NodeResourcesFit. The defaults of a profile are this list restricted to the names the
 /// registry has, so a plugin Tessera adds later (DefaultPreemption, DynamicResources) joins the
 /// defaults in upstream's position without touching this module.
-pub const UPSTREAM_DEFAULT_MULTI_POINT: &[(&str, Option<i64>)] = &[
+pub const DEFAULT_MULTI_POINT: &[(&str, Option<i64>)] = &[
     ("SchedulingGates", None),
     ("PrioritySort", None),
     ("NodeUnschedulable", None),
@@ -27,6 +27,8 @@ pub const UPSTREAM_DEFAULT_MULTI_POINT: &[(&str, Option<i64>)] = &[
     ("NodeAffinity", Some(2)),
     ("NodePorts", None),
     ("NodeResourcesFit", Some(1)),
+    // Tessera's addition: GPU devices are checked right after resources, as counts are.
+    ("GpuTopology", Some(1)),
     ("VolumeRestrictions", None),
     ("NodeVolumeLimits", None),
     ("VolumeBinding", None),

@@ -12,7 +12,7 @@ use tessera_plugins::framework::{Plugin, Profile, WeightedScore};
 use tessera_plugins::registry::PluginError;
 
 use super::context::Ctx;
-use super::defaults::{UPSTREAM_DEFAULT_MULTI_POINT, UPSTREAM_PLUGIN_NAMES};
+use super::defaults::{DEFAULT_MULTI_POINT, UPSTREAM_PLUGIN_NAMES};
 use super::error::ConfigError;
 use super::merge::{Entry, MergedSet, merge_plugin_set};
 use super::plugin_config::ArgsEntry;
@@ -36,7 +36,7 @@ pub(crate) fn wire(
 ) -> Result<Option<String>, ConfigError> {
     let plugins_path = format!("{profile_path}.plugins");
     let defaults = MergedSet {
-        enabled: UPSTREAM_DEFAULT_MULTI_POINT
+        enabled: DEFAULT_MULTI_POINT
             .iter()
             .filter(|(name, _)| ctx.registry.contains(name))
             .map(|(name, weight)| Entry {

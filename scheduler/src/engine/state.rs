@@ -262,6 +262,7 @@ mod tests {
             allocatable: ResourceVec::cpu_mem(4000, 8 << 30),
             allowed_pods: 110,
             images: vec![],
+            gpus: Vec::new(),
         }
     }
 

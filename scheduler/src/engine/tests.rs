@@ -41,6 +41,7 @@ fn node(i: usize, cpu: i64, pods: u32) -> Node {
         allocatable: ResourceVec::cpu_mem(cpu, 64 << 30),
         allowed_pods: pods,
         images: vec![],
+        gpus: Vec::new(),
     }
 }
 

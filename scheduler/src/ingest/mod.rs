@@ -8,6 +8,7 @@
 //! document) and the field path.
 
 pub mod error;
+pub mod gpu;
 pub mod node;
 pub mod pod;
 pub mod quantities;

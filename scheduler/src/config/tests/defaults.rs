@@ -19,6 +19,7 @@ const DEFAULTS: &[(&str, i64)] = &[
     ("NodeAffinity", 2),
     ("NodePorts", 1),
     ("NodeResourcesFit", 1),
+    ("GpuTopology", 1),
     ("PodTopologySpread", 2),
     ("InterPodAffinity", 2),
     ("NodeResourcesBalancedAllocation", 1),

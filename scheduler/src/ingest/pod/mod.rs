@@ -68,6 +68,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         pod_affinity,
         pod_anti_affinity,
         images: images(spec),
+        gpu: super::gpu::pod_gpu(&requests, meta.annotations.as_ref())?,
         pod_group: pod_group(spec, meta.labels.as_ref()),
         creation_s: creation_seconds(meta),
         labels,
