@@ -39,7 +39,7 @@ fn filter_score(c: &mut Criterion) {
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) % pods.len();
-                let opts = CycleOptions { next_start: &mut next_start, rng: &mut rng, parallel: false };
+                let opts = CycleOptions { next_start: &mut next_start, rng: &mut rng, parallel: false, reuse: None };
                 black_box(schedule_pod(profile, st.snapshot(), &pods[i], opts)).ok()
             });
         });

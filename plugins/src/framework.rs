@@ -90,6 +90,18 @@ pub trait Plugin: Send + Sync + Debug {
     fn topology_keys(&self) -> Vec<Sym> {
         Vec::new()
     }
+    /// Whether the plugin is *node-local*: its Filter verdict and raw Score for a node are
+    /// functions of that node's [`NodeInfo`], of the plugin's configuration, and of the pod's
+    /// node-local signature fields only (see [`same_node_local_signature`]) — never of other
+    /// nodes, the topology index, namespaces, or other pod fields — and its PreFilter and
+    /// PreScore decide (Skip, node restriction, the state Filter and Score read) from those
+    /// same pod fields. The engine then reuses a node-local plugin's verdict and raw score for
+    /// a node across pods with equal signatures while the node is unchanged. NormalizeScore is
+    /// never reused: it always runs over the current pod's nodes. The default, `false`, is
+    /// always safe.
+    fn node_local(&self) -> bool {
+        false
+    }
     /// The plugin as a PreEnqueue plugin.
     fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
         None
@@ -184,10 +196,39 @@ pub trait PreScorePlugin {
     fn pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, nodes: &[&NodeInfo]) -> Status;
 }
 
+/// The nodes one pod is scored on, by id and by reference, in the same order.
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreBatch<'a> {
+    /// The snapshot the nodes are from.
+    pub snapshot: &'a Snapshot,
+    /// The nodes' ids: index per-node columns (the topology index's domains) without
+    /// touching the nodes themselves, which at 100k nodes are mostly out of cache.
+    pub ids: &'a [NodeId],
+    /// The nodes.
+    pub nodes: &'a [&'a NodeInfo],
+}
+
+impl<'a> ScoreBatch<'a> {
+    /// A batch of `nodes` of `snapshot`.
+    pub fn new(snapshot: &'a Snapshot, ids: &'a [NodeId], nodes: &'a [&'a NodeInfo]) -> ScoreBatch<'a> {
+        ScoreBatch { snapshot, ids, nodes }
+    }
+}
+
 /// Ranks feasible nodes.
 pub trait ScorePlugin {
     /// The raw score of `node`.
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64;
+
+    /// The raw scores of every node of `batch` into `out` (same length, same order). The
+    /// default calls [`ScorePlugin::score`] per node; a plugin overrides it to read its cycle
+    /// state once per pod rather than once per node, or to look nodes up by id. Must give
+    /// exactly what `score` gives.
+    fn score_batch(&self, state: &CycleState, pod: &Pod, batch: ScoreBatch<'_>, out: &mut [i64]) {
+        for (o, n) in out.iter_mut().zip(batch.nodes) {
+            *o = self.score(state, pod, n);
+        }
+    }
 
     /// Rescales raw scores (one per node, in the order scored) to `0..=MAX_NODE_SCORE`.
     /// Plugins whose raw scores are already in range keep the default, which does nothing.
@@ -372,17 +413,31 @@ impl Profile {
         Ok(())
     }
 
-    /// Scores `nodes`: each plugin's scores are normalised, weighted and summed per node.
-    pub fn run_score(&self, state: &CycleState, pod: &Pod, nodes: &[&NodeInfo]) -> Vec<i64> {
-        let mut total = vec![0i64; nodes.len()];
-        let mut scores = vec![0i64; nodes.len()];
+    /// Scores `batch`: each plugin's scores are normalised, weighted and summed per node.
+    pub fn run_score(&self, state: &CycleState, pod: &Pod, batch: ScoreBatch<'_>) -> Vec<i64> {
+        self.run_score_with(state, pod, batch, |_, _, _| false)
+    }
+
+    /// As [`Profile::run_score`], but `raw(i, plugin, scores)` may supply the raw scores of the
+    /// `i`-th Score plugin (returning `true`) instead of the plugin computing them: the engine
+    /// reuses node-local plugins' scores this way. Normalisation and weights still apply.
+    pub fn run_score_with(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        batch: ScoreBatch<'_>,
+        mut raw: impl FnMut(usize, &dyn ScorePlugin, &mut [i64]) -> bool,
+    ) -> Vec<i64> {
+        let n = batch.nodes.len();
+        let mut total = vec![0i64; n];
+        let mut scores = vec![0i64; n];
         for (i, ws) in self.score.iter().enumerate() {
-            if state.skips_score(i) {
+            if state.skips_score(i) || ws.weight == 0 {
                 continue;
             }
             let Some(sp) = ws.plugin.as_score() else { continue };
-            for (s, n) in scores.iter_mut().zip(nodes) {
-                *s = sp.score(state, pod, n);
+            if !raw(i, sp, &mut scores) {
+                sp.score_batch(state, pod, batch, &mut scores);
             }
             sp.normalize_score(state, pod, &mut scores);
             for (t, s) in total.iter_mut().zip(&scores) {
@@ -410,6 +465,38 @@ impl Profile {
         let n = (num_nodes as i64 * pct / 100) as usize;
         n.max(MIN_FEASIBLE_NODES_TO_FIND)
     }
+}
+
+/// Whether pods `a` and `b` have the same node-local signature: every field a node-local
+/// plugin ([`Plugin::node_local`]) may read — requests, `nodeName`, `nodeSelector`, node
+/// affinity, tolerations, host ports, GPU request. Pods of one workload usually do, whatever
+/// their names and labels.
+pub fn same_node_local_signature(a: &Pod, b: &Pod) -> bool {
+    a.requests == b.requests
+        && a.non_zero_requests == b.non_zero_requests
+        && a.node_name == b.node_name
+        && a.node_selector == b.node_selector
+        && a.required_node_affinity == b.required_node_affinity
+        && a.preferred_node_affinity == b.preferred_node_affinity
+        && a.tolerations == b.tolerations
+        && a.host_ports == b.host_ports
+        && a.gpu == b.gpu
+}
+
+/// A hash of the fields [`same_node_local_signature`] compares: equal signatures, equal hashes.
+pub fn node_local_signature_hash(pod: &Pod) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::topology::FxHasher::default();
+    pod.requests.hash(&mut h);
+    pod.non_zero_requests.hash(&mut h);
+    pod.node_name.hash(&mut h);
+    pod.node_selector.hash(&mut h);
+    pod.required_node_affinity.hash(&mut h);
+    pod.preferred_node_affinity.hash(&mut h);
+    pod.tolerations.hash(&mut h);
+    pod.host_ports.hash(&mut h);
+    pod.gpu.hash(&mut h);
+    h.finish()
 }
 
 /// The skip bit of plugin `p` among `list` (by identity: one instance serves every point).

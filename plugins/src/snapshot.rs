@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::intern::Sym;
 use crate::labels::LabelSet;
@@ -15,19 +16,112 @@ use crate::nodeinfo::{NodeId, NodeInfo};
 use crate::topology::TopologyIndex;
 
 /// An immutable-by-convention view of the cluster; mutated only by its owner.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct Snapshot {
     slots: Vec<Option<Arc<NodeInfo>>>,
     by_name: HashMap<Sym, NodeId>,
     num_nodes: usize,
     namespaces: Arc<HashMap<Sym, LabelSet>>,
     topology: TopologyIndex,
+    /// Per slot, the value of `last_stamp` when the slot last changed (0: never filled).
+    stamps: Vec<u64>,
+    last_stamp: u64,
+    /// Process-unique, so that a stamp is only ever compared with stamps of the same snapshot.
+    uid: u64,
+    /// How many nodes list each image name (each node counted once per name).
+    image_nodes: HashMap<Arc<str>, u32>,
+}
+
+/// Source of [`Snapshot::uid`]s.
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            slots: Vec::new(),
+            by_name: HashMap::new(),
+            num_nodes: 0,
+            namespaces: Arc::default(),
+            topology: TopologyIndex::default(),
+            stamps: Vec::new(),
+            last_stamp: 0,
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            image_nodes: HashMap::new(),
+        }
+    }
+}
+
+// A copy evolves on its own from here: it gets its own uid, so that caches keyed by the
+// original's stamps never trust the copy's.
+impl Clone for Snapshot {
+    fn clone(&self) -> Self {
+        Snapshot {
+            slots: self.slots.clone(),
+            by_name: self.by_name.clone(),
+            num_nodes: self.num_nodes,
+            namespaces: self.namespaces.clone(),
+            topology: self.topology.clone(),
+            stamps: self.stamps.clone(),
+            last_stamp: self.last_stamp,
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            image_nodes: self.image_nodes.clone(),
+        }
+    }
 }
 
 impl Snapshot {
     /// An empty snapshot.
     pub fn new() -> Snapshot {
         Snapshot::default()
+    }
+
+    /// A process-unique id of this snapshot (a clone gets a new one).
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
+    /// Per slot, a stamp that changes whenever anything in the slot changes (the node, its
+    /// pods, its generation) in *this* snapshot, including changes its owner makes locally
+    /// that do not move the node's cluster generation. Equal stamps of one snapshot (same
+    /// [`Snapshot::uid`]) mean the node is unchanged; 0 never matches a filled slot.
+    pub fn stamps(&self) -> &[u64] {
+        &self.stamps
+    }
+
+    /// How many nodes list image `name` (upstream `ImageStateSummary.NumNodes`).
+    pub fn nodes_with_image(&self, name: &str) -> usize {
+        self.image_nodes.get(name).map_or(0, |n| *n as usize)
+    }
+
+    /// Whether any node lists any image.
+    pub fn has_images(&self) -> bool {
+        !self.image_nodes.is_empty()
+    }
+
+    fn restamp(&mut self, id: NodeId) {
+        let i = id as usize;
+        if self.stamps.len() <= i {
+            self.stamps.resize(i + 1, 0);
+        }
+        self.last_stamp += 1;
+        self.stamps[i] = self.last_stamp;
+    }
+
+    /// Counts (`delta` 1) or uncounts (-1) the distinct image names of `node`.
+    fn count_images(&mut self, node: &crate::model::Node, delta: i64) {
+        for (i, (name, _)) in node.images.iter().enumerate() {
+            if node.images[..i].iter().any(|(seen, _)| seen == name) {
+                continue;
+            }
+            if delta > 0 {
+                *self.image_nodes.entry(name.clone()).or_insert(0) += 1;
+            } else if let Some(n) = self.image_nodes.get_mut(name) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.image_nodes.remove(name);
+                }
+            }
+        }
     }
 
     /// Node slots, indexed by [`NodeId`]; `None` where a node was removed.
@@ -95,17 +189,33 @@ impl Snapshot {
             self.slots.resize(id + 1, None);
         }
         match self.slots[id].take() {
+            // Same node object: only pods moved, so recount only the pods that differ.
+            Some(old) if Arc::ptr_eq(&old.node, &info.node) && old.id == info.id => {
+                self.topology.replace_pods(&info.node, &old.pods, &info.pods);
+                self.slots[id] = Some(info);
+                self.restamp(id as NodeId);
+                return;
+            }
             Some(old) => {
                 self.topology.remove_node(&old);
                 if old.name() != info.name() {
                     self.by_name.remove(&old.name());
                 }
+                // Most refreshes only move pods: the node object, and so its images, is shared.
+                if !Arc::ptr_eq(&old.node, &info.node) {
+                    self.count_images(&old.node, -1);
+                    self.count_images(&info.node, 1);
+                }
             }
-            None => self.num_nodes += 1,
+            None => {
+                self.num_nodes += 1;
+                self.count_images(&info.node, 1);
+            }
         }
         self.topology.add_node(&info);
         self.by_name.insert(info.name(), info.id);
         self.slots[id] = Some(info);
+        self.restamp(id as NodeId);
     }
 
     /// Empties slot `id` (a node deleted).
@@ -113,7 +223,9 @@ impl Snapshot {
         let old = self.slots.get_mut(id as usize)?.take()?;
         self.topology.remove_node(&old);
         self.by_name.remove(&old.name());
+        self.count_images(&old.node, -1);
         self.num_nodes -= 1;
+        self.restamp(id);
         Some(old)
     }
 
@@ -122,9 +234,9 @@ impl Snapshot {
     pub fn add_pod(&mut self, id: NodeId, pod: Arc<Pod>) -> Option<&NodeInfo> {
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         self.topology.add_pod(&slot.node, &pod);
-        let info = Arc::make_mut(slot);
-        info.add_pod(pod);
-        Some(info)
+        Arc::make_mut(slot).add_pod(pod);
+        self.restamp(id);
+        self.node(id).map(|n| n.as_ref())
     }
 
     /// Removes the pod `key` from node `id`, returning it if it was there.
@@ -135,6 +247,7 @@ impl Snapshot {
         }
         let pod = Arc::make_mut(slot).remove_pod(key)?;
         self.topology.remove_pod(&slot.node, &pod);
+        self.restamp(id);
         Some(pod)
     }
 
@@ -142,6 +255,7 @@ impl Snapshot {
     pub fn set_generation(&mut self, id: NodeId, generation: u64) {
         if let Some(Some(slot)) = self.slots.get_mut(id as usize) {
             Arc::make_mut(slot).generation = generation;
+            self.restamp(id);
         }
     }
 }

@@ -137,6 +137,22 @@ struct KeyIndex {
     missing: FxSet<NodeId>,
     /// Pods per domain, per label set.
     by_set: FxMap<SetId, FxMap<Sym, i64>>,
+    /// Each node's domain, indexed by [`NodeId`]: lets per-node scoring find a node's domain
+    /// without touching the node.
+    column: Vec<Option<Sym>>,
+}
+
+impl KeyIndex {
+    fn set_column(&mut self, id: NodeId, domain: Option<Sym>) {
+        let i = id as usize;
+        if self.column.len() <= i {
+            if domain.is_none() {
+                return;
+            }
+            self.column.resize(i + 1, None);
+        }
+        self.column[i] = domain;
+    }
 }
 
 /// Domain counts for every tracked topology key, and the interned sets and terms they use.
@@ -207,6 +223,13 @@ impl TopologyIndex {
     /// Number of nodes in domain `value` of `key` (0 if untracked).
     pub fn domain_nodes(&self, key: Sym, value: Sym) -> u32 {
         self.keys.get(&key).and_then(|k| k.domains.get(&value)).copied().unwrap_or(0)
+    }
+
+    /// Each node's value of `key`, indexed by [`NodeId`] (`None`: no such node, or no such
+    /// label), if `key` is tracked. May be shorter than the snapshot's slots: ids past its end
+    /// have no value.
+    pub fn domain_column(&self, key: Sym) -> Option<&[Option<Sym>]> {
+        self.keys.get(&key).map(|k| k.column.as_slice())
     }
 
     /// The nodes without label `key`, if tracked.

@@ -9,4 +9,5 @@ pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod ingest;
+pub mod sim;
 pub mod verify;

@@ -6,8 +6,9 @@
 //! node an edge, which keeps pods of one workload from piling onto the first nodes that pulled
 //! it. The sum is clamped to [23 MiB, 1000 MiB × containers] and scaled to 0..=100.
 //!
-//! How many nodes hold each image is a whole-cluster count, so PreScore computes it once per
-//! pod from the snapshot; Score then only looks the pod's images up in one node's list.
+//! How many nodes hold each image is a whole-cluster count, which the snapshot keeps per image
+//! name, so PreScore costs O(images of the pod); Score then only looks the pod's images up in
+//! one node's list.
 
 use std::sync::Arc;
 
@@ -69,25 +70,21 @@ pub fn normalized_image_name(name: &str) -> String {
     }
 }
 
-fn holds(node: &NodeInfo, image: &str) -> bool {
-    node.node.images.iter().any(|(name, _)| &**name == image)
-}
-
 impl PreScorePlugin for ImageLocality {
     fn pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, _: &[&NodeInfo]) -> Status {
-        if pod.images.is_empty() {
+        // With no image on any node every score is 0, which is what skipping gives.
+        if pod.images.is_empty() || !snapshot.has_images() {
             return Status::skip();
         }
-        let mut images: Vec<(Arc<str>, usize)> = Vec::with_capacity(pod.images.len());
-        for image in &pod.images {
-            let name: Arc<str> = Arc::from(normalized_image_name(image));
-            // Pods often run one image in several containers: count the cluster once per name.
-            let count = match images.iter().find(|(seen, _)| *seen == name) {
-                Some(&(_, n)) => n,
-                None => snapshot.nodes().filter(|n| holds(n, &name)).count(),
-            };
-            images.push((name, count));
-        }
+        let images: Vec<(Arc<str>, usize)> = pod
+            .images
+            .iter()
+            .map(|image| {
+                let name: Arc<str> = Arc::from(normalized_image_name(image));
+                let count = snapshot.nodes_with_image(&name);
+                (name, count)
+            })
+            .collect();
         state.write(PRE_SCORE_KEY, PreScoreState { images, total_nodes: snapshot.num_nodes() });
         Status::success()
     }

@@ -27,6 +27,10 @@ impl Plugin for NodeName {
     fn name(&self) -> &'static str {
         NAME
     }
+    /// Reads only the node and the pod's signature fields.
+    fn node_local(&self) -> bool {
+        true
+    }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)
     }

@@ -110,6 +110,10 @@ impl Plugin for NodeResourcesBalancedAllocation {
     fn name(&self) -> &'static str {
         NAME
     }
+    /// Reads only the node and the pod's signature fields.
+    fn node_local(&self) -> bool {
+        true
+    }
     fn as_pre_score(&self) -> Option<&dyn PreScorePlugin> {
         Some(self)
     }

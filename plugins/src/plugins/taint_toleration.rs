@@ -38,6 +38,10 @@ impl Plugin for TaintToleration {
     fn name(&self) -> &'static str {
         NAME
     }
+    /// Reads only the node and the pod's signature fields.
+    fn node_local(&self) -> bool {
+        true
+    }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)
     }

@@ -1,6 +1,7 @@
 //! Keeping the index in step with nodes and pods, and tracking a new key.
 
 use std::hash::Hash;
+use std::sync::Arc;
 
 use super::{
     FxMap, IndexedTerm, KeyIndex, OwnedTerm, PodLabels, SetEntry, SetId, TermId, TermIndexing, TermKind, TopologyIndex,
@@ -22,6 +23,7 @@ impl TopologyIndex {
                 ki.missing.insert(n.id);
                 continue;
             };
+            ki.set_column(n.id, Some(domain));
             *ki.domains.entry(domain).or_insert(0) += 1;
             for pod in &n.pods {
                 if let Some(set) = self.find_set(pod) {
@@ -57,7 +59,9 @@ impl TopologyIndex {
             self.hard_tainted.insert(info.id);
         }
         for (key, ki) in &mut self.keys {
-            match info.node.labels.get(*key) {
+            let domain = info.node.labels.get(*key);
+            ki.set_column(info.id, domain);
+            match domain {
                 Some(d) => *ki.domains.entry(d).or_insert(0) += 1,
                 None => {
                     ki.missing.insert(info.id);
@@ -69,6 +73,53 @@ impl TopologyIndex {
         }
     }
 
+    /// Recounts a node whose pods changed from `old` to `new` (the node object itself did
+    /// not change): only the pods that differ are uncounted or counted, which is what makes
+    /// refreshing a snapshot O(changed pods) rather than O(pods on changed nodes). Pods are
+    /// compared by identity; an equal pod in a different allocation is recounted, which gives
+    /// the same totals.
+    pub fn replace_pods(&mut self, node: &Node, old: &[Arc<Pod>], new: &[Arc<Pod>]) {
+        // The usual refresh adds one pod at the end, or removes one.
+        let same = |a: &Arc<Pod>, b: &Arc<Pod>| Arc::ptr_eq(a, b);
+        let common = old.iter().zip(new).take_while(|(a, b)| same(a, b)).count();
+        let (old, new) = (&old[common..], &new[common..]);
+        if old.is_empty() || new.is_empty() {
+            old.iter().for_each(|p| self.apply_pod(node, p, -1));
+            new.iter().for_each(|p| self.apply_pod(node, p, 1));
+            return;
+        }
+        let key = |p: &Arc<Pod>| Arc::as_ptr(p) as usize;
+        let mut gone: Vec<&Arc<Pod>> = old.iter().collect();
+        let mut came: Vec<&Arc<Pod>> = new.iter().collect();
+        gone.sort_unstable_by_key(|p| key(p));
+        came.sort_unstable_by_key(|p| key(p));
+        let (mut i, mut j) = (0, 0);
+        let (mut removed, mut added) = (Vec::new(), Vec::new());
+        while i < gone.len() || j < came.len() {
+            match (gone.get(i), came.get(j)) {
+                (Some(a), Some(b)) if key(a) == key(b) => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if key(a) < key(b) => {
+                    removed.push(*a);
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    removed.push(*a);
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    added.push(*b);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        removed.into_iter().for_each(|p| self.apply_pod(node, p, -1));
+        added.into_iter().for_each(|p| self.apply_pod(node, p, 1));
+    }
+
     /// Uncounts the node `info` and every pod on it.
     pub fn remove_node(&mut self, info: &NodeInfo) {
         for pod in &info.pods {
@@ -77,6 +128,7 @@ impl TopologyIndex {
         self.num_nodes = self.num_nodes.saturating_sub(1);
         self.hard_tainted.remove(&info.id);
         for (key, ki) in &mut self.keys {
+            ki.set_column(info.id, None);
             match info.node.labels.get(*key) {
                 Some(d) => bump_u32(&mut ki.domains, d),
                 None => {

@@ -6,12 +6,13 @@
 //! outcome is identical to the sequential walk whatever the thread count.
 
 use rayon::prelude::*;
-use tessera_plugins::framework::{CycleState, Profile};
+use tessera_plugins::framework::{CycleState, FilterPlugin, Profile, ScoreBatch};
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
 use tessera_plugins::snapshot::Snapshot;
 use tessera_plugins::status::{Diagnosis, Status};
 
+use super::reuse::{Entry, LocalVerdict, ReuseCache, ReuseStats};
 use super::rng::Rng;
 
 /// Nodes evaluated per parallel Filter round: large enough to amortise the fork, small enough
@@ -36,6 +37,9 @@ pub struct CycleOptions<'a> {
     pub rng: &'a mut Rng,
     /// Evaluate Filter over chunks of nodes in parallel (rayon).
     pub parallel: bool,
+    /// Node-local results to reuse across pods of one signature (see [`super::reuse`]);
+    /// `None` computes everything. Not used by the parallel Filter.
+    pub reuse: Option<&'a mut ReuseCache>,
 }
 
 /// Runs one scheduling cycle for `pod`.
@@ -45,6 +49,7 @@ pub fn schedule_pod(
     pod: &Pod,
     opts: CycleOptions<'_>,
 ) -> Result<Placement, Diagnosis> {
+    let CycleOptions { next_start, rng, parallel, reuse } = opts;
     let mut state = CycleState::new();
     let mut diagnosis = Diagnosis { num_all_nodes: snapshot.num_nodes(), ..Default::default() };
     if snapshot.num_nodes() == 0 {
@@ -58,85 +63,313 @@ pub fn schedule_pod(
             return Err(diagnosis);
         }
     };
-    let feasible = find_feasible(profile, &state, pod, snapshot, restriction, &mut diagnosis, &opts);
-    *opts.next_start = feasible.next_start;
-    let nodes = feasible.nodes;
+    let plan = FilterPlan::new(profile, &state);
+    let mut cache = match reuse {
+        Some(c) if !parallel => Some(c.entry(profile, snapshot, pod, plan.local_mask, plan.score_slots.len())),
+        _ => None,
+    };
+    let walk = Walk { plan: &plan, state: &state, pod, snapshot, start: *next_start, parallel };
+    let feasible = walk.run(profile, restriction, &mut diagnosis, cache.as_mut().map(|(e, s)| (&mut **e, &mut **s)));
+    *next_start = feasible.next_start;
+    let (ids, nodes) = (feasible.ids, feasible.nodes);
     if nodes.is_empty() {
         return Err(diagnosis);
     }
     let best = if nodes.len() == 1 {
-        nodes[0]
+        0
     } else {
         if let Err(s) = profile.run_pre_score(&mut state, pod, snapshot, &nodes) {
             diagnosis.pre_filter_message = Some(s.to_string());
             return Err(diagnosis);
         }
-        let scores = profile.run_score(&state, pod, &nodes);
-        nodes[select_host(&scores, opts.rng)]
+        let batch = ScoreBatch::new(snapshot, &ids, &nodes);
+        let scores = match cache {
+            Some((entry, stats)) => score_reusing(profile, &plan, &state, pod, batch, entry, stats),
+            None => profile.run_score(&state, pod, batch),
+        };
+        select_host(&scores, rng)
     };
+    let best = nodes[best];
     Ok(Placement { node: best.id, seen_generation: best.generation })
 }
 
+/// One Filter plugin that runs for the pod.
+struct ActiveFilter<'p> {
+    /// Position in the profile's Filter list.
+    pos: usize,
+    plugin: &'p dyn FilterPlugin,
+    name: &'static str,
+    /// Node-local: its verdict may be reused.
+    local: bool,
+}
+
+/// The Filter plugins that run for one pod, resolved once rather than per node, and the
+/// node-local Score plugins of the profile.
+struct FilterPlan<'p> {
+    active: Vec<ActiveFilter<'p>>,
+    /// Positions of the active node-local Filter plugins.
+    local_mask: u64,
+    /// For each Score plugin position, its slot among the profile's node-local Score plugins.
+    score_slots: Vec<(usize, usize)>,
+}
+
+impl<'p> FilterPlan<'p> {
+    fn new(profile: &'p Profile, state: &CycleState) -> FilterPlan<'p> {
+        let mut active = Vec::with_capacity(profile.filter.len());
+        let mut local_mask = 0;
+        for (pos, p) in profile.filter.iter().enumerate() {
+            if state.skips_filter(pos) {
+                continue;
+            }
+            let Some(plugin) = p.as_filter() else { continue };
+            // Positions past 63 have no bit in the key: evaluate them live.
+            let local = pos < 64 && p.node_local();
+            if local {
+                local_mask |= 1 << pos;
+            }
+            active.push(ActiveFilter { pos, plugin, name: p.name(), local });
+        }
+        let local_scores = profile
+            .score
+            .iter()
+            .enumerate()
+            .filter(|(i, ws)| *i < 64 && ws.plugin.node_local() && ws.plugin.as_score().is_some());
+        let score_slots = local_scores.enumerate().map(|(slot, (i, _))| (i, slot)).collect();
+        FilterPlan { active, local_mask, score_slots }
+    }
+
+    /// The first failing active Filter plugin's status, in profile order.
+    fn run_all(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Option<Status> {
+        self.active.iter().find_map(|f| {
+            let s = f.plugin.filter(state, pod, node);
+            (!s.is_success()).then(|| s.with_plugin(f.name))
+        })
+    }
+
+    /// The first failing active node-local Filter plugin: its position and status.
+    fn run_local(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Option<(usize, Status)> {
+        self.active.iter().filter(|f| f.local).find_map(|f| {
+            let s = f.plugin.filter(state, pod, node);
+            (!s.is_success()).then(|| (f.pos, s.with_plugin(f.name)))
+        })
+    }
+
+    /// The first failing active non-local Filter plugin placed before position `before`.
+    fn run_live(&self, state: &CycleState, pod: &Pod, node: &NodeInfo, before: usize) -> Option<Status> {
+        self.active.iter().take_while(|f| f.pos < before).filter(|f| !f.local).find_map(|f| {
+            let s = f.plugin.filter(state, pod, node);
+            (!s.is_success()).then(|| s.with_plugin(f.name))
+        })
+    }
+}
+
+/// A node's Filter verdict.
+enum Verdict {
+    Pass,
+    Fail(Status),
+    /// A failure the cache holds (index of its status).
+    Cached(u32),
+}
+
 struct Feasible<'s> {
+    ids: Vec<NodeId>,
     nodes: Vec<&'s NodeInfo>,
     next_start: usize,
 }
 
-/// Walks nodes round-robin from `next_start`, collecting up to the profile's number of
-/// feasible nodes to find; failed nodes go into `diagnosis`.
-fn find_feasible<'s>(
-    profile: &Profile,
-    state: &CycleState,
-    pod: &Pod,
+/// The round-robin walk over nodes of one cycle.
+struct Walk<'a, 's> {
+    plan: &'a FilterPlan<'a>,
+    state: &'a CycleState,
+    pod: &'a Pod,
     snapshot: &'s Snapshot,
-    restriction: Option<Vec<NodeId>>,
-    diagnosis: &mut Diagnosis,
-    opts: &CycleOptions<'_>,
-) -> Feasible<'s> {
-    let (restricted, candidates): (bool, Vec<&'s NodeInfo>) = match restriction {
-        Some(ids) => (true, ids.iter().filter_map(|id| snapshot.node(*id).map(|n| n.as_ref())).collect()),
-        None => (false, Vec::new()),
-    };
-    let slots = snapshot.slots();
-    let total = if restricted { candidates.len() } else { slots.len() };
-    let want = profile.num_feasible_nodes_to_find(snapshot.num_nodes());
-    let start = if restricted || total == 0 { 0 } else { *opts.next_start % total };
-    let node_at = |i: usize| -> Option<&'s NodeInfo> {
-        let idx = (start + i) % total;
-        if restricted { Some(candidates[idx]) } else { slots[idx].as_deref() }
-    };
-    let mut found = Vec::with_capacity(want.min(total));
-    let mut processed = 0;
-    let mut consider = |node: &'s NodeInfo, status: Option<Status>, found: &mut Vec<&'s NodeInfo>| {
-        processed += 1;
-        match status {
-            None => found.push(node),
-            Some(s) => diagnosis.add_node_status(&s),
-        }
-    };
-    if opts.parallel {
-        let mut offset = 0;
-        while offset < total && found.len() < want {
-            let end = (offset + PARALLEL_CHUNK).min(total);
-            for (node, status) in evaluate_parallel(profile, state, pod, offset..end, &node_at) {
-                consider(node, status, &mut found);
-                if found.len() >= want {
-                    break;
+    start: usize,
+    parallel: bool,
+}
+
+impl<'a, 's> Walk<'a, 's> {
+    /// Walks nodes round-robin from `start`, collecting up to the profile's number of
+    /// feasible nodes to find; failed nodes go into `diagnosis`.
+    fn run(
+        &self,
+        profile: &Profile,
+        restriction: Option<Vec<NodeId>>,
+        diagnosis: &mut Diagnosis,
+        mut cache: Option<(&mut Entry, &mut ReuseStats)>,
+    ) -> Feasible<'s> {
+        let snapshot = self.snapshot;
+        let slots = snapshot.slots();
+        let candidates: Option<Vec<(NodeId, &'s NodeInfo)>> =
+            restriction.map(|ids| ids.iter().filter_map(|id| snapshot.node(*id).map(|n| (*id, n.as_ref()))).collect());
+        let total = candidates.as_ref().map_or(slots.len(), Vec::len);
+        let want = profile.num_feasible_nodes_to_find(snapshot.num_nodes());
+        let restricted = candidates.is_some();
+        let start = if restricted || total == 0 { 0 } else { self.start % total };
+        // Ids come from the walk itself (slot index or candidate list), so a node is only
+        // touched when a plugin actually reads it.
+        let node_at = |i: usize| -> Option<(NodeId, &'s NodeInfo)> {
+            let idx = (start + i) % total;
+            match &candidates {
+                Some(c) => c.get(idx).copied(),
+                None => slots[idx].as_deref().map(|n| (idx as NodeId, n)),
+            }
+        };
+        let mut found = Feasible { ids: Vec::with_capacity(want.min(total)), nodes: Vec::new(), next_start: 0 };
+        found.nodes.reserve(want.min(total));
+        let mut processed = 0;
+        if self.parallel {
+            let mut offset = 0;
+            while offset < total && found.nodes.len() < want {
+                let end = (offset + PARALLEL_CHUNK).min(total);
+                for (id, node, status) in evaluate_parallel(profile, self.state, self.pod, offset..end, &node_at) {
+                    processed += 1;
+                    match status {
+                        None => {
+                            found.ids.push(id);
+                            found.nodes.push(node);
+                        }
+                        Some(s) => diagnosis.add_node_status(&s),
+                    }
+                    if found.nodes.len() >= want {
+                        break;
+                    }
+                }
+                offset = end;
+            }
+        } else {
+            let stamps = snapshot.stamps();
+            let no_live = self.plan.active.iter().all(|f| f.local);
+            for (id, node) in (0..total).filter_map(node_at) {
+                processed += 1;
+                // The common case, kept small: every Filter is node-local and the node passed
+                // them at its current stamp.
+                if no_live && let Some((entry, stats)) = cache.as_mut() {
+                    let stamp = stamps.get(id as usize).copied().unwrap_or(0);
+                    if entry.verdict(id, stamp) == Some(LocalVerdict::Pass) {
+                        stats.filter_hits += 1;
+                        found.ids.push(id);
+                        found.nodes.push(node);
+                        if found.nodes.len() >= want {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                let verdict = match cache.as_mut() {
+                    Some((entry, stats)) => {
+                        let stamp = stamps.get(id as usize).copied().unwrap_or(0);
+                        self.evaluate_reusing(entry, stats, id, stamp, node)
+                    }
+                    None => self.plan.run_all(self.state, self.pod, node).map_or(Verdict::Pass, Verdict::Fail),
+                };
+                match verdict {
+                    Verdict::Pass => {
+                        found.ids.push(id);
+                        found.nodes.push(node);
+                        if found.nodes.len() >= want {
+                            break;
+                        }
+                    }
+                    Verdict::Fail(s) => diagnosis.add_node_status(&s),
+                    Verdict::Cached(k) => {
+                        if let Some(s) = cache.as_ref().and_then(|(e, _)| e.status(k)) {
+                            diagnosis.add_node_status(s);
+                        }
+                    }
                 }
             }
-            offset = end;
         }
-    } else {
-        for node in (0..total).filter_map(node_at) {
-            let s = profile.run_filter(state, pod, node);
-            consider(node, if s.is_success() { None } else { Some(s) }, &mut found);
-            if found.len() >= want {
-                break;
+        found.next_start = if restricted || total == 0 { self.start } else { (start + processed) % total };
+        found
+    }
+
+    /// A node's verdict with node-local plugins answered from (or recorded into) the cache
+    /// and the others run; the first failure in profile order wins, as without the cache.
+    fn evaluate_reusing(
+        &self,
+        entry: &mut Entry,
+        stats: &mut ReuseStats,
+        id: NodeId,
+        stamp: u64,
+        node: &NodeInfo,
+    ) -> Verdict {
+        let (local_at, local) = match entry.verdict(id, stamp) {
+            Some(LocalVerdict::Pass) => {
+                stats.filter_hits += 1;
+                (usize::MAX, Verdict::Pass)
             }
+            Some(LocalVerdict::Fail(pos, k)) => {
+                stats.filter_hits += 1;
+                (pos, Verdict::Cached(k))
+            }
+            None => {
+                stats.filter_misses += 1;
+                let failure = self.plan.run_local(self.state, self.pod, node);
+                match (entry.record(id, stamp, failure.as_ref().map(|(p, s)| (*p, s))), failure) {
+                    (_, None) => (usize::MAX, Verdict::Pass),
+                    (Some(LocalVerdict::Fail(pos, k)), Some(_)) => (pos, Verdict::Cached(k)),
+                    (_, Some((pos, s))) => (pos, Verdict::Fail(s)),
+                }
+            }
+        };
+        match self.plan.run_live(self.state, self.pod, node, local_at) {
+            Some(s) => Verdict::Fail(s),
+            None => local,
         }
     }
-    let next_start = if restricted || total == 0 { *opts.next_start } else { (start + processed) % total };
-    Feasible { nodes: found, next_start }
+}
+
+/// Scores `batch` with node-local raw scores from `entry` (filling in the missing ones) and
+/// every other plugin computed; normalisation and weights as [`Profile::run_score`].
+fn score_reusing(
+    profile: &Profile,
+    plan: &FilterPlan<'_>,
+    state: &CycleState,
+    pod: &Pod,
+    batch: ScoreBatch<'_>,
+    entry: &mut Entry,
+    stats: &mut ReuseStats,
+) -> Vec<i64> {
+    // The node-local Score plugins that run for this pod: (position, slot, plugin).
+    let active: Vec<(usize, usize, &dyn tessera_plugins::framework::ScorePlugin)> = plan
+        .score_slots
+        .iter()
+        .filter(|(i, _)| !state.skips_score(*i) && profile.score[*i].weight != 0)
+        .filter_map(|&(i, slot)| profile.score[i].plugin.as_score().map(|sp| (i, slot, sp)))
+        .collect();
+    let mask = active.iter().fold(0u64, |m, (i, _, _)| m | 1 << i);
+    entry.use_score_mask(mask);
+    // Gather every node-local plugin's raw scores in one pass over the rows, filling in the
+    // missing ones: raw[slot][j] is node j's score from the plugin at `slot`.
+    let width = plan.score_slots.len();
+    let n = batch.ids.len();
+    let mut raw = vec![0i64; width * n];
+    let mut complete = true;
+    for (j, (&id, node)) in batch.ids.iter().zip(batch.nodes).enumerate() {
+        let Some((filled, row)) = entry.scores(id) else {
+            complete = false;
+            continue;
+        };
+        if filled {
+            stats.score_hits += 1;
+        } else {
+            stats.score_misses += 1;
+            for &(_, slot, sp) in &active {
+                row[slot] = sp.score(state, pod, node);
+            }
+        }
+        for &(_, slot, _) in &active {
+            raw[slot * n + j] = row[slot];
+        }
+    }
+    profile.run_score_with(state, pod, batch, |i, _, out| {
+        if !complete {
+            return false;
+        }
+        let Some(&(_, slot, _)) = active.iter().find(|(at, _, _)| *at == i) else { return false };
+        out.copy_from_slice(&raw[slot * n..(slot + 1) * n]);
+        true
+    })
 }
 
 /// Filter verdicts for positions `range` of the walk, computed in parallel, in walk order
@@ -146,14 +379,14 @@ fn evaluate_parallel<'s>(
     state: &CycleState,
     pod: &Pod,
     range: std::ops::Range<usize>,
-    node_at: &(dyn Fn(usize) -> Option<&'s NodeInfo> + Sync),
-) -> Vec<(&'s NodeInfo, Option<Status>)> {
+    node_at: &(dyn Fn(usize) -> Option<(NodeId, &'s NodeInfo)> + Sync),
+) -> Vec<(NodeId, &'s NodeInfo, Option<Status>)> {
     range
         .into_par_iter()
         .filter_map(|i| {
-            node_at(i).map(|n| {
+            node_at(i).map(|(id, n)| {
                 let s = profile.run_filter(state, pod, n);
-                (n, if s.is_success() { None } else { Some(s) })
+                (id, n, if s.is_success() { None } else { Some(s) })
             })
         })
         .collect()

@@ -8,6 +8,7 @@
 pub mod algorithm;
 pub mod binder;
 pub mod queue;
+pub mod reuse;
 pub mod rng;
 pub mod state;
 pub mod worker;
@@ -68,6 +69,8 @@ pub enum Outcome {
         pods: Vec<Arc<Pod>>,
         /// The message a pending pod's `PodScheduled` condition shows.
         message: String,
+        /// The distinct reasons inside the message ("Insufficient cpu"), for tallies.
+        reasons: Vec<String>,
         /// Attempts so far.
         attempts: u32,
         /// When.
@@ -363,7 +366,9 @@ fn resolve(
             unit.attempts += 1;
             let message = diagnosis.message();
             unit.last_failure = Some(message.clone());
-            let outcome = Outcome::Unschedulable { pods: unit.pods.clone(), message, attempts: unit.attempts, at: now };
+            let reasons = diagnosis.pre_filter_message.iter().cloned().chain(diagnosis.reasons.into_keys()).collect();
+            let outcome =
+                Outcome::Unschedulable { pods: unit.pods.clone(), message, reasons, attempts: unit.attempts, at: now };
             queue.park_unschedulable(unit, now);
             Resolved { outcomes: vec![outcome], finished: 1 }
         }

@@ -16,6 +16,7 @@ use tessera_plugins::status::Diagnosis;
 
 use super::algorithm::{CycleOptions, Placement, schedule_pod};
 use super::queue::Unit;
+use super::reuse::{DEFAULT_BUDGET_BYTES, ReuseCache, ReuseStats};
 use super::rng::Rng;
 use super::state::ClusterState;
 
@@ -65,6 +66,7 @@ pub struct Worker {
     pending: VecDeque<Pending>,
     next_seq: u64,
     parallel_filter: bool,
+    reuse: ReuseCache,
 }
 
 impl Worker {
@@ -79,7 +81,13 @@ impl Worker {
             pending: VecDeque::new(),
             next_seq: 0,
             parallel_filter,
+            reuse: ReuseCache::new(DEFAULT_BUDGET_BYTES),
         }
+    }
+
+    /// How much node-local work the worker reused across pods of one signature.
+    pub fn reuse_stats(&self) -> ReuseStats {
+        self.reuse.stats
     }
 
     /// The worker's id.
@@ -119,8 +127,12 @@ impl Worker {
     pub fn schedule(&mut self, profile: &Profile, unit: Unit) -> Attempt {
         let mut placements = Vec::with_capacity(unit.pods.len());
         for pod in &unit.pods {
-            let opts =
-                CycleOptions { next_start: &mut self.next_start, rng: &mut self.rng, parallel: self.parallel_filter };
+            let opts = CycleOptions {
+                next_start: &mut self.next_start,
+                rng: &mut self.rng,
+                parallel: self.parallel_filter,
+                reuse: Some(&mut self.reuse),
+            };
             match schedule_pod(profile, &self.snapshot, pod, opts) {
                 Ok(p) => {
                     self.snapshot.add_pod(p.node, pod.clone());

@@ -5,17 +5,24 @@
 //! requests, sidecar-aware requests, overhead, priority from PriorityClasses) and validation,
 //! so that Filter and Score never parse a quantity or walk a container list. [`yaml`] reads
 //! Kubernetes YAML files into those types. Every error names the object (or the file and
-//! document) and the field path.
+//! document) and the field path. [`workloads`] expands controllers (Deployments, Jobs, ...)
+//! into the pods they would create, for the simulator.
 
+pub mod duration;
 pub mod error;
 pub mod gpu;
 pub mod node;
 pub mod pod;
 pub mod quantities;
 pub mod selectors;
+pub mod workloads;
 pub mod yaml;
 
+pub use duration::go_duration;
 pub use error::IngestError;
 pub use node::node;
 pub use pod::{PodContext, pod};
 pub use yaml::{Objects, read_objects};
+
+#[cfg(test)]
+mod sample_tests;

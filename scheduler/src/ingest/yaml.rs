@@ -1,5 +1,6 @@
 //! Reading Kubernetes YAML: multi-document files and `kind: List` documents, into typed
-//! objects by kind.
+//! objects by kind. Workload controllers (Deployments, Jobs, ...) are expanded into their pods
+//! here, by [`super::workloads`].
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{DocLocation, IngestError};
+use super::workloads::WorkloadKind;
 
 /// Kinds that plugins read themselves (gangs, workloads, DRA, volumes): passed through as JSON.
 pub const PLUGIN_KINDS: [&str; 7] = [
@@ -28,7 +30,7 @@ pub const PLUGIN_KINDS: [&str; 7] = [
 pub struct Objects {
     /// `Node`s.
     pub nodes: Vec<Node>,
-    /// `Pod`s.
+    /// `Pod`s, those written as pods and those expanded from workloads, in input order.
     pub pods: Vec<Pod>,
     /// `PriorityClass`es.
     pub priority_classes: Vec<PriorityClass>,
@@ -41,6 +43,9 @@ pub struct Objects {
     /// How many objects of each kind nobody understands were skipped; the caller reports
     /// them once.
     pub unknown_kinds: BTreeMap<String, usize>,
+    /// How many pods the workloads of each kind (`Deployment`, `Job`, ...) expanded to, for
+    /// summaries; the pods themselves are in `pods`.
+    pub expanded: BTreeMap<String, usize>,
 }
 
 impl Objects {
@@ -54,6 +59,9 @@ impl Objects {
         self.other.extend(more.other);
         for (kind, n) in more.unknown_kinds {
             *self.unknown_kinds.entry(kind).or_default() += n;
+        }
+        for (kind, n) in more.expanded {
+            *self.expanded.entry(kind).or_default() += n;
         }
     }
 
@@ -135,6 +143,9 @@ impl Reader<'_> {
     }
 
     fn object(&mut self, kind: &str, value: Value, location: DocLocation) -> Result<(), IngestError> {
+        if let Some(workload) = WorkloadKind::parse(kind) {
+            return self.workload(workload, value, location);
+        }
         match kind {
             "Node" => self.out.nodes.push(self.decode(value, location)?),
             "Pod" => self.out.pods.push(self.decode(value, location)?),
@@ -144,6 +155,13 @@ impl Reader<'_> {
             k if PLUGIN_KINDS.contains(&k) => self.out.other.push(value),
             unknown => *self.out.unknown_kinds.entry(unknown.to_string()).or_default() += 1,
         }
+        Ok(())
+    }
+
+    fn workload(&mut self, kind: WorkloadKind, value: Value, location: DocLocation) -> Result<(), IngestError> {
+        let pods = kind.expand(value).map_err(|e| self.error(location, e.to_string()))?;
+        *self.out.expanded.entry(kind.name().to_string()).or_default() += pods.len();
+        self.out.pods.extend(pods);
         Ok(())
     }
 

@@ -35,7 +35,7 @@ items:
   metadata: {name: g}
   spec: {minMember: 2}
 - apiVersion: apps/v1
-  kind: Deployment
+  kind: DaemonSet
   metadata: {name: d}
 ---
 apiVersion: v1
@@ -66,7 +66,7 @@ fn multi_document_files_and_lists_are_sorted_by_kind() {
     let other_kinds: Vec<_> = objects.other.iter().map(|o| o["kind"].as_str().unwrap()).collect();
     assert_eq!(other_kinds, vec!["PodGroup", "ResourceClaim"]);
     let unknown: Vec<_> = objects.unknown_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    assert_eq!(unknown, vec![("ConfigMap", 2), ("Deployment", 1)]);
+    assert_eq!(unknown, vec![("ConfigMap", 2), ("DaemonSet", 1)]);
     assert_eq!(objects.len(), 7);
 }
 

@@ -99,13 +99,17 @@ struct Table {
 impl Table {
     fn new(file: &Path, text: &str) -> Result<Table, TraceError> {
         let file = file.display().to_string();
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(std::io::Cursor::new(text.as_bytes().to_vec()));
+        let mut reader =
+            csv::ReaderBuilder::new().flexible(false).from_reader(std::io::Cursor::new(text.as_bytes().to_vec()));
         let headers = reader.headers().map_err(|e| csv_error(&file, &e))?.clone();
         Ok(Table { file, headers, reader })
     }
 
     fn column(&self, name: &'static str) -> Result<usize, TraceError> {
-        self.headers.iter().position(|h| h.trim_start_matches('\u{feff}') == name).ok_or(TraceError::MissingColumn { file: self.file.clone(), column: name })
+        self.headers
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}') == name)
+            .ok_or(TraceError::MissingColumn { file: self.file.clone(), column: name })
     }
 
     fn optional(&self, name: &'static str) -> Option<usize> {
@@ -140,20 +144,31 @@ fn time(file: &str, line: u64, column: &'static str, v: &str) -> Result<Option<f
         return Ok(None);
     }
     let t = v.trim().parse::<f64>().ok().filter(|t| t.is_finite() && *t >= 0.0);
-    t.map(Some).ok_or_else(|| TraceError::Field { file: file.to_string(), line, column, message: format!("{v:?} is not a time in seconds") })
+    t.map(Some).ok_or_else(|| TraceError::Field {
+        file: file.to_string(),
+        line,
+        column,
+        message: format!("{v:?} is not a time in seconds"),
+    })
 }
 
 /// Parses a node list.
 pub fn parse_nodes(file: &Path, text: &str) -> Result<Vec<TraceNode>, TraceError> {
     let mut t = Table::new(file, text)?;
-    let (sn, cpu, mem, gpu, model) = (t.column("sn")?, t.column("cpu_milli")?, t.column("memory_mib")?, t.column("gpu")?, t.column("model")?);
+    let (sn, cpu, mem, gpu, model) =
+        (t.column("sn")?, t.column("cpu_milli")?, t.column("memory_mib")?, t.column("gpu")?, t.column("model")?);
     let f = t.file.clone();
     let mut out = Vec::new();
     for row in t.rows() {
         let (line, r) = row?;
         let get = |i: usize| r.get(i).unwrap_or("");
         if get(sn).trim().is_empty() {
-            return Err(TraceError::Field { file: f.clone(), line, column: "sn", message: "node name is empty".into() });
+            return Err(TraceError::Field {
+                file: f.clone(),
+                line,
+                column: "sn",
+                message: "node name is empty".into(),
+            });
         }
         out.push(TraceNode {
             name: get(sn).trim().to_string(),
@@ -169,7 +184,13 @@ pub fn parse_nodes(file: &Path, text: &str) -> Result<Vec<TraceNode>, TraceError
 /// Parses a pod list.
 pub fn parse_pods(file: &Path, text: &str) -> Result<Vec<TracePod>, TraceError> {
     let mut t = Table::new(file, text)?;
-    let (name, cpu, mem, ngpu, milli) = (t.column("name")?, t.column("cpu_milli")?, t.column("memory_mib")?, t.column("num_gpu")?, t.column("gpu_milli")?);
+    let (name, cpu, mem, ngpu, milli) = (
+        t.column("name")?,
+        t.column("cpu_milli")?,
+        t.column("memory_mib")?,
+        t.column("num_gpu")?,
+        t.column("gpu_milli")?,
+    );
     let (spec, created, deleted) = (t.optional("gpu_spec"), t.optional("creation_time"), t.optional("deletion_time"));
     let f = t.file.clone();
     let mut out = Vec::new();
@@ -177,11 +198,21 @@ pub fn parse_pods(file: &Path, text: &str) -> Result<Vec<TracePod>, TraceError> 
         let (line, r) = row?;
         let get = |i: usize| r.get(i).unwrap_or("");
         if get(name).trim().is_empty() {
-            return Err(TraceError::Field { file: f.clone(), line, column: "name", message: "pod name is empty".into() });
+            return Err(TraceError::Field {
+                file: f.clone(),
+                line,
+                column: "name",
+                message: "pod name is empty".into(),
+            });
         }
         let num_gpu = int(&f, line, "num_gpu", get(ngpu))?;
         if num_gpu > 64 {
-            return Err(TraceError::Field { file: f.clone(), line, column: "num_gpu", message: format!("{num_gpu} GPUs is more than a node can hold") });
+            return Err(TraceError::Field {
+                file: f.clone(),
+                line,
+                column: "num_gpu",
+                message: format!("{num_gpu} GPUs is more than a node can hold"),
+            });
         }
         out.push(TracePod {
             name: get(name).trim().to_string(),
@@ -189,7 +220,9 @@ pub fn parse_pods(file: &Path, text: &str) -> Result<Vec<TracePod>, TraceError> 
             memory_mib: int(&f, line, "memory_mib", get(mem))?,
             num_gpu: num_gpu as u32,
             gpu_milli: int(&f, line, "gpu_milli", get(milli))?.min(1000) as u32,
-            gpu_spec: spec.map(|i| get(i).split('|').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()).unwrap_or_default(),
+            gpu_spec: spec
+                .map(|i| get(i).split('|').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+                .unwrap_or_default(),
             creation_s: created.map_or(Ok(None), |i| time(&f, line, "creation_time", get(i)))?,
             deletion_s: deleted.map_or(Ok(None), |i| time(&f, line, "deletion_time", get(i)))?,
         });
@@ -203,8 +236,21 @@ mod tests {
 
     #[test]
     fn node_and_pod_lists_parse() {
-        let nodes = parse_nodes(Path::new("n.csv"), "sn,cpu_milli,memory_mib,gpu,model\nopenb-node-0000,64000,262144,2,P100\nc1,32000,1024,0,\n").unwrap();
-        assert_eq!(nodes[0], TraceNode { name: "openb-node-0000".into(), cpu_milli: 64000, memory_mib: 262144, gpus: 2, model: "P100".into() });
+        let nodes = parse_nodes(
+            Path::new("n.csv"),
+            "sn,cpu_milli,memory_mib,gpu,model\nopenb-node-0000,64000,262144,2,P100\nc1,32000,1024,0,\n",
+        )
+        .unwrap();
+        assert_eq!(
+            nodes[0],
+            TraceNode {
+                name: "openb-node-0000".into(),
+                cpu_milli: 64000,
+                memory_mib: 262144,
+                gpus: 2,
+                model: "P100".into()
+            }
+        );
         assert_eq!(nodes[1].model, "");
         let pods = parse_pods(
             Path::new("p.csv"),
@@ -215,20 +261,24 @@ mod tests {
         assert_eq!(pods[0].gpu_spec, vec!["V100M16", "V100M32"]);
         assert_eq!(pods[0].creation_s, Some(10.0));
         assert_eq!(pods[1].deletion_s, None);
-        let short = parse_pods(Path::new("m.csv"), "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,8,1000\n").unwrap();
+        let short =
+            parse_pods(Path::new("m.csv"), "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,8,1000\n").unwrap();
         assert_eq!(short[0].num_gpu, 8);
         assert_eq!(short[0].creation_s, None);
     }
 
     #[test]
     fn errors_name_file_line_and_column() {
-        let e = parse_nodes(Path::new("n.csv"), "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,abc,2,P100\n").unwrap_err();
+        let e =
+            parse_nodes(Path::new("n.csv"), "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,abc,2,P100\n").unwrap_err();
         assert_eq!(e.to_string(), "n.csv: line 2, column \"memory_mib\": \"abc\" is not a non-negative integer");
         let e = parse_nodes(Path::new("n.csv"), "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,1,2\n").unwrap_err();
         assert!(e.to_string().starts_with("n.csv: line 2"), "{e}");
         let e = parse_pods(Path::new("p.csv"), "name,cpu_milli,memory\np,1,1\n").unwrap_err();
         assert!(matches!(e, TraceError::MissingColumn { .. }));
-        let e = parse_pods(Path::new("p.csv"), "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time\np,1,1,0,0,-5\n").unwrap_err();
+        let e =
+            parse_pods(Path::new("p.csv"), "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time\np,1,1,0,0,-5\n")
+                .unwrap_err();
         assert!(e.to_string().contains("creation_time"), "{e}");
     }
 
@@ -239,7 +289,11 @@ mod tests {
         let nodes = parse_nodes(Path::new("gpu_node.csv"), &text).unwrap();
         assert_eq!(nodes.len(), 1213);
         assert_eq!(nodes.iter().map(|n| n.gpus).sum::<u32>(), 6212);
-        let pods = parse_pods(Path::new("default.csv"), &std::fs::read_to_string(dir.join("openb_pod_list_default.csv")).unwrap()).unwrap();
+        let pods = parse_pods(
+            Path::new("default.csv"),
+            &std::fs::read_to_string(dir.join("openb_pod_list_default.csv")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(pods.len(), 8152);
     }
 }

@@ -129,7 +129,13 @@ pub fn html(title: &str, table: &[(String, Vec<(String, String)>)], charts: &[(C
         h.push_str("</table>\n");
     }
     for (chart, svg) in charts {
-        let _ = write!(h, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>\n", escape(&chart.name), strip_xml_header(svg), escape(&chart.title));
+        let _ = writeln!(
+            h,
+            "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>",
+            escape(&chart.name),
+            strip_xml_header(svg),
+            escape(&chart.title)
+        );
     }
     h.push_str("</body></html>\n");
     h

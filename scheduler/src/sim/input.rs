@@ -1,0 +1,176 @@
+//! What the simulator replays: nodes, pods with arrival and run times, and the objects
+//! scheduling depends on, read from Kubernetes YAML or openb CSV, detected by content.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1 as core;
+use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::LabelSet;
+use tessera_plugins::model::{GPU_MILLI, Gpu, GpuRequest, Node, Pod};
+use tessera_plugins::resources::ResourceVec;
+use thiserror::Error;
+
+use super::openb::{self, TraceError, TraceNode, TracePod};
+use crate::ingest::duration::go_duration;
+use crate::ingest::{self, IngestError, Objects, PodContext};
+
+/// Annotation: when the pod arrives, as a Go duration from the start (`90s`, `2h`).
+pub const ARRIVAL_ANNOTATION: &str = "tessera.io/arrival";
+/// Annotation: how long the pod runs once bound (`30m`); without it, it never leaves.
+pub const DURATION_ANNOTATION: &str = "tessera.io/duration";
+/// Label openb nodes carry with their GPU model.
+pub const OPENB_MODEL_LABEL: &str = "alibabacloud.com/gpu-card-model";
+
+/// Why the simulator's input cannot be used.
+#[derive(Debug, Error)]
+pub enum InputError {
+    /// A file could not be read.
+    #[error("{file}: {message}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The OS error.
+        message: String,
+    },
+    /// A Kubernetes object is malformed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// A trace CSV is malformed.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// A simulator annotation is malformed.
+    #[error("Pod {pod}: metadata.annotations.{annotation}: {message}")]
+    Annotation {
+        /// `namespace/name`.
+        pod: String,
+        /// The annotation.
+        annotation: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A pod as the simulator plays it.
+#[derive(Clone, Debug)]
+pub struct SimPod {
+    /// The pod.
+    pub pod: Arc<Pod>,
+    /// Arrival, seconds from the start.
+    pub arrival: f64,
+    /// Run time once bound; `None` runs forever.
+    pub duration: Option<f64>,
+}
+
+/// Everything the simulator needs.
+#[derive(Clone, Debug, Default)]
+pub struct SimInput {
+    /// The cluster.
+    pub nodes: Vec<Node>,
+    /// Pods to schedule, in input order.
+    pub pods: Vec<SimPod>,
+    /// Pods already running on their `spec.nodeName` at t=0.
+    pub running: Vec<Arc<Pod>>,
+    /// Namespace labels.
+    pub namespaces: HashMap<Sym, LabelSet>,
+    /// Kinds nobody understands, with counts (reported once, skipped).
+    pub unknown_kinds: BTreeMap<String, usize>,
+    /// The files read.
+    pub sources: Vec<String>,
+}
+
+/// Reads every file and assembles the input.
+pub fn load(paths: &[PathBuf]) -> Result<SimInput, InputError> {
+    let mut objects = Objects::default();
+    let mut trace_nodes = Vec::new();
+    let mut trace_pods = Vec::new();
+    let mut sources = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InputError::Io { file: path.display().to_string(), message: e.to_string() })?;
+        sources.push(path.display().to_string());
+        let first = text.lines().next().unwrap_or("");
+        if openb::is_node_list(first) {
+            trace_nodes.extend(openb::parse_nodes(path, &text)?);
+        } else if openb::is_pod_list(first) {
+            trace_pods.extend(openb::parse_pods(path, &text)?);
+        } else {
+            objects.extend(ingest::read_objects(&path.display().to_string(), &text)?);
+        }
+    }
+    let mut input = from_objects(&objects)?;
+    input.nodes.extend(trace_nodes.iter().map(trace_node));
+    input.pods.extend(trace_pods.iter().map(trace_pod));
+    input.sources = sources;
+    Ok(input)
+}
+
+/// Assembles the input from Kubernetes objects (the bundled sample goes through here too).
+pub fn from_objects(objects: &Objects) -> Result<SimInput, InputError> {
+    let cx = PodContext::from_objects(objects)?;
+    let mut input = SimInput {
+        unknown_kinds: objects.unknown_kinds.clone(),
+        namespaces: cx.namespaces().clone(),
+        ..SimInput::default()
+    };
+    for n in &objects.nodes {
+        input.nodes.push(ingest::node(n)?);
+    }
+    for p in &objects.pods {
+        let pod = Arc::new(ingest::pod(p, &cx)?);
+        if pod.node_name.is_some() {
+            input.running.push(pod);
+            continue;
+        }
+        let arrival = annotation_seconds(p, &pod, ARRIVAL_ANNOTATION)?.unwrap_or(0.0);
+        let duration = annotation_seconds(p, &pod, DURATION_ANNOTATION)?;
+        input.pods.push(SimPod { pod, arrival, duration });
+    }
+    Ok(input)
+}
+
+fn annotation_seconds(p: &core::Pod, pod: &Pod, annotation: &'static str) -> Result<Option<f64>, InputError> {
+    let Some(v) = p.metadata.annotations.as_ref().and_then(|a| a.get(annotation)) else { return Ok(None) };
+    go_duration(v).map(Some).map_err(|message| InputError::Annotation {
+        pod: pod.key().to_string(),
+        annotation,
+        message,
+    })
+}
+
+const MIB: i64 = 1 << 20;
+
+fn trace_node(n: &TraceNode) -> Node {
+    let mut labels = LabelSet::from_pairs([("kubernetes.io/hostname", n.name.as_str())]);
+    if !n.model.is_empty() {
+        labels.insert(Sym::new(OPENB_MODEL_LABEL), Sym::new(&n.model));
+    }
+    let model = Sym::new(&n.model);
+    Node {
+        name: Sym::new(&n.name),
+        labels,
+        taints: Vec::new(),
+        unschedulable: false,
+        allocatable: ResourceVec::cpu_mem(n.cpu_milli, n.memory_mib * MIB),
+        // The trace gives no pod limit; nodes take the kubelet's default.
+        allowed_pods: 110,
+        images: Vec::new(),
+        gpus: (0..n.gpus).map(|_| Gpu { model, island: 0 }).collect(),
+    }
+}
+
+fn trace_pod(p: &TracePod) -> SimPod {
+    let mut pod = Pod::new("default", &p.name, ResourceVec::cpu_mem(p.cpu_milli, p.memory_mib * MIB));
+    pod.scheduler_name = Sym::new(crate::config::DEFAULT_SCHEDULER_NAME);
+    if p.num_gpu > 0 {
+        // A multi-GPU pod's gpu_milli is 1000; a zero share on a GPU pod means whole GPUs.
+        let milli = if p.gpu_milli == 0 { GPU_MILLI } else { p.gpu_milli };
+        pod.gpu =
+            Some(GpuRequest { count: p.num_gpu, milli, models: p.gpu_spec.iter().map(|m| Sym::new(m)).collect() });
+    }
+    pod.creation_s = p.creation_s.unwrap_or(0.0);
+    let arrival = p.creation_s.unwrap_or(0.0);
+    let duration = p.deletion_s.map(|d| (d - arrival).max(0.0));
+    SimPod { pod: Arc::new(pod), arrival, duration }
+}

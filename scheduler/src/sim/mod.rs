@@ -1,0 +1,157 @@
+//! `tessera simulate`: the engine with a virtual clock and an in-memory API that applies
+//! bindings at once. Not a second implementation: [`replay`] and [`fill`] drive the same
+//! [`Engine`] the live scheduler runs, step by step.
+//!
+//! Runs are deterministic for a seed whatever the thread count: the engine's step drive makes
+//! the same choices however many threads evaluate Filter ([`crate::engine::algorithm`]).
+
+pub mod fill;
+pub mod frag;
+pub mod input;
+pub mod openb;
+pub mod output;
+pub mod record;
+pub mod replay;
+pub mod report;
+pub mod summary;
+
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tessera_plugins::framework::Profile;
+
+use self::input::SimInput;
+use self::record::RunResult;
+use crate::engine::{Engine, EngineOptions};
+
+/// The bundled cluster, used when no `--cluster`/`--workload` is given.
+pub const SAMPLE_CLUSTER: &str = include_str!("sample/cluster.yaml");
+/// The bundled workload.
+pub const SAMPLE_WORKLOAD: &str = include_str!("sample/workload.yaml");
+
+/// How the workload is played.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Arrivals and departures in virtual time.
+    Replay,
+    /// FGD's method: pods never leave; inflate to `--fill-to`; one attempt each.
+    Fill,
+}
+
+/// One named configuration to run the workload under.
+#[derive(Clone, Debug)]
+pub struct NamedConfig {
+    /// Its name (the config file's stem, or `default`).
+    pub name: String,
+    /// Its profiles.
+    pub profiles: Vec<Profile>,
+}
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Replay or fill.
+    pub mode: Mode,
+    /// First seed.
+    pub seed: u64,
+    /// Threads evaluating Filter (does not change results).
+    pub threads: usize,
+    /// Fill mode: inflate the GPU request to this multiple of capacity.
+    pub fill_to: f64,
+    /// Fill mode: seeds `seed..seed+repeat`.
+    pub repeat: u32,
+    /// Where outputs go.
+    pub out: PathBuf,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// A progress bar that is silent when off.
+#[derive(Debug)]
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    /// A bar on stderr titled `label`, or a silent one.
+    pub fn new(on: bool, label: &str) -> Progress {
+        Progress(on.then(|| {
+            let bar = ProgressBar::new(0);
+            if let Ok(style) = ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} pods ({eta})") {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(label.to_string());
+            bar
+        }))
+    }
+
+    /// Sets the total.
+    pub fn set_length(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(n);
+        }
+    }
+
+    /// Advances.
+    pub fn inc(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// An engine loaded with the input's cluster (nodes and namespaces).
+pub fn build_engine(input: &SimInput, profiles: Vec<Profile>, seed: u64, threads: usize) -> Engine {
+    let opts = EngineOptions { workers: 1, seed, parallel_filter: threads > 1, ..EngineOptions::default() };
+    let mut engine = Engine::new(profiles, opts);
+    engine.set_namespaces(input.namespaces.clone());
+    for n in &input.nodes {
+        engine.upsert_node(n.clone(), 0.0);
+    }
+    engine
+}
+
+/// Runs `input` under every configuration (and, in fill mode, every seed).
+pub fn run(input: &SimInput, configs: &[NamedConfig], opts: &SimOptions) -> Vec<Vec<RunResult>> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads.max(1)).build();
+    let body = || configs.iter().map(|c| run_config(input, c, opts)).collect();
+    match pool {
+        Ok(pool) => pool.install(body),
+        Err(_) => body(),
+    }
+}
+
+fn run_config(input: &SimInput, config: &NamedConfig, opts: &SimOptions) -> Vec<RunResult> {
+    let seeds: Vec<u64> = match opts.mode {
+        Mode::Replay => vec![opts.seed],
+        Mode::Fill => (0..opts.repeat.max(1)).map(|i| opts.seed + u64::from(i)).collect(),
+    };
+    seeds
+        .into_iter()
+        .map(|seed| {
+            let progress = Progress::new(opts.progress, &format!("{} seed {seed}", config.name));
+            let r = match opts.mode {
+                Mode::Replay => {
+                    replay::replay(input, config.profiles.clone(), &config.name, seed, opts.threads, &progress)
+                }
+                Mode::Fill => fill::fill(
+                    input,
+                    config.profiles.clone(),
+                    &config.name,
+                    seed,
+                    opts.fill_to,
+                    opts.threads,
+                    &progress,
+                ),
+            };
+            progress.finish();
+            r
+        })
+        .collect()
+}

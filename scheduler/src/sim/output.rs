@@ -1,0 +1,283 @@
+//! Writing a simulation's outputs: `summary.json`, `placements.csv`, `timeline.csv`,
+//! `fill.csv` (fill mode), `report.html` and one `.svg` per chart.
+//!
+//! With one configuration everything lands in the output folder; with several, `summary.json`
+//! holds `{"configs": [...]}` and each configuration's CSVs go to a sub-folder named after it,
+//! while the report overlays them.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::record::{RunResult, TimelinePoint};
+use super::report::{self, Chart, Series};
+use super::summary::{Summary, round};
+
+/// An output could not be written.
+#[derive(Debug, Error)]
+pub enum OutputError {
+    /// The file system refused.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        message: String,
+    },
+    /// A chart could not be drawn.
+    #[error("chart {chart}: {message}")]
+    Chart {
+        /// The chart.
+        chart: String,
+        /// What plotters said.
+        message: String,
+    },
+}
+
+fn write(path: &Path, text: &str) -> Result<(), OutputError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| io(dir, &e))?;
+    }
+    fs::write(path, text).map_err(|e| io(path, &e))
+}
+
+fn io(path: &Path, e: &std::io::Error) -> OutputError {
+    OutputError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+/// The summary document: one summary, or `{"configs": [...]}` for several.
+pub fn summary_json(summaries: &[Summary]) -> serde_json::Value {
+    match summaries {
+        [one] => serde_json::to_value(one).unwrap_or_default(),
+        many => serde_json::json!({ "configs": many }),
+    }
+}
+
+/// Writes every output into `out`. Returns the files written.
+pub fn write_all(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> Result<Vec<PathBuf>, OutputError> {
+    let mut written = Vec::new();
+    let doc = serde_json::to_string_pretty(&summary_json(summaries)).unwrap_or_default();
+    written.push(out.join("summary.json"));
+    write(&out.join("summary.json"), &(doc + "\n"))?;
+    let several = runs.len() > 1;
+    for config_runs in runs {
+        let Some(first) = config_runs.first() else { continue };
+        let dir = if several { out.join(sanitize(&first.config)) } else { out.to_path_buf() };
+        for (name, text) in [("placements.csv", placements_csv(first)), ("timeline.csv", timeline_csv(&first.timeline))]
+        {
+            write(&dir.join(name), &text)?;
+            written.push(dir.join(name));
+        }
+        if first.fill.is_some() {
+            write(&dir.join("fill.csv"), &fill_csv(config_runs))?;
+            written.push(dir.join("fill.csv"));
+        }
+    }
+    written.extend(write_report(out, runs, summaries)?);
+    Ok(written)
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{}", round(x))).unwrap_or_default()
+}
+
+/// `namespace,name,node,start_s,end_s,attempts,reason,gpus`.
+pub fn placements_csv(run: &RunResult) -> String {
+    let mut s = String::from("namespace,name,node,start_s,end_s,attempts,reason,gpus\n");
+    for r in &run.records {
+        let gpus: Vec<String> = (0..64).filter(|i| r.gpus & (1u64 << i) != 0).map(|i: u32| i.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{}",
+            csv_field(r.key.namespace.as_str()),
+            csv_field(&r.key.name),
+            r.node.map(|n| csv_field(n.as_str())).unwrap_or_default(),
+            opt(r.start),
+            opt(r.end),
+            r.attempts,
+            csv_field(&r.reason),
+            gpus.join(";"),
+        );
+    }
+    s
+}
+
+/// `t_s,pending,running,cpu_pct,memory_pct,gpu_pct`.
+pub fn timeline_csv(timeline: &[TimelinePoint]) -> String {
+    let mut s = String::from("t_s,pending,running,cpu_pct,memory_pct,gpu_pct\n");
+    for p in timeline {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{}",
+            round(p.t),
+            p.pending,
+            p.running,
+            round(p.cpu),
+            round(p.memory),
+            round(p.gpu)
+        );
+    }
+    s
+}
+
+/// `seed,arrived_pct,gpu_alloc_pct`: the fill curve of every seed.
+fn fill_csv(runs: &[RunResult]) -> String {
+    let mut s = String::from("seed,arrived_pct,gpu_alloc_pct\n");
+    for r in runs {
+        for (k, v) in r.fill.as_ref().map(|f| f.curve()).unwrap_or_default() {
+            let _ = writeln!(s, "{},{k},{}", r.seed, round(v));
+        }
+    }
+    s
+}
+
+/// At most `max` evenly spaced points (charts do not need every event).
+fn downsample(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if points.len() <= max {
+        return points;
+    }
+    let step = points.len() as f64 / max as f64;
+    (0..max).map(|i| points[(i as f64 * step) as usize]).chain(points.last().copied()).collect()
+}
+
+fn time_scale(runs: &[Vec<RunResult>]) -> (f64, &'static str) {
+    let span = runs.iter().filter_map(|r| r.first()).filter_map(|r| r.timeline.last()).map(|p| p.t).fold(0.0, f64::max);
+    if span > 7200.0 { (3600.0, "virtual time (h)") } else { (1.0, "virtual time (s)") }
+}
+
+/// Reads one metric off a timeline point.
+type Metric = fn(&TimelinePoint) -> f64;
+
+fn charts(runs: &[Vec<RunResult>]) -> Vec<Chart> {
+    let firsts: Vec<&RunResult> = runs.iter().filter_map(|r| r.first()).collect();
+    let several = firsts.len() > 1;
+    let (scale, x_label) = time_scale(runs);
+    let line = |r: &RunResult, f: &dyn Fn(&TimelinePoint) -> f64| {
+        downsample(r.timeline.iter().map(|p| (p.t / scale, f(p))).collect(), 1500)
+    };
+    let mut alloc = Vec::new();
+    for r in &firsts {
+        let resources: [(&str, Metric); 3] = [("cpu", |p| p.cpu), ("memory", |p| p.memory), ("gpu", |p| p.gpu)];
+        for (name, f) in resources {
+            if !several || name == "gpu" {
+                let label = if several { format!("{} gpu", r.config) } else { name.to_string() };
+                alloc.push(Series { label, points: line(r, &f) });
+            }
+        }
+    }
+    let pending =
+        firsts.iter().map(|r| Series { label: r.config.clone(), points: line(r, &|p| p.pending as f64) }).collect();
+    let waits = firsts.iter().map(|r| Series { label: r.config.clone(), points: wait_cdf(r) }).collect();
+    let mut out = vec![
+        chart("allocation", "Allocation over time", x_label, "% of capacity", alloc),
+        chart("pending", "Pending pods over time", x_label, "pods", pending),
+        chart("queue_wait", "Queue wait (CDF of scheduled pods)", "wait (virtual s)", "% of pods", waits),
+    ];
+    let fills: Vec<Series> = runs
+        .iter()
+        .filter_map(|seeds| {
+            let first = seeds.first()?;
+            first.fill.as_ref()?;
+            Some(Series { label: first.config.clone(), points: mean_curve(seeds) })
+        })
+        .collect();
+    if !fills.is_empty() {
+        out.push(chart(
+            "fill",
+            "GPU allocation against arrived GPU demand",
+            "arrived GPU request (% of capacity)",
+            "GPU allocated (%)",
+            fills,
+        ));
+    }
+    out
+}
+
+fn chart(name: &str, title: &str, x: &str, y: &str, series: Vec<Series>) -> Chart {
+    Chart { name: name.into(), title: title.into(), x_label: x.into(), y_label: y.into(), series }
+}
+
+fn wait_cdf(r: &RunResult) -> Vec<(f64, f64)> {
+    let mut waits: Vec<f64> = r.records.iter().filter_map(|x| x.start.map(|s| s - x.arrival)).collect();
+    waits.sort_by(f64::total_cmp);
+    let n = waits.len().max(1) as f64;
+    downsample(waits.iter().enumerate().map(|(i, w)| (*w, 100.0 * (i + 1) as f64 / n)).collect(), 1000)
+}
+
+fn mean_curve(seeds: &[RunResult]) -> Vec<(f64, f64)> {
+    let curves: Vec<_> = seeds.iter().filter_map(|r| r.fill.as_ref()).map(|f| f.curve()).collect();
+    let Some(first) = curves.first() else { return Vec::new() };
+    first
+        .keys()
+        .filter_map(|k| {
+            let vals: Vec<f64> = curves.iter().filter_map(|c| c.get(k).copied()).collect();
+            (vals.len() == curves.len()).then(|| (f64::from(*k), vals.iter().sum::<f64>() / vals.len() as f64))
+        })
+        .collect()
+}
+
+fn table(summaries: &[Summary]) -> Vec<(String, Vec<(String, String)>)> {
+    summaries
+        .iter()
+        .map(|s| {
+            let alloc = |k: &str| {
+                s.allocation
+                    .get(k)
+                    .map_or(String::new(), |a| format!("{:.1}% (mean {:.1}%)", a.final_pct, a.time_weighted_mean_pct))
+            };
+            let mut rows = vec![
+                ("pods".to_string(), s.pods_total.to_string()),
+                ("scheduled".to_string(), s.scheduled.to_string()),
+                ("unschedulable".to_string(), s.unschedulable.to_string()),
+                ("cpu allocated".to_string(), alloc("cpu")),
+                ("memory allocated".to_string(), alloc("memory")),
+                ("gpu allocated".to_string(), alloc("gpu")),
+                (
+                    "gpu fragmentation".to_string(),
+                    format!(
+                        "{:.2}% of GPUs ({:.1}% of idle)",
+                        s.gpu_fragmentation.amount_pct, s.gpu_fragmentation.ratio_pct
+                    ),
+                ),
+                (
+                    "queue wait p50 / p99".to_string(),
+                    format!("{:.1} s / {:.1} s", s.queue_wait_s.p50, s.queue_wait_s.p99),
+                ),
+                ("makespan".to_string(), format!("{:.0} s", s.makespan_s)),
+            ];
+            if let Some(f) = &s.fill {
+                rows.push((
+                    "unallocated GPU at 100% arrived".to_string(),
+                    format!("{:.2}% ± {:.2}", f.unallocated_gpu_pct.mean, f.unallocated_gpu_pct.std),
+                ));
+            }
+            (s.config.clone(), rows)
+        })
+        .collect()
+}
+
+fn write_report(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> Result<Vec<PathBuf>, OutputError> {
+    let mut written = Vec::new();
+    let mut rendered = Vec::new();
+    for c in charts(runs) {
+        let svg = report::svg(&c).map_err(|message| OutputError::Chart { chart: c.name.clone(), message })?;
+        let path = out.join(format!("{}.svg", c.name));
+        write(&path, &svg)?;
+        written.push(path);
+        rendered.push((c, svg));
+    }
+    let page = report::html("Tessera simulation report", &table(summaries), &rendered);
+    write(&out.join("report.html"), &page)?;
+    written.push(out.join("report.html"));
+    Ok(written)
+}

@@ -1,0 +1,201 @@
+//! Replay mode: arrivals and departures in virtual time.
+//!
+//! Each step takes every event at the next instant (departures first, so their room is free),
+//! then lets the engine schedule whatever is ready, exactly as the live scheduler would
+//! between two watch events. Backoff expiries are instants too.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tessera_plugins::framework::Profile;
+use tessera_plugins::model::{Pod, PodKey};
+
+use super::frag::{cluster_fragmentation, typical_pods};
+use super::input::SimInput;
+use super::record::{PodRecord, RunResult, TimelinePoint, Usage};
+use super::{Progress, build_engine};
+use crate::engine::{Engine, Outcome};
+
+/// Virtual time in microseconds: an exact, totally ordered event key.
+type Tick = i64;
+
+fn tick(t: f64) -> Tick {
+    (t * 1e6).round() as Tick
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// Record index of a pod leaving. Sorts before arrivals at the same instant.
+    Depart(usize),
+    /// Index into the input's pods.
+    Arrive(usize),
+}
+
+struct Replay<'a> {
+    input: &'a SimInput,
+    engine: Engine,
+    events: BinaryHeap<Reverse<(Tick, Event)>>,
+    records: Vec<PodRecord>,
+    /// Run time of each record's pod once bound.
+    durations: Vec<Option<f64>>,
+    index: HashMap<PodKey, usize>,
+    usage: Usage,
+    timeline: Vec<TimelinePoint>,
+}
+
+/// Replays `input` under one profile set.
+pub fn replay(
+    input: &SimInput,
+    profiles: Vec<Profile>,
+    config: &str,
+    seed: u64,
+    threads: usize,
+    progress: &Progress,
+) -> RunResult {
+    let started = Instant::now();
+    let mut r = Replay {
+        input,
+        engine: build_engine(input, profiles, seed, threads),
+        events: input.pods.iter().enumerate().map(|(i, p)| Reverse((tick(p.arrival), Event::Arrive(i)))).collect(),
+        records: Vec::with_capacity(input.pods.len() + input.running.len()),
+        durations: Vec::with_capacity(input.pods.len() + input.running.len()),
+        index: HashMap::with_capacity(input.pods.len()),
+        usage: Usage::new(input.nodes.iter()),
+        timeline: Vec::new(),
+    };
+    r.start_running();
+    progress.set_length(input.pods.len() as u64);
+    while let Some(t) = r.next_instant() {
+        r.step(t, progress);
+    }
+    r.finish(config, seed, started)
+}
+
+impl Replay<'_> {
+    fn start_running(&mut self) {
+        for pod in &self.input.running {
+            let i = self.record(pod, 0.0, None);
+            if self.engine.add_pod(pod.clone(), 0.0).is_ok() {
+                self.records[i].node = pod.node_name;
+                self.records[i].start = Some(0.0);
+                self.usage.apply(pod, 1.0);
+            } else {
+                self.records[i].reason =
+                    format!("spec.nodeName {} is not a node of the cluster", pod.node_name.map_or("", |n| n.as_str()));
+            }
+        }
+    }
+
+    fn record(&mut self, pod: &Pod, arrival: f64, duration: Option<f64>) -> usize {
+        self.records.push(PodRecord::arrived(pod, arrival));
+        self.durations.push(duration);
+        self.index.insert(pod.key(), self.records.len() - 1);
+        self.records.len() - 1
+    }
+
+    fn next_instant(&self) -> Option<Tick> {
+        let event = self.events.peek().map(|Reverse((t, _))| *t);
+        let backoff = self.engine.queue().next_backoff_ready().map(tick);
+        match (event, backoff) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn step(&mut self, t: Tick, progress: &Progress) {
+        let now = t as f64 / 1e6;
+        while let Some(Reverse((at, ev))) = self.events.peek().copied() {
+            if at != t {
+                break;
+            }
+            self.events.pop();
+            match ev {
+                Event::Depart(i) => self.depart(i, now),
+                Event::Arrive(i) => {
+                    progress.inc(1);
+                    self.arrive(i, now);
+                }
+            }
+        }
+        let outcomes = self.engine.schedule_pending(now);
+        for o in outcomes {
+            self.apply(o, now);
+        }
+        let [cpu, memory, gpu] = self.usage.percent();
+        let running = self.engine.state().placed_count();
+        self.timeline.push(TimelinePoint { t: now, pending: self.engine.queue().len(), running, cpu, memory, gpu });
+    }
+
+    fn arrive(&mut self, i: usize, now: f64) {
+        let sp = &self.input.pods[i];
+        let r = self.record(&sp.pod, now, sp.duration);
+        if let Err(e) = self.engine.add_pod(sp.pod.clone(), now) {
+            self.records[r].reason = e.to_string();
+        }
+    }
+
+    fn depart(&mut self, i: usize, now: f64) {
+        let key = self.records[i].key.clone();
+        if let Some(pod) = self.pod_of(i) {
+            self.usage.apply(&pod, -1.0);
+        }
+        self.engine.delete_pod(&key, now);
+        self.records[i].end = Some(now);
+    }
+
+    fn pod_of(&self, i: usize) -> Option<Arc<Pod>> {
+        let key = &self.records[i].key;
+        let id = self.engine.state().node_of(key)?;
+        let node = self.engine.state().snapshot().node(id)?;
+        node.pods.iter().find(|p| &p.key() == key).cloned()
+    }
+
+    fn apply(&mut self, outcome: Outcome, now: f64) {
+        match outcome {
+            Outcome::Bound { pod, node, attempts, .. } => {
+                let Some(&i) = self.index.get(&pod.key()) else { return };
+                let gpus = self.gpus_of(&pod);
+                let rec = &mut self.records[i];
+                (rec.node, rec.start, rec.attempts, rec.gpus) = (Some(node), Some(now), attempts, gpus);
+                rec.reason.clear();
+                rec.reasons.clear();
+                self.usage.apply(&pod, 1.0);
+                if let Some(d) = self.durations[i] {
+                    self.events.push(Reverse((tick(now + d), Event::Depart(i))));
+                }
+            }
+            Outcome::Unschedulable { pods, message, reasons, attempts, .. } => {
+                for pod in pods {
+                    if let Some(&i) = self.index.get(&pod.key()) {
+                        let rec = &mut self.records[i];
+                        (rec.reason, rec.reasons, rec.attempts) = (message.clone(), reasons.clone(), attempts);
+                    }
+                }
+            }
+        }
+    }
+
+    fn gpus_of(&self, pod: &Pod) -> u64 {
+        let key = pod.key();
+        let Some(id) = self.engine.state().node_of(&key) else { return 0 };
+        let Some(node) = self.engine.state().snapshot().node(id) else { return 0 };
+        node.pods.iter().position(|p| p.key() == key).map_or(0, |i| node.pod_gpus[i])
+    }
+
+    fn finish(self, config: &str, seed: u64, started: Instant) -> RunResult {
+        let typical = typical_pods(self.input.pods.iter().map(|p| p.pod.as_ref()));
+        let fragmentation = cluster_fragmentation(self.engine.state().snapshot().nodes().map(|n| n.as_ref()), &typical);
+        RunResult {
+            config: config.to_string(),
+            seed,
+            records: self.records,
+            timeline: self.timeline,
+            fill: None,
+            fragmentation,
+            wall_s: started.elapsed().as_secs_f64(),
+            final_allocation: self.usage.percent(),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! `summary.json`: the figures a platform team reads first, per configuration.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Mode;
+use super::record::{RunResult, TimelinePoint};
+use crate::bench::{Latency, percentiles};
+
+/// Allocation of one resource.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Allocation {
+    /// At the end of the run, % of capacity.
+    pub final_pct: f64,
+    /// Averaged over (virtual) time, % of capacity.
+    pub time_weighted_mean_pct: f64,
+}
+
+/// GPU fragmentation (FGD's measure).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Fragmentation {
+    /// Fragmented GPU as % of all cluster GPU.
+    pub amount_pct: f64,
+    /// Fragmented GPU as % of idle GPU.
+    pub ratio_pct: f64,
+}
+
+/// Mean and standard deviation over seeds.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct MeanStd {
+    /// Mean.
+    pub mean: f64,
+    /// Population standard deviation.
+    pub std: f64,
+}
+
+/// One point of the fill curve.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FillPoint {
+    /// Arrived GPU request, % of capacity.
+    pub arrived_pct: u32,
+    /// GPU allocation, % of capacity, over seeds.
+    pub gpu_alloc_pct: MeanStd,
+}
+
+/// Fragmentation at an arrived-demand checkpoint.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FragPoint {
+    /// Arrived GPU request, % of capacity.
+    pub arrived_pct: u32,
+    /// Fragmentation amount, % of cluster GPU, over seeds.
+    pub amount_pct: MeanStd,
+    /// Fragmentation ratio, % of idle GPU, over seeds.
+    pub ratio_pct: MeanStd,
+}
+
+/// Fill mode's figures.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FillSummary {
+    /// The inflation target.
+    pub fill_to: f64,
+    /// Seeds run.
+    pub repeat: usize,
+    /// 100 − GPU allocation when arrived demand is 100% of capacity (FGD's headline).
+    pub unallocated_gpu_pct: MeanStd,
+    /// GPU allocation per arrived %.
+    pub curve: Vec<FillPoint>,
+    /// Fragmentation at 50/70/80/90/100% arrived.
+    pub fragmentation: Vec<FragPoint>,
+}
+
+/// One configuration's summary.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// The configuration.
+    pub config: String,
+    /// Replay or fill.
+    pub mode: Mode,
+    /// Seeds run.
+    pub seeds: Vec<u64>,
+    /// Pods in the (first seed's) run.
+    pub pods_total: usize,
+    /// Pods that got a node.
+    pub scheduled: usize,
+    /// Pods that never did.
+    pub unschedulable: usize,
+    /// For the pods that never got a node: how many were held back by each reason.
+    pub unschedulable_by_reason: BTreeMap<String, usize>,
+    /// Allocation per resource (`cpu`, `memory`, `gpu`).
+    pub allocation: BTreeMap<&'static str, Allocation>,
+    /// GPU fragmentation at the end.
+    pub gpu_fragmentation: Fragmentation,
+    /// Arrival-to-bind wait of scheduled pods, virtual seconds.
+    pub queue_wait_s: Latency,
+    /// Virtual time from the start to the last bind or departure.
+    pub makespan_s: f64,
+    /// Wall time of the run(s), seconds (varies run to run).
+    pub engine_wall_s: f64,
+    /// Scheduled pods per wall second (varies run to run).
+    pub pods_per_sec: f64,
+    /// Fill mode's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill: Option<FillSummary>,
+}
+
+/// Summarises the runs of one configuration (several seeds in fill mode).
+pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary> {
+    let first = runs.first()?;
+    let scheduled = first.records.iter().filter(|r| r.start.is_some()).count();
+    let mut by_reason = BTreeMap::new();
+    for r in first.records.iter().filter(|r| r.start.is_none()) {
+        for reason in &r.reasons {
+            *by_reason.entry(reason.clone()).or_insert(0) += 1;
+        }
+    }
+    let mut waits: Vec<f64> = first.records.iter().filter_map(|r| r.start.map(|s| s - r.arrival)).collect();
+    let wall: f64 = runs.iter().map(|r| r.wall_s).sum();
+    let makespan = first.records.iter().filter_map(|r| r.end.or(r.start)).fold(0.0, f64::max);
+    let means = time_weighted(&first.timeline);
+    let allocation = ["cpu", "memory", "gpu"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            (*name, Allocation { final_pct: round(first.final_allocation[i]), time_weighted_mean_pct: round(means[i]) })
+        })
+        .collect();
+    Some(Summary {
+        config: first.config.clone(),
+        mode,
+        seeds: runs.iter().map(|r| r.seed).collect(),
+        pods_total: first.records.len(),
+        scheduled,
+        unschedulable: first.records.len() - scheduled,
+        unschedulable_by_reason: by_reason,
+        allocation,
+        gpu_fragmentation: Fragmentation {
+            amount_pct: round(first.fragmentation.0),
+            ratio_pct: round(first.fragmentation.1),
+        },
+        queue_wait_s: rounded(percentiles(&mut waits)),
+        makespan_s: round(makespan),
+        engine_wall_s: wall,
+        pods_per_sec: if wall > 0.0 {
+            runs.iter().map(|r| r.records.iter().filter(|x| x.start.is_some()).count()).sum::<usize>() as f64 / wall
+        } else {
+            0.0
+        },
+        fill: (mode == Mode::Fill).then(|| fill_summary(runs, fill_to)),
+    })
+}
+
+fn fill_summary(runs: &[RunResult], fill_to: f64) -> FillSummary {
+    let curves: Vec<BTreeMap<u32, f64>> = runs.iter().filter_map(|r| r.fill.as_ref()).map(|f| f.curve()).collect();
+    let max = curves.iter().filter_map(|c| c.keys().next_back().copied()).min().unwrap_or(0);
+    let curve: Vec<FillPoint> = (0..=max)
+        .filter_map(|k| {
+            let vals: Vec<f64> = curves.iter().filter_map(|c| c.get(&k).copied()).collect();
+            (vals.len() == curves.len() && !vals.is_empty())
+                .then(|| FillPoint { arrived_pct: k, gpu_alloc_pct: mean_std(&vals) })
+        })
+        .collect();
+    let at_100: Vec<f64> = curves.iter().filter_map(|c| c.get(&100).map(|a| 100.0 - a)).collect();
+    let fragmentation = super::fill::FRAG_CHECKPOINTS
+        .iter()
+        .filter_map(|&k| {
+            let at: Vec<(f64, f64)> = runs
+                .iter()
+                .filter_map(|r| r.fill.as_ref())
+                .filter_map(|f| f.fragmentation.iter().find(|(c, _, _)| *c == k).map(|(_, a, r)| (*a, *r)))
+                .collect();
+            (!at.is_empty()).then(|| FragPoint {
+                arrived_pct: k,
+                amount_pct: mean_std(&at.iter().map(|p| p.0).collect::<Vec<_>>()),
+                ratio_pct: mean_std(&at.iter().map(|p| p.1).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    FillSummary { fill_to, repeat: runs.len(), unallocated_gpu_pct: mean_std(&at_100), curve, fragmentation }
+}
+
+/// Mean and population standard deviation, rounded.
+pub fn mean_std(values: &[f64]) -> MeanStd {
+    if values.is_empty() {
+        return MeanStd { mean: 0.0, std: 0.0 };
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    MeanStd { mean: round(mean), std: round(var.sqrt()) }
+}
+
+/// Time-weighted means of (cpu, memory, gpu) over the timeline.
+fn time_weighted(timeline: &[TimelinePoint]) -> [f64; 3] {
+    let (Some(first), Some(last)) = (timeline.first(), timeline.last()) else { return [0.0; 3] };
+    let span = last.t - first.t;
+    if span <= 0.0 {
+        return [last.cpu, last.memory, last.gpu];
+    }
+    let mut acc = [0.0; 3];
+    for w in timeline.windows(2) {
+        let dt = w[1].t - w[0].t;
+        acc[0] += w[0].cpu * dt;
+        acc[1] += w[0].memory * dt;
+        acc[2] += w[0].gpu * dt;
+    }
+    acc.map(|a| a / span)
+}
+
+/// Four decimals: stable output, no float noise in diffs.
+pub fn round(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+fn rounded(l: Latency) -> Latency {
+    Latency { p50: round(l.p50), p99: round(l.p99) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_std_is_population_std() {
+        assert_eq!(mean_std(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]), MeanStd { mean: 5.0, std: 2.0 });
+        assert_eq!(mean_std(&[]), MeanStd { mean: 0.0, std: 0.0 });
+    }
+
+    #[test]
+    fn time_weighting_holds_each_value_until_the_next_step() {
+        let p = |t, v| TimelinePoint { t, pending: 0, running: 0, cpu: v, memory: v, gpu: v };
+        let m = time_weighted(&[p(0.0, 10.0), p(1.0, 50.0), p(4.0, 0.0)]);
+        assert_eq!(m[0], (10.0 * 1.0 + 50.0 * 3.0) / 4.0);
+    }
+}
