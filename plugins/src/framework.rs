@@ -29,6 +29,9 @@ pub struct CycleState {
     skip_filter: u64,
     /// Bit i set: the profile's i-th Score plugin is skipped (its PreScore said Skip).
     skip_score: u64,
+    /// The GPUs a Reserve plugin chose for the pod on the selected node (a bit set of device
+    /// indices); `None` leaves the choice to [`NodeInfo::choose_gpus`].
+    gpus: Option<u64>,
 }
 
 impl std::fmt::Debug for CycleState {
@@ -55,6 +58,17 @@ impl CycleState {
     /// The value stored under `key`, if it has type `T`.
     pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
         self.entries.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.downcast_ref())
+    }
+
+    /// Records the GPUs the pod gets on the node being reserved (see [`ReservePlugin`]): the
+    /// engine then places the pod on exactly these, and its binder checks they are still free.
+    pub fn set_gpu_choice(&mut self, gpus: u64) {
+        self.gpus = Some(gpus);
+    }
+
+    /// The GPUs a Reserve plugin chose, if any.
+    pub fn gpu_choice(&self) -> Option<u64> {
+        self.gpus
     }
 
     /// Whether the profile's `i`-th Filter plugin is skipped for this pod.
@@ -101,6 +115,12 @@ pub trait Plugin: Send + Sync + Debug {
     /// always safe.
     fn node_local(&self) -> bool {
         false
+    }
+    /// A new instance with the same configuration and none of what this one learned from the
+    /// pods it saw (a plugin that learns keeps state across cycles). `None`, the default,
+    /// means the plugin learns nothing and the instance itself can serve a new scheduler.
+    fn fresh(&self) -> Option<Arc<dyn Plugin>> {
+        None
     }
     /// The plugin as a PreEnqueue plugin.
     fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
@@ -236,6 +256,7 @@ pub trait ScorePlugin {
 }
 
 /// Claims or releases per-plugin resources (devices) when a placement is decided or undone.
+/// A plugin that picks the pod's GPUs itself records them with [`CycleState::set_gpu_choice`].
 pub trait ReservePlugin {
     /// Claims what `pod` needs on `node`.
     fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status;
@@ -276,6 +297,19 @@ pub struct WeightedScore {
     pub weight: i64,
 }
 
+/// How the engine chooses among nodes with the same best score.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TieBreak {
+    /// Uniformly at random (upstream's reservoir sampling).
+    #[default]
+    Random,
+    /// The node first in a fixed pseudo-random order of the nodes, drawn from the salt, so
+    /// that equal choices keep landing on the same nodes and the others stay empty. This is
+    /// how the FGD paper's simulator breaks ties (the smallest node name, names carrying a
+    /// random per-run prefix), and what its FGD results depend on.
+    Stable(u64),
+}
+
 /// One scheduling profile: which plugins run at which point, in order. Built from
 /// configuration by `tessera-scheduler`; immutable afterwards and shared by every worker.
 #[derive(Clone, Debug, Default)]
@@ -308,6 +342,8 @@ pub struct Profile {
     pub post_bind: Vec<Arc<dyn Plugin>>,
     /// `percentageOfNodesToScore`; `None` or 0 means upstream's adaptive default.
     pub percentage_of_nodes_to_score: Option<u32>,
+    /// How ties for the best score are broken (`tessera.tieBreak`).
+    pub tie_break: TieBreak,
 }
 
 impl Profile {
@@ -324,6 +360,42 @@ impl Profile {
             }
         }
         out
+    }
+
+    /// The profile as a new scheduler would have it: every plugin that learns replaced by a
+    /// [`Plugin::fresh`] instance (one instance still serving every point it served), the
+    /// others shared. A simulation run starts from this, so runs do not leak into each other.
+    pub fn fresh(&self) -> Profile {
+        let mut map: Vec<(Arc<dyn Plugin>, Arc<dyn Plugin>)> = Vec::new();
+        for p in self.plugins() {
+            if let Some(f) = p.fresh() {
+                map.push((p, f));
+            }
+        }
+        if map.is_empty() {
+            return self.clone();
+        }
+        let swap = |p: &Arc<dyn Plugin>| {
+            map.iter().find(|(old, _)| Arc::ptr_eq(old, p)).map_or_else(|| p.clone(), |(_, new)| new.clone())
+        };
+        let list = |l: &[Arc<dyn Plugin>]| l.iter().map(swap).collect::<Vec<_>>();
+        Profile {
+            scheduler_name: self.scheduler_name.clone(),
+            queue_sort: self.queue_sort.as_ref().map(swap),
+            pre_enqueue: list(&self.pre_enqueue),
+            pre_filter: list(&self.pre_filter),
+            filter: list(&self.filter),
+            post_filter: list(&self.post_filter),
+            pre_score: list(&self.pre_score),
+            score: self.score.iter().map(|w| WeightedScore { plugin: swap(&w.plugin), weight: w.weight }).collect(),
+            reserve: list(&self.reserve),
+            permit: list(&self.permit),
+            pre_bind: list(&self.pre_bind),
+            bind: list(&self.bind),
+            post_bind: list(&self.post_bind),
+            percentage_of_nodes_to_score: self.percentage_of_nodes_to_score,
+            tie_break: self.tie_break,
+        }
     }
 
     /// Runs PreEnqueue plugins: the first non-success keeps the pod out of the active queue.
@@ -447,6 +519,25 @@ impl Profile {
         total
     }
 
+    /// Runs Reserve plugins in order for `pod` on the selected `node`. On the first failure the
+    /// plugins already run are unreserved in reverse order (upstream's semantics) and the
+    /// failure is returned.
+    pub fn run_reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), Status> {
+        for (i, p) in self.reserve.iter().enumerate() {
+            let Some(r) = p.as_reserve() else { continue };
+            let s = r.reserve(state, pod, node);
+            if !s.is_success() && s.code != Code::Skip {
+                for q in self.reserve[..i].iter().rev() {
+                    if let Some(r) = q.as_reserve() {
+                        r.unreserve(state, pod, node);
+                    }
+                }
+                return Err(s.with_plugin(p.name()));
+            }
+        }
+        Ok(())
+    }
+
     /// How many feasible nodes to find before scoring, for a cluster of `num_nodes`
     /// (upstream `numFeasibleNodesToFind`).
     pub fn num_feasible_nodes_to_find(&self, num_nodes: usize) -> usize {
@@ -536,6 +627,49 @@ mod tests {
         assert_eq!(fixed.num_feasible_nodes_to_find(5000), 5000);
         let small = Profile { percentage_of_nodes_to_score: Some(1), ..Profile::default() };
         assert_eq!(small.num_feasible_nodes_to_find(5000), 100);
+    }
+
+    #[test]
+    fn fresh_replaces_learning_plugins_and_keeps_the_rest() {
+        let r = crate::registry::Registry::builtin();
+        let fgd = r.make("GpuTopology", Some(&serde_json::json!({"scoringStrategy": "FGD"}))).unwrap();
+        let fit = r.make("NodeResourcesFit", None).unwrap();
+        let p = Profile {
+            pre_filter: vec![fgd.clone()],
+            filter: vec![fit.clone(), fgd.clone()],
+            score: vec![WeightedScore { plugin: fgd.clone(), weight: 1000 }],
+            reserve: vec![fgd.clone()],
+            tie_break: TieBreak::Stable(3),
+            ..Profile::default()
+        };
+        let f = p.fresh();
+        assert!(!Arc::ptr_eq(&f.filter[1], &fgd), "FGD learns: a new instance");
+        assert!(Arc::ptr_eq(&f.filter[1], &f.pre_filter[0]) && Arc::ptr_eq(&f.filter[1], &f.reserve[0]));
+        assert!(Arc::ptr_eq(&f.filter[1], &f.score[0].plugin), "one new instance serves every point");
+        assert!(Arc::ptr_eq(&f.filter[0], &fit), "a plugin that learns nothing is shared");
+        assert_eq!((f.score[0].weight, f.tie_break), (1000, TieBreak::Stable(3)));
+    }
+
+    #[test]
+    fn reserve_records_the_gpus_a_plugin_chose() {
+        use crate::model::{Gpu, GpuRequest};
+        let r = crate::registry::Registry::builtin();
+        let args = serde_json::json!({"scoringStrategy": "FGD", "learn": false,
+            "typicalPods": [{"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "count": 1}]});
+        let p = Profile { reserve: vec![r.make("GpuTopology", Some(&args)).unwrap()], ..Profile::default() };
+        let mut node = crate::plugins::testing::node("n", 8000, 1 << 30);
+        node.gpus = (0..2).map(|_| Gpu { model: crate::intern::Sym::new("T4"), island: 0 }).collect();
+        let mut info = NodeInfo::new(0, Arc::new(node));
+        let mut held = Pod::new("default", "held", crate::resources::ResourceVec::ZERO);
+        held.gpu = Some(GpuRequest { count: 1, milli: 600, models: vec![] });
+        info.add_pod_on_gpus(Arc::new(held), 0b10);
+        let mut q = Pod::new("default", "q", crate::resources::ResourceVec::ZERO);
+        q.gpu = Some(GpuRequest { count: 1, milli: 400, models: vec![] });
+        let mut state = CycleState::new();
+        assert_eq!(state.gpu_choice(), None);
+        assert!(p.run_reserve(&mut state, &q, &info).is_ok());
+        assert_eq!(state.gpu_choice(), Some(0b10), "filling GPU1 strands nothing for whole-GPU pods");
+        assert!(Profile::default().run_reserve(&mut CycleState::new(), &q, &info).is_ok());
     }
 
     #[test]

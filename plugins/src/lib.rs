@@ -9,9 +9,11 @@
 //! [`model`] (labels interned to [`intern::Sym`], resources as fixed integer arrays in
 //! [`resources`]). [`status`] carries verdicts with reasons a person can read and assembles
 //! upstream's "0/N nodes are available" message. Built-in plugins live in [`plugins`], one
-//! module each, and [`registry`] makes them by name from configuration.
+//! module each, and [`registry`] makes them by name from configuration. [`gpu_frag`] is the
+//! FGD paper's GPU fragmentation measure, shared by GpuTopology and the simulator's reports.
 
 pub mod framework;
+pub mod gpu_frag;
 pub mod intern;
 pub mod labels;
 pub mod model;

@@ -92,6 +92,27 @@ impl NodeInfo {
         Some(candidates.iter().take(req.count as usize).fold(0u64, |m, &i| m | 1 << i))
     }
 
+    /// Whether a pod asking `req` fits on this node's GPUs: exactly when
+    /// [`NodeInfo::choose_gpus`] gives `Some`, without building the choice.
+    pub fn fits_gpus(&self, req: &GpuRequest) -> bool {
+        let n = self.node.gpus.len().min(64);
+        let fits = (0..n).filter(|&i| req.accepts(self.node.gpus[i].model) && self.gpu_free(i) >= req.milli);
+        fits.count() >= req.count as usize
+    }
+
+    /// Whether exactly the GPUs in `gpus` can take a pod asking `req`: `req.count` of them,
+    /// each of an acceptable model with room for the share. A placement that names its GPUs
+    /// (chosen by a plugin) is checked this way against a node that may have changed since.
+    pub fn gpus_available(&self, req: &GpuRequest, gpus: u64) -> bool {
+        let n = self.node.gpus.len().min(64);
+        if gpus.count_ones() != req.count || (n < 64 && gpus >> n != 0) {
+            return false;
+        }
+        (0..n)
+            .filter(|&i| gpus & (1 << i) != 0)
+            .all(|i| req.accepts(self.node.gpus[i].model) && self.gpu_free(i) >= req.milli)
+    }
+
     /// The first island with at least `n` of `candidates`.
     fn island_holding(&self, candidates: &[usize], n: usize) -> Option<u16> {
         let islands = candidates.iter().map(|&i| self.node.gpus[i].island);
@@ -209,6 +230,24 @@ mod tests {
         assert_eq!(ni.choose_gpus(&GpuRequest { count: 3, milli: 1000, models: vec![] }), None);
         ni.remove_pod(&gpu_pod("a", 0, 0).key());
         assert_eq!(ni.gpu_used, vec![300, 500, 0, 0]);
+    }
+
+    #[test]
+    fn a_named_gpu_set_is_checked_gpu_by_gpu() {
+        let mut ni = NodeInfo::new(0, gpu_node(&[0, 0, 0]));
+        ni.add_pod_on_gpus(gpu_pod("a", 1, 700), 0b010);
+        assert_eq!(ni.gpu_used, vec![0, 700, 0], "the named GPU, not the best fit");
+        let half = GpuRequest { count: 1, milli: 500, models: vec![] };
+        assert!(ni.gpus_available(&half, 0b001));
+        assert!(!ni.gpus_available(&half, 0b010), "only 300 left there");
+        assert!(!ni.gpus_available(&half, 0b101), "two GPUs for a one-GPU request");
+        assert!(!ni.gpus_available(&half, 0b1000), "no such GPU");
+        let t4 = GpuRequest { count: 1, milli: 500, models: vec![Sym::new("T4")] };
+        assert!(!ni.gpus_available(&t4, 0b001), "wrong model");
+        let two = GpuRequest { count: 2, milli: 1000, models: vec![] };
+        assert!(ni.fits_gpus(&two) && ni.choose_gpus(&two).is_some());
+        let three = GpuRequest { count: 3, milli: 1000, models: vec![] };
+        assert!(!ni.fits_gpus(&three) && ni.choose_gpus(&three).is_none());
     }
 
     #[test]

@@ -13,24 +13,31 @@ use crate::intern::Sym;
 use crate::labels::LabelSet;
 use crate::model::{Pod, PodKey};
 use crate::nodeinfo::{NodeId, NodeInfo};
-use crate::topology::TopologyIndex;
+use crate::topology::{FxMap, TopologyIndex};
 
 /// An immutable-by-convention view of the cluster; mutated only by its owner.
 #[derive(Debug)]
 pub struct Snapshot {
     slots: Vec<Option<Arc<NodeInfo>>>,
-    by_name: HashMap<Sym, NodeId>,
+    /// Interned keys need no protection from collisions, and are looked up per node.
+    by_name: FxMap<Sym, NodeId>,
     num_nodes: usize,
     namespaces: Arc<HashMap<Sym, LabelSet>>,
     topology: TopologyIndex,
-    /// Per slot, the value of `last_stamp` when the slot last changed (0: never filled).
-    stamps: Vec<u64>,
-    last_stamp: u64,
-    /// Process-unique, so that a stamp is only ever compared with stamps of the same snapshot.
+    /// Changes to slots so far: bumped whenever anything in a slot changes.
+    version: u64,
+    /// The slots changed by changes `journal_base + 1 ..= version`, in order.
+    journal: Vec<NodeId>,
+    journal_base: u64,
+    /// Process-unique, so that a version is only ever compared with versions of the same
+    /// snapshot.
     uid: u64,
     /// How many nodes list each image name (each node counted once per name).
     image_nodes: HashMap<Arc<str>, u32>,
 }
+
+/// Changes the journal keeps (at least half of them at any time).
+const JOURNAL_CAPACITY: usize = 1 << 16;
 
 /// Source of [`Snapshot::uid`]s.
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
@@ -39,20 +46,21 @@ impl Default for Snapshot {
     fn default() -> Self {
         Snapshot {
             slots: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: FxMap::default(),
             num_nodes: 0,
             namespaces: Arc::default(),
             topology: TopologyIndex::default(),
-            stamps: Vec::new(),
-            last_stamp: 0,
+            version: 0,
+            journal: Vec::new(),
+            journal_base: 0,
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             image_nodes: HashMap::new(),
         }
     }
 }
 
-// A copy evolves on its own from here: it gets its own uid, so that caches keyed by the
-// original's stamps never trust the copy's.
+// A copy evolves on its own from here: it gets its own uid, so that caches that follow the
+// original's journal never trust the copy's.
 impl Clone for Snapshot {
     fn clone(&self) -> Self {
         Snapshot {
@@ -61,8 +69,9 @@ impl Clone for Snapshot {
             num_nodes: self.num_nodes,
             namespaces: self.namespaces.clone(),
             topology: self.topology.clone(),
-            stamps: self.stamps.clone(),
-            last_stamp: self.last_stamp,
+            version: self.version,
+            journal: self.journal.clone(),
+            journal_base: self.journal_base,
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             image_nodes: self.image_nodes.clone(),
         }
@@ -80,12 +89,19 @@ impl Snapshot {
         self.uid
     }
 
-    /// Per slot, a stamp that changes whenever anything in the slot changes (the node, its
-    /// pods, its generation) in *this* snapshot, including changes its owner makes locally
-    /// that do not move the node's cluster generation. Equal stamps of one snapshot (same
-    /// [`Snapshot::uid`]) mean the node is unchanged; 0 never matches a filled slot.
-    pub fn stamps(&self) -> &[u64] {
-        &self.stamps
+    /// How many slot changes this snapshot has seen: any change in a slot (the node, its pods,
+    /// its generation), including changes its owner makes locally that do not move the node's
+    /// cluster generation.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The slots changed since the snapshot was at `version` (in order, with repeats), or
+    /// `None` if the journal no longer reaches back that far. A cache of per-node results
+    /// that remembers the version it is valid at drops exactly these nodes.
+    pub fn changes_since(&self, version: u64) -> Option<&[NodeId]> {
+        let from = version.checked_sub(self.journal_base)?;
+        self.journal.get(usize::try_from(from).ok()?..)
     }
 
     /// How many nodes list image `name` (upstream `ImageStateSummary.NumNodes`).
@@ -98,13 +114,16 @@ impl Snapshot {
         !self.image_nodes.is_empty()
     }
 
+    /// Records a change to slot `id`.
     fn restamp(&mut self, id: NodeId) {
-        let i = id as usize;
-        if self.stamps.len() <= i {
-            self.stamps.resize(i + 1, 0);
+        self.version += 1;
+        self.journal.push(id);
+        if self.journal.len() >= JOURNAL_CAPACITY {
+            // Readers a whole capacity behind rebuild instead; keep the recent half.
+            let drop = JOURNAL_CAPACITY / 2;
+            self.journal.drain(..drop);
+            self.journal_base += drop as u64;
         }
-        self.last_stamp += 1;
-        self.stamps[i] = self.last_stamp;
     }
 
     /// Counts (`delta` 1) or uncounts (-1) the distinct image names of `node`.
@@ -239,6 +258,16 @@ impl Snapshot {
         self.node(id).map(|n| n.as_ref())
     }
 
+    /// As [`Snapshot::add_pod`], the pod holding exactly the GPUs in `gpus` (a bit set of
+    /// device indices) rather than the ones the node would choose.
+    pub fn add_pod_on_gpus(&mut self, id: NodeId, pod: Arc<Pod>, gpus: u64) -> Option<&NodeInfo> {
+        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
+        self.topology.add_pod(&slot.node, &pod);
+        Arc::make_mut(slot).add_pod_on_gpus(pod, gpus);
+        self.restamp(id);
+        self.node(id).map(|n| n.as_ref())
+    }
+
     /// Removes the pod `key` from node `id`, returning it if it was there.
     pub fn remove_pod(&mut self, id: NodeId, key: &PodKey) -> Option<Arc<Pod>> {
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
@@ -257,5 +286,52 @@ impl Snapshot {
             Arc::make_mut(slot).generation = generation;
             self.restamp(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Node;
+    use crate::plugins::testing::node;
+
+    fn with_images(name: &str, images: &[&str]) -> Arc<Node> {
+        let mut n = node(name, 1000, 1 << 30);
+        n.images = images.iter().map(|i| (Arc::from(*i), 1)).collect();
+        Arc::new(n)
+    }
+
+    #[test]
+    fn image_counts_follow_nodes_and_count_a_node_once() {
+        let mut snap = Snapshot::new();
+        assert!(!snap.has_images());
+        snap.set_node(Arc::new(NodeInfo::new(0, with_images("a", &["x:1", "x:1", "y:1"]))));
+        snap.set_node(Arc::new(NodeInfo::new(1, with_images("b", &["x:1"]))));
+        assert_eq!((snap.nodes_with_image("x:1"), snap.nodes_with_image("y:1")), (2, 1));
+        // A refresh that keeps the node object leaves the counts; a new node object recounts.
+        let same = NodeInfo::clone(snap.node(1).map(|n| n.as_ref()).unwrap_or_else(|| panic!("node 1")));
+        snap.set_node(Arc::new(same));
+        assert_eq!(snap.nodes_with_image("x:1"), 2);
+        snap.set_node(Arc::new(NodeInfo::new(1, with_images("b", &["y:1"]))));
+        assert_eq!((snap.nodes_with_image("x:1"), snap.nodes_with_image("y:1")), (1, 2));
+        snap.remove_node(0);
+        assert_eq!((snap.nodes_with_image("x:1"), snap.nodes_with_image("y:1")), (0, 1));
+        snap.remove_node(1);
+        assert!(!snap.has_images());
+    }
+
+    #[test]
+    fn a_journal_too_far_behind_says_so() {
+        let mut snap = Snapshot::new();
+        snap.set_node(Arc::new(NodeInfo::new(0, with_images("a", &[]))));
+        assert_eq!(snap.changes_since(0), Some(&[0][..]));
+        for g in 0..JOURNAL_CAPACITY as u64 {
+            snap.set_generation(0, g);
+        }
+        assert_eq!(snap.changes_since(0), None);
+        let v = snap.version();
+        snap.set_generation(0, 1);
+        assert_eq!(snap.changes_since(v), Some(&[0][..]));
+        assert!(snap.clone().uid() != snap.uid(), "a copy is another snapshot");
     }
 }

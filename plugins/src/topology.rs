@@ -137,21 +137,58 @@ struct KeyIndex {
     missing: FxSet<NodeId>,
     /// Pods per domain, per label set.
     by_set: FxMap<SetId, FxMap<Sym, i64>>,
-    /// Each node's domain, indexed by [`NodeId`]: lets per-node scoring find a node's domain
-    /// without touching the node.
-    column: Vec<Option<Sym>>,
+    /// Each node's domain as a dense domain number, indexed by [`NodeId`] ([`NO_DOMAIN`] where
+    /// the node lacks the key or the slot is empty): lets per-node scoring find a node's domain
+    /// without touching the node, and index a per-domain table rather than hash.
+    column: Vec<u32>,
+    /// Dense domain number → domain value; numbers are never reused, so a table indexed by
+    /// them stays valid for the index's life.
+    values: Vec<Sym>,
+    value_numbers: FxMap<Sym, u32>,
 }
+
+/// A column entry for a node without the key.
+pub const NO_DOMAIN: u32 = u32::MAX;
 
 impl KeyIndex {
     fn set_column(&mut self, id: NodeId, domain: Option<Sym>) {
+        let number = match domain {
+            Some(d) => match self.value_numbers.get(&d) {
+                Some(n) => *n,
+                None => {
+                    let n = self.values.len() as u32;
+                    self.values.push(d);
+                    self.value_numbers.insert(d, n);
+                    n
+                }
+            },
+            None => NO_DOMAIN,
+        };
         let i = id as usize;
         if self.column.len() <= i {
-            if domain.is_none() {
+            if number == NO_DOMAIN {
                 return;
             }
-            self.column.resize(i + 1, None);
+            self.column.resize(i + 1, NO_DOMAIN);
         }
-        self.column[i] = domain;
+        self.column[i] = number;
+    }
+}
+
+/// One tracked key's domains of every node, by dense domain number (see
+/// [`TopologyIndex::domain_column`]).
+#[derive(Clone, Copy, Debug)]
+pub struct DomainColumn<'a> {
+    /// Per [`NodeId`], the node's domain number, or [`NO_DOMAIN`]; ids past the end have none.
+    pub numbers: &'a [u32],
+    /// Per domain number, the domain value.
+    pub values: &'a [Sym],
+}
+
+impl DomainColumn<'_> {
+    /// The domain number of node `id`, if it has the key.
+    pub fn number(&self, id: NodeId) -> Option<u32> {
+        self.numbers.get(id as usize).copied().filter(|n| *n != NO_DOMAIN)
     }
 }
 
@@ -225,11 +262,9 @@ impl TopologyIndex {
         self.keys.get(&key).and_then(|k| k.domains.get(&value)).copied().unwrap_or(0)
     }
 
-    /// Each node's value of `key`, indexed by [`NodeId`] (`None`: no such node, or no such
-    /// label), if `key` is tracked. May be shorter than the snapshot's slots: ids past its end
-    /// have no value.
-    pub fn domain_column(&self, key: Sym) -> Option<&[Option<Sym>]> {
-        self.keys.get(&key).map(|k| k.column.as_slice())
+    /// Each node's domain of `key` as a dense number, if `key` is tracked.
+    pub fn domain_column(&self, key: Sym) -> Option<DomainColumn<'_>> {
+        self.keys.get(&key).map(|k| DomainColumn { numbers: &k.column, values: &k.values })
     }
 
     /// The nodes without label `key`, if tracked.

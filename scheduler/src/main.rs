@@ -83,9 +83,14 @@ struct SimulateArgs {
     /// Seed for ordering and tie-breaking.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Threads evaluating Filter; results do not depend on it.
-    #[arg(long, default_value_t = 2)]
+    /// Threads evaluating Filter within one pod; results do not depend on it. It pays only
+    /// when each pod filters thousands of nodes (clusters of tens of thousands of nodes).
+    #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Instead of files, a synthetic cluster and day-long workload with departures, as
+    /// NODES:PODS (a benchmark input, e.g. 10000:200000).
+    #[arg(long, value_parser = parse_synthetic, conflicts_with_all = ["cluster", "workload"])]
+    synthetic: Option<(usize, usize)>,
     /// Output folder.
     #[arg(long, default_value = "tessera-sim")]
     out: PathBuf,
@@ -162,7 +167,16 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn parse_synthetic(s: &str) -> Result<(usize, usize), String> {
+    let (n, p) = s.split_once(':').ok_or("expected NODES:PODS, e.g. 10000:200000")?;
+    let num = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((num(n)?, num(p)?))
+}
+
 fn sim_input(args: &SimulateArgs) -> Result<sim::input::SimInput> {
+    if let Some((nodes, pods)) = args.synthetic {
+        return Ok(sim::input::synthetic(nodes, pods, args.seed));
+    }
     if args.cluster.is_empty() && args.workload.is_empty() {
         let mut objects = ingest::read_objects("bundled cluster.yaml", sim::SAMPLE_CLUSTER)?;
         objects.extend(ingest::read_objects("bundled workload.yaml", sim::SAMPLE_WORKLOAD)?);
@@ -178,21 +192,40 @@ fn sim_configs(paths: &[PathBuf]) -> Result<Vec<NamedConfig>> {
     if paths.is_empty() {
         return Ok(vec![NamedConfig { name: "default".to_string(), profiles: load(None)?.profiles }]);
     }
-    paths
-        .iter()
-        .map(|p| {
-            let name = p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned());
-            Ok(NamedConfig { name, profiles: load(Some(p))?.profiles })
-        })
-        .collect()
+    let mut configs: Vec<NamedConfig> = Vec::with_capacity(paths.len());
+    for p in paths {
+        let stem = p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned());
+        // Two files with one stem (old/binpack.yaml, new/binpack.yaml) must not share a
+        // summary entry and an output sub-folder: the second would overwrite the first.
+        let mut name = stem.clone();
+        let mut n = 2;
+        while configs.iter().any(|c| c.name == name) {
+            name = format!("{stem}-{n}");
+            n += 1;
+        }
+        configs.push(NamedConfig { name, profiles: load(Some(p))?.profiles });
+    }
+    Ok(configs)
 }
 
 fn run_simulate(args: SimulateArgs) -> Result<()> {
+    if !(args.fill_to.is_finite() && args.fill_to > 0.0) {
+        anyhow::bail!("--fill-to must be a positive number, not {}", args.fill_to);
+    }
     let input = sim_input(&args)?;
     for (kind, n) in &input.unknown_kinds {
         eprintln!("note: skipped {n} object(s) of kind {kind}, which the simulator does not use");
     }
     let configs = sim_configs(&args.config)?;
+    for c in &configs {
+        let first = c.profiles.first().map_or("", |p| p.scheduler_name.as_str());
+        for (name, n) in sim::stray_scheduler_names(&input, &c.profiles) {
+            eprintln!(
+                "note: config {}: no profile is named {name:?}; its {n} pod(s) are scheduled by the first profile, {first:?}",
+                c.name
+            );
+        }
+    }
     let opts = SimOptions {
         mode: args.mode,
         seed: args.seed,

@@ -2,16 +2,36 @@
 //! shared GPUs (a share of one GPU, as in Alibaba's GPU-sharing clusters) packed best-fit —
 //! and scores nodes so that GPUs fill up instead of fragmenting.
 //!
-//! Filter asks the node's [`NodeInfo::choose_gpus`] whether the request fits on its devices
-//! (count, share and model). Score prefers the node whose GPUs end up fullest, counting only
-//! GPUs the pod may use: packing leaves whole GPUs and whole nodes free for the multi-GPU
-//! jobs that need them. Pods without GPUs skip both.
+//! Filter asks the node whether the request fits on its devices (count, share and model).
+//! Scoring follows `args.scoringStrategy` ([`args`]):
+//! - `MostAllocated` (default): the node whose GPUs end up fullest, counting only GPUs the pod
+//!   may use; packing leaves whole GPUs and whole nodes free for the multi-GPU jobs that need
+//!   them. Pods without GPUs are not scored.
+//! - `Packing`: best fit on CPU and GPU, the FGD paper's BestFit baseline (module `packing`).
+//! - `FGD`: Fragmentation Gradient Descent (module `fgd`, [`crate::gpu_frag`]): the node where the
+//!   expected GPU fragmentation, weighed by the workload's typical pods, grows least. The
+//!   typical pods are learned from the pods seen ([`learn`]). FGD also picks *which* GPUs of
+//!   the chosen node the pod gets, by the same rule: it records them at Reserve
+//!   ([`CycleState::set_gpu_choice`]), so GpuTopology must run at Reserve too (`multiPoint`
+//!   does that). Other strategies leave the GPU choice to [`NodeInfo::choose_gpus`].
+
+pub mod args;
+mod fgd;
+pub mod learn;
+mod packing;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
+use self::args::{GpuTopologyArgs, ScoringStrategy};
+use self::learn::Learner;
 use crate::framework::{
-    CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin,
+    CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin, ReservePlugin, ScoreBatch,
+    ScorePlugin,
 };
+use crate::gpu_frag::{TypicalSet, fgd_choice};
 use crate::model::{GPU_MILLI, Pod};
 use crate::nodeinfo::{NodeId, NodeInfo};
 use crate::registry::{PluginArgs, PluginError};
@@ -25,22 +45,62 @@ pub const ERR_REASON_MODEL: &str = "node(s) didn't have the requested GPU model"
 /// Reason when the node's GPUs are too busy.
 pub const ERR_REASON_INSUFFICIENT: &str = "Insufficient GPU";
 
-/// See the module docs.
-#[derive(Debug, Default)]
-pub struct GpuTopology;
+/// Where PreFilter leaves the typical pods for Score and Reserve (FGD only).
+const TYPICAL_KEY: &str = "GpuTopology/typical";
 
-/// Makes the plugin; it takes no args.
-pub fn new(_args: Option<&PluginArgs>) -> Result<Arc<dyn Plugin>, PluginError> {
-    Ok(Arc::new(GpuTopology))
+/// See the module docs.
+#[derive(Debug)]
+pub struct GpuTopology {
+    args: GpuTopologyArgs,
+    strategy: ScoringStrategy,
+    /// FGD's workload model; `None` for the other strategies.
+    learner: Option<Learner>,
+}
+
+impl Default for GpuTopology {
+    fn default() -> Self {
+        GpuTopology::with_args(&GpuTopologyArgs::default())
+    }
+}
+
+impl GpuTopology {
+    /// The plugin configured by validated `args`.
+    pub fn with_args(args: &GpuTopologyArgs) -> GpuTopology {
+        let learner = (args.scoring_strategy == ScoringStrategy::Fgd).then(|| Learner::new(args));
+        GpuTopology { args: args.clone(), strategy: args.scoring_strategy, learner }
+    }
+
+    /// The scoring strategy.
+    pub fn strategy(&self) -> ScoringStrategy {
+        self.strategy
+    }
+
+    /// The typical pods the cycle's PreFilter saw, or the learner's current ones.
+    fn typical(&self, state: &CycleState) -> Option<Arc<TypicalSet>> {
+        match state.read::<Arc<TypicalSet>>(TYPICAL_KEY) {
+            Some(t) => Some(t.clone()),
+            None => self.learner.as_ref().map(Learner::current),
+        }
+    }
+}
+
+/// Makes the plugin from its args ([`GpuTopologyArgs`]).
+pub fn new(args: Option<&PluginArgs>) -> Result<Arc<dyn Plugin>, PluginError> {
+    Ok(Arc::new(GpuTopology::with_args(&GpuTopologyArgs::decode(args)?)))
 }
 
 impl Plugin for GpuTopology {
     fn name(&self) -> &'static str {
         NAME
     }
-    /// Reads only the node and the pod's signature fields.
+    /// Reads only the node and the pod's signature fields — except under FGD, whose scores
+    /// also depend on the workload learned so far, which changes from pod to pod.
     fn node_local(&self) -> bool {
-        true
+        self.strategy != ScoringStrategy::Fgd
+    }
+    /// FGD learns the workload; a new scheduler starts from the args' seeds again.
+    fn fresh(&self) -> Option<Arc<dyn Plugin>> {
+        self.learner.is_some().then(|| Arc::new(GpuTopology::with_args(&self.args)) as Arc<dyn Plugin>)
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)
@@ -54,10 +114,17 @@ impl Plugin for GpuTopology {
     fn as_score(&self) -> Option<&dyn ScorePlugin> {
         Some(self)
     }
+    /// Only FGD chooses GPUs itself.
+    fn as_reserve(&self) -> Option<&dyn ReservePlugin> {
+        (self.strategy == ScoringStrategy::Fgd).then_some(self as &dyn ReservePlugin)
+    }
 }
 
 impl PreFilterPlugin for GpuTopology {
-    fn pre_filter(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot) -> Result<Option<Vec<NodeId>>, Status> {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, _: &Snapshot) -> Result<Option<Vec<NodeId>>, Status> {
+        if let Some(learner) = &self.learner {
+            state.write(TYPICAL_KEY, learner.observe(pod));
+        }
         match pod.gpu {
             Some(_) => Ok(None),
             None => Err(Status::skip()),
@@ -68,7 +135,7 @@ impl PreFilterPlugin for GpuTopology {
 impl FilterPlugin for GpuTopology {
     fn filter(&self, _: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         let Some(req) = &pod.gpu else { return Status::success() };
-        if node.choose_gpus(req).is_some() {
+        if node.fits_gpus(req) {
             return Status::success();
         }
         let capable = node.node.gpus.iter().filter(|g| req.accepts(g.model)).count();
@@ -81,71 +148,77 @@ impl FilterPlugin for GpuTopology {
 }
 
 impl PreScorePlugin for GpuTopology {
+    /// MostAllocated has nothing to say about pods without GPUs; Packing and FGD score every
+    /// pod, since where CPU goes decides whether idle GPUs stay usable.
     fn pre_score(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot, _: &[&NodeInfo]) -> Status {
-        if pod.gpu.is_some() { Status::success() } else { Status::skip() }
+        match self.strategy {
+            ScoringStrategy::MostAllocated if pod.gpu.is_none() => Status::skip(),
+            _ => Status::success(),
+        }
     }
 }
 
 impl ScorePlugin for GpuTopology {
-    fn score(&self, _: &CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
-        let Some(req) = &pod.gpu else { return 0 };
-        let usable = node.node.gpus.iter().enumerate().filter(|(_, g)| req.accepts(g.model)).map(|(i, _)| i);
-        let (mut used, mut total) = (0u64, 0u64);
-        for i in usable {
-            used += u64::from(node.gpu_used[i]);
-            total += u64::from(GPU_MILLI);
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
+        match self.strategy {
+            ScoringStrategy::MostAllocated => most_allocated(pod, node),
+            ScoringStrategy::Packing => packing::score(pod, node),
+            ScoringStrategy::Fgd => self.typical(state).map_or(0, |t| fgd::score(&t, pod, node)),
         }
-        if total == 0 {
-            return 0;
+    }
+
+    /// Reads the cycle state once for the whole batch rather than once per node.
+    fn score_batch(&self, state: &CycleState, pod: &Pod, batch: ScoreBatch<'_>, out: &mut [i64]) {
+        match (self.strategy, self.typical(state)) {
+            (ScoringStrategy::Fgd, Some(t)) => fgd::score_batch(&t, pod, batch.nodes, out),
+            _ => {
+                for (o, n) in out.iter_mut().zip(batch.nodes) {
+                    *o = self.score(state, pod, n);
+                }
+            }
         }
-        let after = (used + req.total_milli()).min(total);
-        (after * MAX_NODE_SCORE as u64 / total) as i64
+    }
+
+    fn normalize_score(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {
+        if self.strategy == ScoringStrategy::Packing {
+            packing::normalize(scores);
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::intern::Sym;
-    use crate::model::{Gpu, GpuRequest};
-    use crate::plugins::testing::*;
-
-    fn gpu_node(name: &str, n: usize, model: &str) -> crate::model::Node {
-        let mut node = node(name, 64_000, 256 * GI);
-        node.gpus = (0..n).map(|_| Gpu { model: Sym::new(model), island: 0 }).collect();
-        node
+impl ReservePlugin for GpuTopology {
+    /// Records FGD's GPUs for the pod on the selected node: the same rule, on the same node
+    /// and typical pods, as its Score applied.
+    fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        if self.strategy != ScoringStrategy::Fgd || pod.gpu.as_ref().is_none_or(|g| g.count == 0) {
+            return Status::success();
+        }
+        let Some(typical) = self.typical(state) else { return Status::success() };
+        match fgd_choice(node, pod, &typical) {
+            Some(c) => {
+                state.set_gpu_choice(c.gpus);
+                Status::success()
+            }
+            None => Status::unschedulable(ERR_REASON_INSUFFICIENT),
+        }
     }
 
-    fn gpu_pod(name: &str, count: u32, milli: u32, models: &[&str]) -> Pod {
-        let mut p = pod(name, 1000, GI);
-        p.gpu = Some(GpuRequest { count, milli, models: models.iter().map(|m| Sym::new(m)).collect() });
-        p
-    }
+    /// Nothing to release: the choice lives in the cycle state.
+    fn unreserve(&self, _: &mut CycleState, _: &Pod, _: &NodeInfo) {}
+}
 
-    #[test]
-    fn filter_checks_devices_and_models() {
-        let s = CycleState::new();
-        let busy = node_info(0, gpu_node("a", 2, "T4"), vec![gpu_pod("x", 2, 1000, &[])]);
-        assert_eq!(
-            GpuTopology.filter(&s, &gpu_pod("p", 1, 500, &[]), &busy),
-            Status::unschedulable(ERR_REASON_INSUFFICIENT)
-        );
-        let free = node_info(1, gpu_node("b", 2, "T4"), vec![]);
-        assert!(GpuTopology.filter(&s, &gpu_pod("p", 2, 1000, &["T4"]), &free).is_success());
-        assert_eq!(
-            GpuTopology.filter(&s, &gpu_pod("p", 1, 1000, &["A100"]), &free),
-            Status::unresolvable(ERR_REASON_MODEL)
-        );
-        assert!(GpuTopology.filter(&s, &pod("cpu", 1, 1), &free).is_success());
+/// The MostAllocated score: how full the GPUs the pod may use are once it is placed.
+fn most_allocated(pod: &Pod, node: &NodeInfo) -> i64 {
+    let Some(req) = &pod.gpu else { return 0 };
+    let usable = node.node.gpus.iter().enumerate().filter(|(_, g)| req.accepts(g.model)).map(|(i, _)| i);
+    let (mut used, mut total) = (0u64, 0u64);
+    for i in usable {
+        used += u64::from(node.gpu_used[i]);
+        total += u64::from(GPU_MILLI);
     }
-
-    #[test]
-    fn score_prefers_the_node_that_ends_fuller() {
-        let s = CycleState::new();
-        let half = node_info(0, gpu_node("a", 2, "T4"), vec![gpu_pod("x", 1, 1000, &[])]);
-        let empty = node_info(1, gpu_node("b", 2, "T4"), vec![]);
-        let p = gpu_pod("p", 1, 500, &[]);
-        assert_eq!(GpuTopology.score(&s, &p, &half), 75);
-        assert_eq!(GpuTopology.score(&s, &p, &empty), 25);
+    if total == 0 {
+        return 0;
     }
+    let after = (used + req.total_milli()).min(total);
+    (after * MAX_NODE_SCORE as u64 / total) as i64
 }

@@ -181,6 +181,9 @@ enum Op {
     AddPod(u8, PodSpec),
     RemovePod(u8, u8),
     Track(u8),
+    /// The node replaced by a copy sharing its node object, with one pod dropped (by index)
+    /// and maybe one added: the pods-only path of `Snapshot::set_node`.
+    Refresh(u8, u8, Option<PodSpec>),
 }
 
 fn node_spec() -> impl Strategy<Value = NodeSpec> {
@@ -205,6 +208,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u8..6, pod_spec()).prop_map(|(s, p)| Op::AddPod(s, p)),
         3 => (0u8..6, any::<u8>()).prop_map(|(s, i)| Op::RemovePod(s, i)),
         1 => (0u8..3).prop_map(Op::Track),
+        3 => (0u8..6, any::<u8>(), proptest::option::of(pod_spec())).prop_map(|(s, i, p)| Op::Refresh(s, i, p)),
     ]
 }
 
@@ -274,7 +278,13 @@ fn build_pod(n: usize, spec: &PodSpec) -> Pod {
 
 fn run(ops: &[Op]) -> Snapshot {
     let mut snap = Snapshot::new();
-    for (n, op) in ops.iter().enumerate() {
+    apply(&mut snap, ops, 0);
+    snap
+}
+
+/// Applies `ops` to `snap`; pods are numbered from `first`.
+fn apply(snap: &mut Snapshot, ops: &[Op], first: usize) {
+    for (n, op) in ops.iter().enumerate().map(|(i, op)| (first + i, op)) {
         match op {
             Op::SetNode(slot, spec) => {
                 let id = NodeId::from(*slot);
@@ -300,9 +310,20 @@ fn run(ops: &[Op]) -> Snapshot {
                 }
             }
             Op::Track(k) => snap.track_topology_key(Sym::new(KEYS[usize::from(*k)])),
+            Op::Refresh(slot, i, spec) => {
+                let Some(old) = snap.node(NodeId::from(*slot)) else { continue };
+                let mut info = NodeInfo::clone(old);
+                if !info.pods.is_empty() {
+                    let key = info.pods[usize::from(*i) % info.pods.len()].key();
+                    info.remove_pod(&key);
+                }
+                if let Some(spec) = spec {
+                    info.add_pod(Arc::new(build_pod(n, spec)));
+                }
+                snap.set_node(Arc::new(info));
+            }
         }
     }
-    snap
 }
 
 /// A fresh snapshot of the same nodes, with half the keys tracked before the nodes arrive and
@@ -345,8 +366,36 @@ proptest! {
         let got = canonical(snap.topology());
         prop_assert_eq!(&got, &oracle(&nodes, &keys));
         prop_assert_eq!(&got, &canonical(rebuild(&snap).topology()));
+        for key in &keys {
+            let Some(col) = snap.topology().domain_column(*key) else { panic!("tracked key without column") };
+            for slot in 0..6 {
+                let want = snap.node(slot).and_then(|n| n.node.labels.get(*key));
+                let got = col.number(slot).and_then(|d| col.values.get(d as usize).copied());
+                prop_assert_eq!(got, want, "column of {:?} at slot {}", key, slot);
+            }
+        }
     }
 
+    #[test]
+    fn the_journal_lists_every_changed_slot(ops in proptest::collection::vec(op(), 1..40)) {
+        let (first, second) = ops.split_at(ops.len() / 2);
+        let mut snap = Snapshot::new();
+        apply(&mut snap, first, 0);
+        let at = snap.version();
+        let before: Vec<Option<Arc<NodeInfo>>> = (0..6).map(|s| snap.node(s).cloned()).collect();
+        apply(&mut snap, second, first.len());
+        let Some(changed) = snap.changes_since(at) else { panic!("the journal reaches back") };
+        prop_assert_eq!(changed.len() as u64, snap.version() - at);
+        for (slot, old) in before.iter().enumerate() {
+            let now = snap.node(slot as NodeId);
+            let same = match (old, now) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            prop_assert!(same || changed.contains(&(slot as NodeId)), "slot {} changed unlisted", slot);
+        }
+    }
     #[test]
     fn set_and_term_queries_equal_a_linear_filter(ops in proptest::collection::vec(op(), 1..40)) {
         let snap = run(&ops);

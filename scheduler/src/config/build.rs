@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tessera_plugins::framework::Profile;
+use tessera_plugins::framework::{Profile, TieBreak};
 use tessera_plugins::registry::PluginArgs;
 
 use super::SchedulerConfig;
@@ -42,6 +42,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Result<SchedulerConfi
         })?,
     };
     let percentage = percentage(ctx, "percentageOfNodesToScore", raw.percentage_of_nodes_to_score)?.unwrap_or(0);
+    let tie_break = tie_break(ctx, raw.tessera.as_ref().and_then(|t| t.tie_break.as_deref()))?;
     let initial = raw.pod_initial_backoff_seconds.map_or(Ok(DEFAULT_POD_INITIAL_BACKOFF_SECONDS), |s| {
         u64::try_from(s)
             .ok()
@@ -63,7 +64,8 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Result<SchedulerConfi
     let lone = raw_profiles.len() == 1;
     let mut built: Vec<Built> = Vec::with_capacity(raw_profiles.len());
     for (i, rp) in raw_profiles.iter().enumerate() {
-        let b = build_profile(ctx, i, rp, lone, percentage)?;
+        let mut b = build_profile(ctx, i, rp, lone, percentage)?;
+        b.profile.tie_break = tie_break;
         if let Some(j) = built.iter().position(|o| o.profile.scheduler_name == b.profile.scheduler_name) {
             let msg = format!("duplicate value {:?} (profiles[{j}] has the same name)", b.profile.scheduler_name);
             return Err(ctx.invalid(format!("profiles[{i}].schedulerName"), msg));
@@ -107,6 +109,16 @@ fn check_type_meta(ctx: &Ctx<'_>, raw: &RawConfig) -> Result<(), ConfigError> {
         Some(KIND) => Ok(()),
         Some(other) => Err(ctx.invalid("kind", format!("must be {KIND:?}, got {other:?}"))),
         None => Err(ctx.invalid("kind", format!("required; set it to {KIND:?}"))),
+    }
+}
+
+/// `tessera.tieBreak`: `Random` (the default) or `Stable`, whose node order the engine's seed
+/// draws (salt 0 until a run sets it).
+fn tie_break(ctx: &Ctx<'_>, value: Option<&str>) -> Result<TieBreak, ConfigError> {
+    match value {
+        None | Some("Random") => Ok(TieBreak::Random),
+        Some("Stable") => Ok(TieBreak::Stable(0)),
+        Some(other) => Err(ctx.invalid("tessera.tieBreak", format!("must be Random or Stable, got {other:?}"))),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tessera_plugins::framework::{Plugin, Profile};
+use tessera_plugins::framework::{Plugin, Profile, TieBreak};
 
 use super::SchedulerConfig;
 use super::points::ExtensionPoint;
@@ -22,6 +22,7 @@ pub fn describe(config: &SchedulerConfig) -> Value {
             json!({
                 "schedulerName": p.scheduler_name,
                 "percentageOfNodesToScore": p.percentage_of_nodes_to_score.unwrap_or(0),
+                "tieBreak": if p.tie_break == TieBreak::Random { "Random" } else { "Stable" },
                 "plugins": plugins,
                 "pluginConfig": config.plugin_args.get(&p.scheduler_name).cloned().unwrap_or_default(),
             })

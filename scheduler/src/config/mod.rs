@@ -12,9 +12,9 @@
 //! profiling) are accepted and reported in [`SchedulerConfig::warnings`]. Any other unknown field
 //! is an error naming its path, as upstream's strict decoding makes it.
 //!
-//! Tessera's own settings will live in a top-level `tessera:` block, so the rest of the file
-//! stays valid upstream. The block is accepted today but defines no fields yet; any field in it
-//! is an error until one is added to `types::TesseraBlock`.
+//! Tessera's own settings live in a top-level `tessera:` block, so the rest of the file stays
+//! valid upstream. Today it holds `tieBreak` (`Random`, upstream's, or `Stable`: see
+//! [`tessera_plugins::framework::TieBreak`]); any other field in it is an error.
 //!
 //! Deviations from upstream, each because Tessera's engine differs: zero queueSort plugins is
 //! allowed (the framework then sorts by priority and age, as PrioritySort does) and no Bind

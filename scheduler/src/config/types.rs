@@ -23,8 +23,7 @@ pub(crate) struct RawConfig {
     pub pod_initial_backoff_seconds: Option<i64>,
     pub pod_max_backoff_seconds: Option<i64>,
     pub profiles: Option<Vec<RawProfile>>,
-    /// Room for Tessera's own settings (see [`TesseraBlock`]).
-    #[expect(dead_code, reason = "the block has no fields yet; it is parsed so that fields in it are rejected")]
+    /// Tessera's own settings (see [`TesseraBlock`]).
     pub tessera: Option<TesseraBlock>,
     // Upstream fields Tessera accepts and ignores (each one is a warning when present).
     pub leader_election: Option<IgnoredAny>,
@@ -52,12 +51,15 @@ impl RawConfig {
     }
 }
 
-/// The top-level `tessera:` block: where settings that upstream has no field for will go, so
-/// that the rest of the file stays a valid upstream configuration. It has no fields yet; any
-/// field inside it is an error until one is defined here.
+/// The top-level `tessera:` block: settings upstream has no field for, kept apart so that the
+/// rest of the file stays a valid upstream configuration.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename = "Tessera")]
-pub(crate) struct TesseraBlock {}
+#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Tessera")]
+pub(crate) struct TesseraBlock {
+    /// How ties for the best score are broken, in every profile: `Random` (upstream's, the
+    /// default) or `Stable`.
+    pub tie_break: Option<String>,
+}
 
 /// One entry of `profiles`.
 #[derive(Debug, Default, Deserialize)]

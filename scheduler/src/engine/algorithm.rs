@@ -6,7 +6,7 @@
 //! outcome is identical to the sequential walk whatever the thread count.
 
 use rayon::prelude::*;
-use tessera_plugins::framework::{CycleState, FilterPlugin, Profile, ScoreBatch};
+use tessera_plugins::framework::{CycleState, FilterPlugin, Profile, ScoreBatch, ScorePlugin, TieBreak};
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
 use tessera_plugins::snapshot::Snapshot;
@@ -26,6 +26,9 @@ pub struct Placement {
     pub node: NodeId,
     /// The node's generation in the snapshot the choice was made on.
     pub seen_generation: u64,
+    /// The GPUs a Reserve plugin chose for the pod (a bit set of device indices); `None`
+    /// leaves them to [`NodeInfo::choose_gpus`].
+    pub gpus: Option<u64>,
 }
 
 /// Options of one scheduling cycle.
@@ -65,7 +68,7 @@ pub fn schedule_pod(
     };
     let plan = FilterPlan::new(profile, &state);
     let mut cache = match reuse {
-        Some(c) if !parallel => Some(c.entry(profile, snapshot, pod, plan.local_mask, plan.score_slots.len())),
+        Some(c) if !parallel => Some(c.entry(profile, snapshot, pod, plan.local_mask)),
         _ => None,
     };
     let walk = Walk { plan: &plan, state: &state, pod, snapshot, start: *next_start, parallel };
@@ -87,10 +90,18 @@ pub fn schedule_pod(
             Some((entry, stats)) => score_reusing(profile, &plan, &state, pod, batch, entry, stats),
             None => profile.run_score(&state, pod, batch),
         };
-        select_host(&scores, rng)
+        match profile.tie_break {
+            TieBreak::Random => select_host(&scores, rng),
+            TieBreak::Stable(salt) => select_host_stable(&scores, &ids, salt),
+        }
     };
     let best = nodes[best];
-    Ok(Placement { node: best.id, seen_generation: best.generation })
+    if let Err(s) = profile.run_reserve(&mut state, pod, best) {
+        diagnosis.pre_filter_message = Some(s.to_string());
+        diagnosis.unschedulable_plugins.push(s.plugin);
+        return Err(diagnosis);
+    }
+    Ok(Placement { node: best.id, seen_generation: best.generation, gpus: state.gpu_choice() })
 }
 
 /// One Filter plugin that runs for the pod.
@@ -109,8 +120,8 @@ struct FilterPlan<'p> {
     active: Vec<ActiveFilter<'p>>,
     /// Positions of the active node-local Filter plugins.
     local_mask: u64,
-    /// For each Score plugin position, its slot among the profile's node-local Score plugins.
-    score_slots: Vec<(usize, usize)>,
+    /// Positions of the profile's node-local Score plugins.
+    local_scores: Vec<usize>,
 }
 
 impl<'p> FilterPlan<'p> {
@@ -134,8 +145,8 @@ impl<'p> FilterPlan<'p> {
             .iter()
             .enumerate()
             .filter(|(i, ws)| *i < 64 && ws.plugin.node_local() && ws.plugin.as_score().is_some());
-        let score_slots = local_scores.enumerate().map(|(slot, (i, _))| (i, slot)).collect();
-        FilterPlan { active, local_mask, score_slots }
+        let local_scores = local_scores.map(|(i, _)| i).collect();
+        FilterPlan { active, local_mask, local_scores }
     }
 
     /// The first failing active Filter plugin's status, in profile order.
@@ -208,7 +219,8 @@ impl<'a, 's> Walk<'a, 's> {
         // Ids come from the walk itself (slot index or candidate list), so a node is only
         // touched when a plugin actually reads it.
         let node_at = |i: usize| -> Option<(NodeId, &'s NodeInfo)> {
-            let idx = (start + i) % total;
+            // start < total and i < total: a subtraction wraps, where `%` would divide per node.
+            let idx = if start + i >= total { start + i - total } else { start + i };
             match &candidates {
                 Some(c) => c.get(idx).copied(),
                 None => slots[idx].as_deref().map(|n| (idx as NodeId, n)),
@@ -237,29 +249,25 @@ impl<'a, 's> Walk<'a, 's> {
                 offset = end;
             }
         } else {
-            let stamps = snapshot.stamps();
             let no_live = self.plan.active.iter().all(|f| f.local);
             for (id, node) in (0..total).filter_map(node_at) {
                 processed += 1;
                 // The common case, kept small: every Filter is node-local and the node passed
-                // them at its current stamp.
-                if no_live && let Some((entry, stats)) = cache.as_mut() {
-                    let stamp = stamps.get(id as usize).copied().unwrap_or(0);
-                    if entry.verdict(id, stamp) == Some(LocalVerdict::Pass) {
-                        stats.filter_hits += 1;
-                        found.ids.push(id);
-                        found.nodes.push(node);
-                        if found.nodes.len() >= want {
-                            break;
-                        }
-                        continue;
+                // them unchanged since.
+                if no_live
+                    && let Some((entry, stats)) = cache.as_mut()
+                    && entry.verdict(id) == Some(LocalVerdict::Pass)
+                {
+                    stats.filter_hits += 1;
+                    found.ids.push(id);
+                    found.nodes.push(node);
+                    if found.nodes.len() >= want {
+                        break;
                     }
+                    continue;
                 }
                 let verdict = match cache.as_mut() {
-                    Some((entry, stats)) => {
-                        let stamp = stamps.get(id as usize).copied().unwrap_or(0);
-                        self.evaluate_reusing(entry, stats, id, stamp, node)
-                    }
+                    Some((entry, stats)) => self.evaluate_reusing(entry, stats, id, node),
                     None => self.plan.run_all(self.state, self.pod, node).map_or(Verdict::Pass, Verdict::Fail),
                 };
                 match verdict {
@@ -285,15 +293,8 @@ impl<'a, 's> Walk<'a, 's> {
 
     /// A node's verdict with node-local plugins answered from (or recorded into) the cache
     /// and the others run; the first failure in profile order wins, as without the cache.
-    fn evaluate_reusing(
-        &self,
-        entry: &mut Entry,
-        stats: &mut ReuseStats,
-        id: NodeId,
-        stamp: u64,
-        node: &NodeInfo,
-    ) -> Verdict {
-        let (local_at, local) = match entry.verdict(id, stamp) {
+    fn evaluate_reusing(&self, entry: &mut Entry, stats: &mut ReuseStats, id: NodeId, node: &NodeInfo) -> Verdict {
+        let (local_at, local) = match entry.verdict(id) {
             Some(LocalVerdict::Pass) => {
                 stats.filter_hits += 1;
                 (usize::MAX, Verdict::Pass)
@@ -305,7 +306,7 @@ impl<'a, 's> Walk<'a, 's> {
             None => {
                 stats.filter_misses += 1;
                 let failure = self.plan.run_local(self.state, self.pod, node);
-                match (entry.record(id, stamp, failure.as_ref().map(|(p, s)| (*p, s))), failure) {
+                match (entry.record(id, failure.as_ref().map(|(p, s)| (*p, s))), failure) {
                     (_, None) => (usize::MAX, Verdict::Pass),
                     (Some(LocalVerdict::Fail(pos, k)), Some(_)) => (pos, Verdict::Cached(k)),
                     (_, Some((pos, s))) => (pos, Verdict::Fail(s)),
@@ -330,43 +331,38 @@ fn score_reusing(
     entry: &mut Entry,
     stats: &mut ReuseStats,
 ) -> Vec<i64> {
-    // The node-local Score plugins that run for this pod: (position, slot, plugin).
-    let active: Vec<(usize, usize, &dyn tessera_plugins::framework::ScorePlugin)> = plan
-        .score_slots
+    // The node-local Score plugins that run for this pod, in position order; the k-th has
+    // slot k in the entry's rows.
+    let active: Vec<(usize, &dyn ScorePlugin)> = plan
+        .local_scores
         .iter()
-        .filter(|(i, _)| !state.skips_score(*i) && profile.score[*i].weight != 0)
-        .filter_map(|&(i, slot)| profile.score[i].plugin.as_score().map(|sp| (i, slot, sp)))
+        .filter(|i| !state.skips_score(**i) && profile.score[**i].weight != 0)
+        .filter_map(|&i| profile.score[i].plugin.as_score().map(|sp| (i, sp)))
         .collect();
-    let mask = active.iter().fold(0u64, |m, (i, _, _)| m | 1 << i);
+    let mask = active.iter().fold(0u64, |m, (i, _)| m | 1 << i);
     entry.use_score_mask(mask);
     // Gather every node-local plugin's raw scores in one pass over the rows, filling in the
-    // missing ones: raw[slot][j] is node j's score from the plugin at `slot`.
-    let width = plan.score_slots.len();
+    // missing ones: raw[slot * n + j] is node j's score from the plugin at `slot`.
+    let width = active.len();
     let n = batch.ids.len();
     let mut raw = vec![0i64; width * n];
-    let mut complete = true;
+    let mut row = vec![0i64; width];
     for (j, (&id, node)) in batch.ids.iter().zip(batch.nodes).enumerate() {
-        let Some((filled, row)) = entry.scores(id) else {
-            complete = false;
-            continue;
-        };
-        if filled {
+        if entry.scores(id, &mut row) {
             stats.score_hits += 1;
         } else {
             stats.score_misses += 1;
-            for &(_, slot, sp) in &active {
-                row[slot] = sp.score(state, pod, node);
+            for (r, (_, sp)) in row.iter_mut().zip(&active) {
+                *r = sp.score(state, pod, node);
             }
+            entry.fill_scores(id, &row);
         }
-        for &(_, slot, _) in &active {
-            raw[slot * n + j] = row[slot];
+        for (slot, s) in row.iter().enumerate() {
+            raw[slot * n + j] = *s;
         }
     }
     profile.run_score_with(state, pod, batch, |i, _, out| {
-        if !complete {
-            return false;
-        }
-        let Some(&(_, slot, _)) = active.iter().find(|(at, _, _)| *at == i) else { return false };
+        let Some(slot) = active.iter().position(|(at, _)| *at == i) else { return false };
         out.copy_from_slice(&raw[slot * n..(slot + 1) * n]);
         true
     })
@@ -410,9 +406,42 @@ pub fn select_host(scores: &[i64], rng: &mut Rng) -> usize {
     best
 }
 
+/// Index of the best score; ties go to the node first in the fixed order `salt` draws (see
+/// [`TieBreak::Stable`]). `ids` are the scored nodes' ids, in the order of `scores`.
+pub fn select_host_stable(scores: &[i64], ids: &[NodeId], salt: u64) -> usize {
+    let rank = |i: usize| splitmix(salt ^ u64::from(ids.get(i).copied().unwrap_or(0)));
+    let mut best = 0;
+    for i in 1..scores.len() {
+        if scores[i] > scores[best] || (scores[i] == scores[best] && rank(i) < rank(best)) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// SplitMix64's finaliser: a fixed, well-mixed permutation of the 64-bit integers.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stable_tie_break_keeps_choosing_the_same_node() {
+        let ids = [7, 3, 9, 4];
+        let first = select_host_stable(&[5, 5, 5, 5], &ids, 42);
+        assert_eq!(select_host_stable(&[5, 5, 5, 5], &ids, 42), first, "same salt, same choice");
+        assert_eq!(select_host_stable(&[5, 5, 5, 1], &[7, 3, 9, 4], 42), select_host_stable(&[5, 5, 5], &ids[..3], 42));
+        assert_eq!(select_host_stable(&[1, 2, 9, 3], &ids, 42), 2, "the best score still wins");
+        let picks: std::collections::HashSet<usize> =
+            (0..64).map(|salt| select_host_stable(&[5, 5, 5, 5], &ids, salt)).collect();
+        assert!(picks.len() > 1, "another salt, another order");
+    }
 
     #[test]
     fn select_host_picks_the_maximum_and_spreads_ties() {

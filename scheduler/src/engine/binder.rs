@@ -9,6 +9,7 @@ use tessera_plugins::framework::{CycleState, Profile};
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::NodeId;
 
+use super::algorithm::Placement;
 use super::state::ClusterState;
 use super::worker::Proposal;
 
@@ -56,16 +57,14 @@ impl Binder {
     pub fn commit(&mut self, state: &mut ClusterState, profile: &Profile, proposal: &Proposal) -> Verdict {
         let mut placed: Vec<&Arc<Pod>> = Vec::with_capacity(proposal.placements.len());
         for (pod, p) in proposal.unit.pods.iter().zip(&proposal.placements) {
-            if let Err(reason) =
-                self.check(state, profile, pod, p.node, p.seen_generation, proposal.snapshot_generation)
-            {
+            if let Err(reason) = self.check(state, profile, pod, p, proposal.snapshot_generation) {
                 for done in placed {
                     state.unplace(&done.key());
                 }
                 self.stats.rejected += 1;
                 return Verdict::Rejected { node: p.node, reason };
             }
-            if let Err(e) = state.place(pod.clone(), p.node) {
+            if let Err(e) = state.place_on_gpus(pod.clone(), p.node, p.gpus) {
                 for done in placed {
                     state.unplace(&done.key());
                 }
@@ -78,16 +77,16 @@ impl Binder {
         Verdict::Accepted
     }
 
-    /// Whether `pod` may go on node `id` of the live state.
+    /// Whether `pod` may go where `placement` puts it in the live state.
     fn check(
         &mut self,
         state: &ClusterState,
         profile: &Profile,
         pod: &Pod,
-        id: NodeId,
-        seen: u64,
+        placement: &Placement,
         snapshot_gen: u64,
     ) -> Result<(), String> {
+        let (id, seen) = (placement.node, placement.seen_generation);
         let live = state.snapshot();
         let Some(node) = live.node(id) else {
             return Err(format!("node #{id} no longer exists"));
@@ -107,6 +106,15 @@ impl Binder {
             Err(s) => return Err(s.to_string()),
         }
         let s = profile.run_filter(&cycle, pod, node);
-        if s.is_success() { Ok(()) } else { Err(format!("node {}: {s}", node.name())) }
+        if !s.is_success() {
+            return Err(format!("node {}: {s}", node.name()));
+        }
+        // Filter says *some* GPUs fit; a placement that names its GPUs needs those very ones.
+        match (placement.gpus, &pod.gpu) {
+            (Some(mask), Some(req)) if !node.gpus_available(req, mask) => {
+                Err(format!("node {}: the GPUs chosen for the pod are no longer free", node.name()))
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -25,6 +25,7 @@ use tessera_plugins::model::{Node, Pod, PodKey};
 
 use self::binder::{Binder, BinderStats, Verdict};
 use self::queue::{BackoffPolicy, SchedulingQueue, Unit};
+use self::reuse::ReuseStats;
 use self::state::{ClusterState, StateError};
 use self::worker::{Attempt, Worker};
 
@@ -96,6 +97,8 @@ pub struct EngineStats {
     pub binder: BinderStats,
     /// Scheduling attempts (proposals and failures).
     pub attempts: u64,
+    /// Node-local work the workers reused across pods of one signature, summed.
+    pub reuse: ReuseStats,
 }
 
 /// The scheduling engine. See the module docs.
@@ -150,7 +153,13 @@ impl Engine {
 
     /// Counters.
     pub fn stats(&self) -> EngineStats {
-        EngineStats { binder: self.binder.stats, attempts: self.attempts }
+        let reuse = self.workers.iter().map(Worker::reuse_stats).fold(ReuseStats::default(), |a, b| ReuseStats {
+            filter_hits: a.filter_hits + b.filter_hits,
+            filter_misses: a.filter_misses + b.filter_misses,
+            score_hits: a.score_hits + b.score_hits,
+            score_misses: a.score_misses + b.score_misses,
+        });
+        EngineStats { binder: self.binder.stats, attempts: self.attempts, reuse }
     }
 
     /// Adds or updates a node; parked pods get another chance.
@@ -282,6 +291,9 @@ fn worker_loop(
 /// workers refreshing do not wait long.
 const BIND_BATCH: usize = 64;
 
+/// How long the binder naps when no proposal is waiting.
+const BINDER_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
+
 fn binder_loop(
     binder: &mut Binder,
     profiles: &[Arc<Profile>],
@@ -293,16 +305,19 @@ fn binder_loop(
     let mut outcomes = Vec::new();
     let mut batch = Vec::with_capacity(BIND_BATCH);
     while lanes.outstanding.load(Ordering::Acquire) > 0 {
-        match rx.recv_timeout(std::time::Duration::from_millis(20)) {
-            Ok(a) => batch.push(a),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-        }
         while batch.len() < BIND_BATCH {
             match rx.try_recv() {
                 Ok(a) => batch.push(a),
-                Err(_) => break,
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return outcomes,
             }
+        }
+        if batch.is_empty() {
+            // Polling rather than blocking: a binder blocked in `recv` is woken (a futex call
+            // and a context switch) by every single proposal, which on few cores costs more
+            // than scheduling the pod; a short nap lets proposals gather into one batch.
+            std::thread::sleep(BINDER_IDLE);
+            continue;
         }
         let now = clock();
         let mut sh = lanes.shared.write();

@@ -129,8 +129,14 @@ impl ClusterState {
         }
     }
 
-    /// Places `pod` on node `id` (assume or bind).
+    /// Places `pod` on node `id` (assume or bind), its GPUs chosen by the node.
     pub fn place(&mut self, pod: Arc<Pod>, id: NodeId) -> Result<(), StateError> {
+        self.place_on_gpus(pod, id, None)
+    }
+
+    /// Places `pod` on node `id` holding exactly the GPUs `gpus` when given (a plugin chose
+    /// them), else the GPUs the node chooses ([`NodeInfo::choose_gpus`]).
+    pub fn place_on_gpus(&mut self, pod: Arc<Pod>, id: NodeId, gpus: Option<u64>) -> Result<(), StateError> {
         let key = pod.key();
         if let Some(&at) = self.placed.get(&key) {
             let node = self.master.node(at).map_or_else(|| Sym::new("?"), |n| n.name());
@@ -143,7 +149,10 @@ impl ClusterState {
         if !pod.pod_anti_affinity.required.is_empty() {
             self.anti_affinity_pods += 1;
         }
-        self.master.add_pod(id, pod);
+        match gpus {
+            Some(mask) => self.master.add_pod_on_gpus(id, pod, mask),
+            None => self.master.add_pod(id, pod),
+        };
         self.placed.insert(key, id);
         self.touch(id);
         Ok(())

@@ -52,7 +52,8 @@ pub enum Attempt {
 #[derive(Debug)]
 struct Pending {
     seq: u64,
-    picks: Vec<(Arc<Pod>, NodeId)>,
+    /// Each pod, its node, and the GPUs a plugin chose for it there.
+    picks: Vec<(Arc<Pod>, NodeId, Option<u64>)>,
 }
 
 /// One worker. Owns its snapshot; shares nothing mutable with other workers.
@@ -106,7 +107,7 @@ impl Worker {
         let mut reset: HashSet<NodeId> = state.refresh(&mut self.snapshot, &mut self.at).into_iter().collect();
         while self.pending.front().is_some_and(|p| p.seq <= answered) {
             if let Some(done) = self.pending.pop_front() {
-                for (_, id) in done.picks {
+                for (_, id, _) in done.picks {
                     if reset.insert(id) {
                         state.copy_node(&mut self.snapshot, id);
                     }
@@ -114,9 +115,9 @@ impl Worker {
             }
         }
         for p in &self.pending {
-            for (pod, id) in &p.picks {
+            for (pod, id, gpus) in &p.picks {
                 if reset.contains(id) {
-                    self.snapshot.add_pod(*id, pod.clone());
+                    add_pod(&mut self.snapshot, *id, pod.clone(), *gpus);
                 }
             }
         }
@@ -135,7 +136,7 @@ impl Worker {
             };
             match schedule_pod(profile, &self.snapshot, pod, opts) {
                 Ok(p) => {
-                    self.snapshot.add_pod(p.node, pod.clone());
+                    add_pod(&mut self.snapshot, p.node, pod.clone(), p.gpus);
                     placements.push(p);
                 }
                 Err(diagnosis) => {
@@ -145,7 +146,7 @@ impl Worker {
             }
         }
         self.next_seq += 1;
-        let picks = unit.pods.iter().cloned().zip(placements.iter().map(|p| p.node)).collect();
+        let picks = unit.pods.iter().cloned().zip(&placements).map(|(pod, p)| (pod, p.node, p.gpus)).collect();
         self.pending.push_back(Pending { seq: self.next_seq, picks });
         Attempt::Proposed(Proposal {
             worker: self.id,
@@ -161,4 +162,13 @@ impl Worker {
             self.snapshot.remove_pod(p.node, &pod.key());
         }
     }
+}
+
+/// Adds `pod` to node `id` of `snapshot` on the GPUs its placement names, if any, so that the
+/// worker's view holds the devices the binder will commit.
+fn add_pod(snapshot: &mut Snapshot, id: NodeId, pod: Arc<Pod>, gpus: Option<u64>) {
+    match gpus {
+        Some(mask) => snapshot.add_pod_on_gpus(id, pod, mask),
+        None => snapshot.add_pod(id, pod),
+    };
 }

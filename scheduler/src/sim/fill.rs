@@ -47,6 +47,11 @@ pub fn workload(input: &SimInput, fill_to: f64, seed: u64) -> Vec<Arc<Pod>> {
         }
         return pods;
     }
+    // Pods that request no GPU never move the total: without a GPU pod to sample, inflation
+    // could not end.
+    if !sorted.iter().any(|p| demand(p) > 0.0) {
+        return pods;
+    }
     let mut i = 0;
     while !sorted.is_empty() {
         let pick = &sorted[rng.below(sorted.len() as u64) as usize];

@@ -174,3 +174,25 @@ fn trace_pod(p: &TracePod) -> SimPod {
     let duration = p.deletion_s.map(|d| (d - arrival).max(0.0));
     SimPod { pod: Arc::new(pod), arrival, duration }
 }
+
+/// A synthetic replay input for benchmarks: `bench`'s cluster and mixed workload, with pods
+/// arriving uniformly over a day and running from ten minutes to six hours.
+pub fn synthetic(nodes: usize, pods: usize, seed: u64) -> SimInput {
+    use crate::bench::synth::{self, Mix};
+    let mut rng = crate::engine::rng::Rng::new(seed);
+    let cluster = synth::cluster(nodes, Mix::Mixed, &mut rng);
+    let workload = synth::workload(pods, Mix::Mixed, &mut rng);
+    let day = 86_400.0;
+    let count = workload.len();
+    let pods: Vec<SimPod> = workload
+        .into_iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            let arrival = (day * i as f64 / count.max(1) as f64).floor();
+            let duration = Some((600.0 + rng.unit() * 21_000.0).floor());
+            SimPod { pod, arrival, duration }
+        })
+        .collect();
+    let sources = vec![format!("synthetic: {nodes} nodes, {} pods", pods.len())];
+    SimInput { nodes: cluster, pods, sources, ..SimInput::default() }
+}

@@ -15,10 +15,15 @@ pub mod replay;
 pub mod report;
 pub mod summary;
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tessera_plugins::framework::Profile;
+use tessera_plugins::framework::{Profile, TieBreak};
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::Pod;
 
 use self::input::SimInput;
 use self::record::RunResult;
@@ -108,6 +113,18 @@ impl Progress {
 
 /// An engine loaded with the input's cluster (nodes and namespaces).
 pub fn build_engine(input: &SimInput, profiles: Vec<Profile>, seed: u64, threads: usize) -> Engine {
+    // Plugins that learn from pods (FGD's workload model) start afresh: seeds must not leak.
+    // A stable tie-break draws its node order from the run's seed, as the FGD paper's runs do.
+    let profiles = profiles
+        .iter()
+        .map(|p| {
+            let mut p = p.fresh();
+            if let TieBreak::Stable(_) = p.tie_break {
+                p.tie_break = TieBreak::Stable(seed);
+            }
+            p
+        })
+        .collect();
     let opts = EngineOptions { workers: 1, seed, parallel_filter: threads > 1, ..EngineOptions::default() };
     let mut engine = Engine::new(profiles, opts);
     engine.set_namespaces(input.namespaces.clone());
@@ -127,7 +144,46 @@ pub fn run(input: &SimInput, configs: &[NamedConfig], opts: &SimOptions) -> Vec<
     }
 }
 
+/// Pods to schedule whose `schedulerName` names no profile of `profiles`, counted by that
+/// name. The live scheduler leaves such pods to another scheduler; the simulator has none, so
+/// [`run`] gives them to the first profile (a config written for a secondary scheduler, whose
+/// profile is named `tessera`, then still compares on a workload written for
+/// `default-scheduler`). The caller reports them.
+pub fn stray_scheduler_names(input: &SimInput, profiles: &[Profile]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    if profiles.is_empty() {
+        return out;
+    }
+    for p in &input.pods {
+        let name = p.pod.scheduler_name.as_str();
+        if !profiles.iter().any(|pr| pr.scheduler_name == name) {
+            *out.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// `input` with the pods of [`stray_scheduler_names`] given to the first profile.
+fn adopt_strays<'a>(input: &'a SimInput, profiles: &[Profile]) -> Cow<'a, SimInput> {
+    let Some(first) = profiles.first() else { return Cow::Borrowed(input) };
+    if stray_scheduler_names(input, profiles).is_empty() {
+        return Cow::Borrowed(input);
+    }
+    let mut owned = input.clone();
+    let target = Sym::new(&first.scheduler_name);
+    for p in &mut owned.pods {
+        if !profiles.iter().any(|pr| pr.scheduler_name == p.pod.scheduler_name.as_str()) {
+            let mut pod = Pod::clone(&p.pod);
+            pod.scheduler_name = target;
+            p.pod = Arc::new(pod);
+        }
+    }
+    Cow::Owned(owned)
+}
+
 fn run_config(input: &SimInput, config: &NamedConfig, opts: &SimOptions) -> Vec<RunResult> {
+    let input = adopt_strays(input, &config.profiles);
+    let input = input.as_ref();
     let seeds: Vec<u64> = match opts.mode {
         Mode::Replay => vec![opts.seed],
         Mode::Fill => (0..opts.repeat.max(1)).map(|i| opts.seed + u64::from(i)).collect(),

@@ -99,6 +99,11 @@ fn scores(pl: &PodTopologySpread, pod: &Pod, snap: &Snapshot, feasible: &[&str])
     }
     assert!(status.is_success(), "{status}");
     let mut s: Vec<i64> = nodes.iter().map(|node| pl.score(&cs, pod, node)).collect();
+    // The batch path (columns, per-domain tables, memo) must give exactly the per-node scores.
+    let ids: Vec<_> = nodes.iter().map(|n| n.id).collect();
+    let mut batch = vec![0; nodes.len()];
+    pl.score_batch(&cs, pod, crate::framework::ScoreBatch::new(snap, &ids, &nodes), &mut batch);
+    assert_eq!(batch, s, "score_batch differs from score");
     pl.normalize_score(&cs, pod, &mut s);
     Some(s)
 }

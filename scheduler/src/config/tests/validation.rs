@@ -259,6 +259,17 @@ fn unknown_fields_are_errors_naming_the_path() {
 }
 
 #[test]
+fn tie_break_is_read_from_the_tessera_block() {
+    use tessera_plugins::framework::TieBreak;
+    let r = Registry::builtin();
+    let c = parse("tessera:\n  tieBreak: Stable\nprofiles:\n- schedulerName: a\n- schedulerName: b\n", &r).unwrap();
+    assert!(c.profiles.iter().all(|p| p.tie_break == TieBreak::Stable(0)), "every profile");
+    assert_eq!(parse("tessera: {}\n", &r).unwrap().profiles[0].tie_break, TieBreak::Random);
+    let e = err("tessera:\n  tieBreak: First\n", &r);
+    assert!(e.contains("tessera.tieBreak: must be Random or Stable"), "{e}");
+}
+
+#[test]
 fn malformed_yaml_names_the_file_line_and_column() {
     let text = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n  - schedulerName: a\n   plugins: {}\n";
     let e = parse_config("conf/scheduler.yaml", text, &upstream_like()).unwrap_err();

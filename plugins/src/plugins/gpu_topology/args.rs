@@ -1,0 +1,181 @@
+//! `GpuTopologyArgs`: the scoring strategy and, for FGD, what it knows of the workload.
+//!
+//! ```yaml
+//! pluginConfig:
+//!   - name: GpuTopology
+//!     args:
+//!       scoringStrategy: FGD          # MostAllocated (default) | Packing | FGD
+//!       popularityThreshold: 95       # FGD: % of pods the typical pods cover
+//!       learn: true                   # FGD: keep learning pod shapes from the pods seen
+//!       typicalPods:                  # FGD: shapes known up front, counted as pods seen
+//!         - {cpu: "4", gpuCount: 1, gpuMilli: 500, count: 300}
+//!         - {cpu: 8, gpuCount: 8, gpuMilli: 1000, gpuModels: [G2], count: 20}
+//! ```
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use crate::gpu_frag::PodShape;
+use crate::intern::Sym;
+use crate::model::GPU_MILLI;
+use crate::quantity::parse_milli;
+use crate::registry::{PluginArgs, PluginError, decode_args};
+
+use super::NAME;
+
+/// How GpuTopology scores nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ScoringStrategy {
+    /// The node whose usable GPUs end up fullest (pods without GPUs are not scored).
+    #[default]
+    MostAllocated,
+    /// Best fit (the FGD paper's BestFit baseline): the node with the least CPU and GPU left
+    /// once the pod is placed.
+    Packing,
+    /// Fragmentation Gradient Descent: the node (and GPUs) where the expected GPU
+    /// fragmentation grows least. Written `FGD`.
+    Fgd,
+}
+
+impl<'de> Deserialize<'de> for ScoringStrategy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "MostAllocated" => Ok(ScoringStrategy::MostAllocated),
+            "Packing" => Ok(ScoringStrategy::Packing),
+            "FGD" => Ok(ScoringStrategy::Fgd),
+            _ => Err(de::Error::custom(format!(
+                "scoringStrategy: unknown value {s:?}; expected MostAllocated, Packing or FGD"
+            ))),
+        }
+    }
+}
+
+/// A pod shape the workload is known to have, and how many pods of it to count.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TypicalPodArg {
+    /// CPU request: a quantity (`"500m"`, `"4"`) or a number of cores.
+    #[serde(deserialize_with = "cpu_quantity")]
+    pub cpu: i64,
+    /// GPUs (0 for a CPU-only pod).
+    #[serde(default)]
+    pub gpu_count: u32,
+    /// Milli-GPU of each GPU, 1..=1000 (0 for a CPU-only pod).
+    #[serde(default)]
+    pub gpu_milli: u32,
+    /// Acceptable GPU models; empty accepts any.
+    #[serde(default)]
+    pub gpu_models: Vec<String>,
+    /// How many pods of this shape to count.
+    pub count: u64,
+}
+
+/// Millicores from a quantity string or a number of cores.
+fn cpu_quantity<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => parse_milli(&s).map_err(|e| de::Error::custom(format!("cpu: {e}"))),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(cores) if (0.0..1e15).contains(&cores) => Ok((cores * 1000.0).ceil() as i64),
+            _ => Err(de::Error::custom(format!("cpu: {n} is not a CPU amount"))),
+        },
+        other => Err(de::Error::custom(format!("cpu: expected a quantity, got {other}"))),
+    }
+}
+
+/// GpuTopology's args.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GpuTopologyArgs {
+    /// How nodes are scored.
+    #[serde(default)]
+    pub scoring_strategy: ScoringStrategy,
+    /// FGD: the share of pods, in percent, the typical pods cover (the paper's 95).
+    #[serde(default)]
+    pub popularity_threshold: Option<u32>,
+    /// FGD: pod shapes counted before any pod is seen.
+    #[serde(default)]
+    pub typical_pods: Vec<TypicalPodArg>,
+    /// FGD: whether the pods seen are counted too (the workload is learned online).
+    #[serde(default = "yes")]
+    pub learn: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for GpuTopologyArgs {
+    fn default() -> Self {
+        GpuTopologyArgs {
+            scoring_strategy: ScoringStrategy::default(),
+            popularity_threshold: None,
+            typical_pods: Vec::new(),
+            learn: true,
+        }
+    }
+}
+
+impl GpuTopologyArgs {
+    /// Decodes and validates `args`; every error names its field.
+    pub fn decode(args: Option<&PluginArgs>) -> Result<GpuTopologyArgs, PluginError> {
+        let a: GpuTopologyArgs = decode_args(NAME, args)?;
+        a.validate()?;
+        Ok(a)
+    }
+
+    fn validate(&self) -> Result<(), PluginError> {
+        let bad = |field: &str, what: String| Err(PluginError::bad_args(NAME, format!("{field}: {what}")));
+        let fgd = self.scoring_strategy == ScoringStrategy::Fgd;
+        if !fgd {
+            let only_fgd = "only applies to scoringStrategy FGD".to_string();
+            if self.popularity_threshold.is_some() {
+                return bad("popularityThreshold", only_fgd);
+            }
+            if !self.typical_pods.is_empty() {
+                return bad("typicalPods", only_fgd);
+            }
+            if !self.learn {
+                return bad("learn", only_fgd);
+            }
+        }
+        if let Some(t) = self.popularity_threshold
+            && !(1..=100).contains(&t)
+        {
+            return bad("popularityThreshold", format!("must be a percentage in 1..=100, got {t}"));
+        }
+        if fgd && !self.learn && self.typical_pods.is_empty() {
+            return bad("learn", "false needs typicalPods: FGD would know no workload".to_string());
+        }
+        for (i, p) in self.typical_pods.iter().enumerate() {
+            let field = |f: &str| format!("typicalPods[{i}].{f}");
+            if p.count == 0 {
+                return bad(&field("count"), "must be at least 1".to_string());
+            }
+            if p.gpu_count > 64 {
+                return bad(&field("gpuCount"), format!("{} GPUs is more than a node can hold", p.gpu_count));
+            }
+            if p.gpu_count > 0 && !(1..=GPU_MILLI).contains(&p.gpu_milli) {
+                return bad(&field("gpuMilli"), format!("must be in 1..={GPU_MILLI} with GPUs, got {}", p.gpu_milli));
+            }
+            if p.gpu_count == 0 && (p.gpu_milli != 0 || !p.gpu_models.is_empty()) {
+                return bad(&field("gpuCount"), "is 0 but gpuMilli or gpuModels is set".to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The typical-pod threshold as a share (0..=1).
+    pub fn threshold(&self) -> f64 {
+        self.popularity_threshold.map_or(crate::gpu_frag::DEFAULT_POPULARITY_THRESHOLD, |t| f64::from(t) / 100.0)
+    }
+
+    /// The seed shapes with their counts.
+    pub fn seeds(&self) -> Vec<(PodShape, u64)> {
+        let shape = |p: &TypicalPodArg| {
+            let models = p.gpu_models.iter().map(|m| Sym::new(m)).collect();
+            PodShape::new(p.cpu, p.gpu_count, p.gpu_milli, models)
+        };
+        self.typical_pods.iter().map(|p| (shape(p), p.count)).collect()
+    }
+}

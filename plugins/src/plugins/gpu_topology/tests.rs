@@ -1,0 +1,204 @@
+use serde_json::json;
+
+use super::*;
+use crate::intern::Sym;
+use crate::model::{Gpu, GpuRequest};
+use crate::plugins::testing::*;
+
+fn gpu_node(name: &str, n: usize, model: &str) -> crate::model::Node {
+    let mut node = node(name, 64_000, 256 * GI);
+    node.gpus = (0..n).map(|_| Gpu { model: Sym::new(model), island: 0 }).collect();
+    node
+}
+
+fn gpu_pod(name: &str, count: u32, milli: u32, models: &[&str]) -> Pod {
+    let mut p = pod(name, 1000, GI);
+    p.gpu = Some(GpuRequest { count, milli, models: models.iter().map(|m| Sym::new(m)).collect() });
+    p
+}
+
+fn plugin(args: serde_json::Value) -> GpuTopology {
+    GpuTopology::with_args(&GpuTopologyArgs::decode(Some(&args)).unwrap())
+}
+
+fn bad_args(args: serde_json::Value) -> String {
+    match GpuTopologyArgs::decode(Some(&args)) {
+        Err(PluginError::BadArgs { plugin, message }) => {
+            assert_eq!(plugin, NAME);
+            message
+        }
+        other => panic!("expected BadArgs, got {other:?}"),
+    }
+}
+
+#[test]
+fn filter_checks_devices_and_models() {
+    let (s, p) = (CycleState::new(), GpuTopology::default());
+    let busy = node_info(0, gpu_node("a", 2, "T4"), vec![gpu_pod("x", 2, 1000, &[])]);
+    assert_eq!(p.filter(&s, &gpu_pod("p", 1, 500, &[]), &busy), Status::unschedulable(ERR_REASON_INSUFFICIENT));
+    let free = node_info(1, gpu_node("b", 2, "T4"), vec![]);
+    assert!(p.filter(&s, &gpu_pod("p", 2, 1000, &["T4"]), &free).is_success());
+    assert_eq!(p.filter(&s, &gpu_pod("p", 1, 1000, &["A100"]), &free), Status::unresolvable(ERR_REASON_MODEL));
+    assert!(p.filter(&s, &pod("cpu", 1, 1), &free).is_success());
+}
+
+#[test]
+fn most_allocated_prefers_the_node_that_ends_fuller() {
+    let (s, p) = (CycleState::new(), GpuTopology::default());
+    assert_eq!(p.strategy(), ScoringStrategy::MostAllocated);
+    let half = node_info(0, gpu_node("a", 2, "T4"), vec![gpu_pod("x", 1, 1000, &[])]);
+    let empty = node_info(1, gpu_node("b", 2, "T4"), vec![]);
+    let q = gpu_pod("p", 1, 500, &[]);
+    assert_eq!(p.score(&s, &q, &half), 75);
+    assert_eq!(p.score(&s, &q, &empty), 25);
+    assert!(p.as_reserve().is_none(), "only FGD chooses GPUs");
+    assert!(p.node_local());
+}
+
+#[test]
+fn args_name_the_bad_field() {
+    assert!(bad_args(json!({"scoringStrategy": "Spread"})).contains("scoringStrategy: unknown value \"Spread\""));
+    assert!(bad_args(json!({"scoringStrategie": "FGD"})).contains("unknown field `scoringStrategie`"));
+    assert!(bad_args(json!({"scoringStrategy": "FGD", "popularityThreshold": 0})).starts_with("popularityThreshold:"));
+    assert!(bad_args(json!({"scoringStrategy": "Packing", "learn": false})).starts_with("learn: only applies"));
+    assert!(bad_args(json!({"typicalPods": [{"cpu": 1, "count": 1}]})).starts_with("typicalPods: only applies"));
+    assert!(bad_args(json!({"scoringStrategy": "FGD", "learn": false})).starts_with("learn: false needs"));
+    let pods = json!([{"cpu": "4", "gpuCount": 1, "gpuMilli": 500, "count": 3},
+                      {"cpu": 2, "gpuCount": 1, "gpuMilli": 1500, "count": 1}]);
+    let msg = bad_args(json!({"scoringStrategy": "FGD", "typicalPods": pods}));
+    assert!(msg.starts_with("typicalPods[1].gpuMilli:"), "{msg}");
+    let msg = bad_args(json!({"scoringStrategy": "FGD", "typicalPods": [{"cpu": "4x", "count": 1}]}));
+    assert!(msg.contains("cpu:"), "{msg}");
+    let msg = bad_args(json!({"scoringStrategy": "FGD", "typicalPods": [{"cpu": 1, "count": 0}]}));
+    assert!(msg.starts_with("typicalPods[0].count:"), "{msg}");
+    assert!(super::new(Some(&json!({"scoringStrategy": "FGD"}))).is_ok());
+}
+
+#[test]
+fn args_read_quantities_and_defaults() {
+    let a = GpuTopologyArgs::decode(Some(&json!({"scoringStrategy": "FGD", "popularityThreshold": 90,
+        "typicalPods": [{"cpu": "500m", "gpuCount": 1, "gpuMilli": 250, "gpuModels": ["T4"], "count": 7},
+                        {"cpu": 1.5, "count": 2}]})))
+    .unwrap();
+    assert_eq!(a.threshold(), 0.9);
+    let seeds = a.seeds();
+    assert_eq!(seeds[0], (crate::gpu_frag::PodShape::new(500, 1, 250, vec![Sym::new("T4")]), 7));
+    assert_eq!(seeds[1].0.cpu, 1500);
+    let d = GpuTopologyArgs::decode(None).unwrap();
+    assert_eq!((d.scoring_strategy, d.learn, d.threshold()), (ScoringStrategy::MostAllocated, true, 0.95));
+}
+
+#[test]
+fn the_learned_histogram_counts_each_pod_once() {
+    let p = plugin(json!({"scoringStrategy": "FGD"}));
+    assert!(!p.node_local(), "FGD scores follow the learned workload");
+    let snap = Snapshot::new();
+    let observe = |q: &Pod| {
+        let mut s = CycleState::new();
+        let _ = p.pre_filter(&mut s, q, &snap);
+        s.read::<Arc<TypicalSet>>(TYPICAL_KEY).unwrap().clone()
+    };
+    let t = observe(&gpu_pod("a", 1, 500, &[]));
+    assert_eq!(t.pods().len(), 1);
+    let t = observe(&gpu_pod("a", 1, 500, &[]));
+    assert_eq!(t.pods()[0].weight, 1.0, "the same pod again (a retry, the binder's re-check) is not counted");
+    observe(&gpu_pod("b", 1, 500, &[]));
+    observe(&gpu_pod("c", 1, 500, &[]));
+    let t = observe(&pod("d", 1000, GI));
+    let weights: Vec<(u32, f64)> = t.pods().iter().map(|t| (t.shape.gpus, t.weight)).collect();
+    assert_eq!(weights, vec![(1, 0.75), (0, 0.25)]);
+}
+
+#[test]
+fn seeds_weigh_in_and_learning_can_be_off() {
+    let seeds = json!([{"cpu": 1, "gpuCount": 8, "gpuMilli": 1000, "count": 3}]);
+    let p = plugin(json!({"scoringStrategy": "FGD", "typicalPods": seeds, "learn": false}));
+    let mut s = CycleState::new();
+    let _ = p.pre_filter(&mut s, &gpu_pod("a", 1, 500, &[]), &Snapshot::new());
+    let t = s.read::<Arc<TypicalSet>>(TYPICAL_KEY).unwrap();
+    assert_eq!(t.pods().len(), 1);
+    assert_eq!((t.pods()[0].shape.gpus, t.pods()[0].weight), (8, 1.0));
+    let p = plugin(json!({"scoringStrategy": "FGD", "typicalPods": seeds}));
+    let _ = p.pre_filter(&mut s, &gpu_pod("a", 1, 500, &[]), &Snapshot::new());
+    let t = s.read::<Arc<TypicalSet>>(TYPICAL_KEY).unwrap();
+    assert_eq!(t.pods().iter().map(|t| t.weight).collect::<Vec<_>>(), vec![0.75, 0.25]);
+}
+
+#[test]
+fn fgd_scores_the_fragmentation_increase_and_reserves_the_same_gpus() {
+    // Typical pods: 500-shares only. GPU1 of `partial` has 600 free: 200 there would strand
+    // 400; GPU0 of `partial` keeps every GPU usable, as does any GPU of `empty`.
+    let seeds = json!([{"cpu": 1, "gpuCount": 1, "gpuMilli": 500, "count": 1}]);
+    let p = plugin(json!({"scoringStrategy": "FGD", "typicalPods": seeds, "learn": false}));
+    let mut partial = node_info(0, gpu_node("a", 2, "T4"), vec![]);
+    partial.add_pod_on_gpus(Arc::new(gpu_pod("x", 1, 400, &[])), 0b10);
+    let stranding = node_info(1, gpu_node("b", 1, "T4"), vec![gpu_pod("y", 1, 400, &[])]);
+    let q = gpu_pod("q", 1, 200, &[]);
+    let mut s = CycleState::new();
+    let _ = p.pre_filter(&mut s, &q, &Snapshot::new());
+    assert!(p.pre_score(&mut s, &q, &Snapshot::new(), &[]).is_success());
+    assert_eq!(p.score(&s, &q, &partial), 50, "no increase: sigmoid(0)");
+    assert_eq!(p.score(&s, &q, &stranding), 40, "400 stranded: 100 × sigmoid(-0.4)");
+    assert!(p.as_reserve().is_some());
+    assert!(p.reserve(&mut s, &q, &partial).is_success());
+    assert_eq!(s.gpu_choice(), Some(0b01), "the empty GPU, not the best fit");
+    let mut cpu = CycleState::new();
+    assert!(p.reserve(&mut cpu, &pod("c", 1, 1), &partial).is_success());
+    assert_eq!(cpu.gpu_choice(), None, "a pod without GPUs gets none");
+    assert!(p.pre_score(&mut cpu, &pod("c", 1, 1), &Snapshot::new(), &[]).is_success(), "FGD scores it");
+}
+
+#[test]
+fn packing_is_best_fit_normalised() {
+    let p = plugin(json!({"scoringStrategy": "Packing"}));
+    let s = CycleState::new();
+    let q = gpu_pod("q", 1, 500, &[]);
+    // 64 cores and 2 GPUs; the pod takes 1 core and half a GPU.
+    let empty = node_info(0, gpu_node("a", 2, "T4"), vec![]);
+    let half = node_info(1, gpu_node("b", 2, "T4"), vec![gpu_pod("x", 1, 1000, &[])]);
+    let (se, sh) = (p.score(&s, &q, &empty), p.score(&s, &q, &half));
+    // 100 × (1 − ½·63/128 − ½·1.5/8) = 66.02; with 1 core more used and 1 GPU less free: 72.66.
+    assert_eq!((se, sh), (66, 72));
+    let mut scores = vec![se, sh, 70];
+    p.normalize_score(&s, &q, &mut scores);
+    assert_eq!(scores, vec![0, 100, 66]);
+    assert!(p.pre_score(&mut CycleState::new(), &pod("c", 1, 1), &Snapshot::new(), &[]).is_success());
+}
+
+#[test]
+fn fgd_batch_scores_equal_node_by_node_scores() {
+    // Nodes in repeated and in distinct states (shares, CPU, models, GPU counts): the batch's
+    // memo of equal states must change nothing.
+    let p = plugin(json!({"scoringStrategy": "FGD", "learn": false, "typicalPods": [
+        {"cpu": 4, "gpuCount": 1, "gpuMilli": 500, "count": 5},
+        {"cpu": 30, "gpuCount": 1, "gpuMilli": 1000, "count": 3},
+        {"cpu": 8, "gpuCount": 2, "gpuMilli": 1000, "count": 1},
+        {"cpu": 2, "count": 2}]}));
+    let mut nodes = Vec::new();
+    for (i, (gpus, model, pods)) in [
+        (2, "T4", vec![]),
+        (2, "T4", vec![]),
+        (2, "A10", vec![]),
+        (8, "T4", vec![gpu_pod("x", 1, 300, &[])]),
+        (8, "T4", vec![gpu_pod("x", 1, 300, &[])]),
+        (8, "T4", vec![gpu_pod("x", 1, 300, &[]), pod("c", 40_000, GI)]),
+        (4, "T4", vec![gpu_pod("x", 2, 1000, &[])]),
+        (1, "T4", vec![]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        nodes.push(node_info(i as u32, gpu_node(&format!("n{i}"), gpus, model), pods));
+    }
+    let refs: Vec<&NodeInfo> = nodes.iter().collect();
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+    let snap = Snapshot::new();
+    for q in [gpu_pod("q", 1, 200, &[]), gpu_pod("q", 1, 1000, &[]), pod("q", 30_000, GI)] {
+        let mut s = CycleState::new();
+        let _ = p.pre_filter(&mut s, &q, &snap);
+        let mut batch = vec![0; refs.len()];
+        p.score_batch(&s, &q, ScoreBatch::new(&snap, &ids, &refs), &mut batch);
+        let single: Vec<i64> = refs.iter().map(|n| p.score(&s, &q, n)).collect();
+        assert_eq!(batch, single, "{:?}", q.gpu);
+    }
+}

@@ -1,0 +1,250 @@
+//! The placement simulator at library level: small scenarios replayed on the engine, with
+//! assertions on where and when each pod ran, and fill mode's inflation rule.
+
+// Test code: a failed unwrap is a failed test (the workspace denies them in shipped code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::LabelSet;
+use tessera_plugins::model::{GPU_MILLI, Gpu, GpuRequest, Node, Pod};
+use tessera_plugins::registry::Registry;
+use tessera_plugins::resources::ResourceVec;
+use tessera_scheduler::config;
+use tessera_scheduler::sim::input::{self, SimInput, SimPod};
+use tessera_scheduler::sim::record::{PodRecord, RunResult};
+use tessera_scheduler::sim::{Progress, fill, replay};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sim").join(name)
+}
+
+fn load(files: &[&str]) -> SimInput {
+    let paths: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();
+    input::load(&paths).unwrap_or_else(|e| panic!("loading {files:?}: {e}"))
+}
+
+/// Replays `input` under upstream's default profile, seed 42, one thread.
+fn replay_default(input: &SimInput) -> RunResult {
+    let profiles = config::default_config(&Registry::builtin()).unwrap().profiles;
+    replay::replay(input, profiles, "default", 42, 1, &Progress::new(false, ""))
+}
+
+fn record<'a>(run: &'a RunResult, name: &str) -> &'a PodRecord {
+    run.records.iter().find(|r| &*r.key.name == name).unwrap_or_else(|| panic!("no record for pod {name}"))
+}
+
+fn node_of(run: &RunResult, name: &str) -> Option<&'static str> {
+    record(run, name).node.map(|n| n.as_str())
+}
+
+fn web_pods(run: &RunResult) -> Vec<&PodRecord> {
+    let web: Vec<&PodRecord> = run.records.iter().filter(|r| r.key.name.starts_with("web-")).collect();
+    assert_eq!(web.len(), 4, "the Deployment expands to 4 pods");
+    web
+}
+
+#[test]
+fn a_taint_keeps_pods_off_a_node() {
+    let input = load(&["taint-cluster.yaml", "taint-workload.yaml"]);
+    let run = replay_default(&input);
+
+    for r in web_pods(&run) {
+        assert_eq!(r.node.map(|n| n.as_str()), Some("cpu-0"), "{} ran on a tainted node", r.key.name);
+        assert_eq!(r.start, Some(0.0));
+    }
+    // A pod that tolerates the taint may use the node.
+    assert_eq!(node_of(&run, "train"), Some("gpu-0"));
+    // A pod that fits only on the tainted node by size waits, with both reasons.
+    let big = record(&run, "big");
+    assert_eq!(big.node, None);
+    assert_eq!(big.start, None);
+    assert!(big.reason.starts_with("0/2 nodes are available: "), "{}", big.reason);
+    assert!(big.reason.contains("1 Insufficient cpu"), "{}", big.reason);
+    assert!(big.reason.contains("1 node(s) had untolerated taint"), "{}", big.reason);
+    assert_eq!(big.reasons.len(), 2, "{:?}", big.reasons);
+
+    // Control: without the taint the same workload spreads onto gpu-0, so it is the taint
+    // (not scoring) that kept the web pods off it above.
+    let mut untainted = input.clone();
+    for n in &mut untainted.nodes {
+        n.taints.clear();
+    }
+    let run = replay_default(&untainted);
+    assert!(
+        web_pods(&run).iter().any(|r| r.node.map(|n| n.as_str()) == Some("gpu-0")),
+        "without the taint LeastAllocated should use the empty node: {:?}",
+        run.records
+    );
+    assert!(record(&run, "big").node.is_some());
+}
+
+#[test]
+fn a_departure_frees_room_at_the_right_virtual_time() {
+    let input = load(&["departure.yaml"]);
+    let by_name = |name: &str| input.pods.iter().find(|p| &*p.pod.name == name).unwrap();
+    assert_eq!((by_name("second").arrival, by_name("second").duration), (10.0, Some(60.0)));
+    assert_eq!(
+        (by_name("batch-1").arrival, by_name("batch-1").duration),
+        (120.0, Some(30.0)),
+        "inherited from the Job"
+    );
+
+    let run = replay_default(&input);
+    let span = |name: &str| {
+        let r = record(&run, name);
+        assert_eq!(r.node.map(|n| n.as_str()), Some("n1"), "{name}: {}", r.reason);
+        (r.arrival, r.start, r.end)
+    };
+    assert_eq!(span("first"), (0.0, Some(0.0), Some(100.0)));
+    // Arrives at 10 s, waits for first's 3 CPUs, starts the instant they are free.
+    assert_eq!(span("second"), (10.0, Some(100.0), Some(160.0)));
+    // Fits beside first at once.
+    assert_eq!(span("third"), (20.0, Some(20.0), Some(50.0)));
+    // At 120 s only 1 CPU is free; both start when second leaves.
+    assert_eq!(span("batch-0"), (120.0, Some(160.0), Some(190.0)));
+    assert_eq!(span("batch-1"), (120.0, Some(160.0), Some(190.0)));
+    assert!(record(&run, "second").attempts >= 2, "second was tried before the departure too");
+
+    // The timeline shows the wait: a pending pod from 10 s until 100 s.
+    let at = |t: f64| run.timeline.iter().find(|p| p.t == t).unwrap_or_else(|| panic!("no timeline point at {t}"));
+    assert_eq!((at(10.0).pending, at(10.0).running), (1, 1));
+    assert_eq!((at(100.0).pending, at(100.0).running), (0, 1));
+    assert_eq!((at(120.0).pending, at(120.0).running), (2, 1));
+    assert_eq!((at(190.0).pending, at(190.0).running), (0, 0));
+}
+
+// ---- fill mode's inflation (sim::fill::workload) ----
+
+fn gpu_node(name: &str, gpus: usize) -> Node {
+    Node {
+        name: Sym::new(name),
+        labels: LabelSet::from_pairs([("kubernetes.io/hostname", name)]),
+        taints: Vec::new(),
+        unschedulable: false,
+        allocatable: ResourceVec::cpu_mem(64_000, 256 << 30),
+        allowed_pods: 110,
+        images: Vec::new(),
+        gpus: vec![Gpu { model: Sym::new("V100M32"), island: 0 }; gpus],
+    }
+}
+
+/// A pod of `count` GPUs with `milli` of each (`count` 0: CPU only).
+fn trace_pod(name: &str, count: u32, milli: u32) -> SimPod {
+    let mut pod = Pod::new("default", name, ResourceVec::cpu_mem(1000, 1 << 30));
+    if count > 0 {
+        pod.gpu = Some(GpuRequest { count, milli, models: Vec::new() });
+    }
+    SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None }
+}
+
+fn fill_input(gpus_per_node: &[usize], pods: Vec<SimPod>) -> SimInput {
+    let nodes = gpus_per_node.iter().enumerate().map(|(i, g)| gpu_node(&format!("n{i}"), *g)).collect();
+    SimInput { nodes, pods, ..SimInput::default() }
+}
+
+fn demand(p: &Pod) -> u64 {
+    p.gpu.as_ref().map_or(0, |g| g.total_milli())
+}
+
+fn total(pods: &[Arc<Pod>]) -> u64 {
+    pods.iter().map(|p| demand(p)).sum()
+}
+
+/// The originals come first, each once, in some order; every later pod is a clone named
+/// `<original>-tuned-<i>` with i counting from 0, identical to its original but for the name.
+fn check_shape(input: &SimInput, pods: &[Arc<Pod>]) {
+    let n = input.pods.len();
+    let mut first: Vec<&str> = pods[..n].iter().map(|p| &*p.name).collect();
+    let mut originals: Vec<&str> = input.pods.iter().map(|p| &*p.pod.name).collect();
+    first.sort_unstable();
+    originals.sort_unstable();
+    assert_eq!(first, originals);
+    for (i, clone) in pods[n..].iter().enumerate() {
+        let (base, index) = clone.name.rsplit_once("-tuned-").unwrap_or_else(|| panic!("clone named {}", clone.name));
+        assert_eq!(index, i.to_string());
+        let original = input.pods.iter().find(|p| &*p.pod.name == base).unwrap();
+        let renamed = Pod { name: original.pod.name.clone(), ..Pod::clone(clone) };
+        assert_eq!(&renamed, original.pod.as_ref(), "clone {} differs from its original", clone.name);
+    }
+}
+
+#[test]
+fn fill_inflates_until_the_next_clone_would_pass_the_target() {
+    // 10 GPUs: capacity 10000 milli. Whole-GPU pods and CPU-only pods (which add nothing).
+    let pods = vec![trace_pod("a", 1, 1000), trace_pod("b", 1, 1000), trace_pod("c", 1, 1000), trace_pod("cpu", 0, 0)];
+    let input = fill_input(&[8, 2], pods);
+    for (fill_to, expected) in [(1.3, 13_000), (1.25, 12_000), (1.0, 10_000), (0.35, 3_000)] {
+        for seed in 0..20 {
+            let out = fill::workload(&input, fill_to, seed);
+            let target = fill_to * 10_000.0;
+            let t = total(&out);
+            // The sampled pod that stopped inflation is a 1000-milli pod (a CPU-only pick never
+            // stops it), so the rule gives exactly: total <= target < total + 1000.
+            assert!(t as f64 <= target, "fill_to {fill_to} seed {seed}: {t} over {target}");
+            assert!((t + 1000) as f64 > target, "fill_to {fill_to} seed {seed}: stopped early at {t}");
+            assert_eq!(t, expected, "fill_to {fill_to} seed {seed}");
+            check_shape(&input, &out);
+            assert_eq!(out, fill::workload(&input, fill_to, seed), "same seed, same workload");
+        }
+    }
+    // The seed decides the order.
+    let names = |seed| fill::workload(&input, 1.3, seed).iter().map(|p| p.name.to_string()).collect::<Vec<_>>();
+    assert!((1..10).any(|s| names(s) != names(0)), "the seed does not change the workload");
+}
+
+#[test]
+fn fill_with_mixed_requests_never_passes_the_target() {
+    // Shared-GPU pods (300 and 500 milli) and 2-GPU pods, on 16 GPUs.
+    let pods = vec![
+        trace_pod("share-3", 1, 300),
+        trace_pod("share-5", 1, 500),
+        trace_pod("pair", 2, 1000),
+        trace_pod("cpu", 0, 0),
+    ];
+    let input = fill_input(&[8, 4, 4], pods);
+    let capacity = 16.0 * f64::from(GPU_MILLI);
+    let largest = 2000;
+    for seed in 0..30 {
+        let out = fill::workload(&input, 1.3, seed);
+        let t = total(&out) as f64;
+        assert!(t <= 1.3 * capacity, "seed {seed}: {t}");
+        // Inflation stops at the first sampled pod that would pass the target, and no pod
+        // asks for more than `largest`.
+        assert!(t + f64::from(largest) > 1.3 * capacity, "seed {seed}: stopped early at {t}");
+        check_shape(&input, &out);
+    }
+}
+
+#[test]
+fn fill_drops_originals_when_they_already_pass_the_target() {
+    // Ten whole-GPU pods on 4 GPUs: the workload shrinks instead, to originals only.
+    let pods: Vec<SimPod> = (0..10).map(|i| trace_pod(&format!("p{i}"), 1, 1000)).collect();
+    let input = fill_input(&[4], pods);
+    for (fill_to, kept) in [(1.0, 4), (0.55, 2), (2.5, 10)] {
+        for seed in 0..10 {
+            let out = fill::workload(&input, fill_to, seed);
+            assert_eq!(out.len(), kept, "fill_to {fill_to} seed {seed}");
+            assert_eq!(total(&out), kept as u64 * 1000, "fill_to {fill_to} seed {seed}");
+            let mut names: Vec<&str> = out.iter().take(kept).map(|p| &*p.name).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), kept, "each original at most once");
+            assert!(names.iter().all(|n| !n.contains("-tuned-")));
+        }
+    }
+}
+
+#[test]
+fn fill_of_a_workload_without_gpu_pods_ends() {
+    // Nothing to sample can reach the target; inflation must stop rather than loop forever.
+    let pods = vec![trace_pod("cpu-a", 0, 0), trace_pod("cpu-b", 0, 0)];
+    for gpus in [vec![8], vec![0]] {
+        let input = fill_input(&gpus, pods.clone());
+        let out = fill::workload(&input, 1.3, 7);
+        assert_eq!(out.len(), 2, "{gpus:?}");
+        check_shape(&input, &out);
+    }
+}
