@@ -48,7 +48,13 @@ fn filter_score(c: &mut Criterion) {
             let mut i = 0;
             b.iter(|| {
                 i = (i + 1) % pods.len();
-                let opts = CycleOptions { next_start: &mut next_start, rng: &mut rng, parallel: false, reuse: None };
+                let opts = CycleOptions {
+                    next_start: &mut next_start,
+                    rng: &mut rng,
+                    parallel: false,
+                    reuse: None,
+                    within: None,
+                };
                 black_box(schedule_pod(profile, st.snapshot(), &pods[i], opts)).ok()
             });
         });
@@ -73,6 +79,7 @@ fn filter_score(c: &mut Criterion) {
                     rng: &mut rng,
                     parallel: false,
                     reuse: Some(&mut cache),
+                    within: None,
                 };
                 black_box(schedule_pod(profile, st.snapshot(), &pods[i], opts)).ok()
             });

@@ -330,6 +330,11 @@ impl Pod {
         PodKey { namespace: self.namespace, name: self.name.clone() }
     }
 
+    /// The gang the pod belongs to, if any.
+    pub fn group_key(&self) -> Option<GroupKey> {
+        self.pod_group.map(|name| GroupKey { namespace: self.namespace, name })
+    }
+
     /// Whether the pod has constraints that depend on pods on *other* nodes (spread or
     /// inter-pod affinity): such a placement can be invalidated without its node changing.
     pub fn has_cross_node_constraints(&self) -> bool {
@@ -377,5 +382,86 @@ impl fmt::Display for PodKey {
 impl fmt::Debug for PodKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")
+    }
+}
+
+/// A gang's identity: `namespace/name` of its PodGroup (a pod names the group in its own
+/// namespace).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    /// The namespace.
+    pub namespace: Sym,
+    /// The PodGroup's name.
+    pub name: Sym,
+}
+
+impl GroupKey {
+    /// Builds a key from strings.
+    pub fn new(namespace: &str, name: &str) -> GroupKey {
+        GroupKey { namespace: Sym::new(namespace), name: Sym::new(name) }
+    }
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl fmt::Debug for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Which API a PodGroup came from. Both read into one [`PodGroup`]; pods join either the same
+/// way as far as scheduling goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodGroupApi {
+    /// Kubernetes' own `scheduling.k8s.io/v1alpha3` PodGroup (pods join through
+    /// `spec.schedulingGroup.podGroupName`).
+    Kubernetes,
+    /// scheduler-plugins coscheduling, `scheduling.x-k8s.io/v1alpha1` (pods join through the
+    /// label `scheduling.x-k8s.io/pod-group`).
+    Coscheduling,
+}
+
+/// The most members a gang may require: far above any real training job, low enough that a
+/// typo (`minMember: 1000000000`) is caught as one.
+pub const MAX_MIN_COUNT: u32 = 100_000;
+
+/// A gang: at least `min_count` of its pods are placed together or none is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodGroup {
+    /// `namespace/name`.
+    pub key: GroupKey,
+    /// The API it came from.
+    pub api: PodGroupApi,
+    /// Members that must be placed together: `gang.minCount` / `minMember`; 1 for a `basic`
+    /// policy (no gang semantics).
+    pub min_count: u32,
+    /// Every member must land in one domain of this node label
+    /// (`spec.schedulingConstraints.topology[].key`).
+    pub topology_key: Option<Sym>,
+    /// How long the gang may try before it backs off as timed out (`scheduleTimeoutSeconds`).
+    pub schedule_timeout_s: Option<f64>,
+    /// The group's priority, when it sets one; it orders the gang in the queue.
+    pub priority: Option<i32>,
+    /// The least the cluster must have free before the gang is tried (`minResources`).
+    pub min_resources: Option<ResourceVec>,
+}
+
+impl PodGroup {
+    /// A gang of `min_count` with nothing else set, as tests and synthetic workloads start.
+    pub fn new(namespace: &str, name: &str, min_count: u32) -> PodGroup {
+        PodGroup {
+            key: GroupKey::new(namespace, name),
+            api: PodGroupApi::Kubernetes,
+            min_count,
+            topology_key: None,
+            schedule_timeout_s: None,
+            priority: None,
+            min_resources: None,
+        }
     }
 }

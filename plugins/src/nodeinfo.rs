@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use crate::intern::Sym;
-use crate::model::{GPU_MILLI, GpuRequest, HostPort, Node, Pod, PodKey};
+use crate::model::{GPU_MILLI, GpuRequest, GroupKey, HostPort, Node, Pod, PodKey};
 use crate::resources::ResourceVec;
+use crate::status::Status;
 
 /// Dense index of a node in a snapshot. Stable for the node's lifetime.
 pub type NodeId = u32;
@@ -34,7 +35,13 @@ pub struct NodeInfo {
     pub pods_with_affinity: u32,
     /// Bumped by the cluster state on every change to this node or its pods.
     pub generation: u64,
+    /// The waiting gang this node is held for: no other pod may land here until the gang is
+    /// placed or the reservation lapses (see the engine's gang module).
+    pub reserved_for: Option<GroupKey>,
 }
+
+/// The reason a node held for a waiting gang gives every other pod.
+pub const RESERVED_REASON: &str = "node(s) were reserved for a waiting gang";
 
 impl NodeInfo {
     /// An empty node.
@@ -52,6 +59,17 @@ impl NodeInfo {
             pods_with_required_anti_affinity: 0,
             pods_with_affinity: 0,
             generation: 0,
+            reserved_for: None,
+        }
+    }
+
+    /// Why `pod` may not land here because the node is held for another gang, if it is.
+    pub fn reservation_status(&self, pod: &Pod) -> Option<Status> {
+        match self.reserved_for {
+            Some(g) if pod.group_key() != Some(g) => {
+                Some(Status::unschedulable(RESERVED_REASON).with_plugin("GangScheduling"))
+            }
+            _ => None,
         }
     }
 

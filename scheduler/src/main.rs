@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tessera_plugins::registry::Registry;
-use tessera_scheduler::bench::{self, BenchOptions, synth::Mix};
+use tessera_scheduler::bench::{self, BenchOptions, GangTopology, synth::Mix};
 use tessera_scheduler::config::{self, SchedulerConfig};
 use tessera_scheduler::ingest;
 use tessera_scheduler::sim::{self, Mode, NamedConfig, SimOptions};
@@ -52,6 +52,10 @@ struct BenchArgs {
     /// Re-check the final assignment independently and report `violations`.
     #[arg(long)]
     verify: bool,
+    /// Gang mix: none, the rack label as topology hierarchy (gangs prefer one rack), or
+    /// every PodGroup requiring one rack.
+    #[arg(long, value_enum, default_value_t = GangTopology::Hierarchy)]
+    gang_topology: GangTopology,
     /// Print one JSON object and nothing else.
     #[arg(long)]
     json: bool,
@@ -157,6 +161,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         mix: args.mix,
         seed: args.seed,
         verify: args.verify,
+        gang_topology: args.gang_topology,
     };
     let report = bench::run(&opts, cfg.profiles);
     if args.json {
@@ -190,7 +195,7 @@ fn sim_input(args: &SimulateArgs) -> Result<sim::input::SimInput> {
 
 fn sim_configs(paths: &[PathBuf]) -> Result<Vec<NamedConfig>> {
     if paths.is_empty() {
-        return Ok(vec![NamedConfig { name: "default".to_string(), profiles: load(None)?.profiles }]);
+        return Ok(vec![NamedConfig::from_config("default", load(None)?)]);
     }
     let mut configs: Vec<NamedConfig> = Vec::with_capacity(paths.len());
     for p in paths {
@@ -203,7 +208,7 @@ fn sim_configs(paths: &[PathBuf]) -> Result<Vec<NamedConfig>> {
             name = format!("{stem}-{n}");
             n += 1;
         }
-        configs.push(NamedConfig { name, profiles: load(Some(p))?.profiles });
+        configs.push(NamedConfig::from_config(&name, load(Some(p))?));
     }
     Ok(configs)
 }

@@ -22,7 +22,7 @@ use tessera_scheduler::engine::state::ClusterState;
 use tessera_scheduler::engine::worker::Proposal;
 use tessera_scheduler::engine::{Engine, EngineOptions, Outcome};
 use tessera_scheduler::sim::input::{SimInput, SimPod};
-use tessera_scheduler::sim::{Progress, fill};
+use tessera_scheduler::sim::{NamedConfig, Progress, fill};
 
 const FGD_YAML: &str = include_str!("../../manifests/config/fgd.yaml");
 
@@ -91,7 +91,8 @@ fn cluster_and_workload() -> SimInput {
 
 /// Unallocated GPU (%) when the arrived demand reaches the cluster's capacity, for `seed`.
 fn unallocated(input: &SimInput, profiles: &[Profile], seed: u64) -> f64 {
-    let r = fill::fill(input, profiles.to_vec(), "test", seed, 1.3, 1, &Progress::new(false, ""));
+    let config = NamedConfig::new("test", profiles.to_vec());
+    let r = fill::fill(input, &config, seed, 1.3, 1, &Progress::new(false, ""));
     100.0 - r.fill.unwrap().curve()[&100]
 }
 

@@ -15,7 +15,7 @@ use tessera_plugins::resources::ResourceVec;
 use tessera_scheduler::config;
 use tessera_scheduler::sim::input::{self, SimInput, SimPod};
 use tessera_scheduler::sim::record::{PodRecord, RunResult};
-use tessera_scheduler::sim::{Progress, fill, replay};
+use tessera_scheduler::sim::{NamedConfig, Progress, fill, replay};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sim").join(name)
@@ -28,8 +28,8 @@ fn load(files: &[&str]) -> SimInput {
 
 /// Replays `input` under upstream's default profile, seed 42, one thread.
 fn replay_default(input: &SimInput) -> RunResult {
-    let profiles = config::default_config(&Registry::builtin()).unwrap().profiles;
-    replay::replay(input, profiles, "default", 42, 1, &Progress::new(false, ""))
+    let config = NamedConfig::from_config("default", config::default_config(&Registry::builtin()).unwrap());
+    replay::replay(input, &config, 42, 1, &Progress::new(false, ""))
 }
 
 fn record<'a>(run: &'a RunResult, name: &str) -> &'a PodRecord {
@@ -247,4 +247,38 @@ fn fill_of_a_workload_without_gpu_pods_ends() {
         assert_eq!(out.len(), 2, "{gpus:?}");
         check_shape(&input, &out);
     }
+}
+
+#[test]
+fn gangs_land_whole_or_wait_with_the_reason() {
+    let input = load(&["gangs.yaml"]);
+    assert_eq!(input.pod_groups.len(), 3, "both PodGroup APIs are read");
+    let run = replay_default(&input);
+
+    let pair: Vec<_> = ["pair-0", "pair-1"].iter().map(|n| record(&run, n)).collect();
+    assert!(pair.iter().all(|r| r.start == Some(0.0)), "{pair:?}");
+    assert_ne!(pair[0].node, pair[1].node, "3 + 3 CPU cannot share a 4-CPU node");
+    // wide waits, whole, until pair leaves; never one pod early.
+    for n in ["wide-0", "wide-1"] {
+        assert_eq!(record(&run, n).start, Some(60.0), "{n}");
+    }
+    // tight's last try came after wide (older) took 3 CPU on both nodes at 60 s.
+    for n in ["tight-0", "tight-1"] {
+        let r = record(&run, n);
+        assert_eq!(r.node, None, "{n}");
+        let want = "gang default/tight needs 2 pods, 0 fit in topology.kubernetes.io/rack=a: 2 Insufficient cpu.";
+        assert_eq!(r.reason, want);
+    }
+    assert_eq!(record(&run, "ghost-0").reason, "pod group default/ghost does not exist");
+
+    let gangs = &run.gangs;
+    assert_eq!(gangs.len(), 3);
+    assert_eq!(gangs["default/wide"].admitted_at, Some(60.0));
+    assert_eq!(gangs["default/wide"].first_seen, 10.0);
+    assert_eq!(gangs["default/tight"].admitted_at, None);
+    let summary =
+        tessera_scheduler::sim::summary::summarize(&[run], tessera_scheduler::sim::Mode::Replay, 1.3).unwrap();
+    let g = summary.gangs.unwrap();
+    assert_eq!((g.total, g.scheduled, g.waiting, g.partial), (3, 2, 1, 0));
+    assert_eq!(g.time_to_admit_s.p99, 50.0, "wide waited 10 s → 60 s");
 }

@@ -42,8 +42,9 @@ use crate::status::Status;
 pub const NAME: &str = "GpuTopology";
 /// Reason when the node has no GPU of an acceptable model.
 pub const ERR_REASON_MODEL: &str = "node(s) didn't have the requested GPU model";
-/// Reason when the node's GPUs are too busy.
-pub const ERR_REASON_INSUFFICIENT: &str = "Insufficient GPU";
+/// Reason when the node's GPUs are too busy: the words kube-scheduler uses for the extended
+/// resource, so a pending pod reads the same under either scheduler.
+pub const ERR_REASON_INSUFFICIENT: &str = "Insufficient nvidia.com/gpu";
 
 /// Where PreFilter leaves the typical pods for Score and Reserve (FGD only).
 const TYPICAL_KEY: &str = "GpuTopology/typical";

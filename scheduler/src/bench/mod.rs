@@ -2,21 +2,40 @@
 //!
 //! Building the cluster and workload is not timed; the clock runs from the first pop to the
 //! last commit. `--verify` re-checks the result independently ([`crate::verify`]).
+//!
+//! The gang mix ([`Mix::Gang`]) registers a PodGroup per gang before its pods and reports what
+//! became of the gangs, counted from the bound pods alone ([`GangReport`]) so that the engine's
+//! own bookkeeping is not what checks it.
 
 pub mod synth;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::Pod;
+use tessera_plugins::model::{GPU_MILLI, GroupKey, Node, Pod, PodGroup};
 
 use self::synth::Mix;
+use crate::engine::gang::GangOptions;
 use crate::engine::rng::Rng;
 use crate::engine::{Engine, EngineOptions, Outcome};
+
+/// How the gang mix uses the rack label.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GangTopology {
+    /// No topology: gangs go wherever the scorers put each pod.
+    None,
+    /// The engine's topology hierarchy is the rack label: a gang is tried within one rack
+    /// first, then anywhere.
+    #[default]
+    Hierarchy,
+    /// Every PodGroup requires one rack: a gang bigger than a rack never fits.
+    Required,
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -33,6 +52,8 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Re-check the final assignment independently.
     pub verify: bool,
+    /// How the gang mix uses the rack label (other mixes ignore it).
+    pub gang_topology: GangTopology,
 }
 
 /// Latency percentiles in milliseconds.
@@ -65,6 +86,9 @@ pub struct BenchReport {
     pub wall_s: f64,
     /// Pods bound per second of wall time.
     pub pods_per_sec: f64,
+    /// Pods decided (bound or found unschedulable) per second of wall time: the engine's
+    /// throughput when much of the workload cannot fit, as in the gang mix.
+    pub decisions_per_sec: f64,
     /// Enqueue-to-commit latency.
     pub latency_ms: Latency,
     /// Proposals the binder rejected.
@@ -75,22 +99,82 @@ pub struct BenchReport {
     pub rechecked: u64,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mb: f64,
-    /// With `--verify`: bound pods the independent check finds infeasible.
+    /// With `--verify`: bound pods the independent check finds infeasible. For the gang mix
+    /// this also counts the bound pods of partial gangs and of gangs that require one rack
+    /// but span several.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub violations: Option<usize>,
     /// FNV-1a hash of the sorted (pod, node) pairs: equal hashes, equal placements.
     pub placement_hash: String,
+    /// The gang mix only: what became of the gangs.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub gang: Option<GangReport>,
+}
+
+/// What became of the gang mix's gangs, counted from the bound pods and node labels alone.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GangReport {
+    /// The topology setting.
+    pub gang_topology: GangTopology,
+    /// Gangs (PodGroups) in the workload.
+    pub gangs: usize,
+    /// Gangs with at least `minCount` members bound.
+    pub gangs_scheduled: usize,
+    /// Gangs with some but fewer than `minCount` members bound: all-or-nothing broken. Must
+    /// be 0.
+    pub partial_gangs: usize,
+    /// Among scheduled gangs whose GPU demand fits in one rack's GPUs, the share whose pods
+    /// all landed in one rack; `null` when there is no such gang.
+    pub gang_locality: Option<f64>,
+    /// Gangs that require one rack but whose bound pods span several (their pods count in
+    /// `violations`; reported apart so that a failure says which rule broke). Must be 0.
+    pub split_gangs: usize,
+    /// Share of the cluster's GPUs the bound pods hold, percent: how full the run left the
+    /// cluster (the workload asks for several times what there is).
+    pub gpu_allocated_pct: f64,
+}
+
+/// The gang mix's PodGroups, as the bench gives them to the engine.
+fn gang_groups(groups: Vec<PodGroup>, topology: GangTopology) -> Vec<PodGroup> {
+    let rack = Sym::new(synth::RACK);
+    groups
+        .into_iter()
+        .map(|mut g| {
+            if topology == GangTopology::Required {
+                g.topology_key = Some(rack);
+            }
+            g
+        })
+        .collect()
 }
 
 /// Runs the benchmark with `profiles` (pods use scheduler name `default-scheduler`).
 pub fn run(opts: &BenchOptions, profiles: Vec<Profile>) -> BenchReport {
     let mut rng = Rng::new(opts.seed);
     let nodes = synth::cluster(opts.nodes, opts.mix, &mut rng);
-    let pods = synth::workload(opts.pods, opts.mix, &mut rng);
-    let engine_opts = EngineOptions { workers: opts.workers.max(1), seed: opts.seed, ..EngineOptions::default() };
+    let (pods, groups) = if opts.mix == Mix::Gang {
+        let w = synth::gang_workload(opts.pods, &mut rng);
+        (w.pods, gang_groups(w.groups, opts.gang_topology))
+    } else {
+        (synth::workload(opts.pods, opts.mix, &mut rng), Vec::new())
+    };
+    let hierarchy = match (opts.mix, opts.gang_topology) {
+        (Mix::Gang, GangTopology::Hierarchy) => vec![Sym::new(synth::RACK)],
+        _ => Vec::new(),
+    };
+    let engine_opts = EngineOptions {
+        workers: opts.workers.max(1),
+        seed: opts.seed,
+        gang: GangOptions { topology_hierarchy: hierarchy, ..GangOptions::default() },
+        ..EngineOptions::default()
+    };
     let mut engine = Engine::new(profiles, engine_opts);
     for n in &nodes {
         engine.upsert_node(n.clone(), 0.0);
+    }
+    // Groups before pods: each gang then enters the queue as its last member arrives.
+    for g in &groups {
+        engine.upsert_pod_group(g.clone(), 0.0);
     }
     let start = Instant::now();
     let clock = move || start.elapsed().as_secs_f64();
@@ -101,16 +185,26 @@ pub fn run(opts: &BenchOptions, profiles: Vec<Profile>) -> BenchReport {
     let start_run = Instant::now();
     let outcomes = engine.run_parallel(&clock);
     let wall_s = start_run.elapsed().as_secs_f64();
-    report(opts, &engine, &nodes, &outcomes, wall_s)
+    let workload = Workload { nodes: &nodes, pods: &pods, groups: &groups };
+    report(opts, &engine, workload, &outcomes, wall_s)
+}
+
+/// What the bench gave the engine.
+#[derive(Clone, Copy)]
+struct Workload<'a> {
+    nodes: &'a [Node],
+    pods: &'a [Arc<Pod>],
+    groups: &'a [PodGroup],
 }
 
 fn report(
     opts: &BenchOptions,
     engine: &Engine,
-    nodes: &[tessera_plugins::model::Node],
+    workload: Workload<'_>,
     outcomes: &[Outcome],
     wall_s: f64,
 ) -> BenchReport {
+    let nodes = workload.nodes;
     let mut bound: Vec<(Arc<Pod>, Sym)> = Vec::new();
     let mut latencies = Vec::new();
     let mut unschedulable = 0;
@@ -125,11 +219,15 @@ fn report(
     }
     let stats = engine.stats();
     let proposals = stats.binder.accepted + stats.binder.rejected;
+    let gang = (opts.mix == Mix::Gang).then(|| gang_report(opts.gang_topology, workload, &bound));
     let violations = opts.verify.then(|| {
         let by_name: HashMap<Sym, &Profile> =
             engine.profiles().iter().map(|p| (Sym::new(&p.scheduler_name), p.as_ref())).collect();
-        crate::verify::verify(nodes, &bound, |p| by_name.get(&p.scheduler_name).copied()).len()
+        let infeasible = crate::verify::verify(nodes, &bound, |p| by_name.get(&p.scheduler_name).copied()).len();
+        infeasible + gang_violations(workload, &bound)
     });
+    let decided = bound.len() + unschedulable;
+    let per_sec = |n: usize| if wall_s > 0.0 { n as f64 / wall_s } else { 0.0 };
     BenchReport {
         nodes: opts.nodes,
         pods: opts.pods,
@@ -139,7 +237,8 @@ fn report(
         scheduled: bound.len(),
         unschedulable,
         wall_s,
-        pods_per_sec: if wall_s > 0.0 { bound.len() as f64 / wall_s } else { 0.0 },
+        pods_per_sec: per_sec(bound.len()),
+        decisions_per_sec: per_sec(decided),
         latency_ms: percentiles(&mut latencies),
         conflicts: stats.binder.rejected,
         conflict_rate: if proposals > 0 { stats.binder.rejected as f64 / proposals as f64 } else { 0.0 },
@@ -147,7 +246,115 @@ fn report(
         peak_rss_mb: peak_rss_mb(),
         violations,
         placement_hash: placement_hash(&bound),
+        gang,
     }
+}
+
+/// One gang as its bound pods show it.
+#[derive(Debug, Default)]
+struct GangTally {
+    min_count: usize,
+    /// Milli-GPU the gang asks for in total (every member in the workload).
+    gpu_milli: u64,
+    bound: usize,
+    /// Racks its bound pods landed in (nodes without the label count as "").
+    racks: BTreeSet<Sym>,
+    required_key: Option<Sym>,
+    /// Domains of `required_key` its bound pods landed in.
+    domains: BTreeSet<Option<Sym>>,
+}
+
+impl GangTally {
+    fn partial(&self) -> bool {
+        self.bound > 0 && self.bound < self.min_count
+    }
+
+    fn scheduled(&self) -> bool {
+        self.bound > 0 && self.bound >= self.min_count
+    }
+
+    /// Whether its bound pods left the one domain its group requires (or landed on nodes
+    /// without the label).
+    fn split(&self) -> bool {
+        self.required_key.is_some() && (self.domains.len() > 1 || self.domains.contains(&None))
+    }
+}
+
+/// Tallies every gang of `workload` from `bound` (pod, node name) and the node labels.
+fn tally_gangs(workload: Workload<'_>, bound: &[(Arc<Pod>, Sym)]) -> BTreeMap<GroupKey, GangTally> {
+    let labels: HashMap<Sym, &Node> = workload.nodes.iter().map(|n| (n.name, n)).collect();
+    let rack = Sym::new(synth::RACK);
+    let empty = Sym::new("");
+    let mut gangs: BTreeMap<GroupKey, GangTally> = workload
+        .groups
+        .iter()
+        .map(|g| {
+            let t = GangTally { min_count: g.min_count as usize, required_key: g.topology_key, ..GangTally::default() };
+            (g.key, t)
+        })
+        .collect();
+    for p in workload.pods {
+        if let Some(t) = p.group_key().and_then(|k| gangs.get_mut(&k)) {
+            t.gpu_milli += pod_gpu_milli(p);
+        }
+    }
+    for (pod, node) in bound {
+        let Some(t) = pod.group_key().and_then(|k| gangs.get_mut(&k)) else { continue };
+        let n = labels.get(node);
+        t.bound += 1;
+        t.racks.insert(n.and_then(|n| n.labels.get(rack)).unwrap_or(empty));
+        if let Some(key) = t.required_key {
+            t.domains.insert(n.and_then(|n| n.labels.get(key)));
+        }
+    }
+    gangs
+}
+
+/// Milli-GPU of a node.
+fn node_gpu_milli(n: &Node) -> u64 {
+    n.gpus.len() as u64 * u64::from(GPU_MILLI)
+}
+
+/// Milli-GPU a pod holds.
+fn pod_gpu_milli(p: &Pod) -> u64 {
+    p.gpu.as_ref().map_or(0, |g| g.total_milli())
+}
+
+/// The most milli-GPU any one rack has.
+fn rack_gpu_milli(nodes: &[Node]) -> u64 {
+    let rack = Sym::new(synth::RACK);
+    let mut per_rack: HashMap<Sym, u64> = HashMap::new();
+    for n in nodes {
+        if let Some(r) = n.labels.get(rack) {
+            *per_rack.entry(r).or_insert(0) += node_gpu_milli(n);
+        }
+    }
+    per_rack.into_values().max().unwrap_or(0)
+}
+
+fn gang_report(topology: GangTopology, workload: Workload<'_>, bound: &[(Arc<Pod>, Sym)]) -> GangReport {
+    let gangs = tally_gangs(workload, bound);
+    let rack_room = rack_gpu_milli(workload.nodes);
+    let could_be_local: Vec<&GangTally> =
+        gangs.values().filter(|t| t.scheduled() && t.gpu_milli <= rack_room).collect();
+    let local = could_be_local.iter().filter(|t| t.racks.len() == 1).count();
+    let capacity: u64 = workload.nodes.iter().map(node_gpu_milli).sum();
+    let held: u64 = bound.iter().map(|(p, _)| pod_gpu_milli(p)).sum();
+    GangReport {
+        gang_topology: topology,
+        gangs: gangs.len(),
+        gangs_scheduled: gangs.values().filter(|t| t.scheduled()).count(),
+        partial_gangs: gangs.values().filter(|t| t.partial()).count(),
+        gang_locality: (!could_be_local.is_empty()).then(|| local as f64 / could_be_local.len() as f64),
+        split_gangs: gangs.values().filter(|t| t.split()).count(),
+        gpu_allocated_pct: if capacity > 0 { held as f64 * 100.0 / capacity as f64 } else { 0.0 },
+    }
+}
+
+/// Bound pods of gangs that broke a gang rule: fewer than `minCount` bound, or spread over
+/// several domains of the label their group requires. 0 for a workload without gangs.
+fn gang_violations(workload: Workload<'_>, bound: &[(Arc<Pod>, Sym)]) -> usize {
+    tally_gangs(workload, bound).values().filter(|t| t.partial() || t.split()).map(|t| t.bound).sum()
 }
 
 /// p50 and p99 of `values` (sorted in place).
@@ -180,4 +387,69 @@ pub fn peak_rss_mb() -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two racks of 16 nodes and three gangs: `gang-00000` of 2 pods, `gang-00001` of 3,
+    /// `gang-00002` of 1, each pod wanting 8 GPUs; the groups require one rack when `required`.
+    fn world(required: bool) -> (Vec<Node>, Vec<Arc<Pod>>, Vec<PodGroup>) {
+        let nodes = synth::cluster(32, Mix::Gang, &mut Rng::new(1));
+        let mut pods = Vec::new();
+        let mut groups = Vec::new();
+        for (g, size) in [2, 3, 1].into_iter().enumerate() {
+            let name = format!("gang-{g:05}");
+            for i in 0..size {
+                let mut p = Pod::new(synth::GANG_NAMESPACE, &format!("{name}-{i}"), Default::default());
+                p.gpu = Some(tessera_plugins::model::GpuRequest { count: 8, milli: GPU_MILLI, models: Vec::new() });
+                p.pod_group = Some(Sym::new(&name));
+                pods.push(Arc::new(p));
+            }
+            groups.push(PodGroup::new(synth::GANG_NAMESPACE, &name, size));
+        }
+        let topology = if required { GangTopology::Required } else { GangTopology::None };
+        (nodes, pods, gang_groups(groups, topology))
+    }
+
+    fn on(pods: &[Arc<Pod>], picks: &[(usize, usize)]) -> Vec<(Arc<Pod>, Sym)> {
+        picks.iter().map(|&(p, n)| (pods[p].clone(), Sym::new(&format!("node-{n:06}")))).collect()
+    }
+
+    #[test]
+    fn the_gang_tally_counts_partial_split_and_local_gangs_from_the_bound_pods() {
+        let (nodes, pods, groups) = world(false);
+        let w = Workload { nodes: &nodes, pods: &pods, groups: &groups };
+        // gang 0 whole in rack 0; gang 1 whole across racks 0 and 1; gang 2 not placed.
+        let bound = on(&pods, &[(0, 0), (1, 1), (2, 2), (3, 3), (4, 16)]);
+        let r = gang_report(GangTopology::None, w, &bound);
+        assert_eq!((r.gangs, r.gangs_scheduled, r.partial_gangs, r.split_gangs), (3, 2, 0, 0));
+        assert_eq!(r.gang_locality, Some(0.5));
+        assert_eq!(gang_violations(w, &bound), 0);
+        assert!((r.gpu_allocated_pct - 5.0 * 8.0 * 100.0 / 256.0).abs() < 1e-9);
+
+        // gang 1 with one of its three pods: partial, and its pods are violations.
+        let partial = on(&pods, &[(0, 0), (1, 1), (2, 2)]);
+        let r = gang_report(GangTopology::None, w, &partial);
+        assert_eq!((r.gangs_scheduled, r.partial_gangs), (1, 1));
+        assert_eq!(gang_violations(w, &partial), 1);
+    }
+
+    #[test]
+    fn a_gang_that_requires_one_rack_but_spans_two_is_a_violation() {
+        let (nodes, pods, groups) = world(true);
+        assert!(groups.iter().all(|g| g.topology_key == Some(Sym::new(synth::RACK))));
+        let w = Workload { nodes: &nodes, pods: &pods, groups: &groups };
+        let bound = on(&pods, &[(0, 0), (1, 1), (2, 2), (3, 3), (4, 16)]);
+        let r = gang_report(GangTopology::Required, w, &bound);
+        assert_eq!((r.gangs_scheduled, r.partial_gangs, r.split_gangs), (2, 0, 1));
+        assert_eq!(gang_violations(w, &bound), 3);
+    }
+
+    #[test]
+    fn percentiles_and_hash_of_nothing_are_defined() {
+        assert_eq!(percentiles(&mut []), Latency { p50: 0.0, p99: 0.0 });
+        assert_eq!(placement_hash(&[]), format!("{:016x}", 0xcbf2_9ce4_8422_2325_u64));
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tessera_plugins::framework::{Profile, TieBreak};
+use tessera_plugins::intern::Sym;
 use tessera_plugins::registry::PluginArgs;
 
 use super::SchedulerConfig;
@@ -16,7 +17,8 @@ use super::defaults::{
 use super::error::ConfigError;
 use super::plugin_config::{self, ArgsEntry};
 use super::plugins;
-use super::types::{RawConfig, RawProfile};
+use super::types::{RawConfig, RawGang, RawProfile};
+use crate::engine::gang::GangOptions;
 
 /// A built profile with what the cross-profile checks need.
 struct Built {
@@ -43,6 +45,7 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Result<SchedulerConfi
     };
     let percentage = percentage(ctx, "percentageOfNodesToScore", raw.percentage_of_nodes_to_score)?.unwrap_or(0);
     let tie_break = tie_break(ctx, raw.tessera.as_ref().and_then(|t| t.tie_break.as_deref()))?;
+    let gang = gang(ctx, raw.tessera.as_ref().and_then(|t| t.gang.as_ref()))?;
     let initial = raw.pod_initial_backoff_seconds.map_or(Ok(DEFAULT_POD_INITIAL_BACKOFF_SECONDS), |s| {
         u64::try_from(s)
             .ok()
@@ -88,8 +91,41 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Result<SchedulerConfi
         pod_initial_backoff: Duration::from_secs(initial),
         pod_max_backoff: Duration::from_secs(max),
         plugin_args,
+        gang,
         warnings: std::mem::take(&mut ctx.warnings),
     })
+}
+
+/// `tessera.gang`, over [`GangOptions`]' defaults.
+fn gang(ctx: &Ctx<'_>, raw: Option<&RawGang>) -> Result<GangOptions, ConfigError> {
+    let mut out = GangOptions::default();
+    let Some(raw) = raw else { return Ok(out) };
+    if let Some(levels) = &raw.topology_hierarchy {
+        for (i, l) in levels.iter().enumerate() {
+            if l.is_empty() || levels[..i].contains(l) {
+                let why = if l.is_empty() { "must not be empty".to_string() } else { format!("{l:?} is listed twice") };
+                return Err(ctx.invalid(format!("tessera.gang.topologyHierarchy[{i}]"), why));
+            }
+        }
+        out.topology_hierarchy = levels.iter().map(|l| Sym::new(l)).collect();
+    }
+    let seconds = |field: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(ctx.invalid(field, format!("must be greater than 0, got {v}")))
+        }
+    };
+    if let Some(r) = &raw.reservation {
+        out.reservation = r.enabled.unwrap_or(out.reservation);
+        if let Some(s) = r.seconds {
+            out.reservation_s = seconds("tessera.gang.reservation.seconds", s)?;
+        }
+    }
+    if let Some(s) = raw.default_timeout_seconds {
+        out.default_timeout_s = seconds("tessera.gang.defaultTimeoutSeconds", s)?;
+    }
+    Ok(out)
 }
 
 /// `apiVersion` and `kind` are required, as upstream's decoder requires them: a file without

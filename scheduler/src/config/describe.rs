@@ -34,6 +34,11 @@ pub fn describe(config: &SchedulerConfig) -> Value {
         "podInitialBackoffSeconds": config.pod_initial_backoff.as_secs(),
         "podMaxBackoffSeconds": config.pod_max_backoff.as_secs(),
         "profiles": profiles,
+        "gang": {
+            "topologyHierarchy": config.gang.topology_hierarchy.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "reservation": {"enabled": config.gang.reservation, "seconds": config.gang.reservation_s},
+            "defaultTimeoutSeconds": config.gang.default_timeout_s,
+        },
         "warnings": config.warnings,
     })
 }

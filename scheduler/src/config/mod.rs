@@ -41,6 +41,8 @@ use std::time::Duration;
 use tessera_plugins::framework::Profile;
 use tessera_plugins::registry::{PluginArgs, Registry};
 
+use crate::engine::gang::GangOptions;
+
 pub use defaults::{
     API_VERSION, DEFAULT_MULTI_POINT, DEFAULT_PARALLELISM, DEFAULT_POD_INITIAL_BACKOFF_SECONDS,
     DEFAULT_POD_MAX_BACKOFF_SECONDS, DEFAULT_SCHEDULER_NAME, KIND,
@@ -69,6 +71,8 @@ pub struct SchedulerConfig {
     /// The `pluginConfig` args each profile's plugins were made with, by scheduler name then
     /// plugin name (only args that were given).
     pub plugin_args: BTreeMap<String, BTreeMap<String, PluginArgs>>,
+    /// `tessera.gang`: how gangs are scheduled.
+    pub gang: GangOptions,
     /// Things accepted but ignored, each naming the file and field.
     pub warnings: Vec<String>,
 }

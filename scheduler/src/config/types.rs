@@ -59,6 +59,30 @@ pub(crate) struct TesseraBlock {
     /// How ties for the best score are broken, in every profile: `Random` (upstream's, the
     /// default) or `Stable`.
     pub tie_break: Option<String>,
+    /// Gang scheduling.
+    pub gang: Option<RawGang>,
+}
+
+/// `tessera.gang`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Gang")]
+pub(crate) struct RawGang {
+    /// Node labels from the widest domain to the narrowest.
+    pub topology_hierarchy: Option<Vec<String>>,
+    /// Reservations against starvation.
+    pub reservation: Option<RawReservation>,
+    /// Timeout of scheduler-plugins gangs whose PodGroup sets none.
+    pub default_timeout_seconds: Option<f64>,
+}
+
+/// `tessera.gang.reservation`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", rename = "Reservation")]
+pub(crate) struct RawReservation {
+    /// On by default.
+    pub enabled: Option<bool>,
+    /// How long one reservation lasts at most.
+    pub seconds: Option<f64>,
 }
 
 /// One entry of `profiles`.

@@ -43,6 +43,8 @@ pub struct CycleOptions<'a> {
     /// Node-local results to reuse across pods of one signature (see [`super::reuse`]);
     /// `None` computes everything. Not used by the parallel Filter.
     pub reuse: Option<&'a mut ReuseCache>,
+    /// Only these nodes (sorted) are candidates: a gang tried within one topology domain.
+    pub within: Option<&'a [NodeId]>,
 }
 
 /// Runs one scheduling cycle for `pod`.
@@ -52,14 +54,14 @@ pub fn schedule_pod(
     pod: &Pod,
     opts: CycleOptions<'_>,
 ) -> Result<Placement, Diagnosis> {
-    let CycleOptions { next_start, rng, parallel, reuse } = opts;
+    let CycleOptions { next_start, rng, parallel, reuse, within } = opts;
     let mut state = CycleState::new();
     let mut diagnosis = Diagnosis { num_all_nodes: snapshot.num_nodes(), ..Default::default() };
     if snapshot.num_nodes() == 0 {
         return Err(diagnosis);
     }
     let restriction = match profile.run_pre_filter(&mut state, pod, snapshot) {
-        Ok(r) => r,
+        Ok(r) => restrict(r, within),
         Err(s) => {
             diagnosis.pre_filter_message = Some(s.to_string());
             diagnosis.unschedulable_plugins.push(s.plugin);
@@ -102,6 +104,18 @@ pub fn schedule_pod(
         return Err(diagnosis);
     }
     Ok(Placement { node: best.id, seen_generation: best.generation, gpus: state.gpu_choice() })
+}
+
+/// PreFilter's candidate nodes, narrowed to `within` when given.
+fn restrict(restriction: Option<Vec<NodeId>>, within: Option<&[NodeId]>) -> Option<Vec<NodeId>> {
+    match (restriction, within) {
+        (Some(mut ids), Some(w)) => {
+            ids.retain(|id| w.binary_search(id).is_ok());
+            Some(ids)
+        }
+        (None, Some(w)) => Some(w.to_vec()),
+        (r, None) => r,
+    }
 }
 
 /// One Filter plugin that runs for the pod.
@@ -252,6 +266,10 @@ impl<'a, 's> Walk<'a, 's> {
             let no_live = self.plan.active.iter().all(|f| f.local);
             for (id, node) in (0..total).filter_map(node_at) {
                 processed += 1;
+                if let Some(s) = node.reservation_status(self.pod) {
+                    diagnosis.add_node_status(&s);
+                    continue;
+                }
                 // The common case, kept small: every Filter is node-local and the node passed
                 // them unchanged since.
                 if no_live
@@ -381,7 +399,7 @@ fn evaluate_parallel<'s>(
         .into_par_iter()
         .filter_map(|i| {
             node_at(i).map(|(id, n)| {
-                let s = profile.run_filter(state, pod, n);
+                let s = n.reservation_status(pod).unwrap_or_else(|| profile.run_filter(state, pod, n));
                 (id, n, if s.is_success() { None } else { Some(s) })
             })
         })

@@ -91,6 +91,9 @@ impl Binder {
         let Some(node) = live.node(id) else {
             return Err(format!("node #{id} no longer exists"));
         };
+        if let Some(s) = node.reservation_status(pod) {
+            return Err(format!("node {}: {s}", node.name()));
+        }
         let cross_node = pod.has_cross_node_constraints() || state.has_anti_affinity_pods();
         if node.generation == seen && !(cross_node && state.generation() != snapshot_gen) {
             self.stats.fast_path += 1;

@@ -7,7 +7,11 @@
 
 pub mod algorithm;
 pub mod binder;
+pub mod gang;
+pub mod gang_placement;
+pub mod gang_status;
 pub mod queue;
+pub mod reservation;
 pub mod reuse;
 pub mod rng;
 pub mod state;
@@ -21,10 +25,12 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::{Node, Pod, PodKey};
+use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
 
 use self::binder::{Binder, BinderStats, Verdict};
+use self::gang::{GangOptions, GangRecord, GangTable};
 use self::queue::{BackoffPolicy, SchedulingQueue, Unit};
+use self::reservation::Reservation;
 use self::reuse::ReuseStats;
 use self::state::{ClusterState, StateError};
 use self::worker::{Attempt, Worker};
@@ -40,11 +46,19 @@ pub struct EngineOptions {
     pub parallel_filter: bool,
     /// Queue backoff.
     pub backoff: BackoffPolicy,
+    /// Gang scheduling.
+    pub gang: GangOptions,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { workers: 1, seed: 0, parallel_filter: false, backoff: BackoffPolicy::default() }
+        EngineOptions {
+            workers: 1,
+            seed: 0,
+            parallel_filter: false,
+            backoff: BackoffPolicy::default(),
+            gang: GangOptions::default(),
+        }
     }
 }
 
@@ -88,6 +102,8 @@ pub enum Admission {
     Running,
     /// Its `schedulerName` belongs to no profile: not ours.
     NotOurs,
+    /// A gang member held back until its gang may enter the queue.
+    Waiting,
 }
 
 /// Counters for reports.
@@ -112,6 +128,8 @@ pub struct Engine {
     workers: Vec<Worker>,
     answered: Vec<u64>,
     attempts: u64,
+    gang: GangOptions,
+    reservation: Option<Reservation>,
 }
 
 impl Engine {
@@ -126,13 +144,17 @@ impl Engine {
         }
         Engine {
             state,
-            queue: SchedulingQueue::new(opts.backoff),
+            queue: SchedulingQueue::with_gangs(opts.backoff, GangTable::new(opts.gang.default_timeout_s)),
             profiles,
             by_scheduler,
             binder: Binder::new(),
-            workers: (0..k).map(|i| Worker::new(i, opts.seed, opts.parallel_filter)).collect(),
+            workers: (0..k)
+                .map(|i| Worker::new(i, opts.seed, opts.parallel_filter, opts.gang.topology_hierarchy.clone()))
+                .collect(),
             answered: vec![0; k],
             attempts: 0,
+            gang: opts.gang,
+            reservation: None,
         }
     }
 
@@ -189,25 +211,115 @@ impl Engine {
             return Ok(Admission::NotOurs);
         };
         self.state.track_keys_of(&pod);
+        match self.queue.gangs.add_member(pod, profile, now) {
+            Ok(pod) => {
+                let seq = self.queue.next_seq();
+                self.queue.push_active(Unit::single(pod, profile, now, seq));
+                Ok(Admission::Queued)
+            }
+            Err(gang) => Ok(if self.form_gang(gang, now) { Admission::Queued } else { Admission::Waiting }),
+        }
+    }
+
+    /// Adds or replaces a PodGroup. Its waiting members enter the queue as one unit once
+    /// `minCount` of them exist; a queued gang whose `minCount` changed is formed anew.
+    pub fn upsert_pod_group(&mut self, group: PodGroup, now: f64) {
+        let update = self.queue.gangs.upsert_group(group, now);
+        if update.requeue {
+            self.take_back_gang(update.key);
+        }
+        self.form_gang(update.key, now);
+    }
+
+    /// Forgets a PodGroup: its members not yet placed wait for it again.
+    pub fn remove_pod_group(&mut self, key: GroupKey) {
+        if self.queue.gangs.remove_group(key) {
+            self.take_back_gang(key);
+        }
+        if self.reservation.as_ref().is_some_and(|r| r.gang == key) {
+            self.release_reservation();
+        }
+    }
+
+    /// Every gang with a PodGroup and what became of it.
+    pub fn gang_records(&self) -> std::collections::BTreeMap<String, GangRecord> {
+        self.queue.gangs.records()
+    }
+
+    /// Gang members held outside the queue, with the message their `PodScheduled` condition
+    /// shows.
+    pub fn waiting_gang_members(&self) -> impl Iterator<Item = (&Arc<Pod>, String)> + '_ {
+        self.queue.gangs.waiting()
+    }
+
+    /// The reservation in force, if any.
+    pub fn reservation(&self) -> Option<&Reservation> {
+        self.reservation.as_ref()
+    }
+
+    /// When the engine next has something to do without any new event: a backoff ending or a
+    /// reservation lapsing.
+    pub fn next_wakeup(&self) -> Option<f64> {
+        let lapse = self.reservation.as_ref().map(|r| r.until);
+        match (self.queue.next_backoff_ready(), lapse) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn take_back_gang(&mut self, key: GroupKey) {
+        if let Some(unit) = self.queue.take_gang_unit(key) {
+            self.queue.gangs.take_back(key, unit);
+        }
+    }
+
+    /// PreEnqueue for gang `key`: queues its unit if it may enter now.
+    fn form_gang(&mut self, key: GroupKey, now: f64) -> bool {
         let seq = self.queue.next_seq();
-        self.queue.push_active(Unit::single(pod, profile, now, seq));
-        Ok(Admission::Queued)
+        match self.queue.gangs.form(key, seq, now) {
+            Some(unit) => {
+                self.queue.push_active(unit);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Lets a reservation lapse once its time is up.
+    fn expire_reservation(&mut self, now: f64) {
+        if self.reservation.as_ref().is_some_and(|r| r.until <= now) {
+            self.release_reservation();
+            self.queue.move_all_to_active_or_backoff(now);
+        }
+    }
+
+    fn release_reservation(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            self.state.set_reservation(&r.nodes, None);
+        }
     }
 
     /// A pod is gone (finished or deleted): frees its node or drops it from the queue, and
     /// gives parked pods another chance.
     pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
-        let placed = self.state.unplace(key).is_some();
-        let queued = !placed && self.queue.remove_pod(key);
-        if placed {
+        if let Some((_, pod)) = self.state.unplace(key) {
+            if let Some(gang) = pod.group_key() {
+                self.queue.gangs.member_gone(gang);
+            }
             self.queue.move_all_to_active_or_backoff(now);
+            return true;
         }
-        placed || queued
+        let (queued, gang) = self.queue.remove_pod(key);
+        if let Some(gang) = gang {
+            self.form_gang(gang, now);
+        }
+        queued
     }
 
     /// Step drive: schedules active units one at a time until none is ready at `now`.
     /// Deterministic: the placements do not depend on thread count.
     pub fn schedule_pending(&mut self, now: f64) -> Vec<Outcome> {
+        self.expire_reservation(now);
         let mut out = Vec::new();
         while let Some(unit) = self.queue.pop(now) {
             self.workers[0].refresh(&self.state, self.answered[0]);
@@ -217,8 +329,15 @@ impl Engine {
             if let Attempt::Proposed(p) = &attempt {
                 self.answered[0] = p.seq;
             }
-            let resolved = resolve(&mut self.binder, &mut self.state, &self.profiles, attempt, &mut self.queue, now);
-            out.extend(resolved.outcomes);
+            let mut cx = Resolver {
+                binder: &mut self.binder,
+                state: &mut self.state,
+                profiles: &self.profiles,
+                queue: &mut self.queue,
+                reservation: &mut self.reservation,
+                gang: &self.gang,
+            };
+            out.extend(cx.resolve(attempt, now).outcomes);
         }
         out
     }
@@ -227,12 +346,14 @@ impl Engine {
     /// binds, until every unit active at the start is placed or found unschedulable.
     /// `clock` gives the time for latencies.
     pub fn run_parallel(&mut self, clock: &(dyn Fn() -> f64 + Sync)) -> Vec<Outcome> {
+        self.expire_reservation(clock());
         let k = self.workers.len();
         let shared = RwLock::new(Shared { state: std::mem::take(&mut self.state), answered: self.answered.clone() });
         let queue = Mutex::new(std::mem::take(&mut self.queue));
         let outstanding = AtomicUsize::new(queue.lock().active_len());
         let (tx, rx) = crossbeam_channel::bounded::<Attempt>(k * 64);
         let profiles = &self.profiles;
+        let (gang, reservation) = (&self.gang, &mut self.reservation);
         let mut outcomes = Vec::new();
         std::thread::scope(|s| {
             for w in self.workers.iter_mut() {
@@ -242,7 +363,8 @@ impl Engine {
             }
             drop(tx);
             let lanes = Lanes { shared: &shared, queue: &queue, outstanding: &outstanding };
-            outcomes = binder_loop(&mut self.binder, profiles, lanes, rx, clock, &mut self.attempts);
+            let fixed = Fixed { profiles, gang, clock };
+            outcomes = binder_loop(&mut self.binder, fixed, lanes, rx, reservation, &mut self.attempts);
         });
         let shared = shared.into_inner();
         self.state = shared.state;
@@ -294,12 +416,20 @@ const BIND_BATCH: usize = 64;
 /// How long the binder naps when no proposal is waiting.
 const BINDER_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
 
+/// What the binder loop reads and never changes.
+#[derive(Clone, Copy)]
+struct Fixed<'a> {
+    profiles: &'a [Arc<Profile>],
+    gang: &'a GangOptions,
+    clock: &'a (dyn Fn() -> f64 + Sync),
+}
+
 fn binder_loop(
     binder: &mut Binder,
-    profiles: &[Arc<Profile>],
+    fixed: Fixed<'_>,
     lanes: Lanes<'_>,
     rx: Receiver<Attempt>,
-    clock: &(dyn Fn() -> f64 + Sync),
+    reservation: &mut Option<Reservation>,
     attempts: &mut u64,
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
@@ -319,7 +449,7 @@ fn binder_loop(
             std::thread::sleep(BINDER_IDLE);
             continue;
         }
-        let now = clock();
+        let now = (fixed.clock)();
         let mut sh = lanes.shared.write();
         let mut queue = lanes.queue.lock();
         for attempt in batch.drain(..) {
@@ -327,7 +457,18 @@ fn binder_loop(
             if let Attempt::Proposed(p) = &attempt {
                 sh.answered[p.worker] = p.seq;
             }
-            let resolved = resolve(binder, &mut sh.state, profiles, attempt, &mut queue, now);
+            let mut cx = Resolver {
+                binder: &mut *binder,
+                state: &mut sh.state,
+                profiles: fixed.profiles,
+                queue: &mut queue,
+                reservation: &mut *reservation,
+                gang: fixed.gang,
+            };
+            let resolved = cx.resolve(attempt, now);
+            // New units (a gang's other members) count before finished ones leave, so the
+            // count never touches zero while work remains.
+            lanes.outstanding.fetch_add(resolved.spawned, Ordering::AcqRel);
             lanes.outstanding.fetch_sub(resolved.finished, Ordering::AcqRel);
             outcomes.extend(resolved.outcomes);
         }
@@ -337,58 +478,137 @@ fn binder_loop(
 
 struct Resolved {
     outcomes: Vec<Outcome>,
-    /// Units that reached a final state for this run (placed or parked).
+    /// Units that reached a final state for this run (placed, parked, or timed out).
     finished: usize,
+    /// Units this attempt added to the queue (an admitted gang's other members).
+    spawned: usize,
 }
 
-/// Applies a worker's attempt: commit (or requeue on conflict), or park as unschedulable.
-fn resolve(
-    binder: &mut Binder,
-    state: &mut ClusterState,
-    profiles: &[Arc<Profile>],
-    attempt: Attempt,
-    queue: &mut SchedulingQueue,
-    now: f64,
-) -> Resolved {
-    match attempt {
-        Attempt::Proposed(p) => match binder.commit(state, &profiles[p.unit.profile], &p) {
-            Verdict::Accepted => {
-                let attempts = p.unit.attempts + 1;
-                let outcomes = p
-                    .unit
-                    .pods
-                    .iter()
-                    .zip(&p.placements)
-                    .map(|(pod, pl)| Outcome::Bound {
-                        pod: pod.clone(),
-                        node: state.snapshot().node(pl.node).map_or_else(|| Sym::new(""), |n| n.name()),
-                        attempts,
-                        queued_at: p.unit.queued_at,
-                        at: now,
-                    })
-                    .collect();
-                Resolved { outcomes, finished: 1 }
+impl Resolved {
+    fn requeued() -> Resolved {
+        Resolved { outcomes: Vec::new(), finished: 0, spawned: 0 }
+    }
+}
+
+/// What resolving an attempt may change: the binder's side of the engine.
+struct Resolver<'a> {
+    binder: &'a mut Binder,
+    state: &'a mut ClusterState,
+    profiles: &'a [Arc<Profile>],
+    queue: &'a mut SchedulingQueue,
+    reservation: &'a mut Option<Reservation>,
+    gang: &'a GangOptions,
+}
+
+impl Resolver<'_> {
+    /// Applies a worker's attempt: commit (or requeue on conflict), or park as unschedulable.
+    fn resolve(&mut self, attempt: Attempt, now: f64) -> Resolved {
+        match attempt {
+            Attempt::Proposed(p) => match self.binder.commit(self.state, &self.profiles[p.unit.profile], &p) {
+                Verdict::Accepted => self.accepted(&p.unit, &p.placements, now),
+                Verdict::Rejected { .. } => {
+                    // A conflict is not the unit's fault: straight back to the active queue.
+                    let mut unit = p.unit;
+                    unit.attempts += 1;
+                    self.queue.push_active(unit);
+                    Resolved::requeued()
+                }
+            },
+            Attempt::Unschedulable { unit, diagnosis, shortfall } => {
+                let message = match (&unit.gang, &shortfall) {
+                    (Some(g), Some(s)) => s.message(g.key),
+                    _ => diagnosis.message(),
+                };
+                let reasons = match &shortfall {
+                    Some(s) => s.reasons.keys().cloned().collect(),
+                    None => diagnosis.pre_filter_message.iter().cloned().chain(diagnosis.reasons.into_keys()).collect(),
+                };
+                self.unschedulable(unit, message, reasons, now)
             }
-            Verdict::Rejected { .. } => {
-                // A conflict is not the unit's fault: straight back to the active queue.
-                let mut unit = p.unit;
-                unit.attempts += 1;
-                queue.push_active(unit);
-                Resolved { outcomes: Vec::new(), finished: 0 }
+        }
+    }
+
+    fn accepted(&mut self, unit: &Unit, placements: &[algorithm::Placement], now: f64) -> Resolved {
+        let attempts = unit.attempts + 1;
+        let snapshot = self.state.snapshot();
+        let outcomes = unit
+            .pods
+            .iter()
+            .zip(placements)
+            .map(|(pod, pl)| Outcome::Bound {
+                pod: pod.clone(),
+                node: snapshot.node(pl.node).map_or_else(|| Sym::new(""), |n| n.name()),
+                attempts,
+                queued_at: unit.queued_at,
+                at: now,
+            })
+            .collect();
+        let mut spawned = 0;
+        if let Some(g) = &unit.gang {
+            if self.reservation.as_ref().is_some_and(|r| r.gang == g.key) {
+                self.release();
             }
-        },
-        Attempt::Unschedulable { mut unit, diagnosis } => {
-            unit.attempts += 1;
-            let message = diagnosis.message();
-            unit.last_failure = Some(message.clone());
-            let reasons = diagnosis.pre_filter_message.iter().cloned().chain(diagnosis.reasons.into_keys()).collect();
-            let outcome =
-                Outcome::Unschedulable { pods: unit.pods.clone(), message, reasons, attempts: unit.attempts, at: now };
-            queue.park_unschedulable(unit, now);
-            Resolved { outcomes: vec![outcome], finished: 1 }
+            for (pod, profile) in self.queue.gangs.admit(g.key, unit.pods.len(), now) {
+                let seq = self.queue.next_seq();
+                self.queue.push_active(Unit::single(pod, profile, now, seq));
+                spawned += 1;
+            }
+        } else if let Some(key) = unit.pods.first().and_then(|p| p.group_key()) {
+            self.queue.gangs.member_bound(key);
+        }
+        Resolved { outcomes, finished: 1, spawned }
+    }
+
+    fn unschedulable(&mut self, mut unit: Unit, message: String, reasons: Vec<String>, now: f64) -> Resolved {
+        unit.attempts += 1;
+        unit.last_failure = Some(message.clone());
+        let outcome =
+            Outcome::Unschedulable { pods: unit.pods.clone(), message, reasons, attempts: unit.attempts, at: now };
+        if let Some(g) = &unit.gang {
+            self.queue.gangs.failed(g.key, unit.last_failure.as_deref().unwrap_or_default());
+        }
+        match unit.gang.clone() {
+            Some(g) if g.timeout_s.is_some_and(|t| now - g.formed_at >= t) => {
+                // Timed out: let go of any hold and back off, then try afresh.
+                self.queue.gangs.timed_out(g.key);
+                if self.reservation.as_ref().is_some_and(|r| r.gang == g.key) {
+                    self.release();
+                }
+                if let Some(spec) = unit.gang.as_mut() {
+                    spec.formed_at = now;
+                }
+                self.queue.push_backoff(unit, now);
+            }
+            Some(g) => {
+                self.reserve_for(&unit, g.key, g.topology_key, now);
+                self.queue.park_unschedulable(unit, now);
+            }
+            None => self.queue.park_unschedulable(unit, now),
+        }
+        Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
+    }
+
+    /// Holds nodes for a gang that did not fit, when reservations are on and none is held.
+    fn reserve_for(&mut self, unit: &Unit, key: GroupKey, topology_key: Option<Sym>, now: f64) {
+        if !self.gang.reservation || self.reservation.is_some() {
+            return;
+        }
+        let nodes = reservation::choose(self.state.snapshot(), &unit.pods, key, topology_key);
+        if nodes.is_empty() {
+            return;
+        }
+        self.state.set_reservation(&nodes, Some(key));
+        *self.reservation = Some(Reservation { gang: key, nodes, until: now + self.gang.reservation_s });
+    }
+
+    fn release(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            self.state.set_reservation(&r.nodes, None);
         }
     }
 }
 
+#[cfg(test)]
+mod gang_tests;
 #[cfg(test)]
 mod tests;

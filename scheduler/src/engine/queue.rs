@@ -10,7 +10,9 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use tessera_plugins::model::{Pod, PodKey};
+use tessera_plugins::model::{GroupKey, Pod, PodKey};
+
+use super::gang::{GangSpec, GangTable};
 
 /// A unit of scheduling: one pod, or every member of a gang.
 #[derive(Clone, Debug)]
@@ -29,12 +31,23 @@ pub struct Unit {
     pub profile: usize,
     /// The last reason it failed, for the pending pod's condition.
     pub last_failure: Option<String>,
+    /// Set when the unit is a gang's first `minCount` members.
+    pub gang: Option<GangSpec>,
 }
 
 impl Unit {
     /// A unit of one pod.
     pub fn single(pod: Arc<Pod>, profile: usize, queued_at: f64, seq: u64) -> Unit {
-        Unit { priority: pod.priority, pods: vec![pod], queued_at, seq, attempts: 0, profile, last_failure: None }
+        Unit {
+            priority: pod.priority,
+            pods: vec![pod],
+            queued_at,
+            seq,
+            attempts: 0,
+            profile,
+            last_failure: None,
+            gang: None,
+        }
     }
 
     /// The key of the unit's first pod, naming the unit.
@@ -118,6 +131,8 @@ pub struct SchedulingQueue {
     unschedulable: HashMap<u64, (f64, Unit)>,
     policy: BackoffPolicy,
     next_seq: u64,
+    /// Gang members held back until their gang may enter (PreEnqueue).
+    pub gangs: GangTable,
 }
 
 impl std::fmt::Debug for SchedulingQueue {
@@ -134,6 +149,11 @@ impl SchedulingQueue {
     /// An empty queue with `policy`.
     pub fn new(policy: BackoffPolicy) -> SchedulingQueue {
         SchedulingQueue { policy, ..Default::default() }
+    }
+
+    /// An empty queue with `policy` whose gangs time out after `gang_timeout_s` by default.
+    pub fn with_gangs(policy: BackoffPolicy, gangs: GangTable) -> SchedulingQueue {
+        SchedulingQueue { policy, gangs, ..Default::default() }
     }
 
     /// A fresh arrival sequence number.
@@ -194,14 +214,55 @@ impl SchedulingQueue {
         self.backoff.peek().map(|b| b.0)
     }
 
-    /// Removes every trace of pod `key` (deleted while pending). Returns whether it was queued.
-    pub fn remove_pod(&mut self, key: &PodKey) -> bool {
-        let before = self.len();
-        let keep = |u: &Unit| !u.pods.iter().any(|p| &p.key() == key);
-        self.active = std::mem::take(&mut self.active).into_iter().filter(|a| keep(&a.0)).collect();
-        self.backoff = std::mem::take(&mut self.backoff).into_iter().filter(|b| keep(&b.1)).collect();
-        self.unschedulable.retain(|_, (_, u)| keep(u));
-        self.len() != before
+    /// Removes every trace of pod `key` (deleted while pending). Returns whether it was
+    /// queued, and the gang it belonged to when its gang's unit was taken back to wait (the
+    /// caller tries to form the gang again).
+    pub fn remove_pod(&mut self, key: &PodKey) -> (bool, Option<GroupKey>) {
+        if self.gangs.remove_waiting(key) {
+            return (true, None);
+        }
+        let Some(mut unit) = self.take_unit(|u| u.pods.iter().any(|p| &p.key() == key)) else { return (false, None) };
+        let Some(gang) = unit.gang.take() else {
+            if let Some(group) = unit.pods.first().and_then(|p| p.group_key()) {
+                self.gangs.member_deleted(group);
+            }
+            return (true, None);
+        };
+        unit.pods.retain(|p| &p.key() != key);
+        self.gangs.member_deleted(gang.key);
+        self.gangs.take_back(gang.key, unit);
+        (true, Some(gang.key))
+    }
+
+    /// Takes the queued unit of gang `key` out of the queue, if there is one.
+    pub fn take_gang_unit(&mut self, key: GroupKey) -> Option<Unit> {
+        self.take_unit(|u| u.gang.as_ref().is_some_and(|g| g.key == key))
+    }
+
+    /// Removes and returns the first unit matching `hit` in any queue.
+    fn take_unit(&mut self, hit: impl Fn(&Unit) -> bool) -> Option<Unit> {
+        let mut found = None;
+        let active = std::mem::take(&mut self.active).into_vec();
+        for a in active {
+            if found.is_none() && hit(&a.0) {
+                found = Some(a.0);
+            } else {
+                self.active.push(a);
+            }
+        }
+        let backoff = std::mem::take(&mut self.backoff).into_vec();
+        for b in backoff {
+            if found.is_none() && hit(&b.1) {
+                found = Some(b.1);
+            } else {
+                self.backoff.push(b);
+            }
+        }
+        if found.is_none() {
+            let seq = self.unschedulable.iter().find(|(_, (_, u))| hit(u)).map(|(s, _)| *s);
+            found = seq.and_then(|s| self.unschedulable.remove(&s)).map(|(_, u)| u);
+        }
+        found
     }
 
     /// Units in the active queue.
@@ -284,8 +345,8 @@ mod tests {
         let key = a.pods[0].key();
         q.push_active(a);
         q.park_unschedulable(b, 0.0);
-        assert!(q.remove_pod(&key));
+        assert!(q.remove_pod(&key).0);
         assert_eq!(q.len(), 1);
-        assert!(!q.remove_pod(&key));
+        assert!(!q.remove_pod(&key).0);
     }
 }

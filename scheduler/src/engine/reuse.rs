@@ -348,6 +348,7 @@ mod tests {
                 rng: &mut tie,
                 parallel: false,
                 reuse: cache.as_deref_mut(),
+                within: None,
             };
             let r = schedule_pod(profile, &snap, pod, opts);
             if let Ok(p) = &r {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
-use tessera_plugins::model::{Node, Pod, PodKey};
+use tessera_plugins::model::{GroupKey, Node, Pod, PodKey};
 use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
 use tessera_plugins::snapshot::Snapshot;
 use thiserror::Error;
@@ -164,6 +164,21 @@ impl ClusterState {
         let id = self.master.node_id(name).ok_or_else(|| StateError::NoSuchNode { pod: pod.key(), node: name })?;
         self.place(pod, id)?;
         Ok(id)
+    }
+
+    /// Holds nodes `ids` for gang `gang` (`None` releases them). Each is a change like any
+    /// other: workers see it on refresh and the binder re-checks proposals onto it.
+    pub fn set_reservation(&mut self, ids: &[NodeId], gang: Option<GroupKey>) {
+        for &id in ids {
+            let Some(node) = self.master.node(id) else { continue };
+            if node.reserved_for == gang {
+                continue;
+            }
+            let mut info = NodeInfo::clone(node);
+            info.reserved_for = gang;
+            self.master.set_node(Arc::new(info));
+            self.touch(id);
+        }
     }
 
     /// Removes a placed pod (deleted, or an assumption undone). Returns it and its node.

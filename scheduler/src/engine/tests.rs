@@ -132,8 +132,8 @@ fn a_rejected_proposal_changes_nothing() {
     let mut state = state::ClusterState::new();
     state.upsert_node(nodes[0].clone());
     let profile = test_profile();
-    let mut a = Worker::new(0, 1, false);
-    let mut b = Worker::new(1, 1, false);
+    let mut a = Worker::new(0, 1, false, Vec::new());
+    let mut b = Worker::new(1, 1, false, Vec::new());
     a.refresh(&state, 0);
     b.refresh(&state, 0);
     let pa = match a.schedule(&profile, Unit::single(pod(0, 800, None), 0, 0.0, 1)) {

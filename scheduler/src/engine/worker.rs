@@ -9,12 +9,15 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use tessera_plugins::framework::Profile;
+use tessera_plugins::intern::Sym;
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::NodeId;
 use tessera_plugins::snapshot::Snapshot;
 use tessera_plugins::status::Diagnosis;
 
 use super::algorithm::{CycleOptions, Placement, schedule_pod};
+use super::gang::Shortfall;
+use super::gang_placement::{self, Try};
 use super::queue::Unit;
 use super::reuse::{DEFAULT_BUDGET_BYTES, ReuseCache, ReuseStats};
 use super::rng::Rng;
@@ -46,6 +49,8 @@ pub enum Attempt {
         unit: Unit,
         /// The failing pod's diagnosis.
         diagnosis: Diagnosis,
+        /// For a gang: how many of its pods fit and why the others did not.
+        shortfall: Option<Shortfall>,
     },
 }
 
@@ -68,11 +73,13 @@ pub struct Worker {
     next_seq: u64,
     parallel_filter: bool,
     reuse: ReuseCache,
+    /// Topology labels gangs prefer to keep within, widest first.
+    hierarchy: Vec<Sym>,
 }
 
 impl Worker {
     /// Worker `id`, seeded for reproducible tie-breaking.
-    pub fn new(id: usize, seed: u64, parallel_filter: bool) -> Worker {
+    pub fn new(id: usize, seed: u64, parallel_filter: bool, hierarchy: Vec<Sym>) -> Worker {
         Worker {
             id,
             snapshot: Snapshot::new(),
@@ -83,6 +90,7 @@ impl Worker {
             next_seq: 0,
             parallel_filter,
             reuse: ReuseCache::new(DEFAULT_BUDGET_BYTES),
+            hierarchy,
         }
     }
 
@@ -123,28 +131,94 @@ impl Worker {
         }
     }
 
-    /// Schedules every pod of `unit` against the snapshot, each seeing the ones before it.
-    /// On success the picks stay in the overlay until the binder answers.
+    /// Schedules every pod of `unit` against the snapshot, each seeing the ones before it
+    /// (a gang is tried domain by domain, see [`gang_placement`]). On success the picks stay
+    /// in the overlay until the binder answers.
     pub fn schedule(&mut self, profile: &Profile, unit: Unit) -> Attempt {
-        let mut placements = Vec::with_capacity(unit.pods.len());
-        for pod in &unit.pods {
-            let opts = CycleOptions {
-                next_start: &mut self.next_start,
-                rng: &mut self.rng,
-                parallel: self.parallel_filter,
-                reuse: Some(&mut self.reuse),
+        let Some(spec) = unit.gang.clone() else {
+            return match self.place_all(profile, &unit.pods, None) {
+                Ok(placements) => self.propose(unit, placements),
+                Err(diagnosis) => Attempt::Unschedulable { unit, diagnosis, shortfall: None },
             };
-            match schedule_pod(profile, &self.snapshot, pod, opts) {
-                Ok(p) => {
-                    add_pod(&mut self.snapshot, p.node, pod.clone(), p.gpus);
-                    placements.push(p);
-                }
-                Err(diagnosis) => {
-                    self.undo(&unit.pods[..placements.len()], &placements);
-                    return Attempt::Unschedulable { unit, diagnosis };
+        };
+        let plan = gang_placement::plan(&self.snapshot, &unit.pods, &spec, &self.hierarchy);
+        let mut first_failure = None;
+        for t in &plan.tries {
+            match self.place_all(profile, &unit.pods, t.nodes.as_deref()) {
+                Ok(placements) => return self.propose(unit, placements),
+                Err(d) => {
+                    first_failure.get_or_insert(d);
                 }
             }
         }
+        let (shortfall, diagnosis) = self.count_fit(profile, &unit.pods, &plan.fallback);
+        let diagnosis = first_failure.or(diagnosis).unwrap_or_default();
+        Attempt::Unschedulable { unit, diagnosis, shortfall: Some(shortfall) }
+    }
+
+    /// Places `pods` one after another, each seeing the ones before, within `within` when
+    /// given; all of them, or none (the overlay is left as it was) and the first failure.
+    fn place_all(
+        &mut self,
+        profile: &Profile,
+        pods: &[Arc<Pod>],
+        within: Option<&[NodeId]>,
+    ) -> Result<Vec<Placement>, Diagnosis> {
+        let mut placements = Vec::with_capacity(pods.len());
+        for pod in pods {
+            match self.place_one(profile, pod, within) {
+                Ok(p) => placements.push(p),
+                Err(diagnosis) => {
+                    self.undo(&pods[..placements.len()], &placements);
+                    return Err(diagnosis);
+                }
+            }
+        }
+        Ok(placements)
+    }
+
+    /// How many of a gang's `pods` fit in `at`, each seeing the ones before, and each misfit's
+    /// main reason; the overlay is left as it was. Also the first misfit's diagnosis.
+    fn count_fit(&mut self, profile: &Profile, pods: &[Arc<Pod>], at: &Try) -> (Shortfall, Option<Diagnosis>) {
+        let mut shortfall = Shortfall { needed: pods.len(), domain: at.domain.clone(), ..Shortfall::default() };
+        let (mut placed, mut placements, mut first) = (Vec::new(), Vec::new(), None);
+        for pod in pods {
+            match self.place_one(profile, pod, at.nodes.as_deref()) {
+                Ok(p) => {
+                    placed.push(pod.clone());
+                    placements.push(p);
+                }
+                Err(d) => {
+                    *shortfall.reasons.entry(main_reason(&d)).or_insert(0) += 1;
+                    first.get_or_insert(d);
+                }
+            }
+        }
+        shortfall.fit = placements.len();
+        self.undo(&placed, &placements);
+        (shortfall, first)
+    }
+
+    /// One pod's cycle; on success the pod is added to the overlay.
+    fn place_one(
+        &mut self,
+        profile: &Profile,
+        pod: &Arc<Pod>,
+        within: Option<&[NodeId]>,
+    ) -> Result<Placement, Diagnosis> {
+        let opts = CycleOptions {
+            next_start: &mut self.next_start,
+            rng: &mut self.rng,
+            parallel: self.parallel_filter,
+            reuse: Some(&mut self.reuse),
+            within,
+        };
+        let p = schedule_pod(profile, &self.snapshot, pod, opts)?;
+        add_pod(&mut self.snapshot, p.node, pod.clone(), p.gpus);
+        Ok(p)
+    }
+
+    fn propose(&mut self, unit: Unit, placements: Vec<Placement>) -> Attempt {
         self.next_seq += 1;
         let picks = unit.pods.iter().cloned().zip(&placements).map(|(pod, p)| (pod, p.node, p.gpus)).collect();
         self.pending.push_back(Pending { seq: self.next_seq, picks });
@@ -162,6 +236,15 @@ impl Worker {
             self.snapshot.remove_pod(p.node, &pod.key());
         }
     }
+}
+
+/// The reason that kept a pod off the most nodes (or its PreFilter's message).
+fn main_reason(d: &Diagnosis) -> String {
+    if let Some(m) = &d.pre_filter_message {
+        return m.clone();
+    }
+    let best = d.reasons.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)));
+    best.map_or_else(|| "no nodes available".to_string(), |(r, _)| r.clone())
 }
 
 /// Adds `pod` to node `id` of `snapshot` on the GPUs its placement names, if any, so that the

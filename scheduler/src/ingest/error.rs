@@ -68,6 +68,29 @@ pub enum FieldProblem {
         /// The rule it breaks.
         reason: &'static str,
     },
+    /// A number outside the range accepted (upstream's, or Tessera's own cap such as
+    /// `MAX_MIN_COUNT`).
+    #[error("must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        /// The least value accepted.
+        min: i64,
+        /// The greatest value accepted.
+        max: i64,
+        /// The value found.
+        got: i64,
+    },
+    /// A number below the least value accepted, with no upper bound (a timeout).
+    #[error("must be greater than or equal to {min}, got {got}")]
+    TooSmall {
+        /// The least value accepted.
+        min: i64,
+        /// The value found.
+        got: i64,
+    },
+    /// A combination of fields (or a list length) that breaks an upstream validation rule,
+    /// where no single value is at fault: the message is the rule.
+    #[error("{0}")]
+    Rule(&'static str),
     /// A reference to an object that is not known (a PriorityClass, a RuntimeClass).
     #[error("no {kind} named {name:?}")]
     NotFound {

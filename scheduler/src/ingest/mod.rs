@@ -6,13 +6,15 @@
 //! so that Filter and Score never parse a quantity or walk a container list. [`yaml`] reads
 //! Kubernetes YAML files into those types. Every error names the object (or the file and
 //! document) and the field path. [`workloads`] expands controllers (Deployments, Jobs, ...)
-//! into the pods they would create, for the simulator.
+//! into the pods they would create, for the simulator. [`pod_group`] reads gangs from both
+//! PodGroup APIs (Kubernetes' and scheduler-plugins coscheduling) and from Workloads.
 
 pub mod duration;
 pub mod error;
 pub mod gpu;
 pub mod node;
 pub mod pod;
+pub mod pod_group;
 pub mod quantities;
 pub mod selectors;
 pub mod workloads;
@@ -22,6 +24,7 @@ pub use duration::go_duration;
 pub use error::IngestError;
 pub use node::node;
 pub use pod::{PodContext, pod};
+pub use pod_group::{PodGroupObject, pod_groups};
 pub use yaml::{Objects, read_objects};
 
 #[cfg(test)]

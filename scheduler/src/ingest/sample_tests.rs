@@ -1,16 +1,27 @@
 //! The simulator's bundled sample (`tessera simulate` with no arguments) must always ingest:
-//! every node and pod converts, and the counts stay in the intended range.
+//! every node and pod converts, the counts stay in the intended range, and every gang has its
+//! PodGroup.
+
+use std::collections::{HashMap, HashSet};
+
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::{GroupKey, PodGroupApi};
 
 use super::duration::{ARRIVAL_ANNOTATION, DURATION_ANNOTATION};
-use super::{PodContext, go_duration, node, pod, read_objects};
+use super::{Objects, PodContext, go_duration, node, pod, pod_groups, read_objects};
 
 const CLUSTER: &str = include_str!("../sim/sample/cluster.yaml");
 const WORKLOAD: &str = include_str!("../sim/sample/workload.yaml");
 
-#[test]
-fn the_bundled_sample_ingests() {
+fn sample() -> Objects {
     let mut objects = read_objects("cluster.yaml", CLUSTER).unwrap_or_else(|e| panic!("{e}"));
     objects.extend(read_objects("workload.yaml", WORKLOAD).unwrap_or_else(|e| panic!("{e}")));
+    objects
+}
+
+#[test]
+fn the_bundled_sample_ingests() {
+    let objects = sample();
     assert!(objects.unknown_kinds.is_empty(), "{:?}", objects.unknown_kinds);
     assert!((250..=350).contains(&objects.nodes.len()), "{} nodes", objects.nodes.len());
     assert!((1500..=3000).contains(&objects.pods.len()), "{} pods", objects.pods.len());
@@ -37,4 +48,44 @@ fn the_bundled_sample_ingests() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), pods.len(), "pod names are unique within their namespace");
+}
+
+#[test]
+fn the_bundled_sample_has_a_pod_group_for_every_gang() {
+    let objects = sample();
+    let cx = PodContext::from_objects(&objects).unwrap_or_else(|e| panic!("{e}"));
+    let groups = pod_groups(&objects, &cx).unwrap_or_else(|e| panic!("{e}"));
+    let mut members: HashMap<GroupKey, u32> = HashMap::new();
+    for p in &objects.pods {
+        if let Some(key) = pod(p, &cx).unwrap_or_else(|e| panic!("{e}")).group_key() {
+            *members.entry(key).or_default() += 1;
+        }
+    }
+    assert!(!members.is_empty(), "the sample has gangs");
+    let defined: HashSet<GroupKey> = groups.iter().map(|g| g.key).collect();
+    assert_eq!(defined.len(), groups.len(), "one PodGroup per gang");
+    for key in members.keys() {
+        assert!(defined.contains(key), "gang {key} has no PodGroup");
+    }
+    for g in &groups {
+        let n = members.get(&g.key).copied().unwrap_or(0);
+        assert!((1..=n).contains(&g.min_count), "PodGroup {} needs {} of its {n} pods", g.key, g.min_count);
+    }
+    for api in [PodGroupApi::Kubernetes, PodGroupApi::Coscheduling] {
+        assert!(groups.iter().any(|g| g.api == api), "no {api:?} PodGroup");
+    }
+    // Topology keys are labels the nodes carry, or no gang could ever be placed.
+    let rack = Sym::new("topology.kubernetes.io/rack");
+    assert!(groups.iter().any(|g| g.topology_key == Some(rack)), "some gangs are confined to a rack");
+    for g in &groups {
+        if let Some(key) = g.topology_key {
+            let labelled = |n: &k8s_openapi::api::core::v1::Node| {
+                n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(key.as_str()))
+            };
+            assert!(objects.nodes.iter().all(labelled), "nodes lack {key}");
+        }
+    }
+    assert!(groups.iter().any(|g| g.min_resources.is_some() && g.schedule_timeout_s.is_none()));
+    assert!(groups.iter().any(|g| g.schedule_timeout_s.is_some()));
+    assert!(groups.iter().any(|g| g.priority == Some(1000)), "priorityClassName resolves");
 }

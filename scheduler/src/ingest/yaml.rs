@@ -1,29 +1,25 @@
 //! Reading Kubernetes YAML: multi-document files and `kind: List` documents, into typed
 //! objects by kind. Workload controllers (Deployments, Jobs, ...) are expanded into their pods
-//! here, by [`super::workloads`].
+//! here, by [`super::workloads`]. `PodGroup` is two kinds under one name (Kubernetes' and
+//! scheduler-plugins'), told apart by `apiVersion`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::scheduling::v1alpha3::Workload;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{DocLocation, IngestError};
+use super::pod_group::{COSCHEDULING_API_VERSION, KUBERNETES_API_VERSION, PodGroupObject};
 use super::workloads::WorkloadKind;
 
-/// Kinds that plugins read themselves (gangs, workloads, DRA, volumes): passed through as JSON.
-pub const PLUGIN_KINDS: [&str; 7] = [
-    "PodGroup",
-    "Workload",
-    "ResourceClaim",
-    "ResourceSlice",
-    "DeviceClass",
-    "ResourceClaimTemplate",
-    "PersistentVolumeClaim",
-];
+/// Kinds that plugins read themselves (DRA, volumes): passed through as JSON.
+pub const PLUGIN_KINDS: [&str; 5] =
+    ["ResourceClaim", "ResourceSlice", "DeviceClass", "ResourceClaimTemplate", "PersistentVolumeClaim"];
 
 /// The objects of one or more YAML files, by kind, in input order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -38,6 +34,12 @@ pub struct Objects {
     pub namespaces: Vec<Namespace>,
     /// `RuntimeClass`es.
     pub runtime_classes: Vec<RuntimeClass>,
+    /// `PodGroup`s of both APIs, in input order (which decides between two of one name).
+    pub pod_groups: Vec<PodGroupObject>,
+    /// Kubernetes `Workload`s (`scheduling.k8s.io`), whose PodGroup templates
+    /// [`super::pod_group::pod_groups`] materializes. Workloads of other API groups (Kueue's)
+    /// are unknown kinds.
+    pub workloads: Vec<Workload>,
     /// Objects of the [`PLUGIN_KINDS`], as JSON, for the plugins that understand them.
     pub other: Vec<Value>,
     /// How many objects of each kind nobody understands were skipped; the caller reports
@@ -56,6 +58,8 @@ impl Objects {
         self.priority_classes.extend(more.priority_classes);
         self.namespaces.extend(more.namespaces);
         self.runtime_classes.extend(more.runtime_classes);
+        self.pod_groups.extend(more.pod_groups);
+        self.workloads.extend(more.workloads);
         self.other.extend(more.other);
         for (kind, n) in more.unknown_kinds {
             *self.unknown_kinds.entry(kind).or_default() += n;
@@ -72,6 +76,8 @@ impl Objects {
             + self.priority_classes.len()
             + self.namespaces.len()
             + self.runtime_classes.len()
+            + self.pod_groups.len()
+            + self.workloads.len()
             + self.other.len()
     }
 
@@ -152,6 +158,8 @@ impl Reader<'_> {
             "PriorityClass" => self.out.priority_classes.push(self.decode(value, location)?),
             "Namespace" => self.out.namespaces.push(self.decode(value, location)?),
             "RuntimeClass" => self.out.runtime_classes.push(self.decode(value, location)?),
+            "PodGroup" => self.pod_group(value, location)?,
+            "Workload" => self.scheduling_workload(value, location)?,
             k if PLUGIN_KINDS.contains(&k) => self.out.other.push(value),
             unknown => *self.out.unknown_kinds.entry(unknown.to_string()).or_default() += 1,
         }
@@ -162,6 +170,38 @@ impl Reader<'_> {
         let pods = kind.expand(value).map_err(|e| self.error(location, e.to_string()))?;
         *self.out.expanded.entry(kind.name().to_string()).or_default() += pods.len();
         self.out.pods.extend(pods);
+        Ok(())
+    }
+
+    /// A PodGroup of whichever API its `apiVersion` names; any other (Volcano's, a typo) is an
+    /// error rather than skipped, since its pods would otherwise silently lose their gang.
+    fn pod_group(&mut self, value: Value, location: DocLocation) -> Result<(), IngestError> {
+        let object = match value.get("apiVersion").and_then(Value::as_str) {
+            Some(KUBERNETES_API_VERSION) => PodGroupObject::Kubernetes(Box::new(self.decode(value, location)?)),
+            Some(COSCHEDULING_API_VERSION) => PodGroupObject::Coscheduling(Box::new(self.decode(value, location)?)),
+            other => {
+                let supported = format!(
+                    "{KUBERNETES_API_VERSION} (Kubernetes), {COSCHEDULING_API_VERSION} (scheduler-plugins coscheduling)"
+                );
+                return Err(self.error(location, unsupported_api_version(other, "PodGroup", &supported)));
+            }
+        };
+        self.out.pod_groups.push(object);
+        Ok(())
+    }
+
+    /// A Kubernetes Workload. Kueue also has a `kind: Workload` (its admission unit, nothing
+    /// the scheduler reads): other API groups count as unknown kinds, by kind and apiVersion.
+    fn scheduling_workload(&mut self, value: Value, location: DocLocation) -> Result<(), IngestError> {
+        match value.get("apiVersion").and_then(Value::as_str) {
+            Some(KUBERNETES_API_VERSION) => self.out.workloads.push(self.decode(value, location)?),
+            Some(other) if !other.starts_with("scheduling.k8s.io/") => {
+                *self.out.unknown_kinds.entry(format!("Workload ({other})")).or_default() += 1;
+            }
+            other => {
+                return Err(self.error(location, unsupported_api_version(other, "Workload", KUBERNETES_API_VERSION)));
+            }
+        }
         Ok(())
     }
 
@@ -199,6 +239,13 @@ fn list_kind(kind: &str, value: &Value) -> Option<Option<String>> {
     }
     let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty())?;
     value.get("items").map(|_| Some(item_kind.to_string()))
+}
+
+fn unsupported_api_version(found: Option<&str>, kind: &str, supported: &str) -> String {
+    match found {
+        Some(v) => format!("unsupported apiVersion {v:?} for {kind}: supported: {supported}"),
+        None => format!("missing `apiVersion` (a string), which {kind} needs: supported: {supported}"),
+    }
 }
 
 fn fill_missing(map: &mut Map<String, Value>, key: &str, value: Value) {

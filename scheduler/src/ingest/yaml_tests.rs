@@ -63,8 +63,9 @@ fn multi_document_files_and_lists_are_sorted_by_kind() {
     assert_eq!(requests.unwrap()["cpu"].0, "1.5");
     assert_eq!(objects.namespaces.len(), 1);
     assert_eq!(objects.runtime_classes.len(), 1);
+    assert_eq!(objects.pod_groups.len(), 1);
     let other_kinds: Vec<_> = objects.other.iter().map(|o| o["kind"].as_str().unwrap()).collect();
-    assert_eq!(other_kinds, vec!["PodGroup", "ResourceClaim"]);
+    assert_eq!(other_kinds, vec!["ResourceClaim"]);
     let unknown: Vec<_> = objects.unknown_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(unknown, vec![("ConfigMap", 2), ("DaemonSet", 1)]);
     assert_eq!(objects.len(), 7);

@@ -10,17 +10,19 @@
 //! generator, not Go's `math/rand`, so seed 42 here is not seed 42 there (means over seeds
 //! compare, single seeds do not); and inflation stops when the *total* request of the next
 //! clone would pass the target (the FGD code compares the per-GPU share, a quirk).
+//!
+//! The method places pods one at a time, so gang membership is set aside here: a gang
+//! member is tried as a lone pod. Replay mode honours gangs.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use tessera_plugins::framework::Profile;
 use tessera_plugins::model::Pod;
 
-use super::build_engine;
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
 use super::record::{FillTrace, PodRecord, RunResult, TimelinePoint, Usage};
+use super::{NamedConfig, build_engine};
 use crate::engine::Outcome;
 use crate::engine::rng::Rng;
 
@@ -67,11 +69,20 @@ pub fn workload(input: &SimInput, fill_to: f64, seed: u64) -> Vec<Arc<Pod>> {
     pods
 }
 
+/// `pod` outside any gang (see the module docs).
+fn alone(pod: &Arc<Pod>) -> Arc<Pod> {
+    if pod.pod_group.is_none() {
+        return pod.clone();
+    }
+    let mut p = Pod::clone(pod);
+    p.pod_group = None;
+    Arc::new(p)
+}
+
 /// One fill run.
 pub fn fill(
     input: &SimInput,
-    profiles: Vec<Profile>,
-    config: &str,
+    config: &NamedConfig,
     seed: u64,
     fill_to: f64,
     threads: usize,
@@ -80,7 +91,7 @@ pub fn fill(
     let started = Instant::now();
     let pods = workload(input, fill_to, seed);
     let typical = typical_pods(pods.iter().map(|p| p.as_ref()));
-    let mut engine = build_engine(input, profiles, seed, threads);
+    let mut engine = build_engine(input, config, seed, threads);
     let mut usage = Usage::new(input.nodes.iter());
     let capacity = usage.gpu_capacity().max(1.0);
     let mut trace = FillTrace::default();
@@ -94,7 +105,7 @@ pub fn fill(
         let now = i as f64;
         let mut rec = PodRecord::arrived(pod, now);
         arrived += pod.gpu.as_ref().map_or(0, |g| g.total_milli()) as f64;
-        let _ = engine.add_pod(pod.clone(), now);
+        let _ = engine.add_pod(alone(pod), now);
         for o in engine.schedule_pending(now) {
             match o {
                 Outcome::Bound { node, attempts, .. } => {
@@ -125,9 +136,10 @@ pub fn fill(
     }
     let fragmentation = cluster_fragmentation(engine.state().snapshot().nodes().map(|n| n.as_ref()), &typical);
     RunResult {
-        config: config.to_string(),
+        config: config.name.clone(),
         seed,
         records,
+        gangs: Default::default(),
         timeline,
         fill: Some(trace),
         fragmentation,

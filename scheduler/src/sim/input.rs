@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1 as core;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
-use tessera_plugins::model::{GPU_MILLI, Gpu, GpuRequest, Node, Pod};
+use tessera_plugins::model::{GPU_MILLI, Gpu, GpuRequest, Node, Pod, PodGroup};
 use tessera_plugins::resources::ResourceVec;
 use thiserror::Error;
 
@@ -74,6 +74,10 @@ pub struct SimInput {
     pub running: Vec<Arc<Pod>>,
     /// Namespace labels.
     pub namespaces: HashMap<Sym, LabelSet>,
+    /// Gangs: PodGroups of both APIs and those materialized from Workloads, one per
+    /// `namespace/name` (of two with one name, the later in input order wins; see
+    /// [`ingest::pod_groups`]).
+    pub pod_groups: Vec<PodGroup>,
     /// Kinds nobody understands, with counts (reported once, skipped).
     pub unknown_kinds: BTreeMap<String, usize>,
     /// The files read.
@@ -112,6 +116,7 @@ pub fn from_objects(objects: &Objects) -> Result<SimInput, InputError> {
     let mut input = SimInput {
         unknown_kinds: objects.unknown_kinds.clone(),
         namespaces: cx.namespaces().clone(),
+        pod_groups: ingest::pod_groups(objects, &cx)?,
         ..SimInput::default()
     };
     for n in &objects.nodes {
@@ -195,4 +200,64 @@ pub fn synthetic(nodes: usize, pods: usize, seed: u64) -> SimInput {
         .collect();
     let sources = vec![format!("synthetic: {nodes} nodes, {} pods", pods.len())];
     SimInput { nodes: cluster, pods, sources, ..SimInput::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_plugins::model::{GroupKey, PodGroupApi};
+
+    use super::*;
+
+    const GANGS: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {rack: r1}}
+status: {allocatable: {cpu: 4, memory: 8Gi}}
+---
+apiVersion: scheduling.x-k8s.io/v1alpha1
+kind: PodGroup
+metadata: {name: etl, namespace: batch}
+spec: {minMember: 2, scheduleTimeoutSeconds: 60}
+---
+apiVersion: scheduling.k8s.io/v1alpha3
+kind: PodGroup
+metadata: {name: train, namespace: ml}
+spec: {schedulingPolicy: {gang: {minCount: 4}}, schedulingConstraints: {topology: [{key: rack}]}}
+---
+apiVersion: scheduling.k8s.io/v1alpha3
+kind: Workload
+metadata: {name: serve, namespace: ml}
+spec: {podGroupTemplates: [{name: replicas, schedulingPolicy: {gang: {minCount: 2}}}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: etl-0, namespace: batch, labels: {scheduling.x-k8s.io/pod-group: etl}}
+spec: {containers: [{name: c}]}
+"#;
+
+    #[test]
+    fn pod_groups_of_both_apis_and_workloads_are_loaded() {
+        let input = from_objects(&ingest::read_objects("gangs.yaml", GANGS).unwrap()).unwrap();
+        let groups: Vec<_> = input.pod_groups.iter().map(|g| (g.key.to_string(), g.api, g.min_count)).collect();
+        assert_eq!(
+            groups,
+            vec![
+                ("batch/etl".to_string(), PodGroupApi::Coscheduling, 2),
+                ("ml/train".to_string(), PodGroupApi::Kubernetes, 4),
+                ("ml/serve-replicas".to_string(), PodGroupApi::Kubernetes, 2),
+            ]
+        );
+        assert_eq!(input.pod_groups[0].schedule_timeout_s, Some(60.0));
+        assert_eq!(input.pod_groups[1].topology_key, Some(Sym::new("rack")));
+        assert_eq!(input.pods[0].pod.group_key(), Some(GroupKey::new("batch", "etl")));
+        assert!(input.unknown_kinds.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_pod_group_fails_the_input() {
+        let bad = GANGS.replace("minMember: 2", "minMember: 0");
+        let e = from_objects(&ingest::read_objects("gangs.yaml", &bad).unwrap()).unwrap_err();
+        assert!(matches!(e, InputError::Ingest(_)), "{e:?}");
+        assert_eq!(e.to_string(), "PodGroup batch/etl: spec.minMember: must be between 1 and 100000, got 0");
+    }
 }

@@ -27,6 +27,9 @@ use tessera_plugins::model::Pod;
 
 use self::input::SimInput;
 use self::record::RunResult;
+use crate::config::SchedulerConfig;
+use crate::engine::gang::GangOptions;
+use crate::engine::queue::BackoffPolicy;
 use crate::engine::{Engine, EngineOptions};
 
 /// The bundled cluster, used when no `--cluster`/`--workload` is given.
@@ -51,6 +54,41 @@ pub struct NamedConfig {
     pub name: String,
     /// Its profiles.
     pub profiles: Vec<Profile>,
+    /// Its `parallelism`: at most this many threads filter nodes for one pod, as upstream's
+    /// goroutines do (`--workers` is the other cap).
+    pub parallelism: u32,
+    /// Its queue backoff.
+    pub backoff: BackoffPolicy,
+    /// Its gang settings.
+    pub gang: GangOptions,
+}
+
+impl NamedConfig {
+    /// `profiles` under `name` with every other setting at its default.
+    pub fn new(name: &str, profiles: Vec<Profile>) -> NamedConfig {
+        NamedConfig {
+            name: name.to_string(),
+            profiles,
+            parallelism: crate::config::DEFAULT_PARALLELISM,
+            backoff: BackoffPolicy::default(),
+            gang: GangOptions::default(),
+        }
+    }
+
+    /// A loaded configuration under `name`.
+    pub fn from_config(name: &str, config: SchedulerConfig) -> NamedConfig {
+        let backoff = BackoffPolicy {
+            initial_s: config.pod_initial_backoff.as_secs_f64(),
+            max_s: config.pod_max_backoff.as_secs_f64(),
+        };
+        NamedConfig {
+            name: name.to_string(),
+            profiles: config.profiles,
+            parallelism: config.parallelism,
+            backoff,
+            gang: config.gang,
+        }
+    }
 }
 
 /// What to simulate.
@@ -111,8 +149,10 @@ impl Progress {
     }
 }
 
-/// An engine loaded with the input's cluster (nodes and namespaces).
-pub fn build_engine(input: &SimInput, profiles: Vec<Profile>, seed: u64, threads: usize) -> Engine {
+/// An engine with `config`'s settings, loaded with the input's cluster (nodes, namespaces
+/// and PodGroups).
+pub fn build_engine(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize) -> Engine {
+    let profiles = &config.profiles;
     // Plugins that learn from pods (FGD's workload model) start afresh: seeds must not leak.
     // A stable tie-break draws its node order from the run's seed, as the FGD paper's runs do.
     let profiles = profiles
@@ -125,11 +165,20 @@ pub fn build_engine(input: &SimInput, profiles: Vec<Profile>, seed: u64, threads
             p
         })
         .collect();
-    let opts = EngineOptions { workers: 1, seed, parallel_filter: threads > 1, ..EngineOptions::default() };
+    let opts = EngineOptions {
+        workers: 1,
+        seed,
+        parallel_filter: threads > 1,
+        backoff: config.backoff,
+        gang: config.gang.clone(),
+    };
     let mut engine = Engine::new(profiles, opts);
     engine.set_namespaces(input.namespaces.clone());
     for n in &input.nodes {
         engine.upsert_node(n.clone(), 0.0);
+    }
+    for g in &input.pod_groups {
+        engine.upsert_pod_group(g.clone(), 0.0);
     }
     engine
 }
@@ -182,6 +231,7 @@ fn adopt_strays<'a>(input: &'a SimInput, profiles: &[Profile]) -> Cow<'a, SimInp
 }
 
 fn run_config(input: &SimInput, config: &NamedConfig, opts: &SimOptions) -> Vec<RunResult> {
+    let threads = opts.threads.min(usize::try_from(config.parallelism).unwrap_or(usize::MAX)).max(1);
     let input = adopt_strays(input, &config.profiles);
     let input = input.as_ref();
     let seeds: Vec<u64> = match opts.mode {
@@ -193,18 +243,8 @@ fn run_config(input: &SimInput, config: &NamedConfig, opts: &SimOptions) -> Vec<
         .map(|seed| {
             let progress = Progress::new(opts.progress, &format!("{} seed {seed}", config.name));
             let r = match opts.mode {
-                Mode::Replay => {
-                    replay::replay(input, config.profiles.clone(), &config.name, seed, opts.threads, &progress)
-                }
-                Mode::Fill => fill::fill(
-                    input,
-                    config.profiles.clone(),
-                    &config.name,
-                    seed,
-                    opts.fill_to,
-                    opts.threads,
-                    &progress,
-                ),
+                Mode::Replay => replay::replay(input, config, seed, threads, &progress),
+                Mode::Fill => fill::fill(input, config, seed, opts.fill_to, threads, &progress),
             };
             progress.finish();
             r

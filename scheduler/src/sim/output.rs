@@ -1,5 +1,6 @@
 //! Writing a simulation's outputs: `summary.json`, `placements.csv`, `timeline.csv`,
-//! `fill.csv` (fill mode), `report.html` and one `.svg` per chart.
+//! `fill.csv` (fill mode), `podgroups.csv` (when there are gangs), `report.html` and one `.svg`
+//! per chart.
 //!
 //! With one configuration everything lands in the output folder; with several, `summary.json`
 //! holds `{"configs": [...]}` and each configuration's CSVs go to a sub-folder named after it,
@@ -9,11 +10,14 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tessera_plugins::model::PodGroupApi;
 use thiserror::Error;
 
 use super::record::{RunResult, TimelinePoint};
 use super::report::{self, Chart, Series};
 use super::summary::{Summary, round};
+use crate::engine::gang_status;
 
 /// An output could not be written.
 #[derive(Debug, Error)]
@@ -74,6 +78,10 @@ pub fn write_all(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> 
             write(&dir.join("fill.csv"), &fill_csv(config_runs))?;
             written.push(dir.join("fill.csv"));
         }
+        if !first.gangs.is_empty() {
+            write(&dir.join("podgroups.csv"), &podgroups_csv(first))?;
+            written.push(dir.join("podgroups.csv"));
+        }
     }
     written.extend(write_report(out, runs, summaries)?);
     Ok(written)
@@ -107,6 +115,44 @@ pub fn placements_csv(run: &RunResult) -> String {
             r.attempts,
             csv_field(&r.reason),
             gpus.join(";"),
+        );
+    }
+    s
+}
+
+/// `namespace,name,api,min_count,members,bound,admitted_s,timeouts,status,reason,message`: each
+/// PodGroup's status at the end as its API would show it. For Kubernetes' PodGroup, `status`
+/// and `reason` are its `PodGroupInitiallyScheduled` condition's; for scheduler-plugins',
+/// `status` is the phase.
+pub fn podgroups_csv(run: &RunResult) -> String {
+    let mut s = String::from("namespace,name,api,min_count,members,bound,admitted_s,timeouts,status,reason,message\n");
+    for (key, g) in &run.gangs {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        let (api, status, reason, message) = match g.api {
+            Some(PodGroupApi::Coscheduling) => {
+                let why =
+                    if g.admitted_at.is_none() { g.last_failure.clone().unwrap_or_default() } else { String::new() };
+                ("scheduling.x-k8s.io", gang_status::coscheduling_phase(g).to_string(), String::new(), why)
+            }
+            _ => {
+                let c = gang_status::initially_scheduled(g, None, Time(Default::default()));
+                let (status, reason, message) = c.map(|c| (c.status, c.reason, c.message)).unwrap_or_default();
+                ("scheduling.k8s.io", status, reason, message)
+            }
+        };
+        let _ = writeln!(
+            s,
+            "{},{},{api},{},{},{},{},{},{},{},{}",
+            csv_field(namespace),
+            csv_field(name),
+            g.min_count,
+            g.members,
+            g.bound,
+            opt(g.admitted_at),
+            g.timeouts,
+            csv_field(&status),
+            csv_field(&reason),
+            csv_field(&message),
         );
     }
     s

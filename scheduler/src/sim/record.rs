@@ -7,6 +7,8 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GPU_MILLI, Node, Pod, PodKey};
 use tessera_plugins::resources::ResourceId;
 
+use crate::engine::gang::GangRecord;
+
 /// One pod's fate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodRecord {
@@ -158,4 +160,6 @@ pub struct RunResult {
     pub wall_s: f64,
     /// Final allocation (cpu, memory, gpu) %.
     pub final_allocation: [f64; 3],
+    /// Every gang's fate, by `namespace/name`.
+    pub gangs: BTreeMap<String, GangRecord>,
 }

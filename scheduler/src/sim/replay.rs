@@ -9,13 +9,12 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tessera_plugins::framework::Profile;
 use tessera_plugins::model::{Pod, PodKey};
 
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
 use super::record::{PodRecord, RunResult, TimelinePoint, Usage};
-use super::{Progress, build_engine};
+use super::{NamedConfig, Progress, build_engine};
 use crate::engine::{Engine, Outcome};
 
 /// Virtual time in microseconds: an exact, totally ordered event key.
@@ -46,18 +45,11 @@ struct Replay<'a> {
 }
 
 /// Replays `input` under one profile set.
-pub fn replay(
-    input: &SimInput,
-    profiles: Vec<Profile>,
-    config: &str,
-    seed: u64,
-    threads: usize,
-    progress: &Progress,
-) -> RunResult {
+pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize, progress: &Progress) -> RunResult {
     let started = Instant::now();
     let mut r = Replay {
         input,
-        engine: build_engine(input, profiles, seed, threads),
+        engine: build_engine(input, config, seed, threads),
         events: input.pods.iter().enumerate().map(|(i, p)| Reverse((tick(p.arrival), Event::Arrive(i)))).collect(),
         records: Vec::with_capacity(input.pods.len() + input.running.len()),
         durations: Vec::with_capacity(input.pods.len() + input.running.len()),
@@ -70,7 +62,7 @@ pub fn replay(
     while let Some(t) = r.next_instant() {
         r.step(t, progress);
     }
-    r.finish(config, seed, started)
+    r.finish(&config.name, seed, started)
 }
 
 impl Replay<'_> {
@@ -97,7 +89,7 @@ impl Replay<'_> {
 
     fn next_instant(&self) -> Option<Tick> {
         let event = self.events.peek().map(|Reverse((t, _))| *t);
-        let backoff = self.engine.queue().next_backoff_ready().map(tick);
+        let backoff = self.engine.next_wakeup().map(tick);
         match (event, backoff) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -125,7 +117,8 @@ impl Replay<'_> {
         }
         let [cpu, memory, gpu] = self.usage.percent();
         let running = self.engine.state().placed_count();
-        self.timeline.push(TimelinePoint { t: now, pending: self.engine.queue().len(), running, cpu, memory, gpu });
+        let pending = self.engine.queue().len() + self.engine.queue().gangs.waiting_len();
+        self.timeline.push(TimelinePoint { t: now, pending, running, cpu, memory, gpu });
     }
 
     fn arrive(&mut self, i: usize, now: f64) {
@@ -184,7 +177,15 @@ impl Replay<'_> {
         node.pods.iter().position(|p| p.key() == key).map_or(0, |i| node.pod_gpus[i])
     }
 
-    fn finish(self, config: &str, seed: u64, started: Instant) -> RunResult {
+    fn finish(mut self, config: &str, seed: u64, started: Instant) -> RunResult {
+        // Gang members still held back never had a scheduling attempt: their reason is why
+        // they were held.
+        for (pod, why) in self.engine.waiting_gang_members() {
+            if let Some(&i) = self.index.get(&pod.key()) {
+                self.records[i].reasons = vec![why.clone()];
+                self.records[i].reason = why;
+            }
+        }
         let typical = typical_pods(self.input.pods.iter().map(|p| p.pod.as_ref()));
         let fragmentation = cluster_fragmentation(self.engine.state().snapshot().nodes().map(|n| n.as_ref()), &typical);
         RunResult {
@@ -196,6 +197,7 @@ impl Replay<'_> {
             fragmentation,
             wall_s: started.elapsed().as_secs_f64(),
             final_allocation: self.usage.percent(),
+            gangs: self.engine.gang_records(),
         }
     }
 }

@@ -102,6 +102,26 @@ pub struct Summary {
     /// Fill mode's figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fill: Option<FillSummary>,
+    /// Gang outcomes, when the workload has PodGroups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gangs: Option<GangSummary>,
+}
+
+/// What became of the gangs (PodGroups of either API).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GangSummary {
+    /// PodGroups in the input.
+    pub total: usize,
+    /// Gangs whose first `minCount` members were placed together.
+    pub scheduled: usize,
+    /// Gangs never admitted by the end.
+    pub waiting: usize,
+    /// Gangs that timed out at least once (`scheduleTimeoutSeconds`).
+    pub timed_out: usize,
+    /// Gangs with some but fewer than `minCount` members placed: always 0, here as the check.
+    pub partial: usize,
+    /// From the first member's arrival to admission, virtual seconds, over admitted gangs.
+    pub time_to_admit_s: Latency,
 }
 
 /// Summarises the runs of one configuration (several seeds in fill mode).
@@ -147,6 +167,24 @@ pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary
             0.0
         },
         fill: (mode == Mode::Fill).then(|| fill_summary(runs, fill_to)),
+        gangs: gang_summary(first),
+    })
+}
+
+fn gang_summary(run: &RunResult) -> Option<GangSummary> {
+    if run.gangs.is_empty() {
+        return None;
+    }
+    let gangs = run.gangs.values();
+    let mut admit: Vec<f64> = gangs.clone().filter_map(|g| g.admitted_at.map(|t| t - g.first_seen)).collect();
+    let scheduled = admit.len();
+    Some(GangSummary {
+        total: run.gangs.len(),
+        scheduled,
+        waiting: run.gangs.len() - scheduled,
+        timed_out: gangs.clone().filter(|g| g.timeouts > 0).count(),
+        partial: gangs.filter(|g| g.admitted_at.is_none() && g.bound > 0).count(),
+        time_to_admit_s: rounded(percentiles(&mut admit)),
     })
 }
 

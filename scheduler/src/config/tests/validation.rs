@@ -281,3 +281,22 @@ fn malformed_yaml_names_the_file_line_and_column() {
     let e = parse_config("empty.yaml", "# nothing\n", &upstream_like()).unwrap_err();
     assert_eq!(e.to_string(), "empty.yaml: empty document; expected a KubeSchedulerConfiguration");
 }
+
+#[test]
+fn the_gang_block_sets_hierarchy_reservation_and_timeout() {
+    let r = upstream_like();
+    let text = "tessera:\n  gang:\n    topologyHierarchy: [block, rack]\n    reservation: {enabled: false, seconds: 90}\n    defaultTimeoutSeconds: 30\n";
+    let g = parse(text, &r).unwrap().gang;
+    let levels: Vec<&str> = g.topology_hierarchy.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        (levels, g.reservation, g.reservation_s, g.default_timeout_s),
+        (vec!["block", "rack"], false, 90.0, 30.0)
+    );
+    assert_eq!(parse("tessera: {gang: {}}\n", &r).unwrap().gang, crate::engine::gang::GangOptions::default());
+    let e = err("tessera:\n  gang: {topologyHierarchy: [rack, rack]}\n", &r);
+    assert!(e.contains("tessera.gang.topologyHierarchy[1]: \"rack\" is listed twice"), "{e}");
+    let e = err("tessera:\n  gang: {reservation: {seconds: 0}}\n", &r);
+    assert!(e.contains("tessera.gang.reservation.seconds: must be greater than 0, got 0"), "{e}");
+    let e = err("tessera:\n  gang: {reservation: {hold: true}}\n", &r);
+    assert!(e.contains("hold"), "unknown fields are errors: {e}");
+}

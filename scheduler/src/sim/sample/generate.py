@@ -32,6 +32,8 @@ RACK = "topology.kubernetes.io/rack"
 HOST = "kubernetes.io/hostname"
 PRODUCT = "nvidia.com/gpu.product"
 POD_GROUP = "scheduling.x-k8s.io/pod-group"
+K8S_SCHEDULING = "scheduling.k8s.io/v1alpha3"
+COSCHEDULING = "scheduling.x-k8s.io/v1alpha1"
 ARRIVAL = "tessera.io/arrival"
 DURATION = "tessera.io/duration"
 GPU_MILLI = "alibabacloud.com/gpu-milli"
@@ -370,9 +372,31 @@ def gpu_pod_spec(gpus, product=None, extra=None):
     return spec
 
 
-def training_jobs(rng, out):
+def pod_group(i, name, pods, gpus):
+    """The gang of distributed job `i`, alternating the two APIs (chosen by index, not by the
+    random stream, so that adding gangs left every other object as it was): Kubernetes' own
+    PodGroup, which pods join through spec.schedulingGroup, every other one confined to a rack;
+    and scheduler-plugins coscheduling's, which pods join through a label, some with a timeout
+    or the least free resources the whole gang needs."""
+    meta = {"name": name, "namespace": "ml", "labels": {"app": "pretrain"}}
+    if i % 2 == 0:
+        spec = {"priorityClassName": "training", "schedulingPolicy": {"gang": {"minCount": pods}}}
+        if i % 4 == 0:
+            spec["schedulingConstraints"] = {"topology": [{"key": RACK}]}
+        return {"apiVersion": K8S_SCHEDULING, "kind": "PodGroup", "metadata": meta, "spec": spec}
+    spec = {"minMember": pods}
+    if i % 4 == 1:
+        spec["scheduleTimeoutSeconds"] = 900
+    else:
+        spec["minResources"] = {"cpu": str(8 * gpus * pods), "memory": f"{80 * gpus * pods}Gi",
+                                "nvidia.com/gpu": str(gpus * pods)}
+    return {"apiVersion": COSCHEDULING, "kind": "PodGroup", "metadata": meta, "spec": spec}
+
+
+def training_jobs(rng, out, groups):
     """GPU training: single-pod jobs of 1-8 whole GPUs, and distributed jobs of 2-8 pods that
-    only make progress all together (labelled as a pod group, to become gangs)."""
+    only make progress all together: gangs, each with its PodGroup in `groups` (by namespace
+    and Job name)."""
     for i in range(70):
         gpus = rng.weighted([(1, 8), (2, 5), (4, 4), (8, 3)])
         arrival = rng.int(0, SPAN_S - 3600)
@@ -390,10 +414,17 @@ def training_jobs(rng, out):
         duration = rng.log_uniform(3600, 4 * 3600)
         product = "H100" if rng.random() < 0.45 else None
         name = f"pretrain-{i:03d}"
-        labels = {"app": "pretrain", "job": name, POD_GROUP: name}
+        group = pod_group(i, name, pods, gpus)
+        groups[("ml", name)] = group
+        labels = {"app": "pretrain", "job": name}
+        extra = None
+        if group["apiVersion"] == COSCHEDULING:
+            labels[POD_GROUP] = name
+        else:
+            extra = {"schedulingGroup": {"podGroupName": name}}
         # torchrun-style: each pod knows its rank from the completion index.
         spec = {"completionMode": "Indexed", "completions": pods, "parallelism": pods,
-                "template": {"metadata": {"labels": labels}, "spec": gpu_pod_spec(gpus, product)}}
+                "template": {"metadata": {"labels": labels}, "spec": gpu_pod_spec(gpus, product, extra)}}
         out.append(controller("Job", name, "ml", {"app": "pretrain"}, timing(arrival, duration), spec))
 
 
@@ -444,14 +475,22 @@ def never_fit(out):
 
 def workload(rng):
     out = []
+    groups = {}
     services(rng, out)
     stateful_sets(rng, out)
     inference(rng, out)
     batch_jobs(rng, out)
-    training_jobs(rng, out)
+    training_jobs(rng, out, groups)
     never_fit(out)
-    # Input order is arrival order, which is how people read a trace.
-    return sorted(out, key=lambda o: (arrival_of(o), o["kind"], o["metadata"]["name"]))
+    # Input order is arrival order, which is how people read a trace; a PodGroup (which has no
+    # arrival of its own) comes just before the Job whose pods join it.
+    work = []
+    for o in sorted(out, key=lambda o: (arrival_of(o), o["kind"], o["metadata"]["name"])):
+        group = groups.get((o["metadata"]["namespace"], o["metadata"]["name"])) if o["kind"] == "Job" else None
+        if group:
+            work.append(group)
+        work.append(o)
+    return work
 
 
 def arrival_of(obj):
@@ -487,10 +526,14 @@ def pods_of(obj):
     gpus = float(c.get("limits", {}).get("nvidia.com/gpu", 0))
     gpus += int(meta.get("annotations", {}).get(GPU_MILLI, 0)) / 1000
     h100 = pod_spec.get("nodeSelector", {}).get(PRODUCT) == "H100"
-    return n, qty(c["requests"]["cpu"]), gpus, POD_GROUP in meta.get("labels", {}), h100
+    gang = POD_GROUP in meta.get("labels", {}) or "schedulingGroup" in pod_spec
+    return n, qty(c["requests"]["cpu"]), gpus, gang, h100
 
 
 def stats(cluster_objs, work, sizes):
+    groups = [o for o in work if o["kind"] == "PodGroup"]
+    apis = {api: sum(1 for g in groups if g["apiVersion"] == api) for api in (K8S_SCHEDULING, COSCHEDULING)}
+    work = [o for o in work if o["kind"] != "PodGroup"]
     nodes = [o for o in cluster_objs if o["kind"] == "Node"]
     gpu_nodes = [n for n in nodes if "nvidia.com/gpu" in n["status"]["allocatable"]]
     cpu_cap = sum(qty(n["status"]["allocatable"]["cpu"]) for n in nodes if n not in gpu_nodes)
@@ -506,7 +549,7 @@ def stats(cluster_objs, work, sizes):
         by_kind[o["kind"]] = by_kind.get(o["kind"], 0) + n
         total += n
         gang_pods += n if gang else 0
-    print(f"pods: {total} {by_kind}, of which in pod groups: {gang_pods}", file=sys.stderr)
+    print(f"pods: {total} {by_kind}, of which in pod groups: {gang_pods}; PodGroups: {apis}", file=sys.stderr)
     h100_cap = 8 * sum(1 for n in gpu_nodes if n["metadata"]["labels"][PRODUCT] == "H100")
     print("t      cpu-demand  gpu-demand  h100-only (as if every pod started on arrival)", file=sys.stderr)
     for t in range(0, SPAN_S, 900):
@@ -540,7 +583,8 @@ def main():
                                        "40% 8-GPU (A100/H100, tainted), 2 cordoned; priority classes, namespaces."),
                          cluster_objs),
         "workload.yaml": (header.format(seed=args.seed, what=f"{HOURS} virtual hours of services, batch jobs, GPU "
-                                        "training and inference; timing in tessera.io/arrival and tessera.io/duration."),
+                                        "training (gangs: PodGroups of both APIs) and inference; timing in "
+                                        "tessera.io/arrival and tessera.io/duration."),
                           work),
     }
     sizes = {}

@@ -1,0 +1,247 @@
+//! Where a gang is tried: which topology domains, in which order.
+//!
+//! A gang that must keep to one domain of a node label (`topology[].key`) is tried in the
+//! domains whose free capacity could hold it, tightest first, so that big domains stay free
+//! for big gangs. A gang without one is tried, if the configuration names a hierarchy of
+//! topology labels (`block` > `rack`), in one narrowest domain first (tightest first), then
+//! in one domain of each wider level, then anywhere: the fewest, closest domains win.
+//!
+//! Free capacity is summed per domain, so "could hold it" is necessary, not sufficient: the
+//! worker still places every pod, and a domain that fragments badly simply fails its try.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::{GroupKey, Pod};
+use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
+use tessera_plugins::resources::{MAX_RESOURCES, ResourceVec};
+use tessera_plugins::snapshot::Snapshot;
+
+use super::gang::GangSpec;
+
+/// Domains tried per topology level before moving on: enough to get past a domain that
+/// fragments, few enough that a gang that fits nowhere costs a bounded number of tries.
+const TRIES_PER_LEVEL: usize = 4;
+
+/// Domains tried for a gang that must keep to one.
+const TRIES_REQUIRED: usize = 16;
+
+/// One place to try a gang.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Try {
+    /// `key=value` of the domain; `None` for the whole cluster.
+    pub domain: Option<String>,
+    /// The domain's nodes, sorted; `None` for the whole cluster.
+    pub nodes: Option<Vec<NodeId>>,
+}
+
+impl Try {
+    fn anywhere() -> Try {
+        Try { domain: None, nodes: None }
+    }
+}
+
+/// The tries for a gang, in order, and where to count its shortfall if all fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Places to try, in order; the first that holds every pod wins.
+    pub tries: Vec<Try>,
+    /// Where to count how many pods fit when no try succeeds: the whole cluster, or for a
+    /// gang that must keep to one domain, the domain with the most room.
+    pub fallback: Try,
+}
+
+/// What a gang asks for in total.
+#[derive(Clone, Copy, Debug)]
+struct Demand {
+    resources: ResourceVec,
+    gpu_milli: u64,
+}
+
+impl Demand {
+    fn of(pods: &[Arc<Pod>]) -> Demand {
+        let mut resources = ResourceVec::ZERO;
+        let mut gpu_milli = 0;
+        for p in pods {
+            resources.add(&p.requests);
+            gpu_milli += p.gpu.as_ref().map_or(0, |g| g.total_milli());
+        }
+        Demand { resources, gpu_milli }
+    }
+}
+
+/// A topology domain's nodes and what they have free.
+#[derive(Debug)]
+struct Domain {
+    value: Sym,
+    nodes: Vec<NodeId>,
+    free: ResourceVec,
+    gpu_free: u64,
+}
+
+impl Domain {
+    fn holds(&self, d: &Demand) -> bool {
+        self.gpu_free >= d.gpu_milli && (0..MAX_RESOURCES).all(|i| self.free.0[i] >= d.resources.0[i])
+    }
+
+    /// Room left after the gang, in the gang's scarcest kind: GPUs when it asks for any.
+    fn slack(&self, d: &Demand) -> i128 {
+        if d.gpu_milli > 0 {
+            i128::from(self.gpu_free) - i128::from(d.gpu_milli)
+        } else {
+            i128::from(self.free.0[0]) - i128::from(d.resources.0[0])
+        }
+    }
+}
+
+/// The plan for gang `spec` of `pods` over `snapshot`, given the configured `hierarchy`
+/// (widest level first).
+pub fn plan(snapshot: &Snapshot, pods: &[Arc<Pod>], spec: &GangSpec, hierarchy: &[Sym]) -> Plan {
+    let demand = Demand::of(pods);
+    if let Some(key) = spec.topology_key {
+        let domains = domains(snapshot, key, spec.key);
+        let tries = fitting(&domains, &demand).take(TRIES_REQUIRED).map(|d| try_of(key, d)).collect();
+        let roomiest = domains.iter().max_by_key(|d| (d.slack(&demand), std::cmp::Reverse(d.value.as_str())));
+        let fallback = roomiest.map_or_else(
+            || Try { domain: Some(format!("any {key} domain (no node has the label)")), nodes: Some(Vec::new()) },
+            |d| try_of(key, d),
+        );
+        return Plan { tries, fallback };
+    }
+    let mut tries = Vec::new();
+    for &key in hierarchy.iter().rev() {
+        let domains = domains(snapshot, key, spec.key);
+        tries.extend(fitting(&domains, &demand).take(TRIES_PER_LEVEL).map(|d| try_of(key, d)));
+    }
+    tries.push(Try::anywhere());
+    Plan { tries, fallback: Try::anywhere() }
+}
+
+fn try_of(key: Sym, d: &Domain) -> Try {
+    Try { domain: Some(format!("{key}={}", d.value)), nodes: Some(d.nodes.clone()) }
+}
+
+/// Domains that could hold `demand`, tightest first (ties by name, for determinism).
+fn fitting<'d>(domains: &'d [Domain], demand: &'d Demand) -> impl Iterator<Item = &'d Domain> + 'd {
+    let mut fit: Vec<&Domain> = domains.iter().filter(|d| d.holds(demand)).collect();
+    fit.sort_by(|a, b| a.slack(demand).cmp(&b.slack(demand)).then_with(|| a.value.as_str().cmp(b.value.as_str())));
+    fit.into_iter()
+}
+
+/// The domains of node label `key`, with the nodes gang `gang` may use (not those held for
+/// another gang) and their free capacity.
+fn domains(snapshot: &Snapshot, key: Sym, gang: GroupKey) -> Vec<Domain> {
+    let mut by_value: HashMap<Sym, Domain> = HashMap::new();
+    for n in snapshot.nodes() {
+        let Some(value) = n.node.labels.get(key) else { continue };
+        if n.reserved_for.is_some_and(|g| g != gang) {
+            continue;
+        }
+        let d = by_value.entry(value).or_insert_with(|| Domain {
+            value,
+            nodes: Vec::new(),
+            free: ResourceVec::ZERO,
+            gpu_free: 0,
+        });
+        d.nodes.push(n.id);
+        d.free.add(&n.free());
+        d.gpu_free += gpu_free(n);
+    }
+    let mut out: Vec<Domain> = by_value.into_values().collect();
+    for d in &mut out {
+        d.nodes.sort_unstable();
+    }
+    out.sort_by(|a, b| a.value.as_str().cmp(b.value.as_str()));
+    out
+}
+
+/// Free milli-GPU on a node.
+pub fn gpu_free(n: &NodeInfo) -> u64 {
+    (0..n.node.gpus.len()).map(|i| u64::from(n.gpu_free(i))).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_plugins::labels::LabelSet;
+    use tessera_plugins::model::{Gpu, GpuRequest, Node};
+
+    use super::*;
+
+    fn node(name: &str, rack: &str, gpus: usize) -> Node {
+        Node {
+            name: Sym::new(name),
+            labels: LabelSet::from_pairs([("rack", rack)]),
+            taints: Vec::new(),
+            unschedulable: false,
+            allocatable: ResourceVec::cpu_mem(64_000, 256 << 30),
+            allowed_pods: 110,
+            images: Vec::new(),
+            gpus: (0..gpus).map(|_| Gpu { model: Sym::new("A100"), island: 0 }).collect(),
+        }
+    }
+
+    fn gpu_pod(name: &str, gpus: u32) -> Arc<Pod> {
+        let mut p = Pod::new("ml", name, ResourceVec::cpu_mem(1000, 1 << 30));
+        p.gpu = Some(GpuRequest { count: gpus, milli: 1000, models: Vec::new() });
+        Arc::new(p)
+    }
+
+    fn snapshot(racks: &[(&str, usize)]) -> Snapshot {
+        let mut s = Snapshot::new();
+        let mut id = 0;
+        for (rack, nodes) in racks {
+            for i in 0..*nodes {
+                s.set_node(Arc::new(NodeInfo::new(id, Arc::new(node(&format!("{rack}-{i}"), rack, 8)))));
+                id += 1;
+            }
+        }
+        s
+    }
+
+    fn spec(topology: Option<&str>) -> GangSpec {
+        GangSpec {
+            key: GroupKey::new("ml", "g"),
+            topology_key: topology.map(Sym::new),
+            formed_at: 0.0,
+            timeout_s: None,
+        }
+    }
+
+    fn domains_of(plan: &Plan) -> Vec<Option<String>> {
+        plan.tries.iter().map(|t| t.domain.clone()).collect()
+    }
+
+    #[test]
+    fn a_required_key_tries_only_domains_that_could_hold_the_gang_tightest_first() {
+        // big: 4 nodes (32 GPUs), small: 2 nodes (16 GPUs), tiny: 1 node (8 GPUs).
+        let s = snapshot(&[("big", 4), ("small", 2), ("tiny", 1)]);
+        let pods: Vec<Arc<Pod>> = (0..3).map(|i| gpu_pod(&format!("p{i}"), 4)).collect();
+        let p = plan(&s, &pods, &spec(Some("rack")), &[]);
+        assert_eq!(domains_of(&p), [Some("rack=small".to_string()), Some("rack=big".to_string())]);
+        assert_eq!(p.tries[0].nodes, Some(vec![4, 5]));
+        assert_eq!(p.fallback.domain.as_deref(), Some("rack=big"));
+    }
+
+    #[test]
+    fn a_hierarchy_tries_the_narrowest_level_first_then_anywhere() {
+        let s = snapshot(&[("r1", 2), ("r2", 1)]);
+        let small: Vec<Arc<Pod>> = vec![gpu_pod("a", 8)];
+        let p = plan(&s, &small, &spec(None), &[Sym::new("rack")]);
+        assert_eq!(domains_of(&p), [Some("rack=r2".to_string()), Some("rack=r1".to_string()), None]);
+        let huge: Vec<Arc<Pod>> = (0..4).map(|i| gpu_pod(&format!("p{i}"), 8)).collect();
+        assert_eq!(domains_of(&plan(&s, &huge, &spec(None), &[Sym::new("rack")])), [None], "no rack holds it");
+    }
+
+    #[test]
+    fn nodes_held_for_another_gang_do_not_count() {
+        let mut s = snapshot(&[("r1", 2)]);
+        let mut held = NodeInfo::clone(s.node(0).map(|n| n.as_ref()).unwrap());
+        held.reserved_for = Some(GroupKey::new("ml", "other"));
+        s.set_node(Arc::new(held));
+        let pods: Vec<Arc<Pod>> = (0..2).map(|i| gpu_pod(&format!("p{i}"), 8)).collect();
+        assert!(plan(&s, &pods, &spec(Some("rack")), &[]).tries.is_empty());
+        let own: Vec<Arc<Pod>> = vec![gpu_pod("p", 8)];
+        assert_eq!(plan(&s, &own, &spec(Some("rack")), &[]).tries[0].nodes, Some(vec![1]));
+    }
+}

@@ -1,0 +1,286 @@
+//! Gang definitions into [`PodGroup`]s, from both APIs that define them: Kubernetes' own
+//! `scheduling.k8s.io/v1alpha3` PodGroup (and the Workload whose templates a controller turns
+//! into PodGroups), and scheduler-plugins coscheduling's `scheduling.x-k8s.io/v1alpha1`
+//! PodGroup, so that clusters already on coscheduling work unchanged.
+//!
+//! Pods find their group by name in their own namespace (see [`super::pod`]), whichever API
+//! defined it; the API only decides which fields there are to read.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::api::scheduling::v1alpha3 as sched;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::{GroupKey, MAX_MIN_COUNT, PodGroup, PodGroupApi};
+
+use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
+use super::pod::PodContext;
+use super::quantities::resource_list;
+use super::yaml::Objects;
+
+/// `apiVersion` of Kubernetes' own PodGroup and Workload.
+pub const KUBERNETES_API_VERSION: &str = "scheduling.k8s.io/v1alpha3";
+/// `apiVersion` of scheduler-plugins coscheduling's PodGroup.
+pub const COSCHEDULING_API_VERSION: &str = "scheduling.x-k8s.io/v1alpha1";
+
+/// A PodGroup as read from YAML, of either API. Both share `kind: PodGroup`, so the reader
+/// keeps them in one list in input order: that order decides which of two groups with the
+/// same name wins (see [`pod_groups`]).
+#[derive(Clone, Debug)]
+pub enum PodGroupObject {
+    /// `scheduling.k8s.io/v1alpha3`.
+    Kubernetes(Box<sched::PodGroup>),
+    /// `scheduling.x-k8s.io/v1alpha1`.
+    Coscheduling(Box<tessera_crds::PodGroup>),
+}
+
+// The custom resource's derive gives no `PartialEq`, and `Objects` (which holds these) is
+// compared in tests; its parts all compare.
+impl PartialEq for PodGroupObject {
+    fn eq(&self, other: &PodGroupObject) -> bool {
+        match (self, other) {
+            (PodGroupObject::Kubernetes(a), PodGroupObject::Kubernetes(b)) => a == b,
+            (PodGroupObject::Coscheduling(a), PodGroupObject::Coscheduling(b)) => {
+                a.metadata == b.metadata && a.spec == b.spec && a.status == b.status
+            }
+            _ => false,
+        }
+    }
+}
+
+impl PodGroupObject {
+    /// Converts the group, resolving a Kubernetes group's `priorityClassName` through `cx`.
+    pub fn convert(&self, cx: &PodContext) -> Result<PodGroup, IngestError> {
+        match self {
+            PodGroupObject::Kubernetes(pg) => kubernetes_pod_group(pg, cx),
+            PodGroupObject::Coscheduling(pg) => coscheduling_pod_group(pg),
+        }
+    }
+}
+
+/// Converts a Kubernetes PodGroup: `spec.schedulingPolicy.gang.minCount` (or 1 for the
+/// `basic` policy, which has no gang semantics), the topology constraint, and the priority
+/// (`spec.priority`, else `spec.priorityClassName` resolved through `cx`; neither leaves it
+/// unset rather than applying the global default, so that the members' own priorities decide).
+///
+/// Upstream validation allows one topology constraint; more than one is rejected here as
+/// there, rather than silently keeping the first.
+pub fn kubernetes_pod_group(pg: &sched::PodGroup, cx: &PodContext) -> Result<PodGroup, IngestError> {
+    let namespace = namespace_of(&pg.metadata);
+    let convert = || {
+        let name = required_name(&pg.metadata)?;
+        let spec = &pg.spec;
+        let gang = Gang {
+            policy: &spec.scheduling_policy,
+            constraints: spec.scheduling_constraints.as_ref(),
+            priority: spec.priority,
+            priority_class_name: spec.priority_class_name.as_deref(),
+        };
+        gang.convert(namespace, name, "spec", cx)
+    };
+    convert().map_err(|e| e.on(ObjectRef::namespaced("PodGroup", namespace, pg.metadata.name.as_deref())))
+}
+
+/// Converts a scheduler-plugins PodGroup: `minMember`, `minResources` and
+/// `scheduleTimeoutSeconds` (0 means the scheduler's default there, so it is left unset as when
+/// absent). Coscheduling has no topology constraint.
+pub fn coscheduling_pod_group(pg: &tessera_crds::PodGroup) -> Result<PodGroup, IngestError> {
+    let namespace = namespace_of(&pg.metadata);
+    let convert = || {
+        let name = required_name(&pg.metadata)?;
+        let spec = &pg.spec;
+        let min_count = min_count(spec.min_member, "spec.minMember")?;
+        let min_resources = resource_list(spec.min_resources.as_ref(), "spec.minResources")?;
+        let schedule_timeout_s = match spec.schedule_timeout_seconds {
+            Some(s) if s < 0 => {
+                let problem = FieldProblem::TooSmall { min: 0, got: i64::from(s) };
+                return Err(FieldError::new("spec.scheduleTimeoutSeconds", problem));
+            }
+            Some(s) if s > 0 => Some(f64::from(s)),
+            _ => None,
+        };
+        Ok(PodGroup {
+            key: GroupKey::new(namespace, name),
+            api: PodGroupApi::Coscheduling,
+            min_count,
+            topology_key: None,
+            schedule_timeout_s,
+            priority: None,
+            min_resources: (min_resources.present != 0).then_some(min_resources.values),
+        })
+    };
+    convert().map_err(|e| e.on(ObjectRef::namespaced("PodGroup", namespace, pg.metadata.name.as_deref())))
+}
+
+/// The PodGroups a controller would create from a Workload: one per `spec.podGroupTemplates`
+/// entry, named `<workload name>-<template name>` in the Workload's namespace, in template
+/// order, converted as [`kubernetes_pod_group`] converts a PodGroup (fields of template `i` are
+/// named `spec.podGroupTemplates[i]...` in errors). `compositePodGroupTemplates` (a
+/// feature-gated hierarchy of groups) yield nothing: the simulator does not model composite
+/// groups, and their leaf PodGroups can be written out explicitly.
+pub fn workload_pod_groups(w: &sched::Workload, cx: &PodContext) -> Result<Vec<PodGroup>, IngestError> {
+    let namespace = namespace_of(&w.metadata);
+    let convert = || -> Result<Vec<PodGroup>, FieldError> {
+        let workload = required_name(&w.metadata)?;
+        let templates = w.spec.pod_group_templates.iter().flatten().enumerate();
+        templates
+            .map(|(i, t)| {
+                let at = format!("spec.podGroupTemplates[{i}]");
+                let template =
+                    non_empty(&t.name).ok_or_else(|| FieldError::new(format!("{at}.name"), FieldProblem::Missing))?;
+                let gang = Gang {
+                    policy: &t.scheduling_policy,
+                    constraints: t.scheduling_constraints.as_ref(),
+                    priority: t.priority,
+                    priority_class_name: t.priority_class_name.as_deref(),
+                };
+                gang.convert(namespace, &format!("{workload}-{template}"), &at, cx)
+            })
+            .collect()
+    };
+    convert().map_err(|e| e.on(ObjectRef::namespaced("Workload", namespace, w.metadata.name.as_deref())))
+}
+
+/// Every gang of `objects`: the PodGroups of both APIs, then the groups materialized from
+/// Workloads.
+///
+/// Upstream, a controller creates PodGroups from a Workload's templates; the simulator stands
+/// in for it, materializing template `t` of Workload `w` as `<w>-<t>` only when the input
+/// holds no PodGroup (of either API) of that name in the Workload's namespace, and no
+/// Kubernetes PodGroup whose `spec.workloadRef` already points at that template (a dump of a
+/// real cluster, where the controller chose its own names). An explicit PodGroup always beats a
+/// template.
+///
+/// Two groups with the same `namespace/name` (one of each API, say): the later one in input
+/// order wins, keeping the earlier one's position in the list.
+pub fn pod_groups(objects: &Objects, cx: &PodContext) -> Result<Vec<PodGroup>, IngestError> {
+    let mut groups = Groups::default();
+    let mut instantiated = HashSet::new();
+    for object in &objects.pod_groups {
+        groups.put(object.convert(cx)?);
+        if let PodGroupObject::Kubernetes(pg) = object
+            && let Some(r) = &pg.spec.workload_ref
+        {
+            instantiated.insert((namespace_of(&pg.metadata), r.workload_name.as_str(), r.template_name.as_str()));
+        }
+    }
+    let explicit: HashSet<GroupKey> = groups.index.keys().copied().collect();
+    for w in &objects.workloads {
+        let namespace = namespace_of(&w.metadata);
+        let workload = w.metadata.name.as_deref().unwrap_or_default();
+        let templates = w.spec.pod_group_templates.iter().flatten();
+        for (group, t) in workload_pod_groups(w, cx)?.into_iter().zip(templates) {
+            let made = instantiated.contains(&(namespace, workload, t.name.as_str()));
+            if !made && !explicit.contains(&group.key) {
+                groups.put(group);
+            }
+        }
+    }
+    Ok(groups.list)
+}
+
+/// Groups in first-seen order, a later group replacing an earlier one of the same key.
+#[derive(Default)]
+struct Groups {
+    list: Vec<PodGroup>,
+    index: HashMap<GroupKey, usize>,
+}
+
+impl Groups {
+    fn put(&mut self, group: PodGroup) {
+        match self.index.entry(group.key) {
+            Entry::Occupied(e) => self.list[*e.get()] = group,
+            Entry::Vacant(e) => {
+                e.insert(self.list.len());
+                self.list.push(group);
+            }
+        }
+    }
+}
+
+/// The fields a Kubernetes PodGroup and a Workload's PodGroup template share.
+struct Gang<'a> {
+    policy: &'a sched::PodGroupSchedulingPolicy,
+    constraints: Option<&'a sched::PodGroupSchedulingConstraints>,
+    priority: Option<i32>,
+    priority_class_name: Option<&'a str>,
+}
+
+impl Gang<'_> {
+    /// The group `namespace/name`, its fields found under `at`.
+    fn convert(&self, namespace: &str, name: &str, at: &str, cx: &PodContext) -> Result<PodGroup, FieldError> {
+        let min_count = match (&self.policy.basic, &self.policy.gang) {
+            (None, Some(gang)) => min_count(gang.min_count, &format!("{at}.schedulingPolicy.gang.minCount"))?,
+            (Some(_), None) => 1,
+            _ => {
+                let rule = FieldProblem::Rule("exactly one of basic and gang must be set");
+                return Err(FieldError::new(format!("{at}.schedulingPolicy"), rule));
+            }
+        };
+        Ok(PodGroup {
+            key: GroupKey::new(namespace, name),
+            api: PodGroupApi::Kubernetes,
+            min_count,
+            topology_key: topology_key(self.constraints, at)?,
+            schedule_timeout_s: None,
+            priority: self.priority(at, cx)?,
+            min_resources: None,
+        })
+    }
+
+    fn priority(&self, at: &str, cx: &PodContext) -> Result<Option<i32>, FieldError> {
+        if self.priority.is_some() {
+            return Ok(self.priority);
+        }
+        let Some(class) = self.priority_class_name.filter(|c| !c.is_empty()) else { return Ok(None) };
+        let not_found = || {
+            let problem = FieldProblem::NotFound { kind: "PriorityClass", name: class.to_string() };
+            FieldError::new(format!("{at}.priorityClassName"), problem)
+        };
+        cx.priority_class(class).map(Some).ok_or_else(not_found)
+    }
+}
+
+/// The key of the one topology constraint under `at.schedulingConstraints`, if any.
+fn topology_key(
+    constraints: Option<&sched::PodGroupSchedulingConstraints>,
+    at: &str,
+) -> Result<Option<Sym>, FieldError> {
+    let topology = constraints.and_then(|c| c.topology.as_deref()).unwrap_or_default();
+    match topology {
+        [] => Ok(None),
+        [one] => non_empty(&one.key).map(|k| Some(Sym::new(k))).ok_or_else(|| {
+            FieldError::new(format!("{at}.schedulingConstraints.topology[0].key"), FieldProblem::Missing)
+        }),
+        _ => Err(FieldError::new(
+            format!("{at}.schedulingConstraints.topology"),
+            FieldProblem::Rule("at most one topology constraint may be set"),
+        )),
+    }
+}
+
+/// `minCount` / `minMember`, which must be positive and at most [`MAX_MIN_COUNT`].
+fn min_count(value: i32, field: &str) -> Result<u32, FieldError> {
+    u32::try_from(value).ok().filter(|n| (1..=MAX_MIN_COUNT).contains(n)).ok_or_else(|| {
+        let problem = FieldProblem::OutOfRange { min: 1, max: i64::from(MAX_MIN_COUNT), got: i64::from(value) };
+        FieldError::new(field, problem)
+    })
+}
+
+/// The namespace, `default` when unset, as the API server defaults it.
+fn namespace_of(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default")
+}
+
+fn required_name(meta: &ObjectMeta) -> Result<&str, FieldError> {
+    meta.name.as_deref().and_then(non_empty).ok_or_else(|| FieldError::new("metadata.name", FieldProblem::Missing))
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+#[path = "pod_group_tests.rs"]
+mod tests;
