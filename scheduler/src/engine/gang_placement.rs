@@ -163,36 +163,15 @@ pub fn gpu_free(n: &NodeInfo) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use tessera_plugins::labels::LabelSet;
-    use tessera_plugins::model::{Gpu, GpuRequest, Node};
-
     use super::*;
-
-    fn node(name: &str, rack: &str, gpus: usize) -> Node {
-        Node {
-            name: Sym::new(name),
-            labels: LabelSet::from_pairs([("rack", rack)]),
-            taints: Vec::new(),
-            unschedulable: false,
-            allocatable: ResourceVec::cpu_mem(64_000, 256 << 30),
-            allowed_pods: 110,
-            images: Vec::new(),
-            gpus: (0..gpus).map(|_| Gpu { model: Sym::new("A100"), island: 0 }).collect(),
-        }
-    }
-
-    fn gpu_pod(name: &str, gpus: u32) -> Arc<Pod> {
-        let mut p = Pod::new("ml", name, ResourceVec::cpu_mem(1000, 1 << 30));
-        p.gpu = Some(GpuRequest { count: gpus, milli: 1000, models: Vec::new() });
-        Arc::new(p)
-    }
+    use crate::engine::test_support::{RACK, gpu_node, shared_gpu_pod as gpu_pod};
 
     fn snapshot(racks: &[(&str, usize)]) -> Snapshot {
         let mut s = Snapshot::new();
         let mut id = 0;
         for (rack, nodes) in racks {
             for i in 0..*nodes {
-                s.set_node(Arc::new(NodeInfo::new(id, Arc::new(node(&format!("{rack}-{i}"), rack, 8)))));
+                s.set_node(Arc::new(NodeInfo::new(id, Arc::new(gpu_node(&format!("{rack}-{i}"), rack, 8)))));
                 id += 1;
             }
         }
@@ -217,20 +196,20 @@ mod tests {
         // big: 4 nodes (32 GPUs), small: 2 nodes (16 GPUs), tiny: 1 node (8 GPUs).
         let s = snapshot(&[("big", 4), ("small", 2), ("tiny", 1)]);
         let pods: Vec<Arc<Pod>> = (0..3).map(|i| gpu_pod(&format!("p{i}"), 4)).collect();
-        let p = plan(&s, &pods, &spec(Some("rack")), &[]);
-        assert_eq!(domains_of(&p), [Some("rack=small".to_string()), Some("rack=big".to_string())]);
+        let p = plan(&s, &pods, &spec(Some(RACK)), &[]);
+        assert_eq!(domains_of(&p), [Some(format!("{RACK}=small")), Some(format!("{RACK}=big"))]);
         assert_eq!(p.tries[0].nodes, Some(vec![4, 5]));
-        assert_eq!(p.fallback.domain.as_deref(), Some("rack=big"));
+        assert_eq!(p.fallback.domain.as_deref(), Some(format!("{RACK}=big").as_str()));
     }
 
     #[test]
     fn a_hierarchy_tries_the_narrowest_level_first_then_anywhere() {
         let s = snapshot(&[("r1", 2), ("r2", 1)]);
         let small: Vec<Arc<Pod>> = vec![gpu_pod("a", 8)];
-        let p = plan(&s, &small, &spec(None), &[Sym::new("rack")]);
-        assert_eq!(domains_of(&p), [Some("rack=r2".to_string()), Some("rack=r1".to_string()), None]);
+        let p = plan(&s, &small, &spec(None), &[Sym::new(RACK)]);
+        assert_eq!(domains_of(&p), [Some(format!("{RACK}=r2")), Some(format!("{RACK}=r1")), None]);
         let huge: Vec<Arc<Pod>> = (0..4).map(|i| gpu_pod(&format!("p{i}"), 8)).collect();
-        assert_eq!(domains_of(&plan(&s, &huge, &spec(None), &[Sym::new("rack")])), [None], "no rack holds it");
+        assert_eq!(domains_of(&plan(&s, &huge, &spec(None), &[Sym::new(RACK)])), [None], "no rack holds it");
     }
 
     #[test]
@@ -240,8 +219,8 @@ mod tests {
         held.reserved_for = Some(GroupKey::new("ml", "other"));
         s.set_node(Arc::new(held));
         let pods: Vec<Arc<Pod>> = (0..2).map(|i| gpu_pod(&format!("p{i}"), 8)).collect();
-        assert!(plan(&s, &pods, &spec(Some("rack")), &[]).tries.is_empty());
+        assert!(plan(&s, &pods, &spec(Some(RACK)), &[]).tries.is_empty());
         let own: Vec<Arc<Pod>> = vec![gpu_pod("p", 8)];
-        assert_eq!(plan(&s, &own, &spec(Some("rack")), &[]).tries[0].nodes, Some(vec![1]));
+        assert_eq!(plan(&s, &own, &spec(Some(RACK)), &[]).tries[0].nodes, Some(vec![1]));
     }
 }

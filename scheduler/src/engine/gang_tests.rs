@@ -6,41 +6,21 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use tessera_plugins::intern::Sym;
-use tessera_plugins::labels::LabelSet;
-use tessera_plugins::model::{Gpu, GpuRequest, GroupKey, Node, Pod, PodGroup, PodGroupApi, PodKey};
+use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodGroupApi, PodKey};
 use tessera_plugins::registry::Registry;
-use tessera_plugins::resources::ResourceVec;
 
 use super::gang::GangOptions;
+use super::test_support::{RACK, gpu_node, gpu_pod, shared_gpu_pod};
 use super::*;
 
-const RACK: &str = "topology.kubernetes.io/rack";
-
-fn gpu_node(name: &str, rack: &str, gpus: usize) -> Node {
-    Node {
-        name: Sym::new(name),
-        labels: LabelSet::from_pairs([("kubernetes.io/hostname", name), (RACK, rack)]),
-        taints: vec![],
-        unschedulable: false,
-        allocatable: ResourceVec::cpu_mem(64_000, 512 << 30),
-        allowed_pods: 110,
-        images: vec![],
-        gpus: (0..gpus).map(|_| Gpu { model: Sym::new("A100"), island: 0 }).collect(),
-    }
-}
-
 fn member(gang: &str, i: usize, gpus: u32) -> Arc<Pod> {
-    let mut p = Pod::new("ml", &format!("{gang}-{i}"), ResourceVec::cpu_mem(1000, 1 << 30));
-    p.scheduler_name = Sym::new("default-scheduler");
-    p.gpu = (gpus > 0).then(|| GpuRequest { count: gpus, milli: 1000, models: vec![] });
+    let mut p = gpu_pod(&format!("{gang}-{i}"), gpus);
     p.pod_group = Some(Sym::new(gang));
     Arc::new(p)
 }
 
 fn solo(name: &str, gpus: u32) -> Arc<Pod> {
-    let mut p = Pod::clone(&member(name, 0, gpus));
-    p.pod_group = None;
-    Arc::new(p)
+    shared_gpu_pod(name, gpus)
 }
 
 fn engine_with(nodes: &[Node], workers: usize, gang: GangOptions) -> Engine {

@@ -611,4 +611,6 @@ impl Resolver<'_> {
 #[cfg(test)]
 mod gang_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -143,35 +143,14 @@ fn take(r: &mut Room, pod: &Pod) {
 
 #[cfg(test)]
 mod tests {
-    use tessera_plugins::labels::LabelSet;
-    use tessera_plugins::model::{Gpu, GpuRequest, Node};
-
     use super::*;
-
-    fn node(name: &str, rack: &str) -> Node {
-        Node {
-            name: Sym::new(name),
-            labels: LabelSet::from_pairs([("rack", rack)]),
-            taints: Vec::new(),
-            unschedulable: false,
-            allocatable: ResourceVec::cpu_mem(64_000, 256 << 30),
-            allowed_pods: 110,
-            images: Vec::new(),
-            gpus: (0..8).map(|_| Gpu { model: Sym::new("A100"), island: 0 }).collect(),
-        }
-    }
-
-    fn gpu_pod(name: &str, gpus: u32) -> Arc<Pod> {
-        let mut p = Pod::new("ml", name, ResourceVec::cpu_mem(1000, 1 << 30));
-        p.gpu = Some(GpuRequest { count: gpus, milli: 1000, models: Vec::new() });
-        Arc::new(p)
-    }
+    use crate::engine::test_support::{RACK, gpu_node, shared_gpu_pod as gpu_pod};
 
     fn cluster(racks: &[&str], busy: &[NodeId]) -> Snapshot {
         let mut s = Snapshot::new();
         for (i, rack) in racks.iter().enumerate() {
             let id = i as NodeId;
-            s.set_node(Arc::new(NodeInfo::new(id, Arc::new(node(&format!("n{i}"), rack)))));
+            s.set_node(Arc::new(NodeInfo::new(id, Arc::new(gpu_node(&format!("n{i}"), rack, 8)))));
             if busy.contains(&id) {
                 s.add_pod(id, gpu_pod(&format!("busy{i}"), 6));
             }
@@ -190,8 +169,8 @@ mod tests {
     fn keeps_to_one_domain_and_gives_up_when_none_can_ever_hold_the_gang() {
         let s = cluster(&["a", "b", "b"], &[]);
         let gang: Vec<Arc<Pod>> = (0..2).map(|i| gpu_pod(&format!("g{i}"), 8)).collect();
-        assert_eq!(choose(&s, &gang, GroupKey::new("ml", "g"), Some(Sym::new("rack"))), vec![1, 2]);
+        assert_eq!(choose(&s, &gang, GroupKey::new("ml", "g"), Some(Sym::new(RACK))), vec![1, 2]);
         let too_big: Vec<Arc<Pod>> = (0..3).map(|i| gpu_pod(&format!("g{i}"), 8)).collect();
-        assert!(choose(&s, &too_big, GroupKey::new("ml", "g"), Some(Sym::new("rack"))).is_empty());
+        assert!(choose(&s, &too_big, GroupKey::new("ml", "g"), Some(Sym::new(RACK))).is_empty());
     }
 }
