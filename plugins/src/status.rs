@@ -110,7 +110,14 @@ impl Diagnosis {
     /// Records that a node failed with `status`.
     pub fn add_node_status(&mut self, status: &Status) {
         for r in &status.reasons {
-            *self.reasons.entry(r.to_string()).or_insert(0) += 1;
+            // Called once per failed node: most fail for a reason already counted, so look it
+            // up before allocating its key.
+            match self.reasons.get_mut(r.as_ref()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.reasons.insert(r.to_string(), 1);
+                }
+            }
         }
         if !status.plugin.is_empty() && !self.unschedulable_plugins.contains(&status.plugin) {
             self.unschedulable_plugins.push(status.plugin);

@@ -448,6 +448,19 @@ mod tests {
     }
 
     #[test]
+    fn verify_catches_gpus_booked_twice() {
+        let (nodes, pods, _) = world(false);
+        let profiles = crate::config::default_config(&tessera_plugins::registry::Registry::builtin()).unwrap().profiles;
+        let profile = &profiles[0];
+        let fine = on(&pods, &[(0, 0), (1, 1)]);
+        let check = |bound: &[(Arc<Pod>, Sym)]| crate::verify::verify(&nodes, bound, |_| Some(profile)).len();
+        assert_eq!(check(&fine), 0);
+        // Two pods of 8 GPUs on one node of 8: both are flagged.
+        let twice = on(&pods, &[(0, 0), (1, 0)]);
+        assert_eq!(check(&twice), 2);
+    }
+
+    #[test]
     fn percentiles_and_hash_of_nothing_are_defined() {
         assert_eq!(percentiles(&mut []), Latency { p50: 0.0, p99: 0.0 });
         assert_eq!(placement_hash(&[]), format!("{:016x}", 0xcbf2_9ce4_8422_2325_u64));

@@ -125,34 +125,43 @@ fn try_of(key: Sym, d: &Domain) -> Try {
 /// Domains that could hold `demand`, tightest first (ties by name, for determinism).
 fn fitting<'d>(domains: &'d [Domain], demand: &'d Demand) -> impl Iterator<Item = &'d Domain> + 'd {
     let mut fit: Vec<&Domain> = domains.iter().filter(|d| d.holds(demand)).collect();
-    fit.sort_by(|a, b| a.slack(demand).cmp(&b.slack(demand)).then_with(|| a.value.as_str().cmp(b.value.as_str())));
+    // `domains` come sorted by name and the sort is stable: ties stay in name order without
+    // resolving interned strings (a shared-map lookup each) in the comparator.
+    fit.sort_by_key(|d| d.slack(demand));
     fit.into_iter()
 }
 
 /// The domains of node label `key`, with the nodes gang `gang` may use (not those held for
 /// another gang) and their free capacity.
 fn domains(snapshot: &Snapshot, key: Sym, gang: GroupKey) -> Vec<Domain> {
-    let mut by_value: HashMap<Sym, Domain> = HashMap::new();
+    let mut out: Vec<Domain> = Vec::new();
+    let mut index: HashMap<Sym, usize> = HashMap::new();
+    // Nodes of one domain tend to be neighbours (a rack's nodes are listed together): the last
+    // domain is checked before hashing. This runs over every node for every gang tried.
+    let mut last: Option<(Sym, usize)> = None;
     for n in snapshot.nodes() {
         let Some(value) = n.node.labels.get(key) else { continue };
         if n.reserved_for.is_some_and(|g| g != gang) {
             continue;
         }
-        let d = by_value.entry(value).or_insert_with(|| Domain {
-            value,
-            nodes: Vec::new(),
-            free: ResourceVec::ZERO,
-            gpu_free: 0,
-        });
+        let i = match last {
+            Some((v, i)) if v == value => i,
+            _ => *index.entry(value).or_insert_with(|| {
+                out.push(Domain { value, nodes: Vec::new(), free: ResourceVec::ZERO, gpu_free: 0 });
+                out.len() - 1
+            }),
+        };
+        last = Some((value, i));
+        let Some(d) = out.get_mut(i) else { continue };
         d.nodes.push(n.id);
         d.free.add(&n.free());
         d.gpu_free += gpu_free(n);
     }
-    let mut out: Vec<Domain> = by_value.into_values().collect();
     for d in &mut out {
         d.nodes.sort_unstable();
     }
-    out.sort_by(|a, b| a.value.as_str().cmp(b.value.as_str()));
+    // One string lookup per domain, not one per comparison.
+    out.sort_by_cached_key(|d| d.value.as_str());
     out
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use tessera_plugins::framework::Profile;
+use tessera_plugins::framework::{Profile, same_node_local_signature};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::NodeId;
@@ -182,14 +182,29 @@ impl Worker {
     fn count_fit(&mut self, profile: &Profile, pods: &[Arc<Pod>], at: &Try) -> (Shortfall, Option<Diagnosis>) {
         let mut shortfall = Shortfall { needed: pods.len(), domain: at.domain.clone(), ..Shortfall::default() };
         let (mut placed, mut placements, mut first) = (Vec::new(), Vec::new(), None);
+        let mut last_misfit: Option<(&Arc<Pod>, String)> = None;
         for pod in pods {
+            // A pod that asks exactly what the last misfit asked, on a view that did not change
+            // since (misfits are not added), fails the same way: count it without a cycle. A
+            // gang's members are usually alike, so a gang that does not fit costs one failed
+            // cycle instead of one per missing member.
+            if let Some((m, reason)) = &last_misfit
+                && same_needs(m, pod)
+            {
+                *shortfall.reasons.entry(reason.clone()).or_insert(0) += 1;
+                continue;
+            }
             match self.place_one(profile, pod, at.nodes.as_deref()) {
                 Ok(p) => {
                     placed.push(pod.clone());
                     placements.push(p);
+                    // The view changed: a later twin of the last misfit gets its own cycle.
+                    last_misfit = None;
                 }
                 Err(d) => {
-                    *shortfall.reasons.entry(main_reason(&d)).or_insert(0) += 1;
+                    let reason = main_reason(&d);
+                    *shortfall.reasons.entry(reason.clone()).or_insert(0) += 1;
+                    last_misfit = Some((pod, reason));
                     first.get_or_insert(d);
                 }
             }
@@ -236,6 +251,22 @@ impl Worker {
             self.snapshot.remove_pod(p.node, &pod.key());
         }
     }
+}
+
+/// Whether `a` and `b` ask the same of a node: the node-local signature plus every field the
+/// other plugins read (labels, spread, inter-pod affinity, images, gang) — all but the name,
+/// uid and creation time, which no Filter looks at.
+fn same_needs(a: &Pod, b: &Pod) -> bool {
+    same_node_local_signature(a, b)
+        && a.namespace == b.namespace
+        && a.labels == b.labels
+        && a.priority == b.priority
+        && a.scheduler_name == b.scheduler_name
+        && a.spread_constraints == b.spread_constraints
+        && a.pod_affinity == b.pod_affinity
+        && a.pod_anti_affinity == b.pod_anti_affinity
+        && a.images == b.images
+        && a.pod_group == b.pod_group
 }
 
 /// The reason that kept a pod off the most nodes (or its PreFilter's message).
