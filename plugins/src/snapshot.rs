@@ -34,6 +34,8 @@ pub struct Snapshot {
     uid: u64,
     /// How many nodes list each image name (each node counted once per name).
     image_nodes: HashMap<Arc<str>, u32>,
+    /// How many nodes are held for a gang: while none is, Filter need not look.
+    reserved_nodes: usize,
 }
 
 /// Changes the journal keeps (at least half of them at any time).
@@ -55,6 +57,7 @@ impl Default for Snapshot {
             journal_base: 0,
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             image_nodes: HashMap::new(),
+            reserved_nodes: 0,
         }
     }
 }
@@ -74,6 +77,7 @@ impl Clone for Snapshot {
             journal_base: self.journal_base,
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             image_nodes: self.image_nodes.clone(),
+            reserved_nodes: self.reserved_nodes,
         }
     }
 }
@@ -207,6 +211,9 @@ impl Snapshot {
         if self.slots.len() <= id {
             self.slots.resize(id + 1, None);
         }
+        let was_reserved = self.slots[id].as_ref().is_some_and(|o| o.reserved_for.is_some());
+        self.reserved_nodes =
+            self.reserved_nodes + usize::from(info.reserved_for.is_some()) - usize::from(was_reserved);
         match self.slots[id].take() {
             // Same node object: only pods moved, so recount only the pods that differ.
             Some(old) if Arc::ptr_eq(&old.node, &info.node) && old.id == info.id => {
@@ -237,9 +244,15 @@ impl Snapshot {
         self.restamp(id as NodeId);
     }
 
+    /// Whether some node is held for a gang (see [`NodeInfo::reservation_status`]).
+    pub fn has_reservations(&self) -> bool {
+        self.reserved_nodes > 0
+    }
+
     /// Empties slot `id` (a node deleted).
     pub fn remove_node(&mut self, id: NodeId) -> Option<Arc<NodeInfo>> {
         let old = self.slots.get_mut(id as usize)?.take()?;
+        self.reserved_nodes -= usize::from(old.reserved_for.is_some());
         self.topology.remove_node(&old);
         self.by_name.remove(&old.name());
         self.count_images(&old.node, -1);

@@ -264,9 +264,11 @@ impl<'a, 's> Walk<'a, 's> {
             }
         } else {
             let no_live = self.plan.active.iter().all(|f| f.local);
+            // Looking at a node costs a cache miss the reuse fast path otherwise avoids.
+            let reservations = snapshot.has_reservations();
             for (id, node) in (0..total).filter_map(node_at) {
                 processed += 1;
-                if let Some(s) = node.reservation_status(self.pod) {
+                if let Some(s) = reservations.then(|| node.reservation_status(self.pod)).flatten() {
                     diagnosis.add_node_status(&s);
                     continue;
                 }

@@ -10,7 +10,7 @@ use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::NodeId;
 
 use super::algorithm::Placement;
-use super::state::ClusterState;
+use super::state::{ClusterState, StateError};
 use super::worker::Proposal;
 
 /// The binder's answer to a proposal.
@@ -22,6 +22,12 @@ pub enum Verdict {
     Rejected {
         /// The node whose live state refused its pod.
         node: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing changed, and retrying cannot help: a pod of the unit is placed already (the
+    /// same pod given twice).
+    Invalid {
         /// Why.
         reason: String,
     },
@@ -69,7 +75,10 @@ impl Binder {
                     state.unplace(&done.key());
                 }
                 self.stats.rejected += 1;
-                return Verdict::Rejected { node: p.node, reason: e.to_string() };
+                return match e {
+                    StateError::AlreadyPlaced { .. } => Verdict::Invalid { reason: e.to_string() },
+                    _ => Verdict::Rejected { node: p.node, reason: e.to_string() },
+                };
             }
             placed.push(pod);
         }

@@ -85,6 +85,8 @@ struct Gang {
     in_queue: bool,
     /// Some member has arrived (`record.first_seen` is its arrival).
     has_members: bool,
+    /// The gang has had its one reservation (see [`super::reservation`]).
+    reserved_once: bool,
     record: GangRecord,
 }
 
@@ -119,6 +121,10 @@ impl GangTable {
         let changed = gang.group.as_ref().is_some_and(|g| g.min_count != group.min_count);
         gang.record.min_count = group.min_count;
         gang.record.api = Some(group.api);
+        if gang.record.bound >= group.min_count as usize {
+            // Members already run (the group arrived after them): nothing to wait for.
+            gang.record.admitted_at.get_or_insert(now);
+        }
         gang.group = Some(Arc::new(group));
         GroupUpdate { key, requeue: changed && gang.in_queue && !gang.admitted() }
     }
@@ -127,8 +133,14 @@ impl GangTable {
     /// Returns whether the gang had a unit in the queue, which the caller takes back.
     pub fn remove_group(&mut self, key: GroupKey) -> bool {
         let Some(gang) = self.gangs.get_mut(&key) else { return false };
+        let queued = gang.in_queue && !gang.admitted();
+        // A PodGroup created again under this name is a new gang: all or nothing again.
         gang.group = None;
-        gang.in_queue && !gang.admitted()
+        gang.reserved_once = false;
+        gang.record.admitted_at = None;
+        gang.record.timeouts = 0;
+        gang.record.last_failure = None;
+        queued
     }
 
     /// Returns the pods of a gang unit taken out of the queue to the waiting list (front,
@@ -161,6 +173,35 @@ impl GangTable {
         }
         gang.waiting.push((pod, profile));
         Err(key)
+    }
+
+    /// A member already running on its node (a dump of a live cluster, a restart): counted
+    /// bound, and the gang admitted once `minCount` members run.
+    pub fn add_running(&mut self, pod: &Pod, now: f64) {
+        let Some(key) = pod.group_key() else { return };
+        let gang = self.gangs.entry(key).or_insert_with(|| Gang {
+            record: GangRecord { first_seen: now, ..GangRecord::default() },
+            ..Gang::default()
+        });
+        gang.has_members = true;
+        gang.record.members += 1;
+        gang.record.bound += 1;
+        let min = gang.group.as_ref().map_or(u32::MAX, |g| g.min_count) as usize;
+        if gang.record.bound >= min {
+            gang.record.admitted_at.get_or_insert(now);
+        }
+    }
+
+    /// Whether gang `key` may take a reservation: once per gang, so that one that can never
+    /// fit does not hold nodes again and again.
+    pub fn may_reserve(&mut self, key: GroupKey) -> bool {
+        match self.gangs.get_mut(&key) {
+            Some(g) if !g.reserved_once => {
+                g.reserved_once = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// PreEnqueue: the gang's unit when it exists, is not queued, and has `minCount` members

@@ -216,7 +216,7 @@ fn a_coscheduling_gang_times_out_into_backoff() {
     e.schedule_pending(7.0);
     assert_eq!(e.gang_records()["ml/g"].timeouts, 1);
     assert!(e.queue().backoff_units().any(|u| u.gang.is_some()), "in backoff, not parked");
-    assert!(e.reservation().is_none(), "a timed-out gang holds nothing");
+    assert!(e.reservation().is_none(), "a gang that can never fit holds nothing");
 }
 
 /// The starvation case: a 64-pod gang arrives behind running 1-GPU jobs while a stream of
@@ -333,4 +333,121 @@ proptest! {
             prop_assert!(free.0.iter().all(|&f| f >= 0), "node {} over-committed: {:?}", n.name(), free);
         }
     }
+}
+
+#[test]
+fn a_reservation_holds_nodes_against_other_pods_until_the_gang_lands() {
+    let mut e = engine(&rack_of(2, "r1", 8));
+    let mut busy = Pod::clone(&solo("busy", 4));
+    busy.node_name = Some(Sym::new("r1-n0"));
+    e.add_pod(Arc::new(busy), 0.0).unwrap();
+    e.upsert_pod_group(PodGroup::new("ml", "g", 2), 0.0);
+    for i in 0..2 {
+        e.add_pod(member("g", i, 8), 0.0).unwrap();
+    }
+    assert!(bound_by_gang(&e.schedule_pending(0.0)).is_empty());
+    let held = e.reservation().map(|r| r.nodes.clone());
+    assert_eq!(held, Some(vec![0, 1]), "both nodes, as if empty");
+    assert!(e.state().snapshot().has_reservations());
+    e.add_pod(solo("small", 0), 1.0).unwrap();
+    let m = messages(&e.schedule_pending(1.0));
+    assert_eq!(m, ["0/2 nodes are available: 2 node(s) were reserved for a waiting gang."]);
+    e.delete_pod(&PodKey::new("ml", "busy"), 2.0);
+    let out = e.schedule_pending(12.0);
+    assert_eq!(bound_by_gang(&out)["g"].len(), 2, "{out:?}");
+    assert!(e.reservation().is_none() && !e.state().snapshot().has_reservations(), "released once placed");
+    assert_eq!(bound_by_gang(&out)[""].len(), 1, "the release lets the small pod in at once");
+}
+
+#[test]
+fn a_lapsed_hold_and_a_short_timeout_do_not_keep_the_engine_busy_forever() {
+    // A pod that never leaves keeps the gang from fitting, though the node would hold it empty:
+    // the gang holds the node once, the hold lapses, the gang times out once and backs off, and
+    // then nothing more is due.
+    let mut e = engine(&rack_of(1, "r1", 8));
+    let mut busy = Pod::clone(&solo("busy", 1));
+    busy.node_name = Some(Sym::new("r1-n0"));
+    e.add_pod(Arc::new(busy), 0.0).unwrap();
+    let mut g = PodGroup::new("ml", "g", 2);
+    (g.api, g.schedule_timeout_s) = (PodGroupApi::Coscheduling, Some(0.5));
+    e.upsert_pod_group(g, 0.0);
+    for i in 0..2 {
+        e.add_pod(member("g", i, 4), 0.0).unwrap();
+    }
+    e.schedule_pending(0.0);
+    assert!(e.reservation().is_some());
+    let mut steps = 0;
+    while let Some(t) = e.next_wakeup() {
+        steps += 1;
+        assert!(steps < 20, "still waking at {t}: {:?}", e.gang_records());
+        e.schedule_pending(t);
+    }
+    assert!(e.reservation().is_none(), "the hold lapsed and was not taken again");
+    assert_eq!(e.gang_records()["ml/g"].timeouts, 1);
+}
+
+#[test]
+fn the_parallel_drive_ends_when_gangs_time_out_and_holds_are_released() {
+    let nodes = rack_of(4, "r1", 8);
+    let mut e = engine_with(&nodes, 2, GangOptions::default());
+    let mut g = PodGroup::new("ml", "never", 3);
+    (g.api, g.schedule_timeout_s) = (PodGroupApi::Coscheduling, Some(0.0));
+    e.upsert_pod_group(g, 0.0);
+    for i in 0..3 {
+        e.add_pod(member("never", i, 16), 0.0).unwrap();
+    }
+    e.upsert_pod_group(PodGroup::new("ml", "fits", 4), 0.0);
+    for i in 0..4 {
+        e.add_pod(member("fits", i, 8), 0.0).unwrap();
+    }
+    for i in 0..20 {
+        e.add_pod(solo(&format!("s{i}"), 0), 0.0).unwrap();
+    }
+    let start = std::time::Instant::now();
+    let out = e.run_parallel(&move || start.elapsed().as_secs_f64());
+    let by = bound_by_gang(&out);
+    assert_eq!((by["fits"].len(), by[""].len()), (4, 20), "{by:?}");
+    assert!(!by.contains_key("never"));
+}
+
+#[test]
+fn a_pod_given_twice_is_reported_not_retried_forever() {
+    let mut e = engine(&rack_of(1, "r1", 8));
+    e.add_pod(solo("twice", 1), 0.0).unwrap();
+    e.add_pod(solo("twice", 1), 0.0).unwrap();
+    let out = e.schedule_pending(0.0);
+    assert_eq!(out.iter().filter(|o| matches!(o, Outcome::Bound { .. })).count(), 1);
+    let m = messages(&out);
+    assert_eq!(m.len(), 1);
+    assert!(m[0].contains("ml/twice"), "{m:?}");
+}
+
+#[test]
+fn a_recreated_pod_group_is_all_or_nothing_again() {
+    let mut e = engine(&rack_of(1, "r1", 8));
+    e.upsert_pod_group(PodGroup::new("ml", "g", 2), 0.0);
+    for i in 0..2 {
+        e.add_pod(member("g", i, 1), 0.0).unwrap();
+    }
+    assert_eq!(bound_by_gang(&e.schedule_pending(0.0))["g"].len(), 2);
+    // The job is deleted (its pods, then its group) and submitted again under the same name.
+    for i in 0..2 {
+        e.delete_pod(&PodKey::new("ml", &format!("g-{i}")), 1.0);
+    }
+    e.remove_pod_group(GroupKey::new("ml", "g"), 1.0);
+    e.upsert_pod_group(PodGroup::new("ml", "g", 2), 1.0);
+    assert_eq!(e.add_pod(member("g", 5, 1), 1.0).unwrap(), Admission::Waiting, "not admitted any more");
+}
+
+#[test]
+fn members_already_running_count_toward_the_gang() {
+    let mut e = engine(&rack_of(2, "r1", 8));
+    e.upsert_pod_group(PodGroup::new("ml", "g", 2), 0.0);
+    for (i, n) in ["r1-n0", "r1-n1"].iter().enumerate() {
+        let mut p = Pod::clone(&member("g", i, 1));
+        p.node_name = Some(Sym::new(n));
+        assert_eq!(e.add_pod(Arc::new(p), 0.0).unwrap(), Admission::Running);
+    }
+    assert_eq!(e.gang_records()["ml/g"].bound, 2);
+    assert_eq!(e.add_pod(member("g", 2, 1), 1.0).unwrap(), Admission::Queued, "a replacement joins the running gang");
 }

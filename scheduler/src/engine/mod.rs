@@ -204,7 +204,8 @@ impl Engine {
     /// Takes in a pod: queues it, or accounts it where it already runs.
     pub fn add_pod(&mut self, pod: Arc<Pod>, now: f64) -> Result<Admission, StateError> {
         if pod.node_name.is_some() {
-            self.state.place_on_named_node(pod)?;
+            self.state.place_on_named_node(pod.clone())?;
+            self.queue.gangs.add_running(&pod, now);
             return Ok(Admission::Running);
         }
         let Some(&profile) = self.by_scheduler.get(&pod.scheduler_name) else {
@@ -227,18 +228,17 @@ impl Engine {
         let update = self.queue.gangs.upsert_group(group, now);
         if update.requeue {
             self.take_back_gang(update.key);
+            self.release_held_for(update.key, now);
         }
         self.form_gang(update.key, now);
     }
 
     /// Forgets a PodGroup: its members not yet placed wait for it again.
-    pub fn remove_pod_group(&mut self, key: GroupKey) {
+    pub fn remove_pod_group(&mut self, key: GroupKey, now: f64) {
         if self.queue.gangs.remove_group(key) {
             self.take_back_gang(key);
         }
-        if self.reservation.as_ref().is_some_and(|r| r.gang == key) {
-            self.release_reservation();
-        }
+        self.release_held_for(key, now);
     }
 
     /// Every gang with a PodGroup and what became of it.
@@ -288,14 +288,14 @@ impl Engine {
     /// Lets a reservation lapse once its time is up.
     fn expire_reservation(&mut self, now: f64) {
         if self.reservation.as_ref().is_some_and(|r| r.until <= now) {
-            self.release_reservation();
-            self.queue.move_all_to_active_or_backoff(now);
+            release(&mut self.state, &mut self.queue, &mut self.reservation, now);
         }
     }
 
-    fn release_reservation(&mut self) {
-        if let Some(r) = self.reservation.take() {
-            self.state.set_reservation(&r.nodes, None);
+    /// Releases the reservation if gang `key` holds it.
+    fn release_held_for(&mut self, key: GroupKey, now: f64) {
+        if self.reservation.as_ref().is_some_and(|r| r.gang == key) {
+            release(&mut self.state, &mut self.queue, &mut self.reservation, now);
         }
     }
 
@@ -311,6 +311,8 @@ impl Engine {
         }
         let (queued, gang) = self.queue.remove_pod(key);
         if let Some(gang) = gang {
+            // The gang is one short of what it held nodes for: let go, and form it anew.
+            self.release_held_for(gang, now);
             self.form_gang(gang, now);
         }
         queued
@@ -336,6 +338,7 @@ impl Engine {
                 queue: &mut self.queue,
                 reservation: &mut self.reservation,
                 gang: &self.gang,
+                released: 0,
             };
             out.extend(cx.resolve(attempt, now).outcomes);
         }
@@ -359,7 +362,7 @@ impl Engine {
             for w in self.workers.iter_mut() {
                 let tx = tx.clone();
                 let lanes = Lanes { shared: &shared, queue: &queue, outstanding: &outstanding };
-                s.spawn(move || worker_loop(w, profiles, lanes, tx, clock));
+                s.spawn(move || worker_loop(w, profiles, lanes, tx));
             }
             drop(tx);
             let lanes = Lanes { shared: &shared, queue: &queue, outstanding: &outstanding };
@@ -386,15 +389,9 @@ struct Lanes<'a> {
     outstanding: &'a AtomicUsize,
 }
 
-fn worker_loop(
-    w: &mut Worker,
-    profiles: &[Arc<Profile>],
-    lanes: Lanes<'_>,
-    tx: Sender<Attempt>,
-    clock: &(dyn Fn() -> f64 + Sync),
-) {
+fn worker_loop(w: &mut Worker, profiles: &[Arc<Profile>], lanes: Lanes<'_>, tx: Sender<Attempt>) {
     while lanes.outstanding.load(Ordering::Acquire) > 0 {
-        let Some(unit) = lanes.queue.lock().pop(clock()) else {
+        let Some(unit) = lanes.queue.lock().pop_active() else {
             std::thread::yield_now();
             continue;
         };
@@ -464,6 +461,7 @@ fn binder_loop(
                 queue: &mut queue,
                 reservation: &mut *reservation,
                 gang: fixed.gang,
+                released: 0,
             };
             let resolved = cx.resolve(attempt, now);
             // New units (a gang's other members) count before finished ones leave, so the
@@ -498,11 +496,19 @@ struct Resolver<'a> {
     queue: &'a mut SchedulingQueue,
     reservation: &'a mut Option<Reservation>,
     gang: &'a GangOptions,
+    /// Units a released reservation sent back to active (the parallel drive counts them).
+    released: usize,
 }
 
 impl Resolver<'_> {
     /// Applies a worker's attempt: commit (or requeue on conflict), or park as unschedulable.
     fn resolve(&mut self, attempt: Attempt, now: f64) -> Resolved {
+        let mut resolved = self.apply(attempt, now);
+        resolved.spawned += std::mem::take(&mut self.released);
+        resolved
+    }
+
+    fn apply(&mut self, attempt: Attempt, now: f64) -> Resolved {
         match attempt {
             Attempt::Proposed(p) => match self.binder.commit(self.state, &self.profiles[p.unit.profile], &p) {
                 Verdict::Accepted => self.accepted(&p.unit, &p.placements, now),
@@ -512,6 +518,19 @@ impl Resolver<'_> {
                     unit.attempts += 1;
                     self.queue.push_active(unit);
                     Resolved::requeued()
+                }
+                // Trying again could only fail again (a pod given twice): report it, drop it.
+                Verdict::Invalid { reason } => {
+                    let mut unit = p.unit;
+                    unit.attempts += 1;
+                    let outcome = Outcome::Unschedulable {
+                        pods: unit.pods,
+                        message: reason.clone(),
+                        reasons: vec![reason],
+                        attempts: unit.attempts,
+                        at: now,
+                    };
+                    Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
                 }
             },
             Attempt::Unschedulable { unit, diagnosis, shortfall } => {
@@ -546,7 +565,7 @@ impl Resolver<'_> {
         let mut spawned = 0;
         if let Some(g) = &unit.gang {
             if self.reservation.as_ref().is_some_and(|r| r.gang == g.key) {
-                self.release();
+                self.release(now);
             }
             for (pod, profile) in self.queue.gangs.admit(g.key, unit.pods.len(), now) {
                 let seq = self.queue.next_seq();
@@ -569,13 +588,13 @@ impl Resolver<'_> {
         }
         match unit.gang.clone() {
             Some(g) if g.timeout_s.is_some_and(|t| now - g.formed_at >= t) => {
-                // Timed out: let go of any hold and back off, then try afresh.
+                // Timed out: back off, then a full timeout period afresh from when it is back
+                // (from now, a timeout shorter than the backoff would fire on every try). A
+                // hold stays: letting go would undo the draining it waited for.
                 self.queue.gangs.timed_out(g.key);
-                if self.reservation.as_ref().is_some_and(|r| r.gang == g.key) {
-                    self.release();
-                }
+                let ready = self.queue.backoff_ready(unit.attempts, now);
                 if let Some(spec) = unit.gang.as_mut() {
-                    spec.formed_at = now;
+                    spec.formed_at = ready;
                 }
                 self.queue.push_backoff(unit, now);
             }
@@ -590,7 +609,7 @@ impl Resolver<'_> {
 
     /// Holds nodes for a gang that did not fit, when reservations are on and none is held.
     fn reserve_for(&mut self, unit: &Unit, key: GroupKey, topology_key: Option<Sym>, now: f64) {
-        if !self.gang.reservation || self.reservation.is_some() {
+        if !self.gang.reservation || self.reservation.is_some() || !self.queue.gangs.may_reserve(key) {
             return;
         }
         let nodes = reservation::choose(self.state.snapshot(), &unit.pods, key, topology_key);
@@ -601,10 +620,25 @@ impl Resolver<'_> {
         *self.reservation = Some(Reservation { gang: key, nodes, until: now + self.gang.reservation_s });
     }
 
-    fn release(&mut self) {
-        if let Some(r) = self.reservation.take() {
-            self.state.set_reservation(&r.nodes, None);
+    fn release(&mut self, now: f64) {
+        self.released += release(self.state, self.queue, self.reservation, now);
+    }
+}
+
+/// Lets go of a reservation; pods it kept off its nodes get another chance. Returns how many
+/// units went back to active.
+fn release(
+    state: &mut ClusterState,
+    queue: &mut SchedulingQueue,
+    reservation: &mut Option<Reservation>,
+    now: f64,
+) -> usize {
+    match reservation.take() {
+        Some(r) => {
+            state.set_reservation(&r.nodes, None);
+            queue.move_all_to_active_or_backoff(now)
         }
+        None => 0,
     }
 }
 

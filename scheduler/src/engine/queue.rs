@@ -170,7 +170,18 @@ impl SchedulingQueue {
     /// The next unit to schedule, moving backoff units whose time has come first.
     pub fn pop(&mut self, now: f64) -> Option<Unit> {
         self.flush_backoff(now);
+        self.pop_active()
+    }
+
+    /// The next active unit, leaving backoff alone: the parallel drive's pop, which must only
+    /// hand out units it counted (a unit in backoff waits for the next run).
+    pub fn pop_active(&mut self) -> Option<Unit> {
         self.active.pop().map(|a| a.0)
+    }
+
+    /// When a unit with `attempts` failures sent to backoff at `now` is ready again.
+    pub fn backoff_ready(&self, attempts: u32, now: f64) -> f64 {
+        now + self.policy.duration(attempts.max(1))
     }
 
     /// Parks a unit that fit nowhere until a cluster event.
@@ -181,23 +192,27 @@ impl SchedulingQueue {
     /// Sends a unit to backoff (it failed for a reason that may pass by itself, e.g. a
     /// conflict or an API error).
     pub fn push_backoff(&mut self, unit: Unit, now: f64) {
-        let ready = now + self.policy.duration(unit.attempts.max(1));
+        let ready = self.backoff_ready(unit.attempts, now);
         self.backoff.push(Backoff(ready, unit));
     }
 
     /// A cluster event may let parked units fit: move them to backoff or, when their backoff
-    /// has passed, straight to active (upstream `MoveAllToActiveOrBackoffQueue`).
-    pub fn move_all_to_active_or_backoff(&mut self, now: f64) {
+    /// has passed, straight to active (upstream `MoveAllToActiveOrBackoffQueue`). Returns how
+    /// many went straight to active.
+    pub fn move_all_to_active_or_backoff(&mut self, now: f64) -> usize {
         let mut parked: Vec<(f64, Unit)> = self.unschedulable.drain().map(|(_, v)| v).collect();
         parked.sort_by_key(|(_, u)| u.seq);
+        let mut active = 0;
         for (since, unit) in parked {
-            let ready = since + self.policy.duration(unit.attempts.max(1));
+            let ready = self.backoff_ready(unit.attempts, since);
             if ready <= now {
                 self.push_active(unit);
+                active += 1;
             } else {
                 self.backoff.push(Backoff(ready, unit));
             }
         }
+        active
     }
 
     /// Moves backoff units whose time has come to active.

@@ -111,7 +111,8 @@ fn pack(rooms: &mut [Room], pods: &[&Arc<Pod>], domain: Option<Sym>) -> Option<V
         take(r, pod);
         r.used = true;
     }
-    let ids: Vec<NodeId> = rooms.iter().filter(|r| r.used).map(|r| r.id).collect();
+    let mut ids: Vec<NodeId> = rooms.iter().filter(|r| r.used).map(|r| r.id).collect();
+    ids.sort_unstable();
     // Undo in reverse so the next domain starts from the nodes as they were.
     for (i, left, gpus) in taken.into_iter().rev() {
         rooms[i].left = left;
