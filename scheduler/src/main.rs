@@ -10,6 +10,7 @@ use tessera_plugins::registry::Registry;
 use tessera_scheduler::bench::{self, BenchOptions, GangTopology, synth::Mix};
 use tessera_scheduler::config::{self, SchedulerConfig};
 use tessera_scheduler::ingest;
+use tessera_scheduler::sim::input::OnInvalid;
 use tessera_scheduler::sim::{self, Mode, NamedConfig, SimOptions};
 
 /// Tessera: a parallel batch pod scheduler for Kubernetes, and its placement simulator.
@@ -81,6 +82,10 @@ struct SimulateArgs {
     /// Fill mode: inflate the GPU request to this multiple of cluster GPU capacity.
     #[arg(long, default_value_t = 1.3)]
     fill_to: f64,
+    /// Leave out a Node or Pod that cannot be understood (reported on stderr) instead of
+    /// stopping, as a live scheduler goes on past one bad object.
+    #[arg(long)]
+    skip_invalid: bool,
     /// Fill mode: run seeds S..S+N-1 and report mean and standard deviation.
     #[arg(long, default_value_t = 1)]
     repeat: u32,
@@ -185,12 +190,13 @@ fn sim_input(args: &SimulateArgs) -> Result<sim::input::SimInput> {
     if args.cluster.is_empty() && args.workload.is_empty() {
         let mut objects = ingest::read_objects("bundled cluster.yaml", sim::SAMPLE_CLUSTER)?;
         objects.extend(ingest::read_objects("bundled workload.yaml", sim::SAMPLE_WORKLOAD)?);
-        let mut input = sim::input::from_objects(&objects)?;
+        let mut input = sim::input::from_objects(&objects, OnInvalid::Stop)?;
         input.sources = vec!["bundled sample".to_string()];
         return Ok(input);
     }
     let paths: Vec<PathBuf> = args.cluster.iter().chain(&args.workload).cloned().collect();
-    Ok(sim::input::load(&paths)?)
+    let on_invalid = if args.skip_invalid { OnInvalid::Skip } else { OnInvalid::Stop };
+    Ok(sim::input::load(&paths, on_invalid)?)
 }
 
 fn sim_configs(paths: &[PathBuf]) -> Result<Vec<NamedConfig>> {
@@ -218,6 +224,9 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
         anyhow::bail!("--fill-to must be a positive number, not {}", args.fill_to);
     }
     let input = sim_input(&args)?;
+    for why in &input.skipped {
+        eprintln!("skipped: {why}");
+    }
     for (kind, n) in &input.unknown_kinds {
         eprintln!("note: skipped {n} object(s) of kind {kind}, which the simulator does not use");
     }

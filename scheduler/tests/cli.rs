@@ -472,6 +472,26 @@ fn an_invalid_quantity_names_the_object_and_field() {
     assert!(e.contains("Pod default/typo: spec.containers[0].resources.requests.cpu: "), "{e}");
     assert!(e.contains("\"12q\""), "{e}");
 
+    // --skip-invalid reports the bad pod and schedules the rest.
+    let run = tessera([
+        OsStr::new("simulate"),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--workload".as_ref(),
+        workload.as_os_str(),
+        "--skip-invalid".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ])
+    .ok();
+    assert!(
+        run.stderr.contains("skipped: Pod default/typo: spec.containers[0].resources.requests.cpu: "),
+        "{}",
+        run.stderr
+    );
+    let rows = csv_rows(&out.join("placements.csv"));
+    assert_eq!(rows.iter().map(|r| r["name"].as_str()).collect::<Vec<_>>(), ["fine"], "{rows:?}");
+
     let node = ONE_NODE.replace("cpu: \"4\"", "cpu: four");
     let cluster = write(&dir, "cluster.yaml", &node);
     let e =

@@ -23,7 +23,7 @@ fn fixture(name: &str) -> PathBuf {
 
 fn load(files: &[&str]) -> SimInput {
     let paths: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();
-    input::load(&paths).unwrap_or_else(|e| panic!("loading {files:?}: {e}"))
+    input::load(&paths, input::OnInvalid::Stop).unwrap_or_else(|e| panic!("loading {files:?}: {e}"))
 }
 
 /// Replays `input` under upstream's default profile, seed 42, one thread.

@@ -63,6 +63,18 @@ pub struct SimPod {
     pub duration: Option<f64>,
 }
 
+/// What to do with a Node or Pod that cannot be understood (a bad quantity, an unknown
+/// operator, a malformed selector or annotation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnInvalid {
+    /// Stop with the error (the default: a what-if on a silently shrunk input misleads).
+    #[default]
+    Stop,
+    /// Report it in [`SimInput::skipped`] and go on without it, as a live scheduler goes on
+    /// past one bad object (`--skip-invalid`).
+    Skip,
+}
+
 /// Everything the simulator needs.
 #[derive(Clone, Debug, Default)]
 pub struct SimInput {
@@ -82,10 +94,12 @@ pub struct SimInput {
     pub unknown_kinds: BTreeMap<String, usize>,
     /// The files read.
     pub sources: Vec<String>,
+    /// Nodes and pods left out under [`OnInvalid::Skip`], with why (naming object and field).
+    pub skipped: Vec<String>,
 }
 
 /// Reads every file and assembles the input.
-pub fn load(paths: &[PathBuf]) -> Result<SimInput, InputError> {
+pub fn load(paths: &[PathBuf], on_invalid: OnInvalid) -> Result<SimInput, InputError> {
     let mut objects = Objects::default();
     let mut trace_nodes = Vec::new();
     let mut trace_pods = Vec::new();
@@ -103,7 +117,7 @@ pub fn load(paths: &[PathBuf]) -> Result<SimInput, InputError> {
             objects.extend(ingest::read_objects(&path.display().to_string(), &text)?);
         }
     }
-    let mut input = from_objects(&objects)?;
+    let mut input = from_objects(&objects, on_invalid)?;
     input.nodes.extend(trace_nodes.iter().map(trace_node));
     input.pods.extend(trace_pods.iter().map(trace_pod));
     input.sources = sources;
@@ -111,7 +125,7 @@ pub fn load(paths: &[PathBuf]) -> Result<SimInput, InputError> {
 }
 
 /// Assembles the input from Kubernetes objects (the bundled sample goes through here too).
-pub fn from_objects(objects: &Objects) -> Result<SimInput, InputError> {
+pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput, InputError> {
     let cx = PodContext::from_objects(objects)?;
     let mut input = SimInput {
         unknown_kinds: objects.unknown_kinds.clone(),
@@ -119,20 +133,35 @@ pub fn from_objects(objects: &Objects) -> Result<SimInput, InputError> {
         pod_groups: ingest::pod_groups(objects, &cx)?,
         ..SimInput::default()
     };
+    let invalid = |e: InputError, skipped: &mut Vec<String>| match on_invalid {
+        OnInvalid::Stop => Err(e),
+        OnInvalid::Skip => {
+            skipped.push(e.to_string());
+            Ok(())
+        }
+    };
     for n in &objects.nodes {
-        input.nodes.push(ingest::node(n)?);
+        match ingest::node(n) {
+            Ok(node) => input.nodes.push(node),
+            Err(e) => invalid(e.into(), &mut input.skipped)?,
+        }
     }
     for p in &objects.pods {
-        let pod = Arc::new(ingest::pod(p, &cx)?);
-        if pod.node_name.is_some() {
-            input.running.push(pod);
-            continue;
+        match sim_pod(p, &cx) {
+            Ok(pod) if pod.pod.node_name.is_some() => input.running.push(pod.pod),
+            Ok(pod) => input.pods.push(pod),
+            Err(e) => invalid(e, &mut input.skipped)?,
         }
-        let arrival = annotation_seconds(p, &pod, ARRIVAL_ANNOTATION)?.unwrap_or(0.0);
-        let duration = annotation_seconds(p, &pod, DURATION_ANNOTATION)?;
-        input.pods.push(SimPod { pod, arrival, duration });
     }
     Ok(input)
+}
+
+/// One pod with its arrival and run time.
+fn sim_pod(p: &core::Pod, cx: &PodContext) -> Result<SimPod, InputError> {
+    let pod = Arc::new(ingest::pod(p, cx)?);
+    let arrival = annotation_seconds(p, &pod, ARRIVAL_ANNOTATION)?.unwrap_or(0.0);
+    let duration = annotation_seconds(p, &pod, DURATION_ANNOTATION)?;
+    Ok(SimPod { pod, arrival, duration })
 }
 
 fn annotation_seconds(p: &core::Pod, pod: &Pod, annotation: &'static str) -> Result<Option<f64>, InputError> {
@@ -237,7 +266,7 @@ spec: {containers: [{name: c}]}
 
     #[test]
     fn pod_groups_of_both_apis_and_workloads_are_loaded() {
-        let input = from_objects(&ingest::read_objects("gangs.yaml", GANGS).unwrap()).unwrap();
+        let input = from_objects(&ingest::read_objects("gangs.yaml", GANGS).unwrap(), OnInvalid::Stop).unwrap();
         let groups: Vec<_> = input.pod_groups.iter().map(|g| (g.key.to_string(), g.api, g.min_count)).collect();
         assert_eq!(
             groups,
@@ -256,7 +285,7 @@ spec: {containers: [{name: c}]}
     #[test]
     fn an_invalid_pod_group_fails_the_input() {
         let bad = GANGS.replace("minMember: 2", "minMember: 0");
-        let e = from_objects(&ingest::read_objects("gangs.yaml", &bad).unwrap()).unwrap_err();
+        let e = from_objects(&ingest::read_objects("gangs.yaml", &bad).unwrap(), OnInvalid::Stop).unwrap_err();
         assert!(matches!(e, InputError::Ingest(_)), "{e:?}");
         assert_eq!(e.to_string(), "PodGroup batch/etl: spec.minMember: must be between 1 and 100000, got 0");
     }
