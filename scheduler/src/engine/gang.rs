@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Pod, PodGroup, PodGroupApi, PodKey};
+use tessera_plugins::resources::ResourceVec;
 
 use super::queue::Unit;
 
@@ -53,6 +54,8 @@ pub struct GangSpec {
     pub formed_at: f64,
     /// When it times out after entering the queue, if ever.
     pub timeout_s: Option<f64>,
+    /// What the cluster must have free before the gang is tried (`minResources`).
+    pub min_resources: Option<ResourceVec>,
 }
 
 /// The fate of one gang, for reports.
@@ -109,8 +112,8 @@ impl GangTable {
         GangTable { gangs: HashMap::new(), default_timeout_s }
     }
 
-    /// Adds or replaces a PodGroup. Returns the gang's unit when it may now enter the queue;
-    /// a gang already queued whose `minCount` changed is taken back (`requeue` is `true`):
+    /// Adds or replaces a PodGroup. A gang already queued whose PodGroup changed is taken back
+    /// (`requeue` is `true`):
     /// the caller removes its unit from the queue and calls [`GangTable::take_back`].
     pub fn upsert_group(&mut self, group: PodGroup, now: f64) -> GroupUpdate {
         let key = group.key;
@@ -118,7 +121,8 @@ impl GangTable {
             record: GangRecord { first_seen: now, ..GangRecord::default() },
             ..Gang::default()
         });
-        let changed = gang.group.as_ref().is_some_and(|g| g.min_count != group.min_count);
+        // Any change reaches a queued unit (its GangSpec copies the group's settings).
+        let changed = gang.group.as_ref().is_some_and(|g| **g != group);
         gang.record.min_count = group.min_count;
         gang.record.api = Some(group.api);
         if gang.record.bound >= group.min_count as usize {
@@ -140,6 +144,7 @@ impl GangTable {
         gang.record.admitted_at = None;
         gang.record.timeouts = 0;
         gang.record.last_failure = None;
+        self.forget_if_gone(key);
         queued
     }
 
@@ -230,7 +235,13 @@ impl GangTable {
             attempts: 0,
             profile,
             last_failure: None,
-            gang: Some(GangSpec { key, topology_key: group.topology_key, formed_at: now, timeout_s }),
+            gang: Some(GangSpec {
+                key,
+                topology_key: group.topology_key,
+                formed_at: now,
+                timeout_s,
+                min_resources: group.min_resources,
+            }),
         })
     }
 
@@ -268,14 +279,21 @@ impl GangTable {
 
     /// Forgets a waiting member (deleted before it was queued). Returns whether it waited.
     pub fn remove_waiting(&mut self, key: &PodKey) -> bool {
-        for gang in self.gangs.values_mut() {
-            if let Some(i) = gang.waiting.iter().position(|(p, _)| &p.key() == key) {
-                gang.waiting.remove(i);
-                gang.record.members = gang.record.members.saturating_sub(1);
-                return true;
-            }
+        let found = self.gangs.iter_mut().find_map(|(g, gang)| {
+            let i = gang.waiting.iter().position(|(p, _)| &p.key() == key)?;
+            gang.waiting.remove(i);
+            gang.record.members = gang.record.members.saturating_sub(1);
+            Some(*g)
+        });
+        found.inspect(|g| self.forget_if_gone(*g)).is_some()
+    }
+
+    /// Drops a gang with neither a PodGroup nor members, so a long-lived scheduler does not
+    /// keep every gang it ever saw.
+    fn forget_if_gone(&mut self, key: GroupKey) {
+        if self.gangs.get(&key).is_some_and(|g| g.group.is_none() && g.record.members == 0 && !g.in_queue) {
+            self.gangs.remove(&key);
         }
-        false
     }
 
     /// A member that was queued (in a gang unit taken back) left.
@@ -283,6 +301,7 @@ impl GangTable {
         if let Some(gang) = self.gangs.get_mut(&key) {
             gang.record.members = gang.record.members.saturating_sub(1);
         }
+        self.forget_if_gone(key);
     }
 
     /// A bound member left.
@@ -291,6 +310,7 @@ impl GangTable {
             gang.record.bound = gang.record.bound.saturating_sub(1);
             gang.record.members = gang.record.members.saturating_sub(1);
         }
+        self.forget_if_gone(key);
     }
 
     /// Members waiting outside the queue, with why: the message their `PodScheduled`

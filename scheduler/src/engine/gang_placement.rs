@@ -96,12 +96,13 @@ impl Domain {
 }
 
 /// The plan for gang `spec` of `pods` over `snapshot`, given the configured `hierarchy`
-/// (widest level first).
-pub fn plan(snapshot: &Snapshot, pods: &[Arc<Pod>], spec: &GangSpec, hierarchy: &[Sym]) -> Plan {
+/// (widest level first), for worker `worker`: workers start at different domains among the
+/// equally tight, so two gangs placed at once do not both aim at the same one.
+pub fn plan(snapshot: &Snapshot, pods: &[Arc<Pod>], spec: &GangSpec, hierarchy: &[Sym], worker: usize) -> Plan {
     let demand = Demand::of(pods);
     if let Some(key) = spec.topology_key {
         let domains = domains(snapshot, key, spec.key);
-        let tries = fitting(&domains, &demand).take(TRIES_REQUIRED).map(|d| try_of(key, d)).collect();
+        let tries = fitting(&domains, &demand, worker).take(TRIES_REQUIRED).map(|d| try_of(key, d)).collect();
         let roomiest = domains.iter().max_by_key(|d| (d.slack(&demand), std::cmp::Reverse(d.value.as_str())));
         let fallback = roomiest.map_or_else(
             || Try { domain: Some(format!("any {key} domain (no node has the label)")), nodes: Some(Vec::new()) },
@@ -112,7 +113,7 @@ pub fn plan(snapshot: &Snapshot, pods: &[Arc<Pod>], spec: &GangSpec, hierarchy: 
     let mut tries = Vec::new();
     for &key in hierarchy.iter().rev() {
         let domains = domains(snapshot, key, spec.key);
-        tries.extend(fitting(&domains, &demand).take(TRIES_PER_LEVEL).map(|d| try_of(key, d)));
+        tries.extend(fitting(&domains, &demand, worker).take(TRIES_PER_LEVEL).map(|d| try_of(key, d)));
     }
     tries.push(Try::anywhere());
     Plan { tries, fallback: Try::anywhere() }
@@ -122,12 +123,17 @@ fn try_of(key: Sym, d: &Domain) -> Try {
     Try { domain: Some(format!("{key}={}", d.value)), nodes: Some(d.nodes.clone()) }
 }
 
-/// Domains that could hold `demand`, tightest first (ties by name, for determinism).
-fn fitting<'d>(domains: &'d [Domain], demand: &'d Demand) -> impl Iterator<Item = &'d Domain> + 'd {
+/// Domains that could hold `demand`, tightest first; the tightest ties in name order, rotated
+/// by `worker` (worker 0, the step drive's, keeps name order: deterministic placements).
+fn fitting<'d>(domains: &'d [Domain], demand: &'d Demand, worker: usize) -> impl Iterator<Item = &'d Domain> + 'd {
     let mut fit: Vec<&Domain> = domains.iter().filter(|d| d.holds(demand)).collect();
     // `domains` come sorted by name and the sort is stable: ties stay in name order without
     // resolving interned strings (a shared-map lookup each) in the comparator.
     fit.sort_by_key(|d| d.slack(demand));
+    let ties = fit.first().map_or(0, |t| fit.iter().take_while(|d| d.slack(demand) == t.slack(demand)).count());
+    if ties > 1 {
+        fit[..ties].rotate_left(worker % ties);
+    }
     fit.into_iter()
 }
 
@@ -165,6 +171,16 @@ fn domains(snapshot: &Snapshot, key: Sym, gang: GroupKey) -> Vec<Domain> {
     out
 }
 
+/// The resources of `min_resources` the cluster does not have free (summed over the nodes gang
+/// `gang` may use), by name: scheduler-plugins checks `minResources` before trying a gang.
+pub fn missing_min_resources(snapshot: &Snapshot, gang: GroupKey, min_resources: &ResourceVec) -> Vec<String> {
+    let mut free = ResourceVec::ZERO;
+    for n in snapshot.nodes().filter(|n| n.reserved_for.is_none_or(|g| g == gang)) {
+        free.add(&n.free());
+    }
+    min_resources.iter_nonzero().filter(|(id, want)| free.get(*id) < *want).map(|(id, _)| id.name()).collect()
+}
+
 /// Free milli-GPU on a node.
 pub fn gpu_free(n: &NodeInfo) -> u64 {
     (0..n.node.gpus.len()).map(|i| u64::from(n.gpu_free(i))).sum()
@@ -193,6 +209,7 @@ mod tests {
             topology_key: topology.map(Sym::new),
             formed_at: 0.0,
             timeout_s: None,
+            min_resources: None,
         }
     }
 
@@ -205,7 +222,7 @@ mod tests {
         // big: 4 nodes (32 GPUs), small: 2 nodes (16 GPUs), tiny: 1 node (8 GPUs).
         let s = snapshot(&[("big", 4), ("small", 2), ("tiny", 1)]);
         let pods: Vec<Arc<Pod>> = (0..3).map(|i| gpu_pod(&format!("p{i}"), 4)).collect();
-        let p = plan(&s, &pods, &spec(Some(RACK)), &[]);
+        let p = plan(&s, &pods, &spec(Some(RACK)), &[], 0);
         assert_eq!(domains_of(&p), [Some(format!("{RACK}=small")), Some(format!("{RACK}=big"))]);
         assert_eq!(p.tries[0].nodes, Some(vec![4, 5]));
         assert_eq!(p.fallback.domain.as_deref(), Some(format!("{RACK}=big").as_str()));
@@ -215,10 +232,10 @@ mod tests {
     fn a_hierarchy_tries_the_narrowest_level_first_then_anywhere() {
         let s = snapshot(&[("r1", 2), ("r2", 1)]);
         let small: Vec<Arc<Pod>> = vec![gpu_pod("a", 8)];
-        let p = plan(&s, &small, &spec(None), &[Sym::new(RACK)]);
+        let p = plan(&s, &small, &spec(None), &[Sym::new(RACK)], 0);
         assert_eq!(domains_of(&p), [Some(format!("{RACK}=r2")), Some(format!("{RACK}=r1")), None]);
         let huge: Vec<Arc<Pod>> = (0..4).map(|i| gpu_pod(&format!("p{i}"), 8)).collect();
-        assert_eq!(domains_of(&plan(&s, &huge, &spec(None), &[Sym::new(RACK)])), [None], "no rack holds it");
+        assert_eq!(domains_of(&plan(&s, &huge, &spec(None), &[Sym::new(RACK)], 0)), [None], "no rack holds it");
     }
 
     #[test]
@@ -228,8 +245,18 @@ mod tests {
         held.reserved_for = Some(GroupKey::new("ml", "other"));
         s.set_node(Arc::new(held));
         let pods: Vec<Arc<Pod>> = (0..2).map(|i| gpu_pod(&format!("p{i}"), 8)).collect();
-        assert!(plan(&s, &pods, &spec(Some(RACK)), &[]).tries.is_empty());
+        assert!(plan(&s, &pods, &spec(Some(RACK)), &[], 0).tries.is_empty());
         let own: Vec<Arc<Pod>> = vec![gpu_pod("p", 8)];
-        assert_eq!(plan(&s, &own, &spec(Some(RACK)), &[]).tries[0].nodes, Some(vec![1]));
+        assert_eq!(plan(&s, &own, &spec(Some(RACK)), &[], 0).tries[0].nodes, Some(vec![1]));
+    }
+
+    #[test]
+    fn workers_start_at_different_domains_among_the_equally_tight() {
+        let s = snapshot(&[("r1", 2), ("r2", 2), ("r3", 4)]);
+        let pods: Vec<Arc<Pod>> = vec![gpu_pod("a", 8)];
+        let first = |w| plan(&s, &pods, &spec(Some(RACK)), &[], w).tries[0].domain.clone();
+        assert_eq!(first(0), Some(format!("{RACK}=r1")));
+        assert_eq!(first(1), Some(format!("{RACK}=r2")), "r3 is roomier: never first");
+        assert_eq!(first(2), Some(format!("{RACK}=r1")));
     }
 }

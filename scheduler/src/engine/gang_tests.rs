@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodGroupApi, PodKey};
 use tessera_plugins::registry::Registry;
+use tessera_plugins::resources::ResourceVec;
 
 use super::gang::GangOptions;
 use super::test_support::{RACK, gpu_node, gpu_pod, shared_gpu_pod};
@@ -450,4 +451,21 @@ fn members_already_running_count_toward_the_gang() {
     }
     assert_eq!(e.gang_records()["ml/g"].bound, 2);
     assert_eq!(e.add_pod(member("g", 2, 1), 1.0).unwrap(), Admission::Queued, "a replacement joins the running gang");
+}
+
+#[test]
+fn min_resources_beyond_what_is_free_keep_the_gang_out_without_a_try() {
+    let mut e = engine(&rack_of(1, "r1", 8));
+    let mut g = PodGroup::new("ml", "g", 1);
+    g.api = PodGroupApi::Coscheduling;
+    g.min_resources = Some(ResourceVec::cpu_mem(128_000, 1 << 30));
+    e.upsert_pod_group(g, 0.0);
+    e.add_pod(member("g", 0, 1), 0.0).unwrap();
+    let m = messages(&e.schedule_pending(0.0));
+    assert_eq!(m, ["gang ml/g needs 1 pods, 0 fit: 1 Insufficient cpu for minResources."]);
+    // Changing the group re-forms the queued gang with the new settings.
+    let mut g = PodGroup::new("ml", "g", 1);
+    g.min_resources = Some(ResourceVec::cpu_mem(1_000, 1 << 30));
+    e.upsert_pod_group(g, 1.0);
+    assert_eq!(bound_by_gang(&e.schedule_pending(1.0))["g"].len(), 1);
 }

@@ -141,7 +141,16 @@ impl Worker {
                 Err(diagnosis) => Attempt::Unschedulable { unit, diagnosis, shortfall: None },
             };
         };
-        let plan = gang_placement::plan(&self.snapshot, &unit.pods, &spec, &self.hierarchy);
+        if let Some(min) = &spec.min_resources {
+            let missing = gang_placement::missing_min_resources(&self.snapshot, spec.key, min);
+            if !missing.is_empty() {
+                let why = format!("Insufficient {} for minResources", missing.join(", "));
+                let reasons = [(why, unit.pods.len())].into_iter().collect();
+                let shortfall = Shortfall { needed: unit.pods.len(), fit: 0, reasons, domain: None };
+                return Attempt::Unschedulable { unit, diagnosis: Diagnosis::default(), shortfall: Some(shortfall) };
+            }
+        }
+        let plan = gang_placement::plan(&self.snapshot, &unit.pods, &spec, &self.hierarchy, self.id);
         let mut first_failure = None;
         for t in &plan.tries {
             match self.place_all(profile, &unit.pods, t.nodes.as_deref()) {
