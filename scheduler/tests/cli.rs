@@ -37,6 +37,21 @@ impl Run {
     }
 }
 
+/// `tessera simulate --cluster C --workload W --out O` and `extra` flags.
+fn simulate(cluster: &Path, workload: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args: Vec<&OsStr> = vec![
+        "simulate".as_ref(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--workload".as_ref(),
+        workload.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    tessera(args)
+}
+
 fn tessera_in<S: AsRef<OsStr>>(dir: Option<&Path>, args: impl IntoIterator<Item = S>) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
     cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
@@ -371,17 +386,7 @@ fn json_prints_the_summary_and_nothing_else() {
     let cluster = write(&dir, "cluster.yaml", ONE_NODE);
     let workload = write(&dir, "workload.yaml", &format!("{}---\n{}", pod("a", "1"), pod("b", "2")));
     let out = dir.join("out");
-    let run = tessera([
-        OsStr::new("simulate"),
-        "--cluster".as_ref(),
-        cluster.as_os_str(),
-        "--workload".as_ref(),
-        workload.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-        "--json".as_ref(),
-    ])
-    .ok();
+    let run = simulate(&cluster, &workload, &out, &["--json"]).ok();
     // The whole of stdout is one JSON document (serde_json rejects trailing text).
     let printed: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}:\n{}", run.stdout));
     assert_eq!(printed["pods_total"], 2);
@@ -459,31 +464,12 @@ fn an_invalid_quantity_names_the_object_and_field() {
     let cluster = write(&dir, "cluster.yaml", ONE_NODE);
     let workload = write(&dir, "workload.yaml", &format!("{}---\n{}", pod("fine", "1"), pod("typo", "12q")));
     let out = dir.join("out");
-    let e = tessera([
-        OsStr::new("simulate"),
-        "--cluster".as_ref(),
-        cluster.as_os_str(),
-        "--workload".as_ref(),
-        workload.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ])
-    .error();
+    let e = simulate(&cluster, &workload, &out, &[]).error();
     assert!(e.contains("Pod default/typo: spec.containers[0].resources.requests.cpu: "), "{e}");
     assert!(e.contains("\"12q\""), "{e}");
 
     // --skip-invalid reports the bad pod and schedules the rest.
-    let run = tessera([
-        OsStr::new("simulate"),
-        "--cluster".as_ref(),
-        cluster.as_os_str(),
-        "--workload".as_ref(),
-        workload.as_os_str(),
-        "--skip-invalid".as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ])
-    .ok();
+    let run = simulate(&cluster, &workload, &out, &["--skip-invalid"]).ok();
     assert!(
         run.stderr.contains("skipped: Pod default/typo: spec.containers[0].resources.requests.cpu: "),
         "{}",
@@ -509,16 +495,7 @@ fn unknown_kinds_are_reported_once_and_skipped() {
     let cluster = write(&dir, "cluster.yaml", &format!("{ONE_NODE}---\n{extra}"));
     let workload = write(&dir, "workload.yaml", &format!("{}---\n{extra}", pod("p", "1")));
     let out = dir.join("out");
-    let run = tessera([
-        OsStr::new("simulate"),
-        "--cluster".as_ref(),
-        cluster.as_os_str(),
-        "--workload".as_ref(),
-        workload.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ])
-    .ok();
+    let run = simulate(&cluster, &workload, &out, &[]).ok();
     // One note per kind, counting across files.
     assert_eq!(run.stderr.matches("kind ConfigMap").count(), 1, "{}", run.stderr);
     assert!(run.stderr.contains("note: skipped 4 object(s) of kind ConfigMap"), "{}", run.stderr);
@@ -538,16 +515,7 @@ fn a_pod_that_never_fits_is_unschedulable_not_an_error() {
     let cluster = write(&dir, "cluster.yaml", &format!("{ONE_NODE}---\n{tainted}"));
     let workload = write(&dir, "workload.yaml", &format!("{}---\n{}", pod("small", "1"), pod("huge", "64")));
     let out = dir.join("out");
-    tessera([
-        OsStr::new("simulate"),
-        "--cluster".as_ref(),
-        cluster.as_os_str(),
-        "--workload".as_ref(),
-        workload.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ])
-    .ok();
+    simulate(&cluster, &workload, &out, &[]).ok();
     let s = json(&out.join("summary.json"));
     assert_eq!((s["scheduled"].as_u64(), s["unschedulable"].as_u64()), (Some(1), Some(1)));
     let by_reason: BTreeMap<String, u64> = serde_json::from_value(s["unschedulable_by_reason"].clone()).unwrap();
