@@ -38,54 +38,34 @@ fn filter_score(c: &mut Criterion) {
     let registry = Registry::builtin();
     let Ok(cfg) = default_config(&registry) else { return };
     let profile = &cfg.profiles[0];
-    let mut group = c.benchmark_group("filter_score_one_pod");
-    for nodes in [5_000usize, 100_000] {
-        let st = cluster_state(nodes, nodes * 2);
-        let pods = synth::workload(64, Mix::Basic, &mut Rng::new(9));
-        group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, _| {
-            let mut next_start = 0;
-            let mut rng = Rng::new(3);
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 1) % pods.len();
-                let opts = CycleOptions {
-                    next_start: &mut next_start,
-                    rng: &mut rng,
-                    parallel: false,
-                    reuse: None,
-                    within: None,
-                };
-                black_box(schedule_pod(profile, st.snapshot(), &pods[i], opts)).ok()
+    // The `_reusing` group runs the same cycles with a worker's reuse cache: the snapshot does
+    // not change between iterations, so after the first round every node-local verdict and
+    // score is reused and what is left is the walk, the cross-node plugins and normalisation.
+    for (name, reusing) in [("filter_score_one_pod", false), ("filter_score_one_pod_reusing", true)] {
+        let mut group = c.benchmark_group(name);
+        for nodes in [5_000usize, 100_000] {
+            let st = cluster_state(nodes, nodes * 2);
+            let pods = synth::workload(64, Mix::Basic, &mut Rng::new(9));
+            let mut cache = reusing.then(|| ReuseCache::new(DEFAULT_BUDGET_BYTES));
+            group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, _| {
+                let mut next_start = 0;
+                let mut rng = Rng::new(3);
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) % pods.len();
+                    let opts = CycleOptions {
+                        next_start: &mut next_start,
+                        rng: &mut rng,
+                        parallel: false,
+                        reuse: cache.as_mut(),
+                        within: None,
+                    };
+                    black_box(schedule_pod(profile, st.snapshot(), &pods[i], opts)).ok()
+                });
             });
-        });
+        }
+        group.finish();
     }
-    group.finish();
-    // The same cycles with a worker's reuse cache: the snapshot does not change between
-    // iterations, so after the first round every node-local verdict and score is reused and
-    // what is left is the walk, the cross-node plugins and normalisation.
-    let mut group = c.benchmark_group("filter_score_one_pod_reusing");
-    for nodes in [5_000usize, 100_000] {
-        let st = cluster_state(nodes, nodes * 2);
-        let pods = synth::workload(64, Mix::Basic, &mut Rng::new(9));
-        let mut cache = ReuseCache::new(DEFAULT_BUDGET_BYTES);
-        group.bench_with_input(BenchmarkId::from_parameter(nodes), &nodes, |b, _| {
-            let mut next_start = 0;
-            let mut rng = Rng::new(3);
-            let mut i = 0;
-            b.iter(|| {
-                i = (i + 1) % pods.len();
-                let opts = CycleOptions {
-                    next_start: &mut next_start,
-                    rng: &mut rng,
-                    parallel: false,
-                    reuse: Some(&mut cache),
-                    within: None,
-                };
-                black_box(schedule_pod(profile, st.snapshot(), &pods[i], opts)).ok()
-            });
-        });
-    }
-    group.finish();
 }
 
 fn snapshot_refresh(c: &mut Criterion) {
