@@ -20,6 +20,15 @@ fn member(gang: &str, i: usize, gpus: u32) -> Arc<Pod> {
     Arc::new(p)
 }
 
+/// Registers `group` and adds `size` members of it, each asking `gpus` GPUs, at `now`.
+fn add_gang(e: &mut Engine, group: PodGroup, size: usize, gpus: u32, now: f64) {
+    let name = group.key.name;
+    e.upsert_pod_group(group, now);
+    for i in 0..size {
+        e.add_pod(member(name.as_str(), i, gpus), now).unwrap();
+    }
+}
+
 fn solo(name: &str, gpus: u32) -> Arc<Pod> {
     shared_gpu_pod(name, gpus)
 }
@@ -88,10 +97,7 @@ fn two_gangs_that_each_want_sixty_percent_end_one_placed_one_pending() {
         let nodes = rack_of(10, "r1", 8);
         let mut e = engine_with(&nodes, workers, GangOptions::default());
         for g in ["a", "b"] {
-            e.upsert_pod_group(PodGroup::new("ml", g, 6), 0.0);
-            for i in 0..6 {
-                e.add_pod(member(g, i, 8), 0.0).unwrap();
-            }
+            add_gang(&mut e, PodGroup::new("ml", g, 6), 6, 8, 0.0);
         }
         let out = if workers == 1 { e.schedule_pending(0.0) } else { e.run_parallel(&|| 0.0) };
         let by = bound_by_gang(&out);
@@ -106,10 +112,7 @@ fn two_gangs_that_each_want_sixty_percent_end_one_placed_one_pending() {
 #[test]
 fn the_shortfall_names_the_gang_and_why() {
     let mut e = engine(&rack_of(2, "r1", 8));
-    e.upsert_pod_group(PodGroup::new("ml", "train", 4), 0.0);
-    for i in 0..4 {
-        e.add_pod(member("train", i, 6), 0.0).unwrap();
-    }
+    add_gang(&mut e, PodGroup::new("ml", "train", 4), 4, 6, 0.0);
     let m = messages(&e.schedule_pending(0.0));
     assert_eq!(m, ["gang ml/train needs 4 pods, 2 fit: 2 Insufficient nvidia.com/gpu."]);
 }
@@ -121,10 +124,7 @@ fn a_topology_key_keeps_the_gang_in_the_tightest_domain_that_holds_it() {
     let mut e = engine(&nodes);
     let mut g = PodGroup::new("ml", "g", 2);
     g.topology_key = Some(Sym::new(RACK));
-    e.upsert_pod_group(g, 0.0);
-    for i in 0..2 {
-        e.add_pod(member("g", i, 8), 0.0).unwrap();
-    }
+    add_gang(&mut e, g, 2, 8, 0.0);
     let by = bound_by_gang(&e.schedule_pending(0.0));
     assert!(by["g"].iter().all(|n| n.as_str().starts_with("small-")), "{by:?}");
 }
@@ -136,10 +136,7 @@ fn a_topology_key_no_domain_can_hold_leaves_the_gang_pending() {
     let mut e = engine(&nodes);
     let mut g = PodGroup::new("ml", "g", 3);
     g.topology_key = Some(Sym::new(RACK));
-    e.upsert_pod_group(g, 0.0);
-    for i in 0..3 {
-        e.add_pod(member("g", i, 8), 0.0).unwrap();
-    }
+    add_gang(&mut e, g, 3, 8, 0.0);
     let out = e.schedule_pending(0.0);
     assert!(bound_by_gang(&out).is_empty(), "three full nodes fit the cluster but no rack");
     assert_eq!(messages(&out), [format!("gang ml/g needs 3 pods, 2 fit in {RACK}=r1: 1 Insufficient nvidia.com/gpu.")]);
@@ -157,10 +154,7 @@ fn a_hierarchy_prefers_one_rack() {
         p.node_name = Some(Sym::new(n));
         e.add_pod(Arc::new(p), 0.0).unwrap();
     }
-    e.upsert_pod_group(PodGroup::new("ml", "g", 3), 0.0);
-    for i in 0..3 {
-        e.add_pod(member("g", i, 8), 0.0).unwrap();
-    }
+    add_gang(&mut e, PodGroup::new("ml", "g", 3), 3, 8, 0.0);
     let by = bound_by_gang(&e.schedule_pending(0.0));
     assert!(by["g"].iter().all(|n| n.as_str().starts_with("r2-")), "the rack with room for all: {by:?}");
 }
@@ -168,19 +162,13 @@ fn a_hierarchy_prefers_one_rack() {
 #[test]
 fn a_smaller_min_count_lets_a_waiting_gang_in_and_a_larger_one_takes_it_back() {
     let mut e = engine(&rack_of(1, "r1", 8));
-    e.upsert_pod_group(PodGroup::new("ml", "g", 4), 0.0);
-    for i in 0..3 {
-        e.add_pod(member("g", i, 1), 0.0).unwrap();
-    }
+    add_gang(&mut e, PodGroup::new("ml", "g", 4), 3, 1, 0.0);
     assert!(e.schedule_pending(0.0).is_empty());
     e.upsert_pod_group(PodGroup::new("ml", "g", 3), 1.0);
     assert_eq!(bound_by_gang(&e.schedule_pending(1.0))["g"].len(), 3, "re-evaluated with minCount 3");
 
     let mut e = engine(&rack_of(1, "r1", 8));
-    e.upsert_pod_group(PodGroup::new("ml", "h", 2), 0.0);
-    for i in 0..2 {
-        e.add_pod(member("h", i, 1), 0.0).unwrap();
-    }
+    add_gang(&mut e, PodGroup::new("ml", "h", 2), 2, 1, 0.0);
     e.upsert_pod_group(PodGroup::new("ml", "h", 3), 0.0);
     assert!(e.schedule_pending(0.0).is_empty(), "the queued unit went back to wait");
     assert_eq!(e.waiting_gang_members().count(), 2);
@@ -189,10 +177,7 @@ fn a_smaller_min_count_lets_a_waiting_gang_in_and_a_larger_one_takes_it_back() {
 #[test]
 fn deleting_a_member_of_a_queued_gang_sends_the_rest_back_to_wait() {
     let mut e = engine(&rack_of(1, "r1", 8));
-    e.upsert_pod_group(PodGroup::new("ml", "g", 2), 0.0);
-    for i in 0..2 {
-        e.add_pod(member("g", i, 1), 0.0).unwrap();
-    }
+    add_gang(&mut e, PodGroup::new("ml", "g", 2), 2, 1, 0.0);
     assert!(e.delete_pod(&PodKey::new("ml", "g-0"), 0.0));
     assert!(e.schedule_pending(0.0).is_empty());
     assert_eq!(e.waiting_gang_members().map(|(p, _)| p.name.to_string()).collect::<Vec<_>>(), ["g-1"]);
@@ -206,10 +191,7 @@ fn a_coscheduling_gang_times_out_into_backoff() {
     let mut g = PodGroup::new("ml", "g", 2);
     g.api = PodGroupApi::Coscheduling;
     g.schedule_timeout_s = Some(5.0);
-    e.upsert_pod_group(g, 0.0);
-    for i in 0..2 {
-        e.add_pod(member("g", i, 8), 0.0).unwrap();
-    }
+    add_gang(&mut e, g, 2, 8, 0.0);
     e.schedule_pending(0.0);
     assert_eq!(e.gang_records()["ml/g"].timeouts, 0);
     // A node event at t=6 brings it back; it fails past its timeout and backs off.
@@ -244,10 +226,7 @@ fn starvation(reservation: bool, horizon: u32) -> Option<f64> {
     for (i, end) in ends.iter_mut().enumerate() {
         end.0 = 1.0 + (i % 30) as f64;
     }
-    e.upsert_pod_group(PodGroup::new("ml", "big", 64), 0.5);
-    for i in 0..64 {
-        e.add_pod(member("big", i, 1), 0.5).unwrap();
-    }
+    add_gang(&mut e, PodGroup::new("ml", "big", 64), 64, 1, 0.5);
     run(&mut e, &mut ends, 0.5);
     for t in 1..=horizon {
         let now = f64::from(t);
@@ -342,10 +321,7 @@ fn a_reservation_holds_nodes_against_other_pods_until_the_gang_lands() {
     let mut busy = Pod::clone(&solo("busy", 4));
     busy.node_name = Some(Sym::new("r1-n0"));
     e.add_pod(Arc::new(busy), 0.0).unwrap();
-    e.upsert_pod_group(PodGroup::new("ml", "g", 2), 0.0);
-    for i in 0..2 {
-        e.add_pod(member("g", i, 8), 0.0).unwrap();
-    }
+    add_gang(&mut e, PodGroup::new("ml", "g", 2), 2, 8, 0.0);
     assert!(bound_by_gang(&e.schedule_pending(0.0)).is_empty());
     let held = e.reservation().map(|r| r.nodes.clone());
     assert_eq!(held, Some(vec![0, 1]), "both nodes, as if empty");
@@ -371,10 +347,7 @@ fn a_lapsed_hold_and_a_short_timeout_do_not_keep_the_engine_busy_forever() {
     e.add_pod(Arc::new(busy), 0.0).unwrap();
     let mut g = PodGroup::new("ml", "g", 2);
     (g.api, g.schedule_timeout_s) = (PodGroupApi::Coscheduling, Some(0.5));
-    e.upsert_pod_group(g, 0.0);
-    for i in 0..2 {
-        e.add_pod(member("g", i, 4), 0.0).unwrap();
-    }
+    add_gang(&mut e, g, 2, 4, 0.0);
     e.schedule_pending(0.0);
     assert!(e.reservation().is_some());
     let mut steps = 0;
@@ -393,14 +366,8 @@ fn the_parallel_drive_ends_when_gangs_time_out_and_holds_are_released() {
     let mut e = engine_with(&nodes, 2, GangOptions::default());
     let mut g = PodGroup::new("ml", "never", 3);
     (g.api, g.schedule_timeout_s) = (PodGroupApi::Coscheduling, Some(0.0));
-    e.upsert_pod_group(g, 0.0);
-    for i in 0..3 {
-        e.add_pod(member("never", i, 16), 0.0).unwrap();
-    }
-    e.upsert_pod_group(PodGroup::new("ml", "fits", 4), 0.0);
-    for i in 0..4 {
-        e.add_pod(member("fits", i, 8), 0.0).unwrap();
-    }
+    add_gang(&mut e, g, 3, 16, 0.0);
+    add_gang(&mut e, PodGroup::new("ml", "fits", 4), 4, 8, 0.0);
     for i in 0..20 {
         e.add_pod(solo(&format!("s{i}"), 0), 0.0).unwrap();
     }
@@ -426,10 +393,7 @@ fn a_pod_given_twice_is_reported_not_retried_forever() {
 #[test]
 fn a_recreated_pod_group_is_all_or_nothing_again() {
     let mut e = engine(&rack_of(1, "r1", 8));
-    e.upsert_pod_group(PodGroup::new("ml", "g", 2), 0.0);
-    for i in 0..2 {
-        e.add_pod(member("g", i, 1), 0.0).unwrap();
-    }
+    add_gang(&mut e, PodGroup::new("ml", "g", 2), 2, 1, 0.0);
     assert_eq!(bound_by_gang(&e.schedule_pending(0.0))["g"].len(), 2);
     // The job is deleted (its pods, then its group) and submitted again under the same name.
     for i in 0..2 {
