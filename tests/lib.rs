@@ -1,1 +1,3 @@
 //! Shared helpers for the integration tests in `tests/`.
+
+pub mod apiserver;

@@ -164,6 +164,12 @@ impl NodeInfo {
         self.pods.push(pod);
     }
 
+    /// The GPUs (a bit set of device indices) the pod with `key` holds here, if it is here.
+    pub fn gpus_of(&self, key: &PodKey) -> Option<u64> {
+        let i = self.pods.iter().position(|p| p.namespace == key.namespace && p.name == key.name)?;
+        self.pod_gpus.get(i).copied()
+    }
+
     /// Removes the pod with `key`, returning it, or `None` if it is not here.
     pub fn remove_pod(&mut self, key: &PodKey) -> Option<Arc<Pod>> {
         let i = self.pods.iter().position(|p| p.namespace == key.namespace && p.name == key.name)?;

@@ -9,5 +9,7 @@ pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod ingest;
+pub mod live;
+pub mod ops;
 pub mod sim;
 pub mod verify;

@@ -10,6 +10,8 @@ use tessera_plugins::registry::Registry;
 use tessera_scheduler::bench::{self, BenchOptions, GangTopology, synth::Mix};
 use tessera_scheduler::config::{self, SchedulerConfig};
 use tessera_scheduler::ingest;
+use tessera_scheduler::live;
+use tessera_scheduler::ops::{self, loadtest::LoadtestOptions};
 use tessera_scheduler::sim::input::OnInvalid;
 use tessera_scheduler::sim::{self, Mode, NamedConfig, SimOptions};
 
@@ -31,6 +33,15 @@ enum Command {
     /// Work with scheduler configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the scheduler against an API server (a secondary scheduler, or kube-scheduler's
+    /// replacement with a profile named default-scheduler).
+    Run(RunArgs),
+    /// Scale test against a live cluster: register fake nodes, create pods for a scheduler
+    /// and measure how fast they get bound.
+    Loadtest(LoadtestArgs),
+    /// Write the live cluster's nodes, pods and scheduling objects to one YAML file that
+    /// `simulate --cluster FILE` replays.
+    Snapshot(SnapshotArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +119,50 @@ struct SimulateArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// A KubeSchedulerConfiguration file (default: upstream's default profile).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kubeconfig file (default: clientConnection.kubeconfig, KUBECONFIG, ~/.kube/config, then
+    /// the in-cluster service account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Elect a leader on a Lease before scheduling (default: leaderElection.leaderElect, true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    leader_elect: Option<bool>,
+    /// The port serving /healthz, /livez, /readyz and /metrics over HTTPS.
+    #[arg(long, default_value_t = tessera_scheduler::live::serve::DEFAULT_SECURE_PORT)]
+    secure_port: u16,
+    /// The address to serve on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// PEM certificate for the secure port (default: a self-signed one made at start).
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key matching --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS (local testing only).
+    #[arg(long)]
+    insecure_http: bool,
+    /// Scheduling workers (default: parallelism, at most one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Bindings in flight at most.
+    #[arg(long, default_value_t = 256)]
+    bind_concurrency: usize,
+    /// Log lines as text or as JSON objects.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and print the effective profiles.
@@ -118,14 +173,22 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // The live scheduler logs what it does (info); the other commands print their results and
+    // log only what went wrong (warn). RUST_LOG overrides both.
+    let (level, json) = match &cli.command {
+        Command::Run(args) => ("info", matches!(args.log_format, LogFormat::Json)),
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -146,6 +209,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&config::describe(&cfg))?);
             Ok(())
         }
+        Command::Run(args) => run_live(args),
+        Command::Loadtest(args) => run_loadtest(args),
+        Command::Snapshot(args) => run_snapshot(args),
     }
 }
 
@@ -271,4 +337,158 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
     }
     println!("wrote {} files to {} (open report.html)", written.len(), opts.out.display());
     Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadtestArgs {
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, then the in-cluster account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Fake nodes to register (tessera-fake-node-0..); existing fake nodes are reused.
+    #[arg(long)]
+    nodes: usize,
+    /// Pods to create (loadtest-0..).
+    #[arg(long)]
+    pods: usize,
+    /// spec.schedulerName of the pods; `default-scheduler` measures kube-scheduler.
+    #[arg(long, default_value = "tessera")]
+    scheduler_name: String,
+    /// Namespace for the pods, created when missing.
+    #[arg(long, default_value = "tessera-loadtest")]
+    namespace: String,
+    /// CPU request of each pod.
+    #[arg(long, default_value = "100m")]
+    pod_cpu: String,
+    /// Memory request of each pod.
+    #[arg(long, default_value = "128Mi")]
+    pod_memory: String,
+    /// The scheduler's /metrics URL (http, or https with any certificate): reports
+    /// scheduler_cpu_ms_per_pod from process_cpu_seconds_total.
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// File holding a bearer token for --metrics-url (kube-scheduler's /metrics wants one).
+    #[arg(long, requires = "metrics_url")]
+    metrics_token_file: Option<PathBuf>,
+    /// Seconds to wait, from the first create, for every pod to be bound.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Delete the pods, the nodes this run registered and the namespace if this run made it.
+    #[arg(long)]
+    cleanup: bool,
+    /// Print one JSON object and nothing else.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SnapshotArgs {
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, then the in-cluster account).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The YAML file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs one async operator command on a fresh runtime.
+fn block_on<T>(future: impl std::future::Future<Output = Result<T, ops::OpsError>>) -> Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    Ok(runtime.block_on(future)?)
+}
+
+fn run_loadtest(args: LoadtestArgs) -> Result<()> {
+    let metrics_token = match &args.metrics_token_file {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let opts = LoadtestOptions {
+        nodes: args.nodes,
+        pods: args.pods,
+        scheduler_name: args.scheduler_name,
+        namespace: args.namespace,
+        pod_cpu: args.pod_cpu,
+        pod_memory: args.pod_memory,
+        metrics_url: args.metrics_url,
+        metrics_token,
+        timeout: std::time::Duration::from_secs(args.timeout),
+        cleanup: args.cleanup,
+        concurrency: args.concurrency,
+    };
+    let kubeconfig = args.kubeconfig;
+    let report = block_on(async { ops::loadtest::run(ops::connect(kubeconfig.as_deref()).await?, &opts).await })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    if report.timed_out {
+        anyhow::bail!("timed out after {}s with {} of {} pods bound", args.timeout, report.bound, report.created);
+    }
+    Ok(())
+}
+
+fn run_snapshot(args: SnapshotArgs) -> Result<()> {
+    let kubeconfig = args.kubeconfig;
+    let snap = block_on(async { ops::snapshot::snapshot(ops::connect(kubeconfig.as_deref()).await?).await })?;
+    for why in &snap.skipped {
+        eprintln!("note: skipped {why}");
+    }
+    std::fs::write(&args.out, &snap.yaml).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!("wrote {} to {}", snap.summary(), args.out.display());
+    Ok(())
+}
+
+fn run_live(args: RunArgs) -> Result<()> {
+    let config = load(args.config.as_ref())?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let kubeconfig = args.kubeconfig.or_else(|| config.client_connection.kubeconfig.clone().map(PathBuf::from));
+    let serve = tessera_scheduler::live::serve::ServeOptions {
+        bind_address: args.bind_address,
+        port: args.secure_port,
+        tls_cert_file: args.tls_cert_file,
+        tls_private_key_file: args.tls_private_key_file,
+        insecure_http: args.insecure_http,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = ops::connect(kubeconfig.as_deref()).await?;
+        let opts = live::RunOptions {
+            config,
+            client,
+            leader_elect: args.leader_elect,
+            serve: Some(serve),
+            workers: args.workers,
+            bind_concurrency: args.bind_concurrency,
+        };
+        live::run(opts, shutdown_signal(), None).await?;
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -9,6 +9,7 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::registry::PluginArgs;
 
 use super::SchedulerConfig;
+use super::connection;
 use super::context::Ctx;
 use super::defaults::{
     API_VERSION, DEFAULT_PARALLELISM, DEFAULT_POD_INITIAL_BACKOFF_SECONDS, DEFAULT_POD_MAX_BACKOFF_SECONDS,
@@ -46,6 +47,8 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Result<SchedulerConfi
     let percentage = percentage(ctx, "percentageOfNodesToScore", raw.percentage_of_nodes_to_score)?.unwrap_or(0);
     let tie_break = tie_break(ctx, raw.tessera.as_ref().and_then(|t| t.tie_break.as_deref()))?;
     let gang = gang(ctx, raw.tessera.as_ref().and_then(|t| t.gang.as_ref()))?;
+    let leader_election = connection::leader_election(ctx, raw.leader_election.as_ref())?;
+    let client_connection = connection::client_connection(ctx, raw.client_connection.as_ref())?;
     let initial = raw.pod_initial_backoff_seconds.map_or(Ok(DEFAULT_POD_INITIAL_BACKOFF_SECONDS), |s| {
         u64::try_from(s)
             .ok()
@@ -92,6 +95,8 @@ pub(crate) fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Result<SchedulerConfi
         pod_max_backoff: Duration::from_secs(max),
         plugin_args,
         gang,
+        leader_election,
+        client_connection,
         warnings: std::mem::take(&mut ctx.warnings),
     })
 }

@@ -8,8 +8,8 @@
 //! plugin rules are upstream's `mergePluginSet` and `expandMultiPointPlugins`; see
 //! `plugins.rs`.
 //!
-//! Upstream settings Tessera does not use (`leaderElection`, `clientConnection`, `extenders`,
-//! profiling) are accepted and reported in [`SchedulerConfig::warnings`]. Any other unknown field
+//! `leaderElection` and `clientConnection` are read for the live scheduler (`connection.rs`).
+//! Upstream settings Tessera does not use (`extenders`, profiling) are accepted and reported in [`SchedulerConfig::warnings`]. Any other unknown field
 //! is an error naming its path, as upstream's strict decoding makes it.
 //!
 //! Tessera's own settings live in a top-level `tessera:` block, so the rest of the file stays
@@ -21,6 +21,7 @@
 //! plugin is required (the engine's binder binds); a negative score weight is an error.
 
 mod build;
+mod connection;
 mod context;
 mod defaults;
 mod describe;
@@ -43,6 +44,7 @@ use tessera_plugins::registry::{PluginArgs, Registry};
 
 use crate::engine::gang::GangOptions;
 
+pub use connection::{ClientConnection, DEFAULT_BURST, DEFAULT_QPS, LeaderElection};
 pub use defaults::{
     API_VERSION, DEFAULT_MULTI_POINT, DEFAULT_PARALLELISM, DEFAULT_POD_INITIAL_BACKOFF_SECONDS,
     DEFAULT_POD_MAX_BACKOFF_SECONDS, DEFAULT_SCHEDULER_NAME, KIND,
@@ -73,6 +75,10 @@ pub struct SchedulerConfig {
     pub plugin_args: BTreeMap<String, BTreeMap<String, PluginArgs>>,
     /// `tessera.gang`: how gangs are scheduled.
     pub gang: GangOptions,
+    /// `leaderElection`, for `tessera run`.
+    pub leader_election: LeaderElection,
+    /// `clientConnection`, for `tessera run`.
+    pub client_connection: ClientConnection,
     /// Things accepted but ignored, each naming the file and field.
     pub warnings: Vec<String>,
 }

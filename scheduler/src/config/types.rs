@@ -25,9 +25,10 @@ pub(crate) struct RawConfig {
     pub profiles: Option<Vec<RawProfile>>,
     /// Tessera's own settings (see [`TesseraBlock`]).
     pub tessera: Option<TesseraBlock>,
+    // What the live scheduler reads (see `connection`).
+    pub leader_election: Option<super::connection::RawLeaderElection>,
+    pub client_connection: Option<super::connection::RawClientConnection>,
     // Upstream fields Tessera accepts and ignores (each one is a warning when present).
-    pub leader_election: Option<IgnoredAny>,
-    pub client_connection: Option<IgnoredAny>,
     pub extenders: Option<IgnoredAny>,
     pub enable_profiling: Option<IgnoredAny>,
     pub enable_contention_profiling: Option<IgnoredAny>,
@@ -38,8 +39,6 @@ impl RawConfig {
     /// The upstream-only fields that are set, by their YAML names.
     pub fn ignored_fields(&self) -> Vec<&'static str> {
         [
-            ("leaderElection", self.leader_election.is_some()),
-            ("clientConnection", self.client_connection.is_some()),
             ("extenders", self.extenders.is_some()),
             ("enableProfiling", self.enable_profiling.is_some()),
             ("enableContentionProfiling", self.enable_contention_profiling.is_some()),

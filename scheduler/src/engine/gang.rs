@@ -215,10 +215,13 @@ impl GangTable {
         let default_timeout = self.default_timeout_s;
         let gang = self.gangs.get_mut(&key)?;
         let group = gang.group.clone()?;
-        if gang.in_queue || gang.admitted() || gang.waiting.len() < group.min_count as usize {
+        // Members already bound count towards minCount (a gang one of whose bindings failed
+        // needs only the rest again).
+        let need = (group.min_count as usize).saturating_sub(gang.record.bound).max(1);
+        if gang.in_queue || gang.admitted() || gang.waiting.len() < need {
             return None;
         }
-        let members: Vec<(Arc<Pod>, usize)> = gang.waiting.drain(..group.min_count as usize).collect();
+        let members: Vec<(Arc<Pod>, usize)> = gang.waiting.drain(..need).collect();
         let profile = members.first().map_or(0, |(_, p)| *p);
         let pods: Vec<Arc<Pod>> = members.into_iter().map(|(p, _)| p).collect();
         let priority = group.priority.unwrap_or_else(|| pods.iter().map(|p| p.priority).max().unwrap_or(0));
@@ -254,6 +257,16 @@ impl GangTable {
         gang.record.last_failure = None;
         gang.record.bound += placed;
         std::mem::take(&mut gang.waiting)
+    }
+
+    /// Withdraws admission from a gang that fell below `minCount` bound members before it
+    /// ever ran whole (a binding failed): its unbound members wait to be placed together again.
+    pub fn revoke_if_short(&mut self, key: GroupKey) {
+        let Some(gang) = self.gangs.get_mut(&key) else { return };
+        let min = gang.group.as_ref().map_or(0, |g| g.min_count as usize);
+        if gang.record.bound < min {
+            gang.record.admitted_at = None;
+        }
     }
 
     /// A member of an admitted gang was placed on its own.

@@ -3,10 +3,14 @@
 //! their own snapshots (the live scheduler and `tessera bench`).
 //!
 //! Both drives share every piece — [`worker::Worker::schedule`] proposes, [`binder::Binder::commit`]
-//! decides — and differ only in who calls them and on which clock.
+//! decides, [`core::Core`] applies every event and answer — and differ only in who calls them
+//! and on which clock. [`drive`] holds the threaded drives: the batch one (`tessera bench`) and
+//! the continuous one the live scheduler runs for as long as the process lives.
 
 pub mod algorithm;
 pub mod binder;
+pub mod core;
+pub mod drive;
 pub mod gang;
 pub mod gang_placement;
 pub mod gang_status;
@@ -19,17 +23,17 @@ pub mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::{Receiver, Sender};
-use parking_lot::{Mutex, RwLock};
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
 
-use self::binder::{Binder, BinderStats, Verdict};
+pub use self::core::Core;
+pub use self::drive::Feed;
+
+use self::binder::{Binder, BinderStats};
 use self::gang::{GangOptions, GangRecord, GangTable};
-use self::queue::{BackoffPolicy, SchedulingQueue, Unit};
+use self::queue::{BackoffPolicy, SchedulingQueue};
 use self::reservation::Reservation;
 use self::reuse::ReuseStats;
 use self::state::{ClusterState, StateError};
@@ -71,6 +75,8 @@ pub enum Outcome {
         pod: Arc<Pod>,
         /// Its node.
         node: Sym,
+        /// The GPUs it holds there, as a bit set of device indices (0 when none).
+        gpus: u64,
         /// Attempts it took.
         attempts: u32,
         /// When it was first queued.
@@ -184,61 +190,54 @@ impl Engine {
         EngineStats { binder: self.binder.stats, attempts: self.attempts, reuse }
     }
 
-    /// Adds or updates a node; parked pods get another chance.
+    /// The engine's mutable side (see [`core::Core`]): what every event goes through.
+    pub fn core(&mut self) -> Core<'_> {
+        Core {
+            binder: &mut self.binder,
+            state: &mut self.state,
+            profiles: &self.profiles,
+            by_scheduler: &self.by_scheduler,
+            queue: &mut self.queue,
+            reservation: &mut self.reservation,
+            gang: &self.gang,
+            released: 0,
+        }
+    }
+
+    /// Adds or updates a node; parked pods get another chance (see [`Core::upsert_node`]).
     pub fn upsert_node(&mut self, node: Node, now: f64) {
-        self.state.upsert_node(node);
-        self.queue.move_all_to_active_or_backoff(now);
+        self.core().upsert_node(node, now);
     }
 
     /// Removes a node. Pods that were on it are returned (their controllers would recreate
     /// them; the engine does not requeue them itself).
     pub fn remove_node(&mut self, name: Sym) -> Vec<Arc<Pod>> {
-        self.state.remove_node(name)
+        self.core().remove_node(name)
     }
 
     /// Replaces the namespace table (for namespace selectors).
     pub fn set_namespaces(&mut self, namespaces: HashMap<Sym, tessera_plugins::labels::LabelSet>) {
-        self.state.set_namespaces(namespaces);
+        self.core().set_namespaces(namespaces);
     }
 
     /// Takes in a pod: queues it, or accounts it where it already runs.
     pub fn add_pod(&mut self, pod: Arc<Pod>, now: f64) -> Result<Admission, StateError> {
-        if pod.node_name.is_some() {
-            self.state.place_on_named_node(pod.clone())?;
-            self.queue.gangs.add_running(&pod, now);
-            return Ok(Admission::Running);
-        }
-        let Some(&profile) = self.by_scheduler.get(&pod.scheduler_name) else {
-            return Ok(Admission::NotOurs);
-        };
-        self.state.track_keys_of(&pod);
-        match self.queue.gangs.add_member(pod, profile, now) {
-            Ok(pod) => {
-                let seq = self.queue.next_seq();
-                self.queue.push_active(Unit::single(pod, profile, now, seq));
-                Ok(Admission::Queued)
-            }
-            Err(gang) => Ok(if self.form_gang(gang, now) { Admission::Queued } else { Admission::Waiting }),
-        }
+        self.core().add_pod(pod, now)
     }
 
-    /// Adds or replaces a PodGroup. Its waiting members enter the queue as one unit once
-    /// `minCount` of them exist; a queued gang whose `minCount` changed is formed anew.
+    /// Adds or replaces a PodGroup (see [`Core::upsert_pod_group`]).
     pub fn upsert_pod_group(&mut self, group: PodGroup, now: f64) {
-        let update = self.queue.gangs.upsert_group(group, now);
-        if update.requeue {
-            self.take_back_gang(update.key);
-            self.release_held_for(update.key, now);
-        }
-        self.form_gang(update.key, now);
+        self.core().upsert_pod_group(group, now);
     }
 
     /// Forgets a PodGroup: its members not yet placed wait for it again.
     pub fn remove_pod_group(&mut self, key: GroupKey, now: f64) {
-        if self.queue.gangs.remove_group(key) {
-            self.take_back_gang(key);
-        }
-        self.release_held_for(key, now);
+        self.core().remove_pod_group(key, now);
+    }
+
+    /// A pod is gone (finished or deleted): frees its node or drops it from the queue.
+    pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
+        self.core().delete_pod(key, now)
     }
 
     /// Every gang with a PodGroup and what became of it.
@@ -267,61 +266,10 @@ impl Engine {
         }
     }
 
-    fn take_back_gang(&mut self, key: GroupKey) {
-        if let Some(unit) = self.queue.take_gang_unit(key) {
-            self.queue.gangs.take_back(key, unit);
-        }
-    }
-
-    /// PreEnqueue for gang `key`: queues its unit if it may enter now.
-    fn form_gang(&mut self, key: GroupKey, now: f64) -> bool {
-        let seq = self.queue.next_seq();
-        match self.queue.gangs.form(key, seq, now) {
-            Some(unit) => {
-                self.queue.push_active(unit);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Lets a reservation lapse once its time is up.
-    fn expire_reservation(&mut self, now: f64) {
-        if self.reservation.as_ref().is_some_and(|r| r.until <= now) {
-            release(&mut self.state, &mut self.queue, &mut self.reservation, now);
-        }
-    }
-
-    /// Releases the reservation if gang `key` holds it.
-    fn release_held_for(&mut self, key: GroupKey, now: f64) {
-        if self.reservation.as_ref().is_some_and(|r| r.gang == key) {
-            release(&mut self.state, &mut self.queue, &mut self.reservation, now);
-        }
-    }
-
-    /// A pod is gone (finished or deleted): frees its node or drops it from the queue, and
-    /// gives parked pods another chance.
-    pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
-        if let Some((_, pod)) = self.state.unplace(key) {
-            if let Some(gang) = pod.group_key() {
-                self.queue.gangs.member_gone(gang);
-            }
-            self.queue.move_all_to_active_or_backoff(now);
-            return true;
-        }
-        let (queued, gang) = self.queue.remove_pod(key);
-        if let Some(gang) = gang {
-            // The gang is one short of what it held nodes for: let go, and form it anew.
-            self.release_held_for(gang, now);
-            self.form_gang(gang, now);
-        }
-        queued
-    }
-
     /// Step drive: schedules active units one at a time until none is ready at `now`.
     /// Deterministic: the placements do not depend on thread count.
     pub fn schedule_pending(&mut self, now: f64) -> Vec<Outcome> {
-        self.expire_reservation(now);
+        self.core().expire_reservation(now);
         let mut out = Vec::new();
         while let Some(unit) = self.queue.pop(now) {
             self.workers[0].refresh(&self.state, self.answered[0]);
@@ -331,314 +279,9 @@ impl Engine {
             if let Attempt::Proposed(p) = &attempt {
                 self.answered[0] = p.seq;
             }
-            let mut cx = Resolver {
-                binder: &mut self.binder,
-                state: &mut self.state,
-                profiles: &self.profiles,
-                queue: &mut self.queue,
-                reservation: &mut self.reservation,
-                gang: &self.gang,
-                released: 0,
-            };
-            out.extend(cx.resolve(attempt, now).outcomes);
+            out.extend(self.core().resolve(attempt, now).outcomes);
         }
         out
-    }
-
-    /// Parallel drive: K worker threads race over their own snapshots while this thread
-    /// binds, until every unit active at the start is placed or found unschedulable.
-    /// `clock` gives the time for latencies.
-    pub fn run_parallel(&mut self, clock: &(dyn Fn() -> f64 + Sync)) -> Vec<Outcome> {
-        self.expire_reservation(clock());
-        let k = self.workers.len();
-        let shared = RwLock::new(Shared { state: std::mem::take(&mut self.state), answered: self.answered.clone() });
-        let queue = Mutex::new(std::mem::take(&mut self.queue));
-        let outstanding = AtomicUsize::new(queue.lock().active_len());
-        let (tx, rx) = crossbeam_channel::bounded::<Attempt>(k * 64);
-        let profiles = &self.profiles;
-        let (gang, reservation) = (&self.gang, &mut self.reservation);
-        let mut outcomes = Vec::new();
-        std::thread::scope(|s| {
-            for w in self.workers.iter_mut() {
-                let tx = tx.clone();
-                let lanes = Lanes { shared: &shared, queue: &queue, outstanding: &outstanding };
-                s.spawn(move || worker_loop(w, profiles, lanes, tx));
-            }
-            drop(tx);
-            let lanes = Lanes { shared: &shared, queue: &queue, outstanding: &outstanding };
-            let fixed = Fixed { profiles, gang, clock };
-            outcomes = binder_loop(&mut self.binder, fixed, lanes, rx, reservation, &mut self.attempts);
-        });
-        let shared = shared.into_inner();
-        self.state = shared.state;
-        self.answered = shared.answered;
-        self.queue = queue.into_inner();
-        outcomes
-    }
-}
-
-struct Shared {
-    state: ClusterState,
-    answered: Vec<u64>,
-}
-
-#[derive(Clone, Copy)]
-struct Lanes<'a> {
-    shared: &'a RwLock<Shared>,
-    queue: &'a Mutex<SchedulingQueue>,
-    outstanding: &'a AtomicUsize,
-}
-
-fn worker_loop(w: &mut Worker, profiles: &[Arc<Profile>], lanes: Lanes<'_>, tx: Sender<Attempt>) {
-    while lanes.outstanding.load(Ordering::Acquire) > 0 {
-        let Some(unit) = lanes.queue.lock().pop_active() else {
-            std::thread::yield_now();
-            continue;
-        };
-        {
-            let sh = lanes.shared.read();
-            w.refresh(&sh.state, sh.answered[w.id()]);
-        }
-        let attempt = w.schedule(&profiles[unit.profile], unit);
-        if tx.send(attempt).is_err() {
-            return;
-        }
-    }
-}
-
-/// Proposals answered per write-lock hold: enough to amortise the lock, few enough that
-/// workers refreshing do not wait long.
-const BIND_BATCH: usize = 64;
-
-/// How long the binder naps when no proposal is waiting.
-const BINDER_IDLE: std::time::Duration = std::time::Duration::from_micros(200);
-
-/// What the binder loop reads and never changes.
-#[derive(Clone, Copy)]
-struct Fixed<'a> {
-    profiles: &'a [Arc<Profile>],
-    gang: &'a GangOptions,
-    clock: &'a (dyn Fn() -> f64 + Sync),
-}
-
-fn binder_loop(
-    binder: &mut Binder,
-    fixed: Fixed<'_>,
-    lanes: Lanes<'_>,
-    rx: Receiver<Attempt>,
-    reservation: &mut Option<Reservation>,
-    attempts: &mut u64,
-) -> Vec<Outcome> {
-    let mut outcomes = Vec::new();
-    let mut batch = Vec::with_capacity(BIND_BATCH);
-    while lanes.outstanding.load(Ordering::Acquire) > 0 {
-        while batch.len() < BIND_BATCH {
-            match rx.try_recv() {
-                Ok(a) => batch.push(a),
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return outcomes,
-            }
-        }
-        if batch.is_empty() {
-            // Polling rather than blocking: a binder blocked in `recv` is woken (a futex call
-            // and a context switch) by every single proposal, which on few cores costs more
-            // than scheduling the pod; a short nap lets proposals gather into one batch.
-            std::thread::sleep(BINDER_IDLE);
-            continue;
-        }
-        let now = (fixed.clock)();
-        let mut sh = lanes.shared.write();
-        let mut queue = lanes.queue.lock();
-        for attempt in batch.drain(..) {
-            *attempts += 1;
-            if let Attempt::Proposed(p) = &attempt {
-                sh.answered[p.worker] = p.seq;
-            }
-            let mut cx = Resolver {
-                binder: &mut *binder,
-                state: &mut sh.state,
-                profiles: fixed.profiles,
-                queue: &mut queue,
-                reservation: &mut *reservation,
-                gang: fixed.gang,
-                released: 0,
-            };
-            let resolved = cx.resolve(attempt, now);
-            // New units (a gang's other members) count before finished ones leave, so the
-            // count never touches zero while work remains.
-            lanes.outstanding.fetch_add(resolved.spawned, Ordering::AcqRel);
-            lanes.outstanding.fetch_sub(resolved.finished, Ordering::AcqRel);
-            outcomes.extend(resolved.outcomes);
-        }
-    }
-    outcomes
-}
-
-struct Resolved {
-    outcomes: Vec<Outcome>,
-    /// Units that reached a final state for this run (placed, parked, or timed out).
-    finished: usize,
-    /// Units this attempt added to the queue (an admitted gang's other members).
-    spawned: usize,
-}
-
-impl Resolved {
-    fn requeued() -> Resolved {
-        Resolved { outcomes: Vec::new(), finished: 0, spawned: 0 }
-    }
-}
-
-/// What resolving an attempt may change: the binder's side of the engine.
-struct Resolver<'a> {
-    binder: &'a mut Binder,
-    state: &'a mut ClusterState,
-    profiles: &'a [Arc<Profile>],
-    queue: &'a mut SchedulingQueue,
-    reservation: &'a mut Option<Reservation>,
-    gang: &'a GangOptions,
-    /// Units a released reservation sent back to active (the parallel drive counts them).
-    released: usize,
-}
-
-impl Resolver<'_> {
-    /// Applies a worker's attempt: commit (or requeue on conflict), or park as unschedulable.
-    fn resolve(&mut self, attempt: Attempt, now: f64) -> Resolved {
-        let mut resolved = self.apply(attempt, now);
-        resolved.spawned += std::mem::take(&mut self.released);
-        resolved
-    }
-
-    fn apply(&mut self, attempt: Attempt, now: f64) -> Resolved {
-        match attempt {
-            Attempt::Proposed(p) => match self.binder.commit(self.state, &self.profiles[p.unit.profile], &p) {
-                Verdict::Accepted => self.accepted(&p.unit, &p.placements, now),
-                Verdict::Rejected { .. } => {
-                    // A conflict is not the unit's fault: straight back to the active queue.
-                    let mut unit = p.unit;
-                    unit.attempts += 1;
-                    self.queue.push_active(unit);
-                    Resolved::requeued()
-                }
-                // Trying again could only fail again (a pod given twice): report it, drop it.
-                Verdict::Invalid { reason } => {
-                    let mut unit = p.unit;
-                    unit.attempts += 1;
-                    let outcome = Outcome::Unschedulable {
-                        pods: unit.pods,
-                        message: reason.clone(),
-                        reasons: vec![reason],
-                        attempts: unit.attempts,
-                        at: now,
-                    };
-                    Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
-                }
-            },
-            Attempt::Unschedulable { unit, diagnosis, shortfall } => {
-                let message = match (&unit.gang, &shortfall) {
-                    (Some(g), Some(s)) => s.message(g.key),
-                    _ => diagnosis.message(),
-                };
-                let reasons = match &shortfall {
-                    Some(s) => s.reasons.keys().cloned().collect(),
-                    None => diagnosis.pre_filter_message.iter().cloned().chain(diagnosis.reasons.into_keys()).collect(),
-                };
-                self.unschedulable(unit, message, reasons, now)
-            }
-        }
-    }
-
-    fn accepted(&mut self, unit: &Unit, placements: &[algorithm::Placement], now: f64) -> Resolved {
-        let attempts = unit.attempts + 1;
-        let snapshot = self.state.snapshot();
-        let outcomes = unit
-            .pods
-            .iter()
-            .zip(placements)
-            .map(|(pod, pl)| Outcome::Bound {
-                pod: pod.clone(),
-                node: snapshot.node(pl.node).map_or_else(|| Sym::new(""), |n| n.name()),
-                attempts,
-                queued_at: unit.queued_at,
-                at: now,
-            })
-            .collect();
-        let mut spawned = 0;
-        if let Some(g) = &unit.gang {
-            if self.reservation.as_ref().is_some_and(|r| r.gang == g.key) {
-                self.release(now);
-            }
-            for (pod, profile) in self.queue.gangs.admit(g.key, unit.pods.len(), now) {
-                let seq = self.queue.next_seq();
-                self.queue.push_active(Unit::single(pod, profile, now, seq));
-                spawned += 1;
-            }
-        } else if let Some(key) = unit.pods.first().and_then(|p| p.group_key()) {
-            self.queue.gangs.member_bound(key);
-        }
-        Resolved { outcomes, finished: 1, spawned }
-    }
-
-    fn unschedulable(&mut self, mut unit: Unit, message: String, reasons: Vec<String>, now: f64) -> Resolved {
-        unit.attempts += 1;
-        unit.last_failure = Some(message.clone());
-        let outcome =
-            Outcome::Unschedulable { pods: unit.pods.clone(), message, reasons, attempts: unit.attempts, at: now };
-        if let Some(g) = &unit.gang {
-            self.queue.gangs.failed(g.key, unit.last_failure.as_deref().unwrap_or_default());
-        }
-        match unit.gang.clone() {
-            Some(g) if g.timeout_s.is_some_and(|t| now - g.formed_at >= t) => {
-                // Timed out: back off, then a full timeout period afresh from when it is back
-                // (from now, a timeout shorter than the backoff would fire on every try). A
-                // hold stays: letting go would undo the draining it waited for.
-                self.queue.gangs.timed_out(g.key);
-                let ready = self.queue.backoff_ready(unit.attempts, now);
-                if let Some(spec) = unit.gang.as_mut() {
-                    spec.formed_at = ready;
-                }
-                self.queue.push_backoff(unit, now);
-            }
-            Some(g) => {
-                self.reserve_for(&unit, g.key, g.topology_key, now);
-                self.queue.park_unschedulable(unit, now);
-            }
-            None => self.queue.park_unschedulable(unit, now),
-        }
-        Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
-    }
-
-    /// Holds nodes for a gang that did not fit, when reservations are on and none is held.
-    fn reserve_for(&mut self, unit: &Unit, key: GroupKey, topology_key: Option<Sym>, now: f64) {
-        if !self.gang.reservation || self.reservation.is_some() || !self.queue.gangs.may_reserve(key) {
-            return;
-        }
-        let nodes = reservation::choose(self.state.snapshot(), &unit.pods, key, topology_key);
-        if nodes.is_empty() {
-            return;
-        }
-        self.state.set_reservation(&nodes, Some(key));
-        *self.reservation = Some(Reservation { gang: key, nodes, until: now + self.gang.reservation_s });
-    }
-
-    fn release(&mut self, now: f64) {
-        self.released += release(self.state, self.queue, self.reservation, now);
-    }
-}
-
-/// Lets go of a reservation; pods it kept off its nodes get another chance. Returns how many
-/// units went back to active.
-fn release(
-    state: &mut ClusterState,
-    queue: &mut SchedulingQueue,
-    reservation: &mut Option<Reservation>,
-    now: f64,
-) -> usize {
-    match reservation.take() {
-        Some(r) => {
-            state.set_reservation(&r.nodes, None);
-            queue.move_all_to_active_or_backoff(now)
-        }
-        None => 0,
     }
 }
 

@@ -215,13 +215,16 @@ impl SchedulingQueue {
         active
     }
 
-    /// Moves backoff units whose time has come to active.
-    pub fn flush_backoff(&mut self, now: f64) {
+    /// Moves backoff units whose time has come to active; returns how many.
+    pub fn flush_backoff(&mut self, now: f64) -> usize {
+        let mut moved = 0;
         while self.backoff.peek().is_some_and(|b| b.0 <= now) {
             if let Some(Backoff(_, unit)) = self.backoff.pop() {
                 self.push_active(unit);
+                moved += 1;
             }
         }
+        moved
     }
 
     /// When the next backoff unit becomes ready, if any.
@@ -283,6 +286,11 @@ impl SchedulingQueue {
     /// Units in the active queue.
     pub fn active_len(&self) -> usize {
         self.active.len()
+    }
+
+    /// Units in the active, backoff and unschedulable queues.
+    pub fn lens(&self) -> (usize, usize, usize) {
+        (self.active.len(), self.backoff.len(), self.unschedulable.len())
     }
 
     /// Units in every queue.

@@ -180,3 +180,44 @@ proptest! {
         prop_assert_eq!(placed + failed, reqs.len(), "every pod is placed or reported");
     }
 }
+
+/// A feed that hands the engine pods once, then stops when each has an outcome.
+struct OnceFeed {
+    pods: Vec<Arc<Pod>>,
+    nodes: Vec<Node>,
+    outcomes: Vec<Outcome>,
+}
+
+impl drive::Feed for OnceFeed {
+    fn has_events(&self) -> bool {
+        !self.pods.is_empty() || !self.nodes.is_empty()
+    }
+    fn apply(&mut self, core: &mut Core<'_>, now: f64) {
+        for n in self.nodes.drain(..) {
+            core.upsert_node(n, now);
+        }
+        for p in self.pods.drain(..) {
+            core.add_pod(p, now).unwrap();
+        }
+    }
+    fn outcomes(&mut self, outcomes: Vec<Outcome>) {
+        self.outcomes.extend(outcomes);
+    }
+    fn stop(&self) -> bool {
+        self.outcomes.len() == 20
+    }
+}
+
+#[test]
+fn the_continuous_drive_applies_events_between_commits_and_places_every_pod() {
+    let mut e = engine(&[], 2);
+    let mut feed = OnceFeed {
+        nodes: (0..4).map(|i| node(i, 4000, 110)).collect(),
+        pods: (0..20).map(|i| pod(i, 500, None)).collect(),
+        outcomes: Vec::new(),
+    };
+    e.run_continuous(&|| 0.0, &mut feed);
+    let placed = bound(&feed.outcomes);
+    assert_eq!(placed.len(), 20);
+    assert_eq!(e.state().placed_count(), 20);
+}

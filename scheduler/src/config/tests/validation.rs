@@ -215,18 +215,37 @@ delayCacheUntilActive: true
         &upstream_like(),
     );
     let fields: Vec<&str> = c.warnings.iter().map(|w| w.split(": ").nth(1).unwrap_or("")).collect();
-    assert_eq!(
-        fields,
-        [
-            "leaderElection",
-            "clientConnection",
-            "extenders",
-            "enableProfiling",
-            "enableContentionProfiling",
-            "delayCacheUntilActive"
-        ]
+    assert_eq!(fields, ["extenders", "enableProfiling", "enableContentionProfiling", "delayCacheUntilActive"]);
+    assert_eq!(c.warnings[0], "test.yaml: extenders: an upstream setting Tessera does not use; ignored");
+}
+
+#[test]
+fn leader_election_and_client_connection_are_read_with_upstream_defaults() {
+    let c = ok(
+        "leaderElection:\n  leaseDuration: 30s\n  renewDeadline: 20s\n  resourceName: kube-scheduler\nclientConnection:\n  qps: 50\n  burst: 100\n",
+        &upstream_like(),
     );
-    assert_eq!(c.warnings[0], "test.yaml: leaderElection: an upstream setting Tessera does not use; ignored");
+    let le = &c.leader_election;
+    assert!(le.leader_elect);
+    assert_eq!((le.lease_duration.as_secs(), le.renew_deadline.as_secs(), le.retry_period.as_secs()), (30, 20, 2));
+    assert_eq!((le.resource_namespace.as_str(), le.resource_name.as_str()), ("kube-system", "kube-scheduler"));
+    assert_eq!((c.client_connection.qps, c.client_connection.burst), (50.0, 100));
+    let d = ok("{}\n", &upstream_like());
+    assert_eq!(d.leader_election.lease_duration.as_secs(), 15);
+    assert_eq!(
+        (d.client_connection.qps, d.client_connection.burst),
+        (crate::config::DEFAULT_QPS, crate::config::DEFAULT_BURST)
+    );
+    for (yaml, field) in [
+        ("leaderElection: {leaseDuration: 5s}\n", "leaderElection.leaseDuration"),
+        ("leaderElection: {retryPeriod: abc}\n", "leaderElection.retryPeriod"),
+        ("leaderElection: {resourceLock: endpoints}\n", "leaderElection.resourceLock"),
+        ("clientConnection: {burst: 0}\n", "clientConnection.burst"),
+        ("clientConnection: {contentType: application/vnd.kubernetes.protobuf}\n", "clientConnection.contentType"),
+    ] {
+        let e = parse_config("test.yaml", yaml, &upstream_like()).unwrap_err().to_string();
+        assert!(e.contains(field), "{yaml}: {e}");
+    }
 }
 
 #[test]

@@ -1,0 +1,355 @@
+//! The engine's mutable side, borrowed by whichever thread owns it: the caller of the step
+//! drive, or the binder thread of the parallel and continuous drives. Every change to the
+//! cluster (a node, a pod, a PodGroup arriving or leaving, an assumption undone) and every
+//! answer to a worker's attempt goes through [`Core`], so the drives cannot disagree on what an
+//! event means.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tessera_plugins::framework::Profile;
+use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::LabelSet;
+use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
+
+use super::algorithm::Placement;
+use super::binder::{Binder, Verdict};
+use super::gang::GangOptions;
+use super::queue::{SchedulingQueue, Unit};
+use super::reservation::{self, Reservation};
+use super::state::{ClusterState, StateError};
+use super::worker::Attempt;
+use super::{Admission, Outcome};
+
+/// The engine's mutable parts for one stretch of work. See the module docs.
+#[derive(Debug)]
+pub struct Core<'a> {
+    pub(super) binder: &'a mut Binder,
+    pub(super) state: &'a mut ClusterState,
+    pub(super) profiles: &'a [Arc<Profile>],
+    pub(super) by_scheduler: &'a HashMap<Sym, usize>,
+    pub(super) queue: &'a mut SchedulingQueue,
+    pub(super) reservation: &'a mut Option<Reservation>,
+    pub(super) gang: &'a GangOptions,
+    /// Units that events or a released reservation sent to the active queue since the last
+    /// [`Core::take_released`] (the parallel drive counts them as work still to do).
+    pub(super) released: usize,
+}
+
+/// What resolving one attempt did.
+pub(super) struct Resolved {
+    pub outcomes: Vec<Outcome>,
+    /// Units that reached a final state for this run (placed, parked, or timed out).
+    pub finished: usize,
+    /// Units this attempt added to the queue (an admitted gang's other members).
+    pub spawned: usize,
+}
+
+impl Resolved {
+    fn requeued() -> Resolved {
+        Resolved { outcomes: Vec::new(), finished: 0, spawned: 0 }
+    }
+}
+
+impl Core<'_> {
+    /// The live cluster state.
+    pub fn state(&self) -> &ClusterState {
+        self.state
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &SchedulingQueue {
+        self.queue
+    }
+
+    /// Whether a profile schedules pods naming `scheduler`.
+    pub fn schedules_for(&self, scheduler: Sym) -> bool {
+        self.by_scheduler.contains_key(&scheduler)
+    }
+
+    /// Adds or updates a node; parked pods get another chance. A node whose model did not
+    /// change (a status heartbeat) changes nothing: no generation bump, no requeue.
+    pub fn upsert_node(&mut self, node: Node, now: f64) {
+        if self.state.snapshot().node_by_name(node.name).is_some_and(|n| *n.node == node) {
+            return;
+        }
+        self.state.upsert_node(node);
+        self.released += self.queue.move_all_to_active_or_backoff(now);
+    }
+
+    /// Removes a node. Pods that were on it are returned (their controllers would recreate
+    /// them; the engine does not requeue them itself).
+    pub fn remove_node(&mut self, name: Sym) -> Vec<Arc<Pod>> {
+        self.state.remove_node(name)
+    }
+
+    /// Replaces the namespace table (for namespace selectors).
+    pub fn set_namespaces(&mut self, namespaces: HashMap<Sym, LabelSet>) {
+        self.state.set_namespaces(namespaces);
+    }
+
+    /// Takes in a pod: queues it, or accounts it where it already runs.
+    pub fn add_pod(&mut self, pod: Arc<Pod>, now: f64) -> Result<Admission, StateError> {
+        if pod.node_name.is_some() {
+            self.state.place_on_named_node(pod.clone())?;
+            self.queue.gangs.add_running(&pod, now);
+            return Ok(Admission::Running);
+        }
+        let Some(&profile) = self.by_scheduler.get(&pod.scheduler_name) else {
+            return Ok(Admission::NotOurs);
+        };
+        self.state.track_keys_of(&pod);
+        match self.queue.gangs.add_member(pod, profile, now) {
+            Ok(pod) => {
+                let seq = self.queue.next_seq();
+                self.queue.push_active(Unit::single(pod, profile, now, seq));
+                self.released += 1;
+                Ok(Admission::Queued)
+            }
+            Err(gang) => Ok(if self.form_gang(gang, now) { Admission::Queued } else { Admission::Waiting }),
+        }
+    }
+
+    /// A pod is gone (finished or deleted): frees its node or drops it from the queue, and
+    /// gives parked pods another chance.
+    pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
+        if let Some((_, pod)) = self.state.unplace(key) {
+            if let Some(gang) = pod.group_key() {
+                self.queue.gangs.member_gone(gang);
+            }
+            self.released += self.queue.move_all_to_active_or_backoff(now);
+            return true;
+        }
+        let (queued, gang) = self.queue.remove_pod(key);
+        if let Some(gang) = gang {
+            // The gang is one short of what it held nodes for: let go, and form it anew.
+            self.release_held_for(gang, now);
+            self.form_gang(gang, now);
+        }
+        queued
+    }
+
+    /// Undoes the assumption that pods `keys` run where the binder put them (their binding
+    /// failed) and queues them again after a backoff. Members of a gang that, without them,
+    /// has fewer than `minCount` bound go back to wait for their gang, all or nothing again.
+    /// Returns the pods found assumed.
+    pub fn forget_assumed(&mut self, keys: &[PodKey], now: f64) -> Vec<Arc<Pod>> {
+        let pods: Vec<Arc<Pod>> = keys.iter().filter_map(|k| self.state.unplace(k)).map(|(_, p)| p).collect();
+        let mut gangs = Vec::new();
+        for pod in &pods {
+            if let Some(gang) = pod.group_key() {
+                self.queue.gangs.member_gone(gang);
+                gangs.push(gang);
+            }
+        }
+        for gang in gangs {
+            self.queue.gangs.revoke_if_short(gang);
+        }
+        for pod in &pods {
+            let Some(&profile) = self.by_scheduler.get(&pod.scheduler_name) else { continue };
+            match self.queue.gangs.add_member(pod.clone(), profile, now) {
+                Ok(pod) => {
+                    let seq = self.queue.next_seq();
+                    let mut unit = Unit::single(pod, profile, now, seq);
+                    unit.attempts = 1;
+                    self.queue.push_backoff(unit, now);
+                }
+                Err(gang) => {
+                    self.form_gang(gang, now);
+                }
+            }
+        }
+        // The nodes they held are free again.
+        self.released += self.queue.move_all_to_active_or_backoff(now);
+        pods
+    }
+
+    /// Adds or replaces a PodGroup. Its waiting members enter the queue as one unit once
+    /// `minCount` of them exist; a queued gang whose `minCount` changed is formed anew.
+    pub fn upsert_pod_group(&mut self, group: PodGroup, now: f64) {
+        let update = self.queue.gangs.upsert_group(group, now);
+        if update.requeue {
+            self.take_back_gang(update.key);
+            self.release_held_for(update.key, now);
+        }
+        self.form_gang(update.key, now);
+    }
+
+    /// Forgets a PodGroup: its members not yet placed wait for it again.
+    pub fn remove_pod_group(&mut self, key: GroupKey, now: f64) {
+        if self.queue.gangs.remove_group(key) {
+            self.take_back_gang(key);
+        }
+        self.release_held_for(key, now);
+    }
+
+    /// Moves units whose backoff ended to the active queue and lets a lapsed reservation go:
+    /// what the passing of time does, for a drive that never pops through [`SchedulingQueue::pop`].
+    pub fn tick(&mut self, now: f64) {
+        self.expire_reservation(now);
+        self.released += self.queue.flush_backoff(now);
+    }
+
+    /// Units sent to the active queue since the last call.
+    pub fn take_released(&mut self) -> usize {
+        std::mem::take(&mut self.released)
+    }
+
+    fn take_back_gang(&mut self, key: GroupKey) {
+        if let Some(unit) = self.queue.take_gang_unit(key) {
+            self.queue.gangs.take_back(key, unit);
+        }
+    }
+
+    /// PreEnqueue for gang `key`: queues its unit if it may enter now.
+    fn form_gang(&mut self, key: GroupKey, now: f64) -> bool {
+        let seq = self.queue.next_seq();
+        match self.queue.gangs.form(key, seq, now) {
+            Some(unit) => {
+                self.queue.push_active(unit);
+                self.released += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Lets a reservation lapse once its time is up.
+    pub(super) fn expire_reservation(&mut self, now: f64) {
+        if self.reservation.as_ref().is_some_and(|r| r.until <= now) {
+            self.release(now);
+        }
+    }
+
+    /// Releases the reservation if gang `key` holds it.
+    fn release_held_for(&mut self, key: GroupKey, now: f64) {
+        if self.reservation.as_ref().is_some_and(|r| r.gang == key) {
+            self.release(now);
+        }
+    }
+
+    /// Applies a worker's attempt: commit (or requeue on conflict), or park as unschedulable.
+    pub(super) fn resolve(&mut self, attempt: Attempt, now: f64) -> Resolved {
+        match attempt {
+            Attempt::Proposed(p) => match self.binder.commit(self.state, &self.profiles[p.unit.profile], &p) {
+                Verdict::Accepted => self.accepted(&p.unit, &p.placements, now),
+                Verdict::Rejected { .. } => {
+                    // A conflict is not the unit's fault: straight back to the active queue.
+                    let mut unit = p.unit;
+                    unit.attempts += 1;
+                    self.queue.push_active(unit);
+                    Resolved::requeued()
+                }
+                // Trying again could only fail again (a pod given twice): report it, drop it.
+                Verdict::Invalid { reason } => {
+                    let mut unit = p.unit;
+                    unit.attempts += 1;
+                    let outcome = Outcome::Unschedulable {
+                        pods: unit.pods,
+                        message: reason.clone(),
+                        reasons: vec![reason],
+                        attempts: unit.attempts,
+                        at: now,
+                    };
+                    Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
+                }
+            },
+            Attempt::Unschedulable { unit, diagnosis, shortfall } => {
+                let message = match (&unit.gang, &shortfall) {
+                    (Some(g), Some(s)) => s.message(g.key),
+                    _ => diagnosis.message(),
+                };
+                let reasons = match &shortfall {
+                    Some(s) => s.reasons.keys().cloned().collect(),
+                    None => diagnosis.pre_filter_message.iter().cloned().chain(diagnosis.reasons.into_keys()).collect(),
+                };
+                self.unschedulable(unit, message, reasons, now)
+            }
+        }
+    }
+
+    fn accepted(&mut self, unit: &Unit, placements: &[Placement], now: f64) -> Resolved {
+        let attempts = unit.attempts + 1;
+        let snapshot = self.state.snapshot();
+        let outcomes = unit
+            .pods
+            .iter()
+            .zip(placements)
+            .map(|(pod, pl)| {
+                let node = snapshot.node(pl.node);
+                Outcome::Bound {
+                    pod: pod.clone(),
+                    node: node.map_or_else(|| Sym::new(""), |n| n.name()),
+                    gpus: node.and_then(|n| n.gpus_of(&pod.key())).unwrap_or(0),
+                    attempts,
+                    queued_at: unit.queued_at,
+                    at: now,
+                }
+            })
+            .collect();
+        let mut spawned = 0;
+        if let Some(g) = &unit.gang {
+            if self.reservation.as_ref().is_some_and(|r| r.gang == g.key) {
+                self.release(now);
+            }
+            for (pod, profile) in self.queue.gangs.admit(g.key, unit.pods.len(), now) {
+                let seq = self.queue.next_seq();
+                self.queue.push_active(Unit::single(pod, profile, now, seq));
+                spawned += 1;
+            }
+        } else if let Some(key) = unit.pods.first().and_then(|p| p.group_key()) {
+            self.queue.gangs.member_bound(key);
+        }
+        Resolved { outcomes, finished: 1, spawned }
+    }
+
+    fn unschedulable(&mut self, mut unit: Unit, message: String, reasons: Vec<String>, now: f64) -> Resolved {
+        unit.attempts += 1;
+        unit.last_failure = Some(message.clone());
+        let outcome =
+            Outcome::Unschedulable { pods: unit.pods.clone(), message, reasons, attempts: unit.attempts, at: now };
+        if let Some(g) = &unit.gang {
+            self.queue.gangs.failed(g.key, unit.last_failure.as_deref().unwrap_or_default());
+        }
+        match unit.gang.clone() {
+            Some(g) if g.timeout_s.is_some_and(|t| now - g.formed_at >= t) => {
+                // Timed out: back off, then a full timeout period afresh from when it is back
+                // (from now, a timeout shorter than the backoff would fire on every try). A
+                // hold stays: letting go would undo the draining it waited for.
+                self.queue.gangs.timed_out(g.key);
+                let ready = self.queue.backoff_ready(unit.attempts, now);
+                if let Some(spec) = unit.gang.as_mut() {
+                    spec.formed_at = ready;
+                }
+                self.queue.push_backoff(unit, now);
+            }
+            Some(g) => {
+                self.reserve_for(&unit, g.key, g.topology_key, now);
+                self.queue.park_unschedulable(unit, now);
+            }
+            None => self.queue.park_unschedulable(unit, now),
+        }
+        Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
+    }
+
+    /// Holds nodes for a gang that did not fit, when reservations are on and none is held.
+    fn reserve_for(&mut self, unit: &Unit, key: GroupKey, topology_key: Option<Sym>, now: f64) {
+        if !self.gang.reservation || self.reservation.is_some() || !self.queue.gangs.may_reserve(key) {
+            return;
+        }
+        let nodes = reservation::choose(self.state.snapshot(), &unit.pods, key, topology_key);
+        if nodes.is_empty() {
+            return;
+        }
+        self.state.set_reservation(&nodes, Some(key));
+        *self.reservation = Some(Reservation { gang: key, nodes, until: now + self.gang.reservation_s });
+    }
+
+    /// Lets go of the reservation; pods it kept off its nodes get another chance.
+    fn release(&mut self, now: f64) {
+        if let Some(r) = self.reservation.take() {
+            self.state.set_reservation(&r.nodes, None);
+            self.released += self.queue.move_all_to_active_or_backoff(now);
+        }
+    }
+}

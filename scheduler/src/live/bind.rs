@@ -1,0 +1,304 @@
+//! The bind executor: writes the engine's placements to the API server, as kube-scheduler's
+//! DefaultBinder does, with bounded concurrency, the client-side rate limit, and retries.
+//!
+//! A pod's GPUs are written first (annotation [`GPU_IDS_ANNOTATION`]) so that the devices it
+//! holds are read back after a restart; then `POST pods/{name}/binding` with the pod's uid as
+//! precondition. 429 waits out `Retry-After`; 5xx, timeouts and broken connections retry with
+//! backoff; 409 (bound already, or a uid that no longer matches) and other refusals hand the pod
+//! back to the engine (and with it every member of its gang still in flight); 404 means the pod
+//! is gone and is forgotten. The API server is the arbiter of "never bound twice": it refuses a
+//! second binding of a pod with 409, and the engine only ever learns where a pod runs from it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use http::StatusCode;
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod as K8sPod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::client::Body;
+use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use super::feed::BindItem;
+use super::metrics::{BindResult, Metrics};
+use super::ratelimit::RateLimiter;
+use super::report::Report;
+use super::watch::Change;
+
+/// The annotation that records the GPUs a pod was given: device indices, comma-separated; a
+/// share of a GPU carries its thousandths after a colon (`"3:250"`).
+pub const GPU_IDS_ANNOTATION: &str = "tessera.io/gpu-ids";
+
+/// How often a transient failure is retried before the pod goes back to the queue.
+const MAX_TRIES: u32 = 8;
+
+/// Why a binding did not happen.
+#[derive(Debug, Error)]
+pub enum BindError {
+    /// The pod no longer exists (404).
+    #[error("pod {0} is gone")]
+    Gone(PodKey),
+    /// The API server refused: the pod is bound already, its uid changed, or the request was
+    /// invalid.
+    #[error("binding pod {pod} to {node} was refused: {status} {message}")]
+    Refused {
+        /// The pod.
+        pod: PodKey,
+        /// The node.
+        node: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// Transient failures outlasted every retry.
+    #[error("binding pod {pod} failed {MAX_TRIES} times, last: {last}")]
+    Exhausted {
+        /// The pod.
+        pod: PodKey,
+        /// The last failure.
+        last: String,
+    },
+    /// This replica lost the leader lease: it binds nothing more.
+    #[error("not the leader")]
+    NotLeader,
+}
+
+/// What the executor shares between its tasks.
+#[derive(Clone)]
+pub struct BindContext {
+    /// The API client.
+    pub client: Client,
+    /// `clientConnection`'s limit for bindings.
+    pub limiter: Arc<RateLimiter>,
+    /// Bounds bindings in flight.
+    pub concurrency: Arc<Semaphore>,
+    /// Where results go back to the engine thread.
+    pub changes: Sender<Change>,
+    /// Whether this replica may bind.
+    pub leading: Arc<AtomicBool>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Where `Scheduled` events go.
+    pub reports: tokio::sync::mpsc::Sender<Report>,
+}
+
+impl std::fmt::Debug for BindContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BindContext").field("limiter", &self.limiter).finish_non_exhaustive()
+    }
+}
+
+/// Binds one job (a pod, or a gang's members placed together) and reports each result back.
+pub async fn bind_job(cx: BindContext, job: Vec<BindItem>) {
+    let results = futures::future::join_all(job.iter().map(|item| bind_item(&cx, item))).await;
+    let mut failed = Vec::new();
+    for (item, result) in job.iter().zip(results) {
+        let key = item.pod.key();
+        match result {
+            Ok(()) => {
+                let _ = cx.changes.send(Change::BindSucceeded(key));
+                let _ =
+                    cx.reports.try_send(Report::Scheduled { pod: item.pod.clone(), node: item.node.as_str().into() });
+            }
+            Err(BindError::Gone(_)) => {
+                let _ = cx.changes.send(Change::BindFailed { pods: vec![key], gone: true });
+            }
+            Err(e) => {
+                if !matches!(e, BindError::NotLeader) {
+                    tracing::warn!("{e}");
+                }
+                failed.push(key);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        let _ = cx.changes.send(Change::BindFailed { pods: failed, gone: false });
+    }
+}
+
+async fn bind_item(cx: &BindContext, item: &BindItem) -> Result<(), BindError> {
+    let _permit = cx.concurrency.acquire().await.map_err(|_| BindError::NotLeader)?;
+    if item.gpus != 0 {
+        write_gpu_ids(cx, &item.pod, item.gpus).await?;
+    }
+    let started = Instant::now();
+    let result = post_binding(cx, item).await;
+    let label = match &result {
+        Ok(()) => BindResult::Success,
+        Err(BindError::Gone(_)) => BindResult::NotFound,
+        Err(BindError::Refused { status: 409, .. }) => BindResult::Conflict,
+        Err(_) => BindResult::Error,
+    };
+    cx.metrics.bind_request(label, started.elapsed().as_secs_f64());
+    result
+}
+
+/// The annotation value for GPUs `mask` of a pod asking `milli` of each.
+pub fn gpu_ids(mask: u64, milli: u32) -> String {
+    let ids = (0..64).filter(|i| mask & (1 << i) != 0);
+    let ids: Vec<String> =
+        ids.map(|i| if milli < GPU_MILLI { format!("{i}:{milli}") } else { i.to_string() }).collect();
+    ids.join(",")
+}
+
+async fn write_gpu_ids(cx: &BindContext, pod: &Pod, mask: u64) -> Result<(), BindError> {
+    let milli = pod.gpu.as_ref().map_or(GPU_MILLI, |g| g.milli);
+    let patch = serde_json::json!({"metadata": {"annotations": {GPU_IDS_ANNOTATION: gpu_ids(mask, milli)}}});
+    let api: Api<K8sPod> = Api::namespaced(cx.client.clone(), pod.namespace.as_str());
+    let key = pod.key();
+    retry(cx, &key, || async {
+        match api.patch(&pod.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => Attempt::Done,
+            Err(kube::Error::Api(r)) => Attempt::from_status(r.code, None, r.message),
+            Err(e) => Attempt::Transient(e.to_string(), None),
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        BindError::Refused { pod, status, message, .. } => {
+            BindError::Refused { pod, node: "(annotating GPUs)".into(), status, message }
+        }
+        e => e,
+    })
+}
+
+async fn post_binding(cx: &BindContext, item: &BindItem) -> Result<(), BindError> {
+    let pod = &item.pod;
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(pod.name.to_string()),
+            namespace: Some(pod.namespace.as_str().to_string()),
+            uid: (!pod.uid.is_empty()).then(|| pod.uid.to_string()),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(item.node.as_str().to_string()),
+            ..Default::default()
+        },
+    };
+    let body =
+        serde_json::to_vec(&binding).map_err(|e| BindError::Exhausted { pod: pod.key(), last: e.to_string() })?;
+    let url = format!("/api/v1/namespaces/{}/pods", pod.namespace.as_str());
+    let request = kube::core::Request::new(url);
+    let key = pod.key();
+    retry(cx, &key, || {
+        let req = request.create_subresource("binding", &pod.name, &PostParams::default(), body.clone());
+        async move {
+            let req = match req {
+                Ok(r) => r.map(Body::from),
+                Err(e) => return Attempt::Transient(e.to_string(), None),
+            };
+            match cx.client.send(req).await {
+                Ok(res) if res.status().is_success() => Attempt::Done,
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    let retry_after = retry_after(res.headers());
+                    let message = res.into_body().collect_bytes().await.map_or_else(
+                        |e| e.to_string(),
+                        |b| {
+                            serde_json::from_slice::<serde_json::Value>(&b)
+                                .ok()
+                                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                                .unwrap_or_else(|| String::from_utf8_lossy(&b).into_owned())
+                        },
+                    );
+                    Attempt::from_status(status, retry_after, message)
+                }
+                Err(e) => Attempt::Transient(e.to_string(), None),
+            }
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        BindError::Refused { pod, status, message, .. } => {
+            BindError::Refused { pod, node: item.node.as_str().to_string(), status, message }
+        }
+        e => e,
+    })
+}
+
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(60)))
+}
+
+/// One try's verdict.
+enum Attempt {
+    Done,
+    Gone,
+    Refused(u16, String),
+    /// Worth another try, after the server's `Retry-After` when it gave one.
+    Transient(String, Option<Duration>),
+}
+
+impl Attempt {
+    fn from_status(status: u16, retry_after: Option<Duration>, message: String) -> Attempt {
+        match StatusCode::from_u16(status) {
+            Ok(StatusCode::NOT_FOUND) => Attempt::Gone,
+            Ok(StatusCode::TOO_MANY_REQUESTS) => {
+                Attempt::Transient(message, Some(retry_after.unwrap_or(Duration::from_secs(1))))
+            }
+            Ok(s) if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => Attempt::Transient(message, None),
+            _ => Attempt::Refused(status, message),
+        }
+    }
+}
+
+/// Runs `attempt` under the rate limit until it is done, refused, or out of tries.
+async fn retry<F, Fut>(cx: &BindContext, pod: &PodKey, mut attempt: F) -> Result<(), BindError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Attempt>,
+{
+    let mut backoff = Duration::from_millis(100);
+    let mut last = String::new();
+    for _ in 0..MAX_TRIES {
+        if !cx.leading.load(Ordering::Acquire) {
+            return Err(BindError::NotLeader);
+        }
+        cx.limiter.acquire().await;
+        match attempt().await {
+            Attempt::Done => return Ok(()),
+            Attempt::Gone => return Err(BindError::Gone(pod.clone())),
+            Attempt::Refused(status, message) => {
+                return Err(BindError::Refused { pod: pod.clone(), node: String::new(), status, message });
+            }
+            Attempt::Transient(message, wait) => {
+                cx.metrics.bind_request(BindResult::Retry, 0.0);
+                tokio::time::sleep(wait.unwrap_or(backoff)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                last = message;
+            }
+        }
+    }
+    Err(BindError::Exhausted { pod: pod.clone(), last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_ids_name_devices_and_shares() {
+        assert_eq!(gpu_ids(0b1010, GPU_MILLI), "1,3");
+        assert_eq!(gpu_ids(0b100, 250), "2:250");
+    }
+
+    #[test]
+    fn statuses_sort_into_retry_refuse_and_gone() {
+        assert!(matches!(Attempt::from_status(404, None, String::new()), Attempt::Gone));
+        assert!(matches!(Attempt::from_status(409, None, String::new()), Attempt::Refused(409, _)));
+        assert!(matches!(Attempt::from_status(503, None, String::new()), Attempt::Transient(_, None)));
+        let wait = Some(Duration::from_secs(3));
+        assert!(
+            matches!(Attempt::from_status(429, wait, String::new()), Attempt::Transient(_, Some(d)) if d.as_secs() == 3)
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Telling people why, as kube-scheduler does: a pending pod's `PodScheduled` condition (False,
+//! `Unschedulable`, the engine's "0/N nodes are available: ..." message) written through
+//! `pods/status`, and `events.k8s.io/v1` Events `Scheduled` and `FailedScheduling` with
+//! upstream's wording.
+//!
+//! Reports are best effort and never slow binding: they have their own rate limit and a bounded
+//! queue (a full queue drops reports and counts them). A pod's condition and event are written
+//! again only when its message changes, and a gang that does not fit gets one event on its first
+//! member, naming how many pods wait with it, rather than one per member: a stuck gang of 1,000
+//! pods is one event, not an event storm.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod as K8sPod};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use parking_lot::Mutex;
+use tessera_plugins::model::{Pod, PodKey};
+use tokio::sync::mpsc;
+
+use super::ratelimit::RateLimiter;
+
+/// Something to tell the API about.
+#[derive(Debug)]
+pub enum Report {
+    /// Pods (one, or a gang's members) that fit nowhere, and why.
+    Unschedulable {
+        /// The pods.
+        pods: Vec<Arc<Pod>>,
+        /// The message.
+        message: String,
+    },
+    /// A pod was bound.
+    Scheduled {
+        /// The pod.
+        pod: Arc<Pod>,
+        /// Its node.
+        node: String,
+    },
+}
+
+/// Writes reports; see the module docs.
+pub struct Reporter {
+    client: Client,
+    limiter: RateLimiter,
+    /// Who reports: `reportingInstance` of the events.
+    identity: String,
+    /// Hash of the message last written per pending pod.
+    written: Mutex<HashMap<PodKey, u64>>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter").field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+/// How many reports may wait before new ones are dropped.
+pub const REPORT_QUEUE: usize = 100_000;
+
+impl Reporter {
+    /// A reporter writing through `client` at most `qps` (with `burst`) requests a second.
+    pub fn new(client: Client, qps: f64, burst: u32, identity: String) -> Arc<Reporter> {
+        Arc::new(Reporter { client, limiter: RateLimiter::new(qps, burst), identity, written: Mutex::default() })
+    }
+
+    /// Writes every report received until the channel closes.
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Report>) {
+        let tasks = Arc::new(tokio::sync::Semaphore::new(16));
+        while let Some(report) = rx.recv().await {
+            let Ok(permit) = tasks.clone().acquire_owned().await else { return };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.write(report).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn write(&self, report: Report) {
+        match report {
+            Report::Scheduled { pod, node } => {
+                self.written.lock().remove(&pod.key());
+                let note = format!("Successfully assigned {}/{} to {node}", pod.namespace, pod.name);
+                self.event(&pod, "Normal", "Scheduled", "Binding", note).await;
+            }
+            Report::Unschedulable { pods, message } => {
+                let fresh: Vec<&Arc<Pod>> = pods.iter().filter(|p| self.changed(p, &message)).collect();
+                for pod in &fresh {
+                    self.condition(pod, &message).await;
+                }
+                if let Some(first) = fresh.first() {
+                    let note = match pods.len() {
+                        1 => message.clone(),
+                        n => format!("{message} ({n} pods of this gang wait together)"),
+                    };
+                    self.event(first, "Warning", "FailedScheduling", "Scheduling", note).await;
+                }
+            }
+        }
+    }
+
+    /// Whether `message` differs from what `pod` shows; records it as shown.
+    fn changed(&self, pod: &Pod, message: &str) -> bool {
+        let mut h = DefaultHasher::new();
+        message.hash(&mut h);
+        let hash = h.finish();
+        self.written.lock().insert(pod.key(), hash) != Some(hash)
+    }
+
+    async fn condition(&self, pod: &Pod, message: &str) {
+        let patch = serde_json::json!({"status": {"conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastTransitionTime": Timestamp::now().to_string(),
+        }]}});
+        self.limiter.acquire().await;
+        let api: Api<K8sPod> = Api::namespaced(self.client.clone(), pod.namespace.as_str());
+        if let Err(e) = api.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            tracing::debug!("pod {}: writing PodScheduled: {e}", pod.key());
+        }
+    }
+
+    async fn event(&self, pod: &Pod, type_: &str, reason: &str, action: &str, note: String) {
+        let now = Timestamp::now();
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{:x}", pod.name, now.as_nanosecond())),
+                namespace: Some(pod.namespace.as_str().to_string()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(type_.to_string()),
+            reason: Some(reason.to_string()),
+            action: Some(action.to_string()),
+            note: Some(note),
+            reporting_controller: Some(pod.scheduler_name.as_str().to_string()),
+            reporting_instance: Some(self.identity.clone()),
+            regarding: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(pod.namespace.as_str().to_string()),
+                name: Some(pod.name.to_string()),
+                uid: (!pod.uid.is_empty()).then(|| pod.uid.to_string()),
+                ..ObjectReference::default()
+            }),
+            ..Event::default()
+        };
+        self.limiter.acquire().await;
+        let api: Api<Event> = Api::namespaced(self.client.clone(), pod.namespace.as_str());
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::debug!("pod {}: writing event {reason}: {e}", pod.key());
+        }
+    }
+}
