@@ -290,6 +290,9 @@ pub struct Pod {
     pub images: Vec<Arc<str>>,
     /// GPUs the pod needs, if any.
     pub gpu: Option<GpuRequest>,
+    /// The GPUs a bound pod holds (a bit set of device indices), as recorded on it when it was
+    /// bound (`tessera.io/gpu-ids`), so that a restart puts it back on the same devices.
+    pub gpu_ids: Option<u64>,
     /// The pod group (gang) the pod belongs to, if any.
     pub pod_group: Option<Sym>,
     /// Creation time in seconds since an arbitrary epoch; orders pods of equal priority.
@@ -320,6 +323,7 @@ impl Pod {
             pod_anti_affinity: PodAffinity::default(),
             images: Vec::new(),
             gpu: None,
+            gpu_ids: None,
             pod_group: None,
             creation_s: 0.0,
         }

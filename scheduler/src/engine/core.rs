@@ -229,10 +229,11 @@ impl Core<'_> {
     }
 
     /// Applies a worker's attempt: commit (or requeue on conflict), or park as unschedulable.
-    pub(super) fn resolve(&mut self, attempt: Attempt, now: f64) -> Resolved {
+    /// `cycle_s` is how long the worker took over it.
+    pub(super) fn resolve(&mut self, attempt: Attempt, now: f64, cycle_s: f64) -> Resolved {
         match attempt {
             Attempt::Proposed(p) => match self.binder.commit(self.state, &self.profiles[p.unit.profile], &p) {
-                Verdict::Accepted => self.accepted(&p.unit, &p.placements, now),
+                Verdict::Accepted => self.accepted(&p.unit, &p.placements, now, cycle_s),
                 Verdict::Rejected { .. } => {
                     // A conflict is not the unit's fault: straight back to the active queue.
                     let mut unit = p.unit;
@@ -250,6 +251,7 @@ impl Core<'_> {
                         reasons: vec![reason],
                         attempts: unit.attempts,
                         at: now,
+                        cycle_s,
                     };
                     Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
                 }
@@ -263,12 +265,12 @@ impl Core<'_> {
                     Some(s) => s.reasons.keys().cloned().collect(),
                     None => diagnosis.pre_filter_message.iter().cloned().chain(diagnosis.reasons.into_keys()).collect(),
                 };
-                self.unschedulable(unit, message, reasons, now)
+                self.unschedulable(unit, (message, reasons), now, cycle_s)
             }
         }
     }
 
-    fn accepted(&mut self, unit: &Unit, placements: &[Placement], now: f64) -> Resolved {
+    fn accepted(&mut self, unit: &Unit, placements: &[Placement], now: f64, cycle_s: f64) -> Resolved {
         let attempts = unit.attempts + 1;
         let snapshot = self.state.snapshot();
         let outcomes = unit
@@ -284,6 +286,7 @@ impl Core<'_> {
                     attempts,
                     queued_at: unit.queued_at,
                     at: now,
+                    cycle_s,
                 }
             })
             .collect();
@@ -303,11 +306,19 @@ impl Core<'_> {
         Resolved { outcomes, finished: 1, spawned }
     }
 
-    fn unschedulable(&mut self, mut unit: Unit, message: String, reasons: Vec<String>, now: f64) -> Resolved {
+    /// Parks (or backs off) a unit that fit nowhere; `why` is its message and reasons.
+    fn unschedulable(&mut self, mut unit: Unit, why: (String, Vec<String>), now: f64, cycle_s: f64) -> Resolved {
+        let (message, reasons) = why;
         unit.attempts += 1;
         unit.last_failure = Some(message.clone());
-        let outcome =
-            Outcome::Unschedulable { pods: unit.pods.clone(), message, reasons, attempts: unit.attempts, at: now };
+        let outcome = Outcome::Unschedulable {
+            pods: unit.pods.clone(),
+            message,
+            reasons,
+            attempts: unit.attempts,
+            at: now,
+            cycle_s,
+        };
         if let Some(g) = &unit.gang {
             self.queue.gangs.failed(g.key, unit.last_failure.as_deref().unwrap_or_default());
         }

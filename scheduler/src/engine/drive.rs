@@ -88,7 +88,7 @@ impl Engine {
         let queue = Mutex::new(std::mem::take(&mut self.queue));
         let outstanding = AtomicUsize::new(outstanding);
         let running = AtomicBool::new(true);
-        let (tx, rx) = crossbeam_channel::bounded::<Attempt>(k * 64);
+        let (tx, rx) = crossbeam_channel::bounded::<Timed>(k * 64);
         let profiles = &self.profiles;
         let mut outcomes = Vec::new();
         std::thread::scope(|s| {
@@ -122,7 +122,10 @@ impl Engine {
     }
 }
 
-fn worker_loop(w: &mut Worker, profiles: &[Arc<Profile>], lanes: Lanes<'_>, tx: Sender<Attempt>, continuous: bool) {
+/// An attempt and the seconds its scheduling cycle took.
+type Timed = (Attempt, f64);
+
+fn worker_loop(w: &mut Worker, profiles: &[Arc<Profile>], lanes: Lanes<'_>, tx: Sender<Timed>, continuous: bool) {
     let mut idle = Idle::default();
     while lanes.running.load(Ordering::Acquire) {
         let Some(unit) = lanes.queue.lock().pop_active() else {
@@ -138,8 +141,9 @@ fn worker_loop(w: &mut Worker, profiles: &[Arc<Profile>], lanes: Lanes<'_>, tx: 
             let sh = lanes.shared.read();
             w.refresh(&sh.state, sh.answered[w.id()]);
         }
+        let started = std::time::Instant::now();
         let attempt = w.schedule(&profiles[unit.profile], unit);
-        if tx.send(attempt).is_err() {
+        if tx.send((attempt, started.elapsed().as_secs_f64())).is_err() {
             return;
         }
     }
@@ -186,7 +190,7 @@ struct BinderThread<'a, 'b> {
 }
 
 impl BinderThread<'_, '_> {
-    fn run(&mut self, rx: Receiver<Attempt>, mut feed: Option<&mut dyn Feed>) -> Vec<Outcome> {
+    fn run(&mut self, rx: Receiver<Timed>, mut feed: Option<&mut dyn Feed>) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         let mut batch = Vec::with_capacity(BIND_BATCH);
         let mut idle = Idle::default();
@@ -247,19 +251,19 @@ impl BinderThread<'_, '_> {
         core.take_released();
     }
 
-    fn commit(&mut self, batch: &mut Vec<Attempt>, now: f64) -> Vec<Outcome> {
+    fn commit(&mut self, batch: &mut Vec<Timed>, now: f64) -> Vec<Outcome> {
         let lanes = self.lanes;
         let mut sh = lanes.shared.write();
         let sh = &mut *sh;
         let mut queue = lanes.queue.lock();
         let mut outcomes = Vec::new();
-        for attempt in batch.drain(..) {
+        for (attempt, cycle_s) in batch.drain(..) {
             *self.attempts += 1;
             if let Attempt::Proposed(p) = &attempt {
                 sh.answered[p.worker] = p.seq;
             }
             let mut core = self.core(&mut sh.state, &mut queue);
-            let mut resolved = core.resolve(attempt, now);
+            let mut resolved = core.resolve(attempt, now, cycle_s);
             resolved.spawned += core.take_released();
             // New units (a gang's other members) count before finished ones leave, so the
             // count never touches zero while work remains.

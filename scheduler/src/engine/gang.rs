@@ -353,6 +353,13 @@ impl GangTable {
         self.gangs.iter().filter(|(_, g)| g.group.is_some()).map(|(k, g)| (k.to_string(), g.record.clone())).collect()
     }
 
+    /// The key of the gang `records` names `name` (`namespace/name`).
+    pub fn key_of(&self, name: &str) -> Option<GroupKey> {
+        let (ns, n) = name.split_once('/')?;
+        let key = GroupKey::new(ns, n);
+        self.gangs.contains_key(&key).then_some(key)
+    }
+
     /// The gang's PodGroup, if known.
     pub fn group(&self, key: GroupKey) -> Option<&Arc<PodGroup>> {
         self.gangs.get(&key).and_then(|g| g.group.as_ref())

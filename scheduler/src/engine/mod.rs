@@ -83,6 +83,8 @@ pub enum Outcome {
         queued_at: f64,
         /// When it was placed.
         at: f64,
+        /// Seconds the worker's scheduling cycle for its unit took (Filter, Score, selection).
+        cycle_s: f64,
     },
     /// A unit fit nowhere; it is parked until a cluster event.
     Unschedulable {
@@ -96,6 +98,8 @@ pub enum Outcome {
         attempts: u32,
         /// When.
         at: f64,
+        /// Seconds the worker's scheduling cycle took.
+        cycle_s: f64,
     },
 }
 
@@ -274,12 +278,14 @@ impl Engine {
         while let Some(unit) = self.queue.pop(now) {
             self.workers[0].refresh(&self.state, self.answered[0]);
             let profile = self.profiles[unit.profile].clone();
+            let started = std::time::Instant::now();
             let attempt = self.workers[0].schedule(&profile, unit);
+            let cycle_s = started.elapsed().as_secs_f64();
             self.attempts += 1;
             if let Attempt::Proposed(p) = &attempt {
                 self.answered[0] = p.seq;
             }
-            out.extend(self.core().resolve(attempt, now).outcomes);
+            out.extend(self.core().resolve(attempt, now, cycle_s).outcomes);
         }
         out
     }

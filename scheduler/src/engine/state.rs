@@ -158,11 +158,14 @@ impl ClusterState {
         Ok(())
     }
 
-    /// Places `pod` on the node it names in `spec.nodeName` (a pod already running).
+    /// Places `pod` on the node it names in `spec.nodeName` (a pod already running), on the
+    /// GPUs it records holding when the node has them, else on those the node chooses.
     pub fn place_on_named_node(&mut self, pod: Arc<Pod>) -> Result<NodeId, StateError> {
         let name = pod.node_name.unwrap_or_else(|| Sym::new(""));
         let id = self.master.node_id(name).ok_or_else(|| StateError::NoSuchNode { pod: pod.key(), node: name })?;
-        self.place(pod, id)?;
+        let gpus = self.master.node(id).map_or(0, |n| n.node.gpus.len());
+        let recorded = pod.gpu_ids.filter(|mask| gpus < 64 && mask >> gpus == 0);
+        self.place_on_gpus(pod, id, recorded)?;
         Ok(id)
     }
 

@@ -65,6 +65,47 @@ fn islands(value: Option<&String>, count: usize) -> Result<Vec<u16>, FieldError>
     }
 }
 
+/// The annotation that records the GPUs a pod was bound to: device indices, comma-separated;
+/// a share of a GPU carries its thousandths after a colon (`"3:250"`).
+pub const GPU_IDS_ANNOTATION: &str = "tessera.io/gpu-ids";
+
+/// The [`GPU_IDS_ANNOTATION`] value for GPUs `mask` of a pod asking `milli` of each.
+pub fn format_gpu_ids(mask: u64, milli: u32) -> String {
+    let ids = (0..64).filter(|i| mask & (1 << i) != 0);
+    let ids: Vec<String> =
+        ids.map(|i| if milli < GPU_MILLI { format!("{i}:{milli}") } else { i.to_string() }).collect();
+    ids.join(",")
+}
+
+/// Why recorded GPUs do not fit the pod's request.
+const MISMATCH: &str = "must name as many devices as the pod's GPU request, each with the share it asks";
+
+/// The GPUs [`GPU_IDS_ANNOTATION`] records, checked against the pod's request `req`: as many
+/// devices as it asks, each with the share it asks. `None` when the annotation is absent.
+pub fn gpu_ids(annotations: Option<&Strings>, req: Option<&GpuRequest>) -> Result<Option<u64>, FieldError> {
+    let Some(value) = annotations.and_then(|a| a.get(GPU_IDS_ANNOTATION)) else { return Ok(None) };
+    let field = || format!("metadata.annotations.{GPU_IDS_ANNOTATION}");
+    let Some(req) = req else {
+        return Err(FieldError::invalid(field(), value, "the pod asks for no GPU"));
+    };
+    let mut mask = 0u64;
+    for part in value.split(',') {
+        let (index, milli) = part.trim().split_once(':').map_or((part.trim(), None), |(i, m)| (i, Some(m)));
+        let i: u32 = index.parse().ok().filter(|i| *i < 64).ok_or_else(|| {
+            FieldError::invalid(field(), value, "expected device indices from 0 to 63, e.g. \"0,1\" or \"3:250\"")
+        })?;
+        let milli = milli.map_or(Ok(GPU_MILLI), |m| m.parse::<u32>()).unwrap_or(0);
+        if milli != req.milli {
+            return Err(FieldError::invalid(field(), value, MISMATCH));
+        }
+        mask |= 1 << i;
+    }
+    if mask.count_ones() != req.count {
+        return Err(FieldError::invalid(field(), value, MISMATCH));
+    }
+    Ok(Some(mask))
+}
+
 /// The pod's GPU request from its `nvidia.com/gpu` request or the sharing annotations.
 pub fn pod_gpu(requests: &ResourceVec, annotations: Option<&Strings>) -> Result<Option<GpuRequest>, FieldError> {
     let ann = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
@@ -121,6 +162,23 @@ mod tests {
         assert_eq!(g[3], Gpu { model: Sym::new("A100"), island: 1 });
         assert!(node_gpus(&gpus(2), None, Some(&ann)).is_err(), "islands must match the count");
         assert!(node_gpus(&ResourceVec::ZERO, None, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn gpu_ids_round_trip_and_are_checked_against_the_request() {
+        let whole = GpuRequest { count: 2, milli: GPU_MILLI, models: vec![] };
+        let shared = GpuRequest { count: 1, milli: 250, models: vec![] };
+        assert_eq!(format_gpu_ids(0b1010, GPU_MILLI), "1,3");
+        assert_eq!(format_gpu_ids(0b100, 250), "2:250");
+        let ann = |v: &str| strings(&[(GPU_IDS_ANNOTATION, v)]);
+        assert_eq!(gpu_ids(Some(&ann("1,3")), Some(&whole)).unwrap(), Some(0b1010));
+        assert_eq!(gpu_ids(Some(&ann("2:250")), Some(&shared)).unwrap(), Some(0b100));
+        assert_eq!(gpu_ids(None, Some(&whole)).unwrap(), None);
+        for (v, req) in [("1", &whole), ("1,x", &whole), ("1,64", &whole), ("2:500", &shared), ("2", &shared)] {
+            let e = gpu_ids(Some(&ann(v)), Some(req)).unwrap_err();
+            assert_eq!(e.field, "metadata.annotations.tessera.io/gpu-ids", "{v}");
+        }
+        assert!(gpu_ids(Some(&ann("0")), None).is_err(), "GPUs recorded on a pod that asks for none");
     }
 
     #[test]

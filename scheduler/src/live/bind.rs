@@ -1,7 +1,8 @@
 //! The bind executor: writes the engine's placements to the API server, as kube-scheduler's
 //! DefaultBinder does, with bounded concurrency, the client-side rate limit, and retries.
 //!
-//! A pod's GPUs are written first (annotation [`GPU_IDS_ANNOTATION`]) so that the devices it
+//! A pod's GPUs are written first (annotation `tessera.io/gpu-ids`, see
+//! [`crate::ingest::gpu::GPU_IDS_ANNOTATION`]) so that the devices it
 //! holds are read back after a restart; then `POST pods/{name}/binding` with the pod's uid as
 //! precondition. 429 waits out `Retry-After`; 5xx, timeouts and broken connections retry with
 //! backoff; 409 (bound already, or a uid that no longer matches) and other refusals hand the pod
@@ -24,15 +25,13 @@ use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
+use crate::ingest::gpu::{GPU_IDS_ANNOTATION, format_gpu_ids};
+
 use super::feed::BindItem;
 use super::metrics::{BindResult, Metrics};
 use super::ratelimit::RateLimiter;
 use super::report::Report;
 use super::watch::Change;
-
-/// The annotation that records the GPUs a pod was given: device indices, comma-separated; a
-/// share of a GPU carries its thousandths after a colon (`"3:250"`).
-pub const GPU_IDS_ANNOTATION: &str = "tessera.io/gpu-ids";
 
 /// How often a transient failure is retried before the pod goes back to the queue.
 const MAX_TRIES: u32 = 8;
@@ -139,17 +138,9 @@ async fn bind_item(cx: &BindContext, item: &BindItem) -> Result<(), BindError> {
     result
 }
 
-/// The annotation value for GPUs `mask` of a pod asking `milli` of each.
-pub fn gpu_ids(mask: u64, milli: u32) -> String {
-    let ids = (0..64).filter(|i| mask & (1 << i) != 0);
-    let ids: Vec<String> =
-        ids.map(|i| if milli < GPU_MILLI { format!("{i}:{milli}") } else { i.to_string() }).collect();
-    ids.join(",")
-}
-
 async fn write_gpu_ids(cx: &BindContext, pod: &Pod, mask: u64) -> Result<(), BindError> {
     let milli = pod.gpu.as_ref().map_or(GPU_MILLI, |g| g.milli);
-    let patch = serde_json::json!({"metadata": {"annotations": {GPU_IDS_ANNOTATION: gpu_ids(mask, milli)}}});
+    let patch = serde_json::json!({"metadata": {"annotations": {GPU_IDS_ANNOTATION: format_gpu_ids(mask, milli)}}});
     let api: Api<K8sPod> = Api::namespaced(cx.client.clone(), pod.namespace.as_str());
     let key = pod.key();
     retry(cx, &key, || async {
@@ -284,12 +275,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gpu_ids_name_devices_and_shares() {
-        assert_eq!(gpu_ids(0b1010, GPU_MILLI), "1,3");
-        assert_eq!(gpu_ids(0b100, 250), "2:250");
-    }
 
     #[test]
     fn statuses_sort_into_retry_refuse_and_gone() {

@@ -17,6 +17,7 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Pod, PodKey};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::engine::gang::GangRecord;
 use crate::engine::{Core, Feed, Outcome};
 
 use super::metrics::{AttemptResult, Metrics, PendingQueue};
@@ -41,6 +42,13 @@ pub struct BindItem {
 pub enum Decision {
     /// Bind these pods: one pod, or the members of one gang placed together.
     Bind(Vec<BindItem>),
+    /// A gang's PodGroup status changed.
+    Group {
+        /// The PodGroup.
+        key: GroupKey,
+        /// What became of the gang.
+        record: GangRecord,
+    },
     /// These pods fit nowhere: tell them why.
     Unschedulable {
         /// The pods.
@@ -76,7 +84,13 @@ pub struct LiveFeed {
     orphans: HashMap<Sym, Vec<Arc<Pod>>>,
     synced: HashSet<Kind>,
     clock_epoch: std::time::Instant,
+    /// Each gang's status as last handed out for writing, and when gangs were last looked at.
+    groups_written: HashMap<String, GangRecord>,
+    groups_scanned_at: f64,
 }
+
+/// How often gang records are compared with what their PodGroups show, in seconds.
+const GROUP_STATUS_PERIOD_S: f64 = 1.0;
 
 impl LiveFeed {
     /// A feed reading `changes` and writing `decisions`.
@@ -97,6 +111,8 @@ impl LiveFeed {
             orphans: HashMap::new(),
             synced: HashSet::new(),
             clock_epoch: std::time::Instant::now(),
+            groups_written: HashMap::new(),
+            groups_scanned_at: f64::NEG_INFINITY,
         }
     }
 
@@ -258,11 +274,11 @@ impl LiveFeed {
 
     fn record_outcome(&mut self, outcome: Outcome, binds: &mut Vec<Vec<BindItem>>) {
         match outcome {
-            Outcome::Bound { pod, node, gpus, attempts, queued_at, at } => {
+            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s } => {
                 let key = pod.key();
                 self.pending.remove(&key);
                 self.inflight.insert(key, pod.group_key());
-                self.metrics.schedule_attempt(pod.scheduler_name.as_str(), AttemptResult::Scheduled, 0.0);
+                self.metrics.schedule_attempt(pod.scheduler_name.as_str(), AttemptResult::Scheduled, cycle_s);
                 self.metrics.sli(attempts, (at - queued_at).max(0.0));
                 let item = BindItem { pod, node, gpus };
                 // Members of one gang, committed together, are bound as one job.
@@ -276,12 +292,31 @@ impl LiveFeed {
                     _ => binds.push(vec![item]),
                 }
             }
-            Outcome::Unschedulable { pods, message, .. } => {
+            Outcome::Unschedulable { pods, message, cycle_s, .. } => {
                 for p in &pods {
-                    self.metrics.schedule_attempt(p.scheduler_name.as_str(), AttemptResult::Unschedulable, 0.0);
+                    self.metrics.schedule_attempt(p.scheduler_name.as_str(), AttemptResult::Unschedulable, cycle_s);
                 }
                 let _ = self.decisions.send(Decision::Unschedulable { pods, message });
             }
+        }
+    }
+
+    /// Hands out the status of every gang whose record changed since it was last written.
+    fn publish_groups(&mut self, core: &Core<'_>, now: f64) {
+        if now - self.groups_scanned_at < GROUP_STATUS_PERIOD_S || !self.may_schedule() {
+            return;
+        }
+        self.groups_scanned_at = now;
+        let records = core.queue().gangs.records();
+        self.groups_written.retain(|k, _| records.contains_key(k));
+        for (name, record) in records {
+            if self.groups_written.get(&name).is_some_and(|old| same_status(old, &record)) {
+                continue;
+            }
+            if let Some(key) = core.queue().gangs.key_of(&name) {
+                let _ = self.decisions.send(Decision::Group { key, record: record.clone() });
+            }
+            self.groups_written.insert(name, record);
         }
     }
 
@@ -296,6 +331,12 @@ impl LiveFeed {
     }
 }
 
+/// Whether two records show the same PodGroup status (what the status builders read).
+fn same_status(a: &GangRecord, b: &GangRecord) -> bool {
+    (a.admitted_at.is_some(), &a.last_failure, a.bound, a.members, a.min_count)
+        == (b.admitted_at.is_some(), &b.last_failure, b.bound, b.members, b.min_count)
+}
+
 impl Feed for LiveFeed {
     fn has_events(&self) -> bool {
         !self.changes.is_empty()
@@ -307,6 +348,7 @@ impl Feed for LiveFeed {
             self.on_change(core, change, now);
         }
         self.publish_queue(core);
+        self.publish_groups(core, now);
     }
 
     fn outcomes(&mut self, outcomes: Vec<Outcome>) {

@@ -251,6 +251,9 @@ async fn execute(mut decisions: mpsc::UnboundedReceiver<Decision>, cx: BindConte
             Decision::Bind(job) => {
                 tokio::spawn(bind::bind_job(cx.clone(), job));
             }
+            Decision::Group { key, record } => {
+                let _ = reports.try_send(Report::Group { key, record });
+            }
             Decision::Unschedulable { pods, message } => {
                 if reports.try_send(Report::Unschedulable { pods, message }).is_err() {
                     tracing::debug!("report queue full; a FailedScheduling report was dropped");

@@ -3,6 +3,10 @@
 //! `pods/status`, and `events.k8s.io/v1` Events `Scheduled` and `FailedScheduling` with
 //! upstream's wording.
 //!
+//! A gang's PodGroup gets its status in its own API's terms (`PodGroupInitiallyScheduled` for
+//! Kubernetes' PodGroup, the phase and `scheduled` count for scheduler-plugins'), written when
+//! it changes.
+//!
 //! Reports are best effort and never slow binding: they have their own rate limit and a bounded
 //! queue (a full queue drops reports and counts them). A pod's condition and event are written
 //! again only when its message changes, and a gang that does not fit gets one event on its first
@@ -15,15 +19,18 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod as K8sPod};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::api::scheduling::v1alpha3 as native;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use parking_lot::Mutex;
-use tessera_plugins::model::{Pod, PodKey};
+use tessera_plugins::model::{Pod, PodGroupApi, PodKey};
 use tokio::sync::mpsc;
 
 use super::ratelimit::RateLimiter;
+use crate::engine::gang::GangRecord;
+use crate::engine::gang_status;
 
 /// Something to tell the API about.
 #[derive(Debug)]
@@ -34,6 +41,13 @@ pub enum Report {
         pods: Vec<Arc<Pod>>,
         /// The message.
         message: String,
+    },
+    /// A gang's PodGroup status changed (phase, counts, or why it does not fit).
+    Group {
+        /// `namespace/name` of the PodGroup.
+        key: tessera_plugins::model::GroupKey,
+        /// What became of the gang.
+        record: GangRecord,
     },
     /// A pod was bound.
     Scheduled {
@@ -89,6 +103,7 @@ impl Reporter {
                 let note = format!("Successfully assigned {}/{} to {node}", pod.namespace, pod.name);
                 self.event(&pod, "Normal", "Scheduled", "Binding", note).await;
             }
+            Report::Group { key, record } => self.group_status(key, &record).await,
             Report::Unschedulable { pods, message } => {
                 let fresh: Vec<&Arc<Pod>> = pods.iter().filter(|p| self.changed(p, &message)).collect();
                 for pod in &fresh {
@@ -125,6 +140,33 @@ impl Reporter {
         let api: Api<K8sPod> = Api::namespaced(self.client.clone(), pod.namespace.as_str());
         if let Err(e) = api.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
             tracing::debug!("pod {}: writing PodScheduled: {e}", pod.key());
+        }
+    }
+
+    /// Writes a PodGroup's status in its API's own terms (`engine::gang_status`). The patch
+    /// names only the fields the scheduler owns, so the counts a controller keeps (running,
+    /// succeeded) are left alone.
+    async fn group_status(&self, key: tessera_plugins::model::GroupKey, record: &GangRecord) {
+        let now = Time(Timestamp::now());
+        let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+        self.limiter.acquire().await;
+        let result = match record.api {
+            Some(PodGroupApi::Kubernetes) => {
+                let status = gang_status::native_status(record, None, now);
+                let api: Api<native::PodGroup> = Api::namespaced(self.client.clone(), ns);
+                let patch = serde_json::json!({"status": status});
+                api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+            }
+            Some(PodGroupApi::Coscheduling) => {
+                let status = gang_status::coscheduling_status(record, None);
+                let patch = serde_json::json!({"status": {"phase": status.phase, "scheduled": status.scheduled}});
+                let api: Api<tessera_crds::PodGroup> = Api::namespaced(self.client.clone(), ns);
+                api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::debug!("PodGroup {key}: writing status: {e}");
         }
     }
 

@@ -50,6 +50,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
     let pod_affinity = pod_affinity(affinity.and_then(|a| a.pod_affinity.as_ref()), &own)?;
     let pod_anti_affinity = pod_anti_affinity(affinity.and_then(|a| a.pod_anti_affinity.as_ref()), &own)?;
     let spread_constraints = spread::spread_constraints(spec.topology_spread_constraints.as_deref(), &labels)?;
+    let gpu = super::gpu::pod_gpu(&requests, meta.annotations.as_ref())?;
     Ok(Pod {
         namespace,
         name: Arc::from(name),
@@ -68,7 +69,8 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         pod_affinity,
         pod_anti_affinity,
         images: images(spec),
-        gpu: super::gpu::pod_gpu(&requests, meta.annotations.as_ref())?,
+        gpu_ids: super::gpu::gpu_ids(meta.annotations.as_ref(), gpu.as_ref())?,
+        gpu,
         pod_group: pod_group(spec, meta.labels.as_ref()),
         creation_s: creation_seconds(meta),
         labels,
