@@ -221,3 +221,19 @@ fn the_continuous_drive_applies_events_between_commits_and_places_every_pod() {
     assert_eq!(placed.len(), 20);
     assert_eq!(e.state().placed_count(), 20);
 }
+
+#[test]
+fn a_node_update_that_changes_nothing_bumps_no_generation_and_wakes_no_pod() {
+    let mut e = engine(&[node(0, 1000, 110)], 1);
+    e.add_pod(pod(0, 2000, None), 0.0).unwrap();
+    assert!(bound(&e.schedule_pending(0.0)).is_empty(), "too big: parked");
+    let generation = e.state().generation();
+    // A status heartbeat: the same node again.
+    e.upsert_node(node(0, 1000, 110), 5.0);
+    assert_eq!(e.state().generation(), generation, "nothing a plugin reads changed");
+    assert_eq!(e.queue().lens(), (0, 0, 1), "the parked pod stays parked");
+    // A real change wakes it.
+    e.upsert_node(node(0, 4000, 110), 6.0);
+    assert_ne!(e.state().generation(), generation);
+    assert_eq!(bound(&e.schedule_pending(10.0)).len(), 1);
+}
