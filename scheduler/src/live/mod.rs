@@ -23,6 +23,9 @@ pub mod report;
 pub mod serve;
 pub mod watch;
 
+#[cfg(test)]
+mod feed_tests;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

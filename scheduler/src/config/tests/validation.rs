@@ -230,7 +230,7 @@ fn leader_election_and_client_connection_are_read_with_upstream_defaults() {
     assert_eq!((le.lease_duration.as_secs(), le.renew_deadline.as_secs(), le.retry_period.as_secs()), (30, 20, 2));
     assert_eq!((le.resource_namespace.as_str(), le.resource_name.as_str()), ("kube-system", "kube-scheduler"));
     assert_eq!((c.client_connection.qps, c.client_connection.burst), (50.0, 100));
-    let d = ok("{}\n", &upstream_like());
+    let d = ok("", &upstream_like());
     assert_eq!(d.leader_election.lease_duration.as_secs(), 15);
     assert_eq!(
         (d.client_connection.qps, d.client_connection.burst),
@@ -243,7 +243,7 @@ fn leader_election_and_client_connection_are_read_with_upstream_defaults() {
         ("clientConnection: {burst: 0}\n", "clientConnection.burst"),
         ("clientConnection: {contentType: application/vnd.kubernetes.protobuf}\n", "clientConnection.contentType"),
     ] {
-        let e = parse_config("test.yaml", yaml, &upstream_like()).unwrap_err().to_string();
+        let e = err(yaml, &upstream_like());
         assert!(e.contains(field), "{yaml}: {e}");
     }
 }
