@@ -266,9 +266,12 @@ impl BinderThread<'_, '_> {
             let mut resolved = core.resolve(attempt, now, cycle_s);
             resolved.spawned += core.take_released();
             // New units (a gang's other members) count before finished ones leave, so the
-            // count never touches zero while work remains.
+            // count never touches zero while work remains. (The continuous drive never ends
+            // on it; saturating keeps its count meaningless rather than wrapped.)
             lanes.outstanding.fetch_add(resolved.spawned, Ordering::AcqRel);
-            lanes.outstanding.fetch_sub(resolved.finished, Ordering::AcqRel);
+            let _ = lanes
+                .outstanding
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(resolved.finished)));
             outcomes.extend(resolved.outcomes);
         }
         outcomes

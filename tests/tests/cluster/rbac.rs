@@ -331,7 +331,7 @@ fn unused(
             out.push(format!(
                 "{grant} grants what `tessera run` does not need from it: {}. Remove that from the rule ({hint}; \
                  if the code does make the call on a path this test cannot reach, add it to UNEXERCISED in \
-                 tests/tests/rbac.rs naming that code)",
+                 tests/tests/cluster/rbac.rs naming that code)",
                 idle.join(", ")
             ));
         }

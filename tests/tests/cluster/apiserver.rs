@@ -562,7 +562,7 @@ async fn concurrent_creates_and_binds_reach_a_watcher() {
 
 /// The load the live-scheduler tests put on the server: 5,000 nodes and 50,000 pods created
 /// over HTTP by concurrent clients, each pod bound once, while a kube-runtime watcher follows
-/// all pods. Run it in release: `cargo test --release -p tessera-tests --test apiserver -- --ignored`.
+/// all pods. Run it in release: `cargo test --release -p tessera-tests --test cluster apiserver -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "scale run: minutes in debug builds"]
 async fn scale_5k_nodes_50k_pods() {
