@@ -366,3 +366,46 @@ async fn gpus_recorded_on_bound_pods_are_read_back_after_a_restart() {
     );
     s.stop().await;
 }
+
+/// `GET path` over plain HTTP/1.1; the status code, or `None` when nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    reply.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_serves_its_probes_binds_and_stops_on_sigterm() {
+    let server = TestApiServer::start().await;
+    create(&server, node("n0", "8"));
+    let dir = std::env::temp_dir().join(format!("tessera-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = crate::live_scale::free_port();
+    let mut child = crate::live_scale::spawn_tessera(&server, &dir, port);
+    let start = std::time::Instant::now();
+    while http_status(port, "/readyz") != Some(200) {
+        assert!(start.elapsed() < WAIT, "never ready: /readyz {:?}", http_status(port, "/readyz"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http_status(port, "/healthz"), Some(200));
+    assert_eq!(http_status(port, "/livez"), Some(200));
+    create(&server, pod("cli", "tessera", "100m"));
+    until(&server, "the pod bound by the binary", |p| p["cli"].is_some()).await;
+    assert_eq!(http_status(port, "/metrics"), Some(200));
+    let killed = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(killed.success());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < WAIT, "did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "a SIGTERM is a clean stop: {status:?}");
+}

@@ -14,7 +14,7 @@ use tessera_scheduler::ops::loadtest::{self, LoadtestOptions};
 use tessera_tests::apiserver::TestApiServer;
 
 /// A free port on 127.0.0.1 for the scheduler's metrics.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -63,10 +63,22 @@ async fn loadtest_against_the_test_server() {
     }
 }
 
-/// Starts the release `tessera` binary against `server` and returns the child.
-fn spawn_tessera(server: &TestApiServer, dir: &std::path::Path, port: u16) -> std::process::Child {
-    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/tessera");
-    assert!(bin.exists(), "build it first: cargo build --release --bin tessera");
+/// The `tessera` binary of the profile this test binary was built with (`target/<profile>/`,
+/// beside `deps/`); `cargo test --workspace` builds it for the scheduler's own CLI tests.
+pub fn tessera_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(|deps| deps.parent()).unwrap().join("tessera");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it (cargo build --bin tessera, with --release for a release run)",
+        bin.display()
+    );
+    bin
+}
+
+/// Starts the `tessera` binary against `server`, serving plain HTTP on `port`.
+pub fn spawn_tessera(server: &TestApiServer, dir: &std::path::Path, port: u16) -> std::process::Child {
+    let bin = tessera_binary();
     let kubeconfig = server.write_kubeconfig(dir);
     let config = dir.join("config.yaml");
     std::fs::write(
@@ -88,7 +100,8 @@ fn spawn_tessera(server: &TestApiServer, dir: &std::path::Path, port: u16) -> st
         .unwrap()
 }
 
-fn rss_mb(pid: u32) -> f64 {
+/// Resident memory of process `pid`, in MB.
+pub fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb: f64 = status
         .lines()
