@@ -391,16 +391,17 @@ impl Metrics {
 
 /// Finds the value of the unlabelled sample `name` in Prometheus text, e.g. `process_cpu_seconds_total`.
 ///
-/// Comment lines and labelled samples (`name{...}`) are skipped; a trailing timestamp is ignored.
+/// Comment lines and labelled samples (`name{...}`) are skipped (an empty label set, `name{}`,
+/// counts as unlabelled); a trailing timestamp is ignored.
 pub fn parse_sample(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
         let rest = line.strip_prefix(name)?;
-        let mut fields = rest.split_whitespace();
+        let rest = rest.strip_prefix("{}").unwrap_or(rest);
         // `rest` must start with whitespace, otherwise `name` was only a prefix of a longer name.
         if !rest.starts_with([' ', '\t']) {
             return None;
         }
-        fields.next()?.parse().ok()
+        rest.split_whitespace().next()?.parse().ok()
     })
 }
 

@@ -44,6 +44,7 @@ use tessera_plugins::quantity::{parse_milli, parse_value};
 use tokio::sync::mpsc;
 
 use super::{OpsError, object_name, status_code};
+use crate::live::metrics::parse_sample;
 
 /// Label on every fake node; `--cleanup` and reruns only ever touch nodes that carry it.
 pub const FAKE_NODE_LABEL: &str = "tessera.io/fake-node";
@@ -424,19 +425,6 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
     let rank = (q / 100.0 * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// The value of the unlabelled sample `name` in Prometheus text exposition format
-/// (`process_cpu_seconds_total 12.5`), if present and a number.
-pub fn parse_sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let metric = fields.next()?;
-        if metric != name && metric.strip_suffix("{}") != Some(name) {
-            return None;
-        }
-        fields.next()?.parse().ok()
-    })
 }
 
 impl LoadtestReport {

@@ -14,10 +14,10 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tessera_scheduler::ingest::read_objects;
+use tessera_scheduler::live::metrics::parse_sample;
 use tessera_scheduler::ops::OpsError;
 use tessera_scheduler::ops::loadtest::{
-    self, Cleanup, LoadtestOptions, NodeSize, Tally, fake_node, loadtest_pod, parse_sample, percentile, rate,
-    without_not_ready_taint,
+    self, Cleanup, LoadtestOptions, NodeSize, Tally, fake_node, loadtest_pod, percentile, rate, without_not_ready_taint,
 };
 use tessera_scheduler::ops::snapshot::{self, document};
 use tessera_scheduler::sim::input::{OnInvalid, from_objects};
