@@ -551,15 +551,9 @@ fn a_missing_file_or_bad_flag_is_a_clear_error() {
 
 // ---- the openb trace ----
 
+/// The two openb files the replay test needs, committed with their source (see the README there).
 fn openb_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/openb");
-    assert!(
-        dir.join("openb_pod_list_default.csv").is_file() && dir.join("openb_node_list_gpu_node.csv").is_file(),
-        "the openb trace is missing: expected openb_node_list_gpu_node.csv and openb_pod_list_default.csv in {} \
-         (shared/data/openb beside the repository; CI has it)",
-        dir.display()
-    );
-    dir
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openb")
 }
 
 fn num(row: &HashMap<String, String>, column: &str) -> f64 {

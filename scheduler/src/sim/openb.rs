@@ -283,9 +283,9 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_trace_parses_whole() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/openb");
-        let Ok(text) = std::fs::read_to_string(dir.join("openb_node_list_gpu_node.csv")) else { return };
+    fn the_committed_trace_parses_whole() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openb");
+        let text = std::fs::read_to_string(dir.join("openb_node_list_gpu_node.csv")).unwrap();
         let nodes = parse_nodes(Path::new("gpu_node.csv"), &text).unwrap();
         assert_eq!(nodes.len(), 1213);
         assert_eq!(nodes.iter().map(|n| n.gpus).sum::<u32>(), 6212);
