@@ -12,6 +12,7 @@
 //! module each, and [`registry`] makes them by name from configuration. [`gpu_frag`] is the
 //! FGD paper's GPU fragmentation measure, shared by GpuTopology and the simulator's reports.
 
+pub mod default_selector;
 pub mod framework;
 pub mod gpu_frag;
 pub mod intern;

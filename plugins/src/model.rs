@@ -6,6 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::default_selector::ControllerRef;
 use crate::intern::Sym;
 use crate::labels::{LabelSelector, LabelSet, NodeSelector, NodeSelectorTerm};
 use crate::resources::ResourceVec;
@@ -295,6 +296,9 @@ pub struct Pod {
     pub gpu_ids: Option<u64>,
     /// The pod group (gang) the pod belongs to, if any.
     pub pod_group: Option<Sym>,
+    /// The ReplicationController, ReplicaSet or StatefulSet that controls the pod, whose
+    /// selector joins its default spreading selector ([`crate::default_selector`]).
+    pub controller: Option<ControllerRef>,
     /// Creation time in seconds since an arbitrary epoch; orders pods of equal priority.
     pub creation_s: f64,
 }
@@ -325,6 +329,7 @@ impl Pod {
             gpu: None,
             gpu_ids: None,
             pod_group: None,
+            controller: None,
             creation_s: 0.0,
         }
     }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::default_selector::SelectorSources;
 use crate::intern::Sym;
 use crate::labels::LabelSet;
 use crate::model::{Pod, PodKey};
@@ -23,6 +24,7 @@ pub struct Snapshot {
     by_name: FxMap<Sym, NodeId>,
     num_nodes: usize,
     namespaces: Arc<HashMap<Sym, LabelSet>>,
+    selector_sources: Arc<SelectorSources>,
     topology: TopologyIndex,
     /// Changes to slots so far: bumped whenever anything in a slot changes.
     version: u64,
@@ -51,6 +53,7 @@ impl Default for Snapshot {
             by_name: FxMap::default(),
             num_nodes: 0,
             namespaces: Arc::default(),
+            selector_sources: Arc::default(),
             topology: TopologyIndex::default(),
             version: 0,
             journal: Vec::new(),
@@ -71,6 +74,7 @@ impl Clone for Snapshot {
             by_name: self.by_name.clone(),
             num_nodes: self.num_nodes,
             namespaces: self.namespaces.clone(),
+            selector_sources: self.selector_sources.clone(),
             topology: self.topology.clone(),
             version: self.version,
             journal: self.journal.clone(),
@@ -185,6 +189,21 @@ impl Snapshot {
     /// All known namespaces.
     pub fn namespaces(&self) -> &Arc<HashMap<Sym, LabelSet>> {
         &self.namespaces
+    }
+
+    /// The Services' and controllers' selectors that default spreading reads.
+    pub fn selector_sources(&self) -> &Arc<SelectorSources> {
+        &self.selector_sources
+    }
+
+    /// Replaces the selector sources.
+    pub fn set_selector_sources(&mut self, sources: Arc<SelectorSources>) {
+        self.selector_sources = sources;
+    }
+
+    /// The selector sources to change, copied first if a refreshed snapshot shares them.
+    pub fn selector_sources_mut(&mut self) -> &mut SelectorSources {
+        Arc::make_mut(&mut self.selector_sources)
     }
 
     /// The per-domain pod counts.

@@ -491,7 +491,7 @@ fn an_invalid_quantity_names_the_object_and_field() {
 fn unknown_kinds_are_reported_once_and_skipped() {
     let dir = scratch("unknown-kinds");
     let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n\
-                 ---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
+                 ---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\n";
     let cluster = write(&dir, "cluster.yaml", &format!("{ONE_NODE}---\n{extra}"));
     let workload = write(&dir, "workload.yaml", &format!("{}---\n{extra}", pod("p", "1")));
     let out = dir.join("out");
@@ -499,7 +499,8 @@ fn unknown_kinds_are_reported_once_and_skipped() {
     // One note per kind, counting across files.
     assert_eq!(run.stderr.matches("kind ConfigMap").count(), 1, "{}", run.stderr);
     assert!(run.stderr.contains("note: skipped 4 object(s) of kind ConfigMap"), "{}", run.stderr);
-    assert!(run.stderr.contains("note: skipped 2 object(s) of kind Service"), "{}", run.stderr);
+    assert!(run.stderr.contains("note: skipped 2 object(s) of kind Secret"), "{}", run.stderr);
+    assert!(!run.stderr.contains("kind Service"), "Services are read (default spreading): {}", run.stderr);
     assert!(!run.stderr.contains("error"), "{}", run.stderr);
     let s = json(&out.join("summary.json"));
     assert_eq!((s["pods_total"].as_u64(), s["scheduled"].as_u64()), (Some(1), Some(1)));

@@ -13,17 +13,11 @@
 //! matches into a higher score, and nodes missing a key score 0.
 //!
 //! A pod with no constraints of its own gets the cluster defaults (`defaultConstraints`, or with
-//! `defaultingType: System` zone maxSkew 5 and hostname maxSkew 3, both ScheduleAnyway).
-//! Upstream builds their selector from the Services, ReplicaSets, StatefulSets and
-//! ReplicationControllers that select the pod; the snapshot has none of these, so we use the
-//! pod's own labels minus those that differ between sibling pods of one controller
-//! ([`PER_POD_LABEL_KEYS`]: StatefulSet pod name and index, controller and DaemonSet revision,
-//! Job completion index). For a Deployment this equals the ReplicaSet's selector
-//! (its selector plus `pod-template-hash`) unless other pods of the namespace carry a superset of
-//! the template's labels; for a StatefulSet it equals the StatefulSet's selector whenever that
-//! selects on all template labels. A pod left with no labels gets no default constraints, as
-//! upstream does with an empty selector; a bare labelled pod gets them where upstream would need
-//! a Service selecting it.
+//! `defaultingType: System` zone maxSkew 5 and hostname maxSkew 3, both ScheduleAnyway), whose
+//! selector is upstream's `DefaultSelector`: the Services that select the pod and the
+//! ReplicationController, ReplicaSet or StatefulSet that controls it
+//! ([`crate::default_selector`]). A pod none of them selects — a bare pod, a Job's pod — gets
+//! no default constraints, and costs nothing here.
 //!
 //! Cost: PreFilter and PreScore read per-domain counts from the snapshot's
 //! [`TopologyIndex`](crate::topology::TopologyIndex), so they cost O(domains holding matching
@@ -39,9 +33,10 @@ use serde::Deserialize;
 
 use crate::framework::{FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin};
 use crate::intern::Sym;
-use crate::labels::{LabelSelector, Operator, Requirement};
+use crate::labels::LabelSelector;
 use crate::model::{InclusionPolicy, Pod, WhenUnsatisfiable};
 use crate::registry::{PluginArgs, PluginError, decode_args};
+use crate::snapshot::Snapshot;
 
 mod counting;
 mod filter;
@@ -60,16 +55,6 @@ pub const ERR_REASON_NODE_LABEL_NOT_MATCH: &str =
 pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 /// The well-known zone label.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
-/// Labels left out of a default constraint's selector: they differ between pods of one
-/// controller (or one controller's revisions), so keeping them would make each pod its own group.
-pub const PER_POD_LABEL_KEYS: &[&str] = &[
-    "statefulset.kubernetes.io/pod-name",
-    "apps.kubernetes.io/pod-index",
-    "controller-revision-hash",
-    "pod-template-generation",
-    "batch.kubernetes.io/job-completion-index",
-];
-
 /// `whenUnsatisfiable` as configuration spells it.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(try_from = "String")]
@@ -212,7 +197,6 @@ struct Constraint<'a> {
 pub struct PodTopologySpread {
     defaults: Vec<DefaultConstraint>,
     system_defaulted: bool,
-    per_pod_keys: Vec<Sym>,
     hostname: Sym,
 }
 
@@ -229,16 +213,11 @@ impl PodTopologySpread {
             return Err(PluginError::bad_args(NAME, "defaultConstraints must be empty when defaultingType is System"));
         }
         let defaults = if system_defaulted { system_defaults() } else { validate_defaults(&args.default_constraints)? };
-        Ok(PodTopologySpread {
-            defaults,
-            system_defaulted,
-            per_pod_keys: PER_POD_LABEL_KEYS.iter().map(|k| Sym::new(k)).collect(),
-            hostname: Sym::new(LABEL_HOSTNAME),
-        })
+        Ok(PodTopologySpread { defaults, system_defaulted, hostname: Sym::new(LABEL_HOSTNAME) })
     }
 
     /// The pod's constraints with `when`, or the defaults with `when` if the pod has none at all.
-    fn constraints<'a>(&self, pod: &'a Pod, when: WhenUnsatisfiable) -> Vec<Constraint<'a>> {
+    fn constraints<'a>(&self, pod: &'a Pod, when: WhenUnsatisfiable, snapshot: &Snapshot) -> Vec<Constraint<'a>> {
         if !pod.spread_constraints.is_empty() {
             return pod
                 .spread_constraints
@@ -257,7 +236,7 @@ impl PodTopologySpread {
         if !self.defaults.iter().any(|c| c.when == when) {
             return Vec::new();
         }
-        let Some(selector) = self.default_selector(pod) else { return Vec::new() };
+        let Some(selector) = snapshot.selector_sources().default_selector(pod) else { return Vec::new() };
         self.defaults
             .iter()
             .filter(|c| c.when == when)
@@ -270,17 +249,6 @@ impl PodTopologySpread {
                 taints_policy: c.taints_policy,
             })
             .collect()
-    }
-
-    /// The selector default constraints use for `pod`: see the module docs.
-    fn default_selector(&self, pod: &Pod) -> Option<LabelSelector> {
-        let requirements: Vec<Requirement> = pod
-            .labels
-            .iter()
-            .filter(|(k, _)| !self.per_pod_keys.contains(k))
-            .map(|(key, v)| Requirement { key, op: Operator::In, values: vec![v], bound: 0 })
-            .collect();
-        (!requirements.is_empty()).then_some(LabelSelector { requirements })
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tessera_plugins::default_selector::SourceChange;
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
@@ -86,6 +87,12 @@ impl Core<'_> {
     /// Replaces the namespace table (for namespace selectors).
     pub fn set_namespaces(&mut self, namespaces: HashMap<Sym, LabelSet>) {
         self.state.set_namespaces(namespaces);
+    }
+
+    /// Applies a change to a Service's or controller's selector (for default spreading). Default
+    /// constraints only score, so no parked pod needs a retry.
+    pub fn apply_selector_source(&mut self, change: SourceChange) {
+        self.state.apply_selector_source(change);
     }
 
     /// Takes in a pod: queues it, or accounts it where it already runs.

@@ -224,6 +224,11 @@ impl Engine {
         self.core().set_namespaces(namespaces);
     }
 
+    /// Applies a change to a Service's or controller's selector (for default spreading).
+    pub fn apply_selector_source(&mut self, change: tessera_plugins::default_selector::SourceChange) {
+        self.core().apply_selector_source(change);
+    }
+
     /// Takes in a pod: queues it, or accounts it where it already runs.
     pub fn add_pod(&mut self, pod: Arc<Pod>, now: f64) -> Result<Admission, StateError> {
         self.core().add_pod(pod, now)

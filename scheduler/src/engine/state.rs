@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tessera_plugins::default_selector::SourceChange;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodKey};
@@ -117,6 +118,14 @@ impl ClusterState {
         self.master.set_namespaces(Arc::new(namespaces));
     }
 
+    /// Applies a change to the Services' and controllers' selectors (for default spreading);
+    /// one that changes nothing (a controller's status update) copies nothing.
+    pub fn apply_selector_source(&mut self, change: SourceChange) {
+        if self.master.selector_sources().changes(&change) {
+            self.master.selector_sources_mut().apply(change);
+        }
+    }
+
     /// Makes the topology index count domains of `key` (for spread and affinity).
     pub fn track_topology_key(&mut self, key: Sym) {
         self.master.track_topology_key(key);
@@ -200,6 +209,9 @@ impl ClusterState {
     pub fn refresh(&self, snap: &mut Snapshot, at: &mut u64) -> Vec<NodeId> {
         if !Arc::ptr_eq(snap.namespaces(), self.master.namespaces()) {
             snap.set_namespaces(self.master.namespaces().clone());
+        }
+        if !Arc::ptr_eq(snap.selector_sources(), self.master.selector_sources()) {
+            snap.set_selector_sources(self.master.selector_sources().clone());
         }
         for key in self.master.topology().tracked_keys() {
             snap.track_topology_key(key);

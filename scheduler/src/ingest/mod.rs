@@ -16,6 +16,7 @@ pub mod node;
 pub mod pod;
 pub mod pod_group;
 pub mod quantities;
+pub mod selector_sources;
 pub mod selectors;
 pub mod workloads;
 pub mod yaml;

@@ -21,10 +21,13 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::Value;
+use tessera_plugins::default_selector::{ControllerKind, SourceChange};
+use tessera_plugins::intern::Sym;
 use thiserror::Error;
 
 use super::duration::{ARRIVAL_ANNOTATION, DURATION_ANNOTATION, go_duration};
 use super::error::{FieldError, FieldProblem};
+use super::selector_sources::controller_change;
 use super::selectors::{label_selector, label_set};
 
 /// Label with the Deployment's template hash, shared by its ReplicaSet and pods.
@@ -79,16 +82,27 @@ impl WorkloadKind {
     }
 
     /// Decodes `value` as an object of this kind and expands it into its pods.
-    pub fn expand(self, value: Value) -> Result<Vec<Pod>, WorkloadError> {
+    pub fn expand(self, value: Value) -> Result<Expansion, WorkloadError> {
         check_count_types(self, &value)?;
-        let pods = match self {
+        let expansion = match self {
             WorkloadKind::Deployment => deployment_pods(&decode(value)?)?,
             WorkloadKind::ReplicaSet => replica_set_pods(&decode(value)?)?,
             WorkloadKind::StatefulSet => stateful_set_pods(&decode(value)?)?,
-            WorkloadKind::Job => job_pods(&decode(value)?)?,
+            WorkloadKind::Job => Expansion { pods: job_pods(&decode(value)?)?, controller: None },
         };
-        Ok(pods)
+        Ok(expansion)
     }
+}
+
+/// The pods of one workload, and the selector of the controller that owns them (a
+/// Deployment's through its ReplicaSet), which their default spreading reads. A Job's pods
+/// have none: upstream's default spreading ignores Jobs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expansion {
+    /// The pods, in index order.
+    pub pods: Vec<Pod>,
+    /// The owning controller's selector.
+    pub controller: Option<SourceChange>,
 }
 
 /// Why a workload could not be expanded. The caller names the object (and file); the
@@ -113,8 +127,9 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, WorkloadErr
     serde_json::from_value(value).map_err(|e| WorkloadError::Decode(e.to_string()))
 }
 
-/// The pods of a Deployment: those of its current ReplicaSet, `<deployment>-<hash>`.
-pub fn deployment_pods(d: &Deployment) -> Result<Vec<Pod>, FieldError> {
+/// The pods of a Deployment: those of its current ReplicaSet, `<deployment>-<hash>`, whose
+/// selector is the Deployment's plus `pod-template-hash`, as the Deployment controller makes it.
+pub fn deployment_pods(d: &Deployment) -> Result<Expansion, FieldError> {
     let name = required_name(&d.metadata)?;
     let template = template(Some(&d.spec.template))?;
     check_selector(Some(&d.spec.selector), template)?;
@@ -125,21 +140,29 @@ pub fn deployment_pods(d: &Deployment) -> Result<Vec<Pod>, FieldError> {
     // so its uid is unknown.
     let owner = OwnerReference { uid: String::new(), ..owner("apps/v1", "ReplicaSet", &rs_name, &d.metadata) };
     let stamp = Stamp::new(&d.metadata, template, owner)?;
-    Ok((0..replicas).map(|i| stamp.pod(format!("{rs_name}-{i}"), &[(POD_TEMPLATE_HASH_LABEL, hash.clone())])).collect())
+    let pods = (0..replicas).map(|i| stamp.pod(format!("{rs_name}-{i}"), &[(POD_TEMPLATE_HASH_LABEL, hash.clone())]));
+    let mut rs_selector = d.spec.selector.clone();
+    rs_selector.match_labels.get_or_insert_default().insert(POD_TEMPLATE_HASH_LABEL.to_string(), hash.clone());
+    let controller =
+        controller_change(namespace_of(&d.metadata), ControllerKind::ReplicaSet, &rs_name, Some(&rs_selector))?;
+    Ok(Expansion { pods: pods.collect(), controller: Some(controller) })
 }
 
 /// The pods of a ReplicaSet.
-pub fn replica_set_pods(rs: &ReplicaSet) -> Result<Vec<Pod>, FieldError> {
+pub fn replica_set_pods(rs: &ReplicaSet) -> Result<Expansion, FieldError> {
     let name = required_name(&rs.metadata)?;
     let template = template(rs.spec.template.as_ref())?;
     check_selector(Some(&rs.spec.selector), template)?;
     let replicas = count(rs.spec.replicas, 1, "spec.replicas")?;
     let stamp = Stamp::new(&rs.metadata, template, owner("apps/v1", "ReplicaSet", name, &rs.metadata))?;
-    Ok((0..replicas).map(|i| stamp.pod(format!("{name}-{i}"), &[])).collect())
+    let pods = (0..replicas).map(|i| stamp.pod(format!("{name}-{i}"), &[])).collect();
+    let controller =
+        controller_change(namespace_of(&rs.metadata), ControllerKind::ReplicaSet, name, Some(&rs.spec.selector))?;
+    Ok(Expansion { pods, controller: Some(controller) })
 }
 
 /// The pods of a StatefulSet, ordinals from `spec.ordinals.start` (default 0).
-pub fn stateful_set_pods(s: &StatefulSet) -> Result<Vec<Pod>, FieldError> {
+pub fn stateful_set_pods(s: &StatefulSet) -> Result<Expansion, FieldError> {
     let name = required_name(&s.metadata)?;
     let spec = &s.spec;
     let template = template(Some(&spec.template))?;
@@ -164,7 +187,9 @@ pub fn stateful_set_pods(s: &StatefulSet) -> Result<Vec<Pod>, FieldError> {
         }
         pod
     });
-    Ok(pods.collect())
+    let controller =
+        controller_change(namespace_of(&s.metadata), ControllerKind::StatefulSet, name, Some(&spec.selector))?;
+    Ok(Expansion { pods: pods.collect(), controller: Some(controller) })
 }
 
 /// The pods a Job runs at once: `parallelism` (default 1), capped by `completions` when set;
@@ -275,6 +300,11 @@ fn owner(api_version: &str, kind: &str, name: &str, meta: &ObjectMeta) -> OwnerR
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
+}
+
+/// The namespace the controller's pods land in (`default` when unset).
+fn namespace_of(meta: &ObjectMeta) -> Sym {
+    Sym::new(meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default"))
 }
 
 fn required_name(meta: &ObjectMeta) -> Result<&str, FieldError> {

@@ -5,7 +5,7 @@ use crate::ingest::{PodContext, pod, read_objects};
 
 fn expand(kind: &str, yaml: &str) -> Result<Vec<Pod>, WorkloadError> {
     let value: Value = serde_yaml_ng::from_str(yaml).unwrap();
-    WorkloadKind::parse(kind).unwrap().expand(value)
+    WorkloadKind::parse(kind).unwrap().expand(value).map(|e| e.pods)
 }
 
 fn ok(kind: &str, yaml: &str) -> Vec<Pod> {
@@ -71,6 +71,30 @@ fn deployments_expand_to_hashed_names_and_labels() {
     assert_eq!(annotation(&pods[0], ARRIVAL_ANNOTATION), Some("10m"));
     assert_eq!(annotation(&pods[0], "note"), Some("kept"));
     assert_eq!(annotation(&pods[0], "unrelated"), None);
+}
+
+#[test]
+fn expanded_pods_name_their_controller_whose_selector_default_spreading_reads() {
+    use tessera_plugins::default_selector::{ControllerKind, SelectorSources};
+    let value: Value = serde_yaml_ng::from_str(DEPLOYMENT).unwrap();
+    let expansion = WorkloadKind::Deployment.expand(value).unwrap();
+    let controller = expansion.controller.clone().expect("the ReplicaSet's selector");
+    let mut sources = SelectorSources::default();
+    sources.apply(controller);
+    let pods: Vec<_> = expansion.pods.iter().map(|p| pod(p, &PodContext::default()).unwrap()).collect();
+    let owner = pods[0].controller.expect("the ReplicaSet owns the pod");
+    assert_eq!(owner.kind, ControllerKind::ReplicaSet);
+    let selector = sources.default_selector(&pods[0]).expect("a selector");
+    // The Deployment's selector plus pod-template-hash: the ReplicaSet's, as its controller makes it.
+    let mut keys: Vec<&str> = selector.requirements.iter().map(|r| r.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["app", POD_TEMPLATE_HASH_LABEL]);
+    assert!(pods.iter().all(|p| selector.matches(&p.labels)));
+    // A Job's pods have no such controller.
+    let job = "kind: Job\nmetadata: {name: j}\nspec: {template: {spec: {containers: [{name: c}]}}}\n";
+    let expansion = WorkloadKind::Job.expand(serde_yaml_ng::from_str(job).unwrap()).unwrap();
+    assert_eq!(expansion.controller, None);
+    assert_eq!(pod(&expansion.pods[0], &PodContext::default()).unwrap().controller, None);
 }
 
 #[test]

@@ -12,9 +12,11 @@ use k8s_openapi::api::scheduling::v1alpha3::Workload;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use tessera_plugins::default_selector::SourceChange;
 
 use super::error::{DocLocation, IngestError};
 use super::pod_group::{COSCHEDULING_API_VERSION, KUBERNETES_API_VERSION, PodGroupObject};
+use super::selector_sources;
 use super::workloads::WorkloadKind;
 
 /// Kinds that plugins read themselves (DRA, volumes): passed through as JSON.
@@ -40,6 +42,9 @@ pub struct Objects {
     /// [`super::pod_group::pod_groups`] materializes. Workloads of other API groups (Kueue's)
     /// are unknown kinds.
     pub workloads: Vec<Workload>,
+    /// Selectors of Services, ReplicationControllers and of the controllers that own expanded
+    /// pods, which default spreading reads.
+    pub selector_sources: Vec<SourceChange>,
     /// Objects of the [`PLUGIN_KINDS`], as JSON, for the plugins that understand them.
     pub other: Vec<Value>,
     /// How many objects of each kind nobody understands were skipped; the caller reports
@@ -60,6 +65,7 @@ impl Objects {
         self.runtime_classes.extend(more.runtime_classes);
         self.pod_groups.extend(more.pod_groups);
         self.workloads.extend(more.workloads);
+        self.selector_sources.extend(more.selector_sources);
         self.other.extend(more.other);
         for (kind, n) in more.unknown_kinds {
             *self.unknown_kinds.entry(kind).or_default() += n;
@@ -78,6 +84,7 @@ impl Objects {
             + self.runtime_classes.len()
             + self.pod_groups.len()
             + self.workloads.len()
+            + self.selector_sources.len()
             + self.other.len()
     }
 
@@ -160,6 +167,17 @@ impl Reader<'_> {
             "RuntimeClass" => self.out.runtime_classes.push(self.decode(value, location)?),
             "PodGroup" => self.pod_group(value, location)?,
             "Workload" => self.scheduling_workload(value, location)?,
+            "Service" => {
+                let svc = self.decode(value, location.clone())?;
+                let change = selector_sources::service(&svc).map_err(|e| self.error(location, e.to_string()))?;
+                self.out.selector_sources.push(change);
+            }
+            "ReplicationController" => {
+                let rc = self.decode(value, location.clone())?;
+                let change =
+                    selector_sources::replication_controller(&rc).map_err(|e| self.error(location, e.to_string()))?;
+                self.out.selector_sources.push(change);
+            }
             k if PLUGIN_KINDS.contains(&k) => self.out.other.push(value),
             unknown => *self.out.unknown_kinds.entry(unknown.to_string()).or_default() += 1,
         }
@@ -167,9 +185,10 @@ impl Reader<'_> {
     }
 
     fn workload(&mut self, kind: WorkloadKind, value: Value, location: DocLocation) -> Result<(), IngestError> {
-        let pods = kind.expand(value).map_err(|e| self.error(location, e.to_string()))?;
-        *self.out.expanded.entry(kind.name().to_string()).or_default() += pods.len();
-        self.out.pods.extend(pods);
+        let expansion = kind.expand(value).map_err(|e| self.error(location, e.to_string()))?;
+        *self.out.expanded.entry(kind.name().to_string()).or_default() += expansion.pods.len();
+        self.out.pods.extend(expansion.pods);
+        self.out.selector_sources.extend(expansion.controller);
         Ok(())
     }
 

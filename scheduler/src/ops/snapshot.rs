@@ -3,8 +3,11 @@
 //! The output is what `tessera simulate --cluster FILE` reads ([`crate::ingest::read_objects`]):
 //! multi-document YAML, one object per document, each with its `apiVersion` and `kind`. It
 //! holds every kind the simulator uses (nodes, pods, namespaces, priority and runtime
-//! classes, both PodGroup APIs, Workloads, DRA devices and claims), so a what-if (another
-//! profile, more pods) starts from the cluster as it is. Pods that finished (`Succeeded`,
+//! classes, Services and ReplicationControllers for default spreading, both PodGroup APIs,
+//! Workloads, DRA devices and claims), so a what-if (another
+//! profile, more pods) starts from the cluster as it is. ReplicaSets and StatefulSets are left
+//! out: the simulator would create their pods a second time; their pods' default spreading
+//! then reads the Services that select them, not the controller's own selector. Pods that finished (`Succeeded`,
 //! `Failed`) hold no resources and are left out; bound pods come out with `spec.nodeName`
 //! and the simulator places them as running.
 //!
@@ -17,7 +20,7 @@
 
 use std::fmt::Debug;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceSlice};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -79,6 +82,8 @@ pub async fn snapshot(client: Client) -> Result<Snapshot, OpsError> {
     add::<PriorityClass>(&client, &mut out, |_| true).await?;
     add::<RuntimeClass>(&client, &mut out, |_| true).await?;
     add::<Node>(&client, &mut out, |_| true).await?;
+    add::<Service>(&client, &mut out, |_| true).await?;
+    add::<ReplicationController>(&client, &mut out, |_| true).await?;
     add::<DeviceClass>(&client, &mut out, |_| true).await?;
     add::<ResourceSlice>(&client, &mut out, |_| true).await?;
     add::<ResourceClaim>(&client, &mut out, |_| true).await?;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
+use tessera_plugins::default_selector::SourceChange;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GPU_MILLI, Gpu, GpuRequest, Node, Pod, PodGroup};
@@ -86,6 +87,8 @@ pub struct SimInput {
     pub running: Vec<Arc<Pod>>,
     /// Namespace labels.
     pub namespaces: HashMap<Sym, LabelSet>,
+    /// Selectors of Services and of the controllers owning pods, for default spreading.
+    pub selector_sources: Vec<SourceChange>,
     /// Gangs: PodGroups of both APIs and those materialized from Workloads, one per
     /// `namespace/name` (of two with one name, the later in input order wins; see
     /// [`ingest::pod_groups`]).
@@ -130,6 +133,7 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
     let mut input = SimInput {
         unknown_kinds: objects.unknown_kinds.clone(),
         namespaces: cx.namespaces().clone(),
+        selector_sources: objects.selector_sources.clone(),
         pod_groups: ingest::pod_groups(objects, &cx)?,
         ..SimInput::default()
     };

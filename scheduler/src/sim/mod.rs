@@ -174,6 +174,9 @@ pub fn build_engine(input: &SimInput, config: &NamedConfig, seed: u64, threads: 
     };
     let mut engine = Engine::new(profiles, opts);
     engine.set_namespaces(input.namespaces.clone());
+    for change in &input.selector_sources {
+        engine.apply_selector_source(change.clone());
+    }
     for n in &input.nodes {
         engine.upsert_node(n.clone(), 0.0);
     }

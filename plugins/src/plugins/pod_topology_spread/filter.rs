@@ -39,7 +39,7 @@ impl PreFilterPlugin for PodTopologySpread {
         pod: &Pod,
         snapshot: &Snapshot,
     ) -> Result<Option<Vec<NodeId>>, Status> {
-        let constraints = self.constraints(pod, WhenUnsatisfiable::DoNotSchedule);
+        let constraints = self.constraints(pod, WhenUnsatisfiable::DoNotSchedule, snapshot);
         if constraints.is_empty() {
             return Err(Status::skip());
         }

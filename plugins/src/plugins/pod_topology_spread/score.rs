@@ -172,7 +172,7 @@ impl PreScorePlugin for PodTopologySpread {
         if snapshot.num_nodes() == 0 {
             return Status::skip();
         }
-        let constraints = self.constraints(pod, WhenUnsatisfiable::ScheduleAnyway);
+        let constraints = self.constraints(pod, WhenUnsatisfiable::ScheduleAnyway, snapshot);
         if constraints.is_empty() {
             return Status::skip();
         }

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::default_selector::{SelectorSources, SourceChange};
 use crate::framework::{CycleState, PreFilterPlugin, PreScorePlugin, ScorePlugin};
 use crate::labels::{LabelSelector, LabelSet};
 use crate::model::{Node, SpreadConstraint};
@@ -80,10 +81,38 @@ fn filter_codes(pl: &PodTopologySpread, pod: &Pod, snap: &Snapshot) -> Vec<Code>
 
 /// Filter verdicts per node, asserted equal on the index and on the fallback path.
 fn check_filter(pl: &PodTopologySpread, pod: &Pod, nodes: Vec<(Node, Vec<Pod>)>, want: &[Code]) {
+    check_filter_with(pl, pod, nodes, &SelectorSources::default(), want);
+}
+
+/// As [`check_filter`], with Services and controllers for default constraints.
+fn check_filter_with(
+    pl: &PodTopologySpread,
+    pod: &Pod,
+    nodes: Vec<(Node, Vec<Pod>)>,
+    sources: &SelectorSources,
+    want: &[Code],
+) {
     for keys in [TRACKED, &[]] {
-        let snap = snapshot(nodes.clone(), keys);
+        let snap = snapshot_with(nodes.clone(), keys, sources);
         assert_eq!(filter_codes(pl, pod, &snap), want, "tracked keys {keys:?}");
     }
+}
+
+fn snapshot_with(nodes: Vec<(Node, Vec<Pod>)>, keys: &[&str], sources: &SelectorSources) -> Snapshot {
+    let mut snap = snapshot(nodes, keys);
+    snap.set_selector_sources(std::sync::Arc::new(sources.clone()));
+    snap
+}
+
+/// A Service in namespace `default` selecting `labels`.
+fn service(labels: &[(&str, &str)]) -> SelectorSources {
+    let mut sources = SelectorSources::default();
+    sources.apply(SourceChange::Service {
+        namespace: crate::intern::Sym::new("default"),
+        name: "svc".into(),
+        selector: Some(LabelSet::from_pairs(labels.iter().copied())),
+    });
+    sources
 }
 
 fn scores(pl: &PodTopologySpread, pod: &Pod, snap: &Snapshot, feasible: &[&str]) -> Option<Vec<i64>> {
@@ -110,8 +139,20 @@ fn scores(pl: &PodTopologySpread, pod: &Pod, snap: &Snapshot, feasible: &[&str])
 
 /// Normalised scores of the `feasible` nodes, asserted equal on both paths.
 fn check_scores(pl: &PodTopologySpread, pod: &Pod, nodes: Vec<(Node, Vec<Pod>)>, feasible: &[&str], want: &[i64]) {
+    check_scores_with(pl, pod, nodes, &SelectorSources::default(), feasible, want);
+}
+
+/// As [`check_scores`], with Services and controllers for default constraints.
+fn check_scores_with(
+    pl: &PodTopologySpread,
+    pod: &Pod,
+    nodes: Vec<(Node, Vec<Pod>)>,
+    sources: &SelectorSources,
+    feasible: &[&str],
+    want: &[i64],
+) {
     for keys in [TRACKED, &[]] {
-        let snap = snapshot(nodes.clone(), keys);
+        let snap = snapshot_with(nodes.clone(), keys, sources);
         assert_eq!(scores(pl, pod, &snap, feasible).as_deref(), Some(want), "tracked keys {keys:?}");
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use tessera_plugins::default_selector::{ControllerKind, ControllerRef};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::Pod;
 
@@ -72,6 +73,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         gpu_ids: super::gpu::gpu_ids(meta.annotations.as_ref(), gpu.as_ref())?,
         gpu,
         pod_group: pod_group(spec, meta.labels.as_ref()),
+        controller: controller(meta),
         creation_s: creation_seconds(meta),
         labels,
     })
@@ -111,6 +113,14 @@ fn pod_group(spec: &core::PodSpec, labels: Option<&BTreeMap<String, String>>) ->
     let native = spec.scheduling_group.as_ref().and_then(|g| non_empty(g.pod_group_name.as_deref()));
     let labelled = || non_empty(labels.and_then(|l| l.get(POD_GROUP_LABEL)).map(String::as_str));
     native.or_else(labelled).map(Sym::new)
+}
+
+/// The controller owner reference, when it names a kind whose selector default spreading
+/// reads.
+fn controller(meta: &ObjectMeta) -> Option<ControllerRef> {
+    let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true))?;
+    let kind = ControllerKind::of_owner(&owner.api_version, &owner.kind)?;
+    Some(ControllerRef { kind, name: Sym::new(&owner.name) })
 }
 
 /// `metadata.creationTimestamp` in seconds since the Unix epoch; 0 when absent, as in

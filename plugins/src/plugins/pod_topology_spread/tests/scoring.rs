@@ -1,6 +1,7 @@
 //! Soft constraints and defaults: upstream's `TestPodTopologySpreadScore` cases.
 
 use super::*;
+use crate::default_selector::{ControllerKind, ControllerRef};
 use crate::intern::Sym;
 use crate::labels::LabelSet;
 use crate::model::{InclusionPolicy, Taint, TaintEffect};
@@ -160,29 +161,46 @@ fn system_defaults_spread_by_hostname_when_nodes_have_no_zone() {
         ("node-c", &["c1", "c2"]),
         ("node-d", &["d1"]),
     ]);
+    let feasible = ["node-a", "node-b", "node-c", "node-d"];
     // Same scores as one hostname constraint with maxSkew 3: zone counts nowhere.
-    check_scores(&pl, &pod, nodes, &["node-a", "node-b", "node-c", "node-d"], &[44, 66, 77, 100]);
+    check_scores_with(&pl, &pod, nodes.clone(), &service(&[("foo", "")]), &feasible, &[44, 66, 77, 100]);
+    // No Service selects the pod and no controller owns it: no defaults, as upstream.
+    assert_eq!(scores(&pl, &pod, &snapshot(nodes, TRACKED), &feasible), None);
     let mut cs = CycleState::new();
-    let snap = snapshot(vec![(n("node-a", &[(LABEL_HOSTNAME, "node-a")]), vec![])], TRACKED);
+    let snap =
+        snapshot_with(vec![(n("node-a", &[(LABEL_HOSTNAME, "node-a")]), vec![])], TRACKED, &service(&[("foo", "")]));
     assert_eq!(pl.pre_filter(&mut cs, &pod, &snap).map_err(|s| s.code), Err(Code::Skip), "system defaults are soft");
 }
 
 #[test]
-fn default_selector_groups_statefulset_siblings_and_skips_unlabelled_pods() {
+fn default_selector_is_the_owning_statefulsets_and_skips_pods_nothing_selects() {
     let pl = plugin(json!({}));
+    let db = ControllerRef { kind: ControllerKind::StatefulSet, name: Sym::new("db") };
     let member = |name: &str, revision: &str| {
-        p(name, &[("app", "db"), ("statefulset.kubernetes.io/pod-name", name), ("controller-revision-hash", revision)])
+        let mut pod = p(
+            name,
+            &[("app", "db"), ("statefulset.kubernetes.io/pod-name", name), ("controller-revision-hash", revision)],
+        );
+        pod.controller = Some(db);
+        pod
     };
+    let mut sources = SelectorSources::default();
+    sources.apply(SourceChange::Controller {
+        namespace: crate::intern::Sym::new("default"),
+        controller: db,
+        selector: Some(match_labels(&[("app", "db")])),
+    });
     let nodes = vec![
         (n("node-a", &[(LABEL_HOSTNAME, "node-a")]), vec![member("db-0", "r1"), member("db-1", "r2")]),
         (n("node-b", &[(LABEL_HOSTNAME, "node-b")]), vec![p("other", &[("app", "web")])]),
     ];
     // Siblings count whatever their pod name and revision; pods of another app do not.
     // hostname weight ln(4): node-a 2·1.39 + 2 → 5, node-b 0 + 2 → 2.
-    check_scores(&pl, &member("db-2", "r2"), nodes.clone(), &["node-a", "node-b"], &[40, 100]);
-    let snap = snapshot(nodes, TRACKED);
+    check_scores_with(&pl, &member("db-2", "r2"), nodes.clone(), &sources, &["node-a", "node-b"], &[40, 100]);
+    let snap = snapshot_with(nodes, TRACKED, &sources);
     let feasible = ["node-a", "node-b"];
-    assert_eq!(scores(&pl, &p("bare", &[("statefulset.kubernetes.io/pod-name", "x")]), &snap, &feasible), None);
+    let bare = p("bare", &[("app", "db")]);
+    assert_eq!(scores(&pl, &bare, &snap, &feasible), None, "labels alone select nothing");
     assert_eq!(scores(&pl, &p("bare", &[]), &snap, &feasible), None);
 }
 
@@ -196,7 +214,7 @@ fn list_defaults_apply_only_to_pods_without_constraints() {
         ]
     }));
     let nodes = four_zoned_nodes([&["a1"], &[], &[], &[]]);
-    check_filter(&pl, &p("p", &[("foo", "")]), nodes.clone(), &[U, U, S, S]);
+    check_filter_with(&pl, &p("p", &[("foo", "")]), nodes.clone(), &service(&[("foo", "")]), &[U, U, S, S]);
     // A pod with a constraint of its own (even only a soft one) gets no defaults.
     check_filter(&pl, &incoming(&[("foo", "")], vec![soft(1, "zone", foo())]), nodes, &[S, S, S, S]);
 }
