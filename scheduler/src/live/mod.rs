@@ -17,6 +17,7 @@
 pub mod bind;
 pub mod feed;
 pub mod leader;
+mod lenient;
 pub mod metrics;
 pub mod ratelimit;
 pub mod report;
@@ -25,6 +26,8 @@ pub mod watch;
 
 #[cfg(test)]
 mod feed_tests;
+#[cfg(test)]
+mod lenient_tests;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -256,6 +259,9 @@ async fn execute(mut decisions: mpsc::UnboundedReceiver<Decision>, cx: BindConte
             }
             Decision::Group { key, record } => {
                 let _ = reports.try_send(Report::Group { key, record });
+            }
+            Decision::Forget(key) => {
+                let _ = reports.try_send(Report::Forget(key));
             }
             Decision::Unschedulable { pods, message } => {
                 if reports.try_send(Report::Unschedulable { pods, message }).is_err() {

@@ -2,9 +2,10 @@
 //! compact model in its own task, so decoding and conversion run beside the engine rather than
 //! on its thread.
 //!
-//! Objects are watched as `DynamicObject`s and decoded one by one: a single malformed object
-//! is reported (log and `tessera_malformed_objects_total{kind}`, naming the object and field)
-//! and skipped, where a typed watcher would fail the whole page and stall the kind. Each task
+//! Objects are watched as [`Lenient`] objects of the kind's generated type, each decoded on its
+//! own straight from the response text: a single malformed object is reported (log and
+//! `tessera_malformed_objects_total{kind}`, naming the object and what is wrong with it) and
+//! skipped, where a plainly typed watcher would fail the whole page and stall the kind. Each task
 //! remembers the keys it has passed on, so a relist (after 410 Gone or a broken watch) reports
 //! exactly the objects that vanished meanwhile: nothing is lost, nothing counted twice.
 
@@ -17,16 +18,18 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::scheduling::v1 as sched_v1;
 use k8s_openapi::api::scheduling::v1alpha3 as sched;
-use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
 use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use tessera_plugins::model::{Node, Pod, PodGroup};
 
 use crate::ingest::{self, PodContext, PodGroupObject};
 
+use super::lenient::Lenient;
 use super::metrics::Metrics;
 
 /// The kinds the live scheduler watches.
@@ -74,20 +77,6 @@ impl Kind {
             Kind::PodGroup => "PodGroup",
             Kind::Workload => "Workload",
             Kind::CoschedulingPodGroup => "PodGroup.scheduling.x-k8s.io",
-        }
-    }
-
-    /// The kind's API coordinates.
-    fn resource(self) -> ApiResource {
-        match self {
-            Kind::Node => ApiResource::erase::<core::Node>(&()),
-            Kind::Pod => ApiResource::erase::<core::Pod>(&()),
-            Kind::Namespace => ApiResource::erase::<core::Namespace>(&()),
-            Kind::PriorityClass => ApiResource::erase::<sched_v1::PriorityClass>(&()),
-            Kind::RuntimeClass => ApiResource::erase::<RuntimeClass>(&()),
-            Kind::PodGroup => ApiResource::erase::<sched::PodGroup>(&()),
-            Kind::Workload => ApiResource::erase::<sched::Workload>(&()),
-            Kind::CoschedulingPodGroup => ApiResource::erase::<tessera_crds::PodGroup>(&()),
         }
     }
 }
@@ -154,14 +143,29 @@ pub struct WatchContext {
 
 /// Starts one watch task per kind on the current tokio runtime.
 pub fn spawn_all(client: &Client, cx: &WatchContext) -> Vec<tokio::task::JoinHandle<()>> {
-    Kind::ALL.iter().map(|&kind| tokio::spawn(watch_kind(client.clone(), kind, cx.clone()))).collect()
+    Kind::ALL.iter().map(|&kind| spawn_kind(client.clone(), kind, cx.clone())).collect()
+}
+
+/// Starts `kind`'s watch task, decoding its objects as the kind's generated type.
+fn spawn_kind(client: Client, kind: Kind, cx: WatchContext) -> tokio::task::JoinHandle<()> {
+    match kind {
+        Kind::Node => tokio::spawn(watch_kind::<core::Node>(client, cx)),
+        Kind::Pod => tokio::spawn(watch_kind::<core::Pod>(client, cx)),
+        Kind::Namespace => tokio::spawn(watch_kind::<core::Namespace>(client, cx)),
+        Kind::PriorityClass => tokio::spawn(watch_kind::<sched_v1::PriorityClass>(client, cx)),
+        Kind::RuntimeClass => tokio::spawn(watch_kind::<RuntimeClass>(client, cx)),
+        Kind::PodGroup => tokio::spawn(watch_kind::<sched::PodGroup>(client, cx)),
+        Kind::Workload => tokio::spawn(watch_kind::<sched::Workload>(client, cx)),
+        Kind::CoschedulingPodGroup => tokio::spawn(watch_kind::<tessera_crds::PodGroup>(client, cx)),
+    }
 }
 
 /// Page size of the initial list and of every relist (kube-runtime's default too).
 const PAGE_SIZE: u32 = 500;
 
-async fn watch_kind(client: Client, kind: Kind, cx: WatchContext) {
-    let api: Api<DynamicObject> = Api::all_with(client, &kind.resource());
+async fn watch_kind<K: Watched>(client: Client, cx: WatchContext) {
+    let kind = K::KIND;
+    let api: Api<Lenient<K>> = Api::all(client);
     let config = watcher::Config::default().page_size(PAGE_SIZE);
     let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
     let mut known: HashSet<String> = HashSet::new();
@@ -171,8 +175,8 @@ async fn watch_kind(client: Client, kind: Kind, cx: WatchContext) {
         match item {
             Ok(Event::Init) => seen.clear(),
             Ok(Event::InitApply(obj)) => {
-                seen.insert(key_of(&obj));
-                apply(kind, obj, &cx, &mut known);
+                seen.insert(key_of(obj.meta()));
+                apply(obj, &cx, &mut known);
             }
             Ok(Event::InitDone) => {
                 for gone in known.difference(&seen).cloned().collect::<Vec<_>>() {
@@ -184,8 +188,8 @@ async fn watch_kind(client: Client, kind: Kind, cx: WatchContext) {
                     let _ = cx.changes.send(Change::Synced(kind));
                 }
             }
-            Ok(Event::Apply(obj)) => apply(kind, obj, &cx, &mut known),
-            Ok(Event::Delete(obj)) => delete(kind, &key_of(&obj), &cx, &mut known),
+            Ok(Event::Apply(obj)) => apply(obj, &cx, &mut known),
+            Ok(Event::Delete(obj)) => delete(kind, &key_of(obj.meta()), &cx, &mut known),
             Err(e) => {
                 cx.metrics.watch_restart(kind.name());
                 if is_not_served(&e) {
@@ -209,81 +213,126 @@ fn is_not_served(e: &watcher::Error) -> bool {
     matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(r)) | watcher::Error::WatchStartFailed(kube::Error::Api(r)) if r.code == 404)
 }
 
-fn key_of(obj: &DynamicObject) -> String {
-    match &obj.metadata.namespace {
-        Some(ns) => format!("{ns}/{}", obj.metadata.name.as_deref().unwrap_or_default()),
-        None => obj.metadata.name.clone().unwrap_or_default(),
+fn key_of(meta: &ObjectMeta) -> String {
+    match &meta.namespace {
+        Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or_default()),
+        None => meta.name.clone().unwrap_or_default(),
     }
 }
 
-/// Decodes `obj` as `K`; a failure is reported as a malformed object and yields `None`.
-fn decode<K: DeserializeOwned>(kind: Kind, obj: DynamicObject, cx: &WatchContext) -> Option<K> {
-    let key = key_of(&obj);
-    let value = match serde_json::to_value(obj) {
-        Ok(v) => v,
-        Err(e) => return malformed(kind, &key, &e.to_string(), cx),
-    };
-    match serde_json::from_value::<K>(value) {
-        Ok(k) => Some(k),
-        Err(e) => malformed(kind, &key, &e.to_string(), cx),
-    }
-}
-
-fn malformed<T>(kind: Kind, key: &str, why: &str, cx: &WatchContext) -> Option<T> {
+fn malformed(kind: Kind, key: &str, why: &str, cx: &WatchContext) {
     cx.metrics.malformed_object(kind.name());
     tracing::warn!("skipping malformed {} {key}: {why}", kind.name());
-    None
 }
 
-fn apply(kind: Kind, obj: DynamicObject, cx: &WatchContext, known: &mut HashSet<String>) {
-    cx.metrics.watch_event(kind.name());
-    // `None`: nothing to pass on (a malformed object, already reported, or a table updated in place).
-    let _ = apply_known(kind, obj, cx, known);
-}
-
-fn apply_known(kind: Kind, obj: DynamicObject, cx: &WatchContext, known: &mut HashSet<String>) -> Option<()> {
-    let key = key_of(&obj);
-    let change = match kind {
-        Kind::Node => decode::<core::Node>(kind, obj, cx)
-            .and_then(|n| convert(kind, &key, ingest::node(&n), cx))
-            .map(Change::Node),
-        Kind::Pod => decode::<core::Pod>(kind, obj, cx).and_then(|p| pod_update(&key, &p, cx)),
-        Kind::Namespace => decode::<core::Namespace>(kind, obj, cx).and_then(|ns| {
-            let mut pods = cx.pods.write();
-            convert(kind, &key, pods.add_namespace(&ns), cx)?;
-            Some(Change::Namespaces(pods.namespaces().clone()))
-        }),
-        Kind::PriorityClass => {
-            let pc = decode::<sched_v1::PriorityClass>(kind, obj, cx)?;
-            convert(kind, &key, cx.pods.write().add_priority_class(&pc), cx);
-            None
-        }
-        Kind::RuntimeClass => {
-            let rc = decode::<RuntimeClass>(kind, obj, cx)?;
-            convert(kind, &key, cx.pods.write().add_runtime_class(&rc), cx);
-            None
-        }
-        Kind::PodGroup => decode::<sched::PodGroup>(kind, obj, cx)
-            .and_then(|pg| group(kind, &key, &PodGroupObject::Kubernetes(Box::new(pg)), cx)),
-        Kind::CoschedulingPodGroup => decode::<tessera_crds::PodGroup>(kind, obj, cx)
-            .and_then(|pg| group(kind, &key, &PodGroupObject::Coscheduling(Box::new(pg)), cx)),
-        Kind::Workload => {
-            let w = decode::<sched::Workload>(kind, obj, cx)?;
-            let groups = convert(kind, &key, ingest::pod_group::workload_pod_groups(&w, &cx.pods.read()), cx)?;
-            known.insert(key);
-            for g in groups {
-                let _ = cx.changes.send(Change::Group(g));
+fn apply<K: Watched>(obj: Lenient<K>, cx: &WatchContext, known: &mut HashSet<String>) {
+    cx.metrics.watch_event(K::KIND.name());
+    let key = key_of(obj.meta());
+    match obj {
+        Lenient::Decoded(k) => {
+            if k.pass_on(&key, cx).is_some() {
+                known.insert(key);
             }
-            return Some(());
         }
-    };
-    known.insert(key);
-    let _ = cx.changes.send(change?);
+        Lenient::Malformed { error, .. } => malformed(K::KIND, &key, &error, cx),
+    }
+}
+
+/// A watched kind's generated type, and what its objects become.
+trait Watched: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static {
+    /// The kind this type is watched as.
+    const KIND: Kind;
+
+    /// Converts the object (keyed `key`) and sends what it changes. `Some` when its deletion is
+    /// to be reported later; `None` when nothing was passed on (a conversion error, already
+    /// reported) or the kind's deletions are ignored (a table updated in place).
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()>;
+}
+
+impl Watched for core::Node {
+    const KIND: Kind = Kind::Node;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        send(cx, Change::Node(convert(Self::KIND, key, ingest::node(&self), cx)?))
+    }
+}
+
+impl Watched for core::Pod {
+    const KIND: Kind = Kind::Pod;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        send(cx, pod_update(key, &self, cx)?)
+    }
+}
+
+impl Watched for core::Namespace {
+    const KIND: Kind = Kind::Namespace;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let table = {
+            let mut pods = cx.pods.write();
+            convert(Self::KIND, key, pods.add_namespace(&self), cx)?;
+            pods.namespaces().clone()
+        };
+        send(cx, Change::Namespaces(table))
+    }
+}
+
+impl Watched for sched_v1::PriorityClass {
+    const KIND: Kind = Kind::PriorityClass;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        convert(Self::KIND, key, cx.pods.write().add_priority_class(&self), cx);
+        None
+    }
+}
+
+impl Watched for RuntimeClass {
+    const KIND: Kind = Kind::RuntimeClass;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        convert(Self::KIND, key, cx.pods.write().add_runtime_class(&self), cx);
+        None
+    }
+}
+
+impl Watched for sched::PodGroup {
+    const KIND: Kind = Kind::PodGroup;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        send(cx, group(Self::KIND, key, &PodGroupObject::Kubernetes(Box::new(self)), cx)?)
+    }
+}
+
+impl Watched for tessera_crds::PodGroup {
+    const KIND: Kind = Kind::CoschedulingPodGroup;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        send(cx, group(Self::KIND, key, &PodGroupObject::Coscheduling(Box::new(self)), cx)?)
+    }
+}
+
+impl Watched for sched::Workload {
+    const KIND: Kind = Kind::Workload;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let groups = convert(Self::KIND, key, ingest::pod_group::workload_pod_groups(&self, &cx.pods.read()), cx)?;
+        for g in groups {
+            let _ = cx.changes.send(Change::Group(g));
+        }
+        Some(())
+    }
+}
+
+/// Sends `change` to the engine thread; `Some` so that a conversion can end in it.
+fn send(cx: &WatchContext, change: Change) -> Option<()> {
+    // The engine thread is gone only when shutting down: nothing left to tell.
+    let _ = cx.changes.send(change);
     Some(())
 }
 
 fn convert<T>(kind: Kind, key: &str, result: Result<T, ingest::IngestError>, cx: &WatchContext) -> Option<T> {
-    result.map_err(|e| malformed::<()>(kind, key, &e.to_string(), cx)).ok()
+    result.map_err(|e| malformed(kind, key, &e.to_string(), cx)).ok()
 }
 
 fn group(kind: Kind, key: &str, obj: &PodGroupObject, cx: &WatchContext) -> Option<Change> {
