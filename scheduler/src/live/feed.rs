@@ -49,6 +49,8 @@ pub enum Decision {
         /// What became of the gang.
         record: GangRecord,
     },
+    /// A pending pod was deleted: the reporter forgets it.
+    Forget(PodKey),
     /// These pods fit nowhere: tell them why.
     Unschedulable {
         /// The pods.
@@ -239,7 +241,9 @@ impl LiveFeed {
     }
 
     fn forget_pod(&mut self, core: &mut Core<'_>, key: &PodKey, now: f64) {
-        self.pending.remove(key);
+        if self.pending.remove(key).is_some() {
+            let _ = self.decisions.send(Decision::Forget(key.clone()));
+        }
         self.gated.remove(key);
         self.inflight.remove(key);
         for pods in self.orphans.values_mut() {

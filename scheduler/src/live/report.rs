@@ -49,6 +49,8 @@ pub enum Report {
         /// What became of the gang.
         record: GangRecord,
     },
+    /// A pending pod was deleted: forget what it was last told.
+    Forget(PodKey),
     /// A pod was bound.
     Scheduled {
         /// The pod.
@@ -102,6 +104,9 @@ impl Reporter {
                 self.written.lock().remove(&pod.key());
                 let note = format!("Successfully assigned {}/{} to {node}", pod.namespace, pod.name);
                 self.event(&pod, "Normal", "Scheduled", "Binding", note).await;
+            }
+            Report::Forget(key) => {
+                self.written.lock().remove(&key);
             }
             Report::Group { key, record } => self.group_status(key, &record).await,
             Report::Unschedulable { pods, message } => {
@@ -200,5 +205,27 @@ impl Reporter {
         if let Err(e) = api.create(&PostParams::default(), &event).await {
             tracing::debug!("pod {}: writing event {reason}: {e}", pod.key());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reporter whose API calls fail at once (nothing listens on port 1): only its memory
+    /// of what each pod was told is under test.
+    fn reporter() -> Arc<Reporter> {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        Reporter::new(Client::try_from(config).unwrap(), 1000.0, 1000, "test".into())
+    }
+
+    #[tokio::test]
+    async fn a_pending_pod_deleted_is_forgotten() {
+        let r = reporter();
+        let pod = Arc::new(Pod::new("ns", "p", tessera_plugins::resources::ResourceVec::default()));
+        r.write(Report::Unschedulable { pods: vec![pod.clone()], message: "0/1 nodes".into() }).await;
+        assert!(!r.changed(&pod, "0/1 nodes"), "the same message is not written twice");
+        r.write(Report::Forget(pod.key())).await;
+        assert!(r.written.lock().is_empty(), "nothing is kept for a deleted pod");
     }
 }
