@@ -159,6 +159,7 @@ impl LiveFeed {
             Change::Pod(update) => self.on_pod(core, *update, now),
             Change::PodGone { namespace, name } => self.forget_pod(core, &PodKey::new(&namespace, &name), now),
             Change::Namespaces(table) => core.set_namespaces(table),
+            Change::SelectorSource(change) => core.apply_selector_source(change),
             Change::Group(group) => core.upsert_pod_group(group, now),
             Change::GroupGone(key) => core.remove_pod_group(key, now),
             Change::Synced(kind) => {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::scheduling::v1 as sched_v1;
@@ -25,9 +26,10 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
+use tessera_plugins::default_selector::SourceChange;
 use tessera_plugins::model::{Node, Pod, PodGroup};
 
-use crate::ingest::{self, PodContext, PodGroupObject};
+use crate::ingest::{self, PodContext, PodGroupObject, selector_sources};
 
 use super::lenient::Lenient;
 use super::metrics::Metrics;
@@ -51,14 +53,26 @@ pub enum Kind {
     Workload,
     /// scheduler-plugins' `scheduling.x-k8s.io/v1alpha1` PodGroup.
     CoschedulingPodGroup,
+    /// `v1` Service (its selector, for default spreading).
+    Service,
+    /// `v1` ReplicationController (its selector, for default spreading).
+    ReplicationController,
+    /// `apps/v1` ReplicaSet (its selector, for default spreading).
+    ReplicaSet,
+    /// `apps/v1` StatefulSet (its selector, for default spreading).
+    StatefulSet,
 }
 
 impl Kind {
     /// Every kind, in the order their watches start: what pods are resolved against first.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Namespace,
         Kind::PriorityClass,
         Kind::RuntimeClass,
+        Kind::Service,
+        Kind::ReplicationController,
+        Kind::ReplicaSet,
+        Kind::StatefulSet,
         Kind::Node,
         Kind::PodGroup,
         Kind::Workload,
@@ -77,6 +91,10 @@ impl Kind {
             Kind::PodGroup => "PodGroup",
             Kind::Workload => "Workload",
             Kind::CoschedulingPodGroup => "PodGroup.scheduling.x-k8s.io",
+            Kind::Service => "Service",
+            Kind::ReplicationController => "ReplicationController",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::StatefulSet => "StatefulSet",
         }
     }
 }
@@ -110,6 +128,8 @@ pub enum Change {
         /// Its name.
         name: String,
     },
+    /// A Service's or controller's selector changed or is gone (for default spreading).
+    SelectorSource(SourceChange),
     /// The namespace table changed (for namespace selectors).
     Namespaces(std::collections::HashMap<tessera_plugins::intern::Sym, tessera_plugins::labels::LabelSet>),
     /// A PodGroup (of either API, or a Workload's template) was added or changed.
@@ -157,6 +177,10 @@ fn spawn_kind(client: Client, kind: Kind, cx: WatchContext) -> tokio::task::Join
         Kind::PodGroup => tokio::spawn(watch_kind::<sched::PodGroup>(client, cx)),
         Kind::Workload => tokio::spawn(watch_kind::<sched::Workload>(client, cx)),
         Kind::CoschedulingPodGroup => tokio::spawn(watch_kind::<tessera_crds::PodGroup>(client, cx)),
+        Kind::Service => tokio::spawn(watch_kind::<core::Service>(client, cx)),
+        Kind::ReplicationController => tokio::spawn(watch_kind::<core::ReplicationController>(client, cx)),
+        Kind::ReplicaSet => tokio::spawn(watch_kind::<apps::ReplicaSet>(client, cx)),
+        Kind::StatefulSet => tokio::spawn(watch_kind::<apps::StatefulSet>(client, cx)),
     }
 }
 
@@ -324,6 +348,39 @@ impl Watched for sched::Workload {
     }
 }
 
+impl Watched for core::Service {
+    const KIND: Kind = Kind::Service;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        send(cx, Change::SelectorSource(convert(Self::KIND, key, selector_sources::service(&self), cx)?))
+    }
+}
+
+impl Watched for core::ReplicationController {
+    const KIND: Kind = Kind::ReplicationController;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let change = convert(Self::KIND, key, selector_sources::replication_controller(&self), cx)?;
+        send(cx, Change::SelectorSource(change))
+    }
+}
+
+impl Watched for apps::ReplicaSet {
+    const KIND: Kind = Kind::ReplicaSet;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        send(cx, Change::SelectorSource(convert(Self::KIND, key, selector_sources::replica_set(&self), cx)?))
+    }
+}
+
+impl Watched for apps::StatefulSet {
+    const KIND: Kind = Kind::StatefulSet;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        send(cx, Change::SelectorSource(convert(Self::KIND, key, selector_sources::stateful_set(&self), cx)?))
+    }
+}
+
 /// Sends `change` to the engine thread; `Some` so that a conversion can end in it.
 fn send(cx: &WatchContext, change: Change) -> Option<()> {
     // The engine thread is gone only when shutting down: nothing left to tell.
@@ -361,6 +418,12 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
         Kind::Pod => Change::PodGone { namespace: namespace.to_string(), name: name.to_string() },
         Kind::PodGroup | Kind::CoschedulingPodGroup => {
             Change::GroupGone(tessera_plugins::model::GroupKey::new(namespace, name))
+        }
+        Kind::Service | Kind::ReplicationController | Kind::ReplicaSet | Kind::StatefulSet => {
+            match selector_sources::removed(kind.name(), namespace, name) {
+                Some(change) => Change::SelectorSource(change),
+                None => return,
+            }
         }
         // Cluster-wide tables that are only added to: a deleted class leaves pods that named
         // it resolved as they were, as admission already resolved them on a real cluster.
