@@ -15,6 +15,11 @@ use tessera_scheduler::ops::{self, loadtest::LoadtestOptions};
 use tessera_scheduler::sim::input::OnInvalid;
 use tessera_scheduler::sim::{self, Mode, NamedConfig, SimOptions};
 
+// Every command allocates per object (watch events, trace rows, requests) from several threads,
+// where mimalloc's per-thread heaps cost a fraction of glibc's locking malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tessera: a parallel batch pod scheduler for Kubernetes, and its placement simulator.
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, about)]
