@@ -42,7 +42,11 @@ impl<K: DeserializeOwned> Lenient<K> {
     pub fn from_json(text: &str) -> Self {
         match serde_json::from_str(text) {
             Ok(k) => Lenient::Decoded(k),
-            Err(e) => Lenient::Malformed { meta: Box::new(identify_json(text)), error: message(&e) },
+            Err(e) => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let path = serde_path_to_error::deserialize::<_, K>(&mut de).err().map(|e| e.path().to_string());
+                Lenient::Malformed { meta: Box::new(identify_json(text)), error: message(&e, path) }
+            }
         }
     }
 
@@ -50,14 +54,19 @@ impl<K: DeserializeOwned> Lenient<K> {
     pub fn from_value(value: &Value) -> Self {
         match K::deserialize(value) {
             Ok(k) => Lenient::Decoded(k),
-            Err(e) => Lenient::Malformed { meta: Box::new(identify_value(value)), error: message(&e) },
+            Err(e) => {
+                let path = serde_path_to_error::deserialize::<_, K>(value).err().map(|e| e.path().to_string());
+                Lenient::Malformed { meta: Box::new(identify_value(value)), error: message(&e, path) }
+            }
         }
     }
 }
 
-/// serde's message without serde_json's " at line L column C", which only text has: the same
-/// message however the object was read.
-fn message(e: &serde_json::Error) -> String {
+/// serde's message, after the field it is about (`spec.containers: invalid type: ...`), which
+/// the generated types' messages do not name: the path comes from decoding the object once more
+/// with `serde_path_to_error`, a cost only malformed objects pay. serde_json's " at line L column
+/// C", which only text has, is dropped: the same message however the object was read.
+fn message(e: &serde_json::Error, path: Option<String>) -> String {
     let mut text = e.to_string();
     if e.line() > 0 {
         let position = format!(" at line {} column {}", e.line(), e.column());
@@ -65,7 +74,10 @@ fn message(e: &serde_json::Error) -> String {
             text.truncate(text.len() - position.len());
         }
     }
-    text
+    match path.filter(|p| p != ".") {
+        Some(path) => format!("{path}: {text}"),
+        None => text,
+    }
 }
 
 /// Any object's `metadata`, ignoring everything else in it.
