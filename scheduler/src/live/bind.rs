@@ -66,6 +66,9 @@ pub enum BindError {
     /// This replica lost the leader lease: it binds nothing more.
     #[error("not the leader")]
     NotLeader,
+    /// Not attempted: another member of its gang failed PreBind, so none is bound.
+    #[error("not bound: another member of its gang could not be prepared")]
+    NotBound,
 }
 
 /// What the executor shares between its tasks.
@@ -94,8 +97,22 @@ impl std::fmt::Debug for BindContext {
 }
 
 /// Binds one job (a pod, or a gang's members placed together) and reports each result back.
+///
+/// Every member's PreBind (its GPU annotation) is written before any member is bound: a member
+/// refused there takes the whole job back with nothing bound, rather than leaving a gang half
+/// bound. Only a refusal of the binding itself, after the others were bound, can still do that.
 pub async fn bind_job(cx: BindContext, job: Vec<BindItem>) {
+    let pre_bound = futures::future::join_all(job.iter().map(|item| pre_bind(&cx, item))).await;
+    if pre_bound.iter().any(Result::is_err) {
+        report(&cx, &job, pre_bound.into_iter().map(|r| r.and(Err(BindError::NotBound))));
+        return;
+    }
     let results = futures::future::join_all(job.iter().map(|item| bind_item(&cx, item))).await;
+    report(&cx, &job, results.into_iter());
+}
+
+/// Sends each member's result to the engine thread (and `Scheduled` events to the reporter).
+fn report(cx: &BindContext, job: &[BindItem], results: impl Iterator<Item = Result<(), BindError>>) {
     let mut failed = Vec::new();
     for (item, result) in job.iter().zip(results) {
         let key = item.pod.key();
@@ -109,7 +126,7 @@ pub async fn bind_job(cx: BindContext, job: Vec<BindItem>) {
                 let _ = cx.changes.send(Change::BindFailed { pods: vec![key], gone: true });
             }
             Err(e) => {
-                if !matches!(e, BindError::NotLeader) {
+                if !matches!(e, BindError::NotLeader | BindError::NotBound) {
                     tracing::warn!("{e}");
                 }
                 failed.push(key);
@@ -121,11 +138,17 @@ pub async fn bind_job(cx: BindContext, job: Vec<BindItem>) {
     }
 }
 
+/// What must be on the pod before it is bound: the GPUs chosen for it.
+async fn pre_bind(cx: &BindContext, item: &BindItem) -> Result<(), BindError> {
+    if item.gpus == 0 {
+        return Ok(());
+    }
+    let _permit = cx.concurrency.acquire().await.map_err(|_| BindError::NotLeader)?;
+    write_gpu_ids(cx, &item.pod, item.gpus).await
+}
+
 async fn bind_item(cx: &BindContext, item: &BindItem) -> Result<(), BindError> {
     let _permit = cx.concurrency.acquire().await.map_err(|_| BindError::NotLeader)?;
-    if item.gpus != 0 {
-        write_gpu_ids(cx, &item.pod, item.gpus).await?;
-    }
     let started = Instant::now();
     let result = post_binding(cx, item).await;
     let label = match &result {

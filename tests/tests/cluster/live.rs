@@ -302,6 +302,44 @@ async fn a_gang_whose_last_binding_is_refused_is_bound_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gang_member_refused_at_prebind_leaves_the_whole_gang_unbound() {
+    let server = TestApiServer::start().await;
+    let mut gpu_node = node("g0", "64");
+    gpu_node["status"]["allocatable"]["nvidia.com/gpu"] = json!("8");
+    gpu_node["status"]["capacity"]["nvidia.com/gpu"] = json!("8");
+    create(&server, gpu_node);
+    create(
+        &server,
+        json!({"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
+               "metadata": {"name": "g", "namespace": "default"}, "spec": {"minMember": 4}}),
+    );
+    // Writing the last member's GPUs (its PreBind) is refused once.
+    server.faults().fail_named("patch", "pods", "", "g-3", 403, 1);
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    for i in 0..4 {
+        let mut m = pod(&format!("g-{i}"), "tessera", "1");
+        m["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] = json!("g");
+        m["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = json!("1");
+        m["spec"]["containers"][0]["resources"]["limits"] = json!({"nvidia.com/gpu": "1"});
+        create(&server, m);
+    }
+    until(&server, "the gang bound", |p| bound_count(p, "g-") == 4).await;
+    assert_bound_once(&server);
+    let log = server.requests();
+    let first_binding = log.iter().position(|r| r.subresource == "binding").unwrap();
+    let annotations = |r: &&tessera_tests::apiserver::RequestRecord| {
+        r.verb == "patch" && r.resource == "pods" && r.subresource.is_empty()
+    };
+    let written_before = log[..first_binding].iter().filter(annotations).count();
+    assert!(
+        written_before >= 5,
+        "the refused PreBind took the whole gang back before any member was bound, and all four were \
+         prepared again ({written_before} annotation patches before the first binding)"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_elect_one_leader_and_fail_over() {
     let server = TestApiServer::start().await;
     create(&server, node("n0", "32"));
