@@ -9,6 +9,8 @@ use std::path::Path;
 
 use thiserror::Error;
 
+use crate::ingest::gpu::MAX_GPUS_PER_NODE;
+
 /// A malformed trace.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TraceError {
@@ -139,6 +141,33 @@ fn int(file: &str, line: u64, column: &'static str, v: &str) -> Result<i64, Trac
     })
 }
 
+/// Most MiB a memory column may hold: the simulator counts bytes in an `i64`, and more MiB
+/// than this would overflow it (2^63 bytes).
+const MAX_MEMORY_MIB: i64 = i64::MAX >> 20;
+
+/// What [`MAX_MEMORY_MIB`] is, for messages.
+const MEMORY_LIMIT: &str = "the most MiB that fit in 2^63 bytes";
+
+/// What [`MAX_GPUS_PER_NODE`] (the YAML path's limit too) is, for messages.
+const GPU_LIMIT: &str = "the most GPUs a node may have (its devices are tracked in a 64-bit mask)";
+
+/// [`int`] no greater than `max`; `limit` says what `max` is.
+fn int_at_most(file: &str, line: u64, column: &'static str, v: &str, max: i64, limit: &str) -> Result<i64, TraceError> {
+    let n = int(file, line, column, v)?;
+    if n > max {
+        let message = format!("{n} is more than {max}, {limit}");
+        return Err(TraceError::Field { file: file.to_string(), line, column, message });
+    }
+    Ok(n)
+}
+
+/// A GPU count: at most [`MAX_GPUS_PER_NODE`], so it fits a `u32`.
+fn gpu_count(file: &str, line: u64, column: &'static str, v: &str) -> Result<u32, TraceError> {
+    let n = int_at_most(file, line, column, v, MAX_GPUS_PER_NODE, GPU_LIMIT)?;
+    // 0..=64 by the check above: the cast is exact.
+    Ok(n as u32)
+}
+
 fn time(file: &str, line: u64, column: &'static str, v: &str) -> Result<Option<f64>, TraceError> {
     if v.trim().is_empty() {
         return Ok(None);
@@ -173,8 +202,8 @@ pub fn parse_nodes(file: &Path, text: &str) -> Result<Vec<TraceNode>, TraceError
         out.push(TraceNode {
             name: get(sn).trim().to_string(),
             cpu_milli: int(&f, line, "cpu_milli", get(cpu))?,
-            memory_mib: int(&f, line, "memory_mib", get(mem))?,
-            gpus: u32::try_from(int(&f, line, "gpu", get(gpu))?).unwrap_or(u32::MAX),
+            memory_mib: int_at_most(&f, line, "memory_mib", get(mem), MAX_MEMORY_MIB, MEMORY_LIMIT)?,
+            gpus: gpu_count(&f, line, "gpu", get(gpu))?,
             model: get(model).trim().to_string(),
         });
     }
@@ -205,20 +234,11 @@ pub fn parse_pods(file: &Path, text: &str) -> Result<Vec<TracePod>, TraceError> 
                 message: "pod name is empty".into(),
             });
         }
-        let num_gpu = int(&f, line, "num_gpu", get(ngpu))?;
-        if num_gpu > 64 {
-            return Err(TraceError::Field {
-                file: f.clone(),
-                line,
-                column: "num_gpu",
-                message: format!("{num_gpu} GPUs is more than a node can hold"),
-            });
-        }
         out.push(TracePod {
             name: get(name).trim().to_string(),
             cpu_milli: int(&f, line, "cpu_milli", get(cpu))?,
-            memory_mib: int(&f, line, "memory_mib", get(mem))?,
-            num_gpu: num_gpu as u32,
+            memory_mib: int_at_most(&f, line, "memory_mib", get(mem), MAX_MEMORY_MIB, MEMORY_LIMIT)?,
+            num_gpu: gpu_count(&f, line, "num_gpu", get(ngpu))?,
             gpu_milli: int(&f, line, "gpu_milli", get(milli))?.min(1000) as u32,
             gpu_spec: spec
                 .map(|i| get(i).split('|').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
@@ -280,6 +300,42 @@ mod tests {
             parse_pods(Path::new("p.csv"), "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time\np,1,1,0,0,-5\n")
                 .unwrap_err();
         assert!(e.to_string().contains("creation_time"), "{e}");
+    }
+
+    #[test]
+    fn a_node_gpu_count_past_the_device_mask_names_the_limit() {
+        for count in ["65", "100", "34000000000"] {
+            let text = format!("sn,cpu_milli,memory_mib,gpu,model\nn0,64000,1024,2,P100\nn1,64000,1024,{count},P100\n");
+            let e = parse_nodes(Path::new("n.csv"), &text).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "n.csv: line 3, column \"gpu\": {count} is more than 64, the most GPUs a node may have \
+                     (its devices are tracked in a 64-bit mask)"
+                )
+            );
+        }
+        let nodes = parse_nodes(Path::new("n.csv"), "sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,64,P100\n").unwrap();
+        assert_eq!(nodes[0].gpus, 64);
+    }
+
+    #[test]
+    fn a_memory_size_past_2_pow_63_bytes_is_an_error_not_an_overflow() {
+        let huge = i64::MAX.to_string();
+        let e = parse_nodes(Path::new("n.csv"), &format!("sn,cpu_milli,memory_mib,gpu,model\nn0,1,{huge},0,\n"))
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("n.csv: line 2, column \"memory_mib\": {huge} is more than ")),
+            "{e}"
+        );
+        let e =
+            parse_pods(Path::new("p.csv"), &format!("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,{huge},0,0\n"))
+                .unwrap_err();
+        assert!(e.to_string().contains("column \"memory_mib\""), "{e}");
+        let max = (i64::MAX >> 20).to_string();
+        let pods =
+            parse_pods(Path::new("p.csv"), &format!("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,{max},0,0\n"));
+        assert_eq!(pods.unwrap()[0].memory_mib, i64::MAX >> 20);
     }
 
     #[test]
