@@ -535,6 +535,22 @@ fn a_pod_that_never_fits_is_unschedulable_not_an_error() {
 }
 
 #[test]
+fn a_pod_given_twice_is_an_error_naming_both_copies() {
+    let dir = scratch("duplicate-pod");
+    let cluster = write(&dir, "cluster.yaml", ONE_NODE);
+    let workload = write(&dir, "workload.yaml", &format!("{}---\n{}", pod("web", "1"), pod("db", "1")));
+    let trace = write(&dir, "pods.csv", "name,cpu_milli,memory_mib,num_gpu,gpu_milli\nweb,1000,1024,0,0\n");
+    let out = dir.join("out");
+    let args = [OsStr::new("simulate"), "--cluster".as_ref(), cluster.as_os_str(), "--workload".as_ref()];
+    let more = [workload.as_os_str(), "--workload".as_ref(), trace.as_os_str(), "--out".as_ref(), out.as_os_str()];
+    let e = tessera(args.into_iter().chain(more)).error();
+    let places = format!("at {}: document 1 (Pod default/web) and at {}: line 2", workload.display(), trace.display());
+    assert!(e.contains(&format!("Pod default/web is given more than once: {places}")), "{e}");
+    assert!(!out.exists(), "nothing is written from bad input");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_missing_file_or_bad_flag_is_a_clear_error() {
     let dir = scratch("missing");
     let missing = dir.join("nope.yaml");

@@ -51,6 +51,20 @@ pub enum InputError {
         /// What is wrong.
         message: String,
     },
+    /// Two or more pods share `namespace/name`.
+    #[error(
+        "Pod {pod} is given more than once: {}; pods are told apart by namespace/name, so no two may share one{}",
+        duplicates::places_text(.places),
+        duplicates::others_text(*.others)
+    )]
+    DuplicatePod {
+        /// `namespace/name`.
+        pod: String,
+        /// Where its copies are: `file: line N`, `file: document N (Kind name)`.
+        places: Vec<String>,
+        /// How many other names are given more than once.
+        others: usize,
+    },
 }
 
 /// A pod as the simulator plays it.
@@ -124,6 +138,7 @@ pub fn load(paths: &[PathBuf], on_invalid: OnInvalid) -> Result<SimInput, InputE
     input.nodes.extend(trace_nodes.iter().map(trace_node));
     input.pods.extend(trace_pods.iter().map(trace_pod));
     input.sources = sources;
+    duplicates::reject_duplicate_pods(paths, &input)?;
     Ok(input)
 }
 
@@ -211,6 +226,230 @@ fn trace_pod(p: &TracePod) -> SimPod {
     let arrival = p.creation_s.unwrap_or(0.0);
     let duration = p.deletion_s.map(|d| (d - arrival).max(0.0));
     SimPod { pod: Arc::new(pod), arrival, duration }
+}
+
+/// Pods given twice: found in one pass, then located in the files for the message.
+mod duplicates {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use serde::Deserialize;
+    use serde_json::Value;
+    use tessera_plugins::model::PodKey;
+
+    use super::openb::{self, TracePod};
+    use super::{InputError, SimInput};
+    use crate::ingest::{self, error::DocLocation};
+
+    /// Fails when two pods share `namespace/name`, the key the engine tracks pods by: a second
+    /// copy would be accounted on top of the first (a node past 100% CPU) and their placements
+    /// mixed. Finding one takes a pass over `input`; naming where the copies are reads `paths`
+    /// again, which only a failing run pays.
+    pub(super) fn reject_duplicate_pods(paths: &[PathBuf], input: &SimInput) -> Result<(), InputError> {
+        let keys = || input.running.iter().chain(input.pods.iter().map(|p| &p.pod)).map(|p| p.key());
+        let mut counts: HashMap<PodKey, usize> = HashMap::with_capacity(input.running.len() + input.pods.len());
+        for key in keys() {
+            *counts.entry(key).or_default() += 1;
+        }
+        let Some(first) = keys().find(|k| counts.get(k).is_some_and(|n| *n > 1)) else { return Ok(()) };
+        let others = counts.values().filter(|n| **n > 1).count() - 1;
+        Err(InputError::DuplicatePod { pod: first.to_string(), places: places_of(&first, paths), others })
+    }
+
+    /// Where pod `key` is given in `paths`: `file: line N` for a trace row, `file: document N
+    /// (Kind name)` for a YAML object that is the pod or a controller expanding to it. A file that
+    /// cannot be read twice (a pipe) has no place.
+    fn places_of(key: &PodKey, paths: &[PathBuf]) -> Vec<String> {
+        let mut places = Vec::new();
+        for path in paths {
+            let Ok(text) = std::fs::read_to_string(path) else { continue };
+            let file = path.display().to_string();
+            let first = text.lines().next().unwrap_or("");
+            if openb::is_pod_list(first) {
+                // Trace pods live in `default`, as trace_pod makes them.
+                let rows = openb::parse_pods(path, &text).unwrap_or_default();
+                let same = |p: &&TracePod| key.namespace.as_str() == "default" && *p.name == *key.name;
+                places.extend(rows.iter().filter(same).map(|p| format!("{file}: line {}", p.line)));
+            } else if !openb::is_node_list(first) {
+                places.extend(yaml_places_of(key, &text).into_iter().map(|at| format!("{file}: {at}")));
+            }
+        }
+        places
+    }
+
+    /// The documents (and `kind: List` items) of `text` that are, or expand to, pod `key`.
+    fn yaml_places_of(key: &PodKey, text: &str) -> Vec<DocLocation> {
+        let mut places = Vec::new();
+        for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let Ok(value) = Value::deserialize(document) else { continue };
+            let at = DocLocation { document: i + 1, ..DocLocation::default() };
+            let is_list = value.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k.ends_with("List"));
+            match value {
+                Value::Object(mut list) if is_list => {
+                    let items = match list.remove("items") {
+                        Some(Value::Array(items)) => items,
+                        _ => Vec::new(),
+                    };
+                    // Each item alone in a copy of its list, so typed lists lend it their kind.
+                    let shell = Value::Object(list);
+                    for (j, item) in items.into_iter().enumerate() {
+                        let mut one = shell.clone();
+                        one["items"] = Value::Array(vec![item]);
+                        if yields_pod(&one, key) {
+                            let item = &one["items"][0];
+                            places.push(DocLocation { item: Some(j + 1), ..named(item, at.clone()) });
+                        }
+                    }
+                }
+                value if yields_pod(&value, key) => places.push(named(&value, at)),
+                _ => {}
+            }
+        }
+        places
+    }
+
+    /// Whether the object `document` is, or expands to, pod `key`.
+    fn yields_pod(document: &Value, key: &PodKey) -> bool {
+        let Ok(objects) = ingest::read_objects("", &document.to_string()) else { return false };
+        objects.pods.iter().any(|p| {
+            let namespace = p.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
+            namespace == key.namespace.as_str() && p.metadata.name.as_deref() == Some(&*key.name)
+        })
+    }
+
+    /// `at` with the kind and name of `object`, as errors about documents name them.
+    fn named(object: &Value, at: DocLocation) -> DocLocation {
+        let kind = object.get("kind").and_then(|k| k.as_str()).map(String::from);
+        let metadata = object.get("metadata");
+        let field = |f: &str| metadata.and_then(|m| m.get(f)).and_then(|v| v.as_str());
+        let name = field("name").map(|n| field("namespace").map_or_else(|| n.to_string(), |ns| format!("{ns}/{n}")));
+        DocLocation { kind, name, ..at }
+    }
+
+    /// At most this many places are listed in one message.
+    const PLACES_SHOWN: usize = 4;
+
+    /// `at A, at B and at C`, the first [`PLACES_SHOWN`] places and a count of the rest.
+    pub(super) fn places_text(places: &[String]) -> String {
+        let shown: Vec<String> = places.iter().take(PLACES_SHOWN).map(|p| format!("at {p}")).collect();
+        let text = match shown.as_slice() {
+            [] => return "in files that cannot be read a second time (pipes)".to_string(),
+            [one] => return format!("{one} and in a file that cannot be read a second time (a pipe)"),
+            [init @ .., last] => format!("{} and {last}", init.join(", ")),
+        };
+        match places.len().saturating_sub(PLACES_SHOWN) {
+            0 => text,
+            rest => format!("{text} (and {rest} more)"),
+        }
+    }
+
+    /// ` (N more pods are given more than once)`, or nothing.
+    pub(super) fn others_text(others: usize) -> String {
+        match others {
+            0 => String::new(),
+            1 => " (1 more pod is given more than once)".to_string(),
+            n => format!(" ({n} more pods are given more than once)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A fresh folder for one test's files.
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tessera-input-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const NODE: &str =
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {allocatable: {cpu: 4, memory: 8Gi}}\n";
+
+    fn pod(namespace: &str, name: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{containers: [{{name: c}}]}}\n"
+        )
+    }
+
+    const TRACE: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,1024,0,0\nweb,1000,1024,0,0\n";
+
+    #[test]
+    fn a_pod_given_in_yaml_and_in_a_trace_names_both_places() {
+        let dir = folder("yaml-and-csv");
+        let yaml = write(&dir, "w.yaml", &format!("{NODE}---\n{}---\n{}", pod("shop", "web"), pod("default", "web")));
+        let csv = write(&dir, "t.csv", TRACE);
+        let e = load(&[yaml.clone(), csv.clone()], OnInvalid::Stop).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Pod default/web is given more than once: at {}: document 3 (Pod default/web) and at {}: line 3; \
+                 pods are told apart by namespace/name, so no two may share one",
+                yaml.display(),
+                csv.display()
+            )
+        );
+        // shop/web is another pod: namespaces keep names apart.
+        let yaml = write(&dir, "w.yaml", &format!("{NODE}---\n{}", pod("shop", "web")));
+        let input = load(&[yaml, csv], OnInvalid::Stop).unwrap();
+        assert_eq!(input.pods.len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn copies_within_one_trace_or_list_name_their_lines_and_items() {
+        let dir = folder("one-file");
+        let csv = write(&dir, "t.csv", &format!("{TRACE}p1,1,1,0,0\np0,2000,1024,0,0\nweb,1,1,0,0\n"));
+        let e = load(std::slice::from_ref(&csv), OnInvalid::Stop).unwrap_err();
+        let at = |line: u32| format!("{}: line {line}", csv.display());
+        assert!(
+            e.to_string().starts_with(&format!(
+                "Pod default/p0 is given more than once: at {} and at {};",
+                at(2),
+                at(5)
+            )),
+            "{e}"
+        );
+        assert!(e.to_string().ends_with("(1 more pod is given more than once)"), "{e}");
+
+        let item = |name: &str| {
+            format!("{{apiVersion: v1, kind: Pod, metadata: {{name: {name}}}, spec: {{containers: [{{name: c}}]}}}}")
+        };
+        let list =
+            format!("{NODE}---\napiVersion: v1\nkind: List\nitems: [{}, {}, {}]\n", item("a"), item("b"), item("a"));
+        let yaml = write(&dir, "list.yaml", &list);
+        let e = load(std::slice::from_ref(&yaml), OnInvalid::Stop).unwrap_err();
+        let at = |item: u32| format!("{}: document 2, item {item} (Pod a)", yaml.display());
+        assert!(
+            e.to_string().starts_with(&format!(
+                "Pod default/a is given more than once: at {} and at {};",
+                at(1),
+                at(3)
+            )),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_running_pod_and_a_pending_copy_are_duplicates_too() {
+        let dir = folder("running");
+        let running = pod("default", "web").replace("spec: {", "spec: {nodeName: n1, ");
+        let yaml = write(&dir, "w.yaml", &format!("{NODE}---\n{running}---\n{}", pod("default", "web")));
+        let e = load(&[yaml], OnInvalid::Stop).unwrap_err();
+        assert!(e.to_string().starts_with("Pod default/web is given more than once: at "), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// A synthetic replay input for benchmarks: `bench`'s cluster and mixed workload, with pods

@@ -64,6 +64,8 @@ pub struct TraceNode {
 /// One pod of a pod list.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TracePod {
+    /// Where the row is in its file (1-based line), for messages about the pod.
+    pub line: u64,
     /// `name`.
     pub name: String,
     /// `cpu_milli`.
@@ -235,6 +237,7 @@ pub fn parse_pods(file: &Path, text: &str) -> Result<Vec<TracePod>, TraceError> 
             });
         }
         out.push(TracePod {
+            line,
             name: get(name).trim().to_string(),
             cpu_milli: int(&f, line, "cpu_milli", get(cpu))?,
             memory_mib: int_at_most(&f, line, "memory_mib", get(mem), MAX_MEMORY_MIB, MEMORY_LIMIT)?,
