@@ -6,13 +6,16 @@
 //! so that Filter and Score never parse a quantity or walk a container list. [`yaml`] reads
 //! Kubernetes YAML files into those types. Every error names the object (or the file and
 //! document) and the field path. [`workloads`] expands controllers (Deployments, Jobs, ...)
-//! into the pods they would create, for the simulator. [`pod_group`] reads gangs from both
-//! PodGroup APIs (Kubernetes' and scheduler-plugins coscheduling) and from Workloads.
+//! into the pods they would create, for the simulator, once [`owners`] has found what the
+//! input already has of each (a cluster dump lists a Deployment's ReplicaSets and pods too),
+//! so that only the rest is created. [`pod_group`] reads gangs from both PodGroup APIs
+//! (Kubernetes' and scheduler-plugins coscheduling) and from Workloads.
 
 pub mod duration;
 pub mod error;
 pub mod gpu;
 pub mod node;
+pub mod owners;
 pub mod pod;
 pub mod pod_group;
 pub mod quantities;

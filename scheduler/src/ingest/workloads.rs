@@ -1,33 +1,40 @@
-//! Controllers into the pods their controllers would create, for the simulator: users' YAML
-//! holds Deployments and Jobs, not Pods, and there is no controller manager to expand them.
+//! Controllers into the pods they would create, for the simulator: users' YAML holds
+//! Deployments and Jobs, not Pods, and there is no controller manager to expand them.
 //!
-//! Names and labels follow the controllers, made deterministic so that a simulation replays:
+//! Reading and expanding are two steps. [`Controller::read`] decodes and validates a
+//! controller where it is read, so that an error names its file and document. Its pods are
+//! stamped only once the whole input is known ([`super::owners`]): a dump of a real cluster
+//! also lists the pods (and a Deployment's ReplicaSets) the controller already has, and those
+//! must not be created a second time. [`Controller::expand`] adds what [`Listed`] says is
+//! missing, so expanding cannot fail:
 //!
-//! | kind | pod name | labels added |
-//! | --- | --- | --- |
-//! | Deployment | `<deployment>-<hash>-<index>` (owned by ReplicaSet `<deployment>-<hash>`) | `pod-template-hash` |
-//! | ReplicaSet | `<replicaset>-<index>` | |
-//! | StatefulSet | `<statefulset>-<ordinal>` | `statefulset.kubernetes.io/pod-name`, `apps.kubernetes.io/pod-index`, `controller-revision-hash` |
-//! | Job | `<job>-<index>` | `batch.kubernetes.io/job-name`, `job-name`, and `batch.kubernetes.io/job-completion-index` when Indexed |
+//! | kind | pods added | pod name | labels added |
+//! | --- | --- | --- | --- |
+//! | Deployment | `replicas` minus the active pods of its ReplicaSets; owned by its current ReplicaSet, the listed one or else `<deployment>-<hash>` | `<replicaset>-<index>` | `pod-template-hash` |
+//! | ReplicaSet | `replicas` minus its active pods; none when a listed Deployment owns it | `<replicaset>-<index>` | |
+//! | StatefulSet | the ordinals no listed pod holds | `<statefulset>-<ordinal>` | `statefulset.kubernetes.io/pod-name`, `apps.kubernetes.io/pod-index`, `controller-revision-hash` |
+//! | Job | `parallelism` capped by the completions left, minus its active pods; none while suspended or once finished | `<job>-<index>` | `batch.kubernetes.io/job-name`, `job-name`, and `batch.kubernetes.io/job-completion-index` when Indexed |
 //!
-//! Each pod gets the template's labels, annotations and spec, the controller's namespace and
-//! an owner reference. The controller's [`ARRIVAL_ANNOTATION`] and [`DURATION_ANNOTATION`]
-//! are copied to pods whose template does not set them, so that one line times a workload.
+//! Names are deterministic, so that a simulation replays; an index whose name a listed pod
+//! already has is skipped. Each pod gets the template's labels, annotations and spec, the
+//! controller's namespace and an owner reference. The controller's [`ARRIVAL_ANNOTATION`]
+//! and [`DURATION_ANNOTATION`] are copied to pods whose template does not set them, so that
+//! one line times a workload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use serde_json::Value;
-use tessera_plugins::default_selector::{ControllerKind, SourceChange};
+use tessera_plugins::default_selector::{ControllerKind, ControllerRef, SourceChange};
 use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::{self, Operator, Requirement};
 use thiserror::Error;
 
 use super::duration::{ARRIVAL_ANNOTATION, DURATION_ANNOTATION, go_duration};
 use super::error::{FieldError, FieldProblem};
-use super::selector_sources::controller_change;
 use super::selectors::{label_selector, label_set};
 
 /// Label with the Deployment's template hash, shared by its ReplicaSet and pods.
@@ -81,20 +88,21 @@ impl WorkloadKind {
         }
     }
 
-    /// Decodes `value` as an object of this kind and expands it into its pods.
+    fn api_version(self) -> &'static str {
+        match self {
+            WorkloadKind::Job => "batch/v1",
+            _ => "apps/v1",
+        }
+    }
+
+    /// Decodes `value` as an object of this kind and expands it into all its pods, as if the
+    /// input listed none of them.
     pub fn expand(self, value: Value) -> Result<Expansion, WorkloadError> {
-        check_count_types(self, &value)?;
-        let expansion = match self {
-            WorkloadKind::Deployment => deployment_pods(&decode(value)?)?,
-            WorkloadKind::ReplicaSet => replica_set_pods(&decode(value)?)?,
-            WorkloadKind::StatefulSet => stateful_set_pods(&decode(value)?)?,
-            WorkloadKind::Job => Expansion { pods: job_pods(&decode(value)?)?, controller: None },
-        };
-        Ok(expansion)
+        Ok(Controller::read(self, value)?.expand(&Listed::default()))
     }
 }
 
-/// The pods of one workload, and the selector of the controller that owns them (a
+/// The pods one controller adds, and the selector of the controller that owns them (a
 /// Deployment's through its ReplicaSet), which their default spreading reads. A Job's pods
 /// have none: upstream's default spreading ignores Jobs.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,123 +135,403 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, WorkloadErr
     serde_json::from_value(value).map_err(|e| WorkloadError::Decode(e.to_string()))
 }
 
-/// The pods of a Deployment: those of its current ReplicaSet, `<deployment>-<hash>`, whose
-/// selector is the Deployment's plus `pod-template-hash`, as the Deployment controller makes it.
-pub fn deployment_pods(d: &Deployment) -> Result<Expansion, FieldError> {
-    let name = required_name(&d.metadata)?;
-    let template = template(Some(&d.spec.template))?;
-    check_selector(Some(&d.spec.selector), template)?;
-    let replicas = count(d.spec.replicas, 1, "spec.replicas")?;
-    let hash = template_hash(template)?;
-    let rs_name = format!("{name}-{hash}");
-    // Deployments own their pods through the ReplicaSet; the ReplicaSet is not in the input,
-    // so its uid is unknown.
-    let owner = OwnerReference { uid: String::new(), ..owner("apps/v1", "ReplicaSet", &rs_name, &d.metadata) };
-    let stamp = Stamp::new(&d.metadata, template, owner)?;
-    let pods = (0..replicas).map(|i| stamp.pod(format!("{rs_name}-{i}"), &[(POD_TEMPLATE_HASH_LABEL, hash.clone())]));
-    let mut rs_selector = d.spec.selector.clone();
-    rs_selector.match_labels.get_or_insert_default().insert(POD_TEMPLATE_HASH_LABEL.to_string(), hash.clone());
-    let controller =
-        controller_change(namespace_of(&d.metadata), ControllerKind::ReplicaSet, &rs_name, Some(&rs_selector))?;
-    Ok(Expansion { pods: pods.collect(), controller: Some(controller) })
+/// A controller as read: validated, and holding what its pods need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Controller {
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// Its namespace (`default` when unset).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `metadata.uid`, when the input kept it (`kubectl get -o yaml` does).
+    pub uid: Option<String>,
+    /// The object's own controller owner reference: a ReplicaSet's Deployment.
+    pub owner: Option<OwnerReference>,
+    stamp: Stamp,
+    spec: Spec,
 }
 
-/// The pods of a ReplicaSet.
-pub fn replica_set_pods(rs: &ReplicaSet) -> Result<Expansion, FieldError> {
-    let name = required_name(&rs.metadata)?;
-    let template = template(rs.spec.template.as_ref())?;
-    check_selector(Some(&rs.spec.selector), template)?;
-    let replicas = count(rs.spec.replicas, 1, "spec.replicas")?;
-    let stamp = Stamp::new(&rs.metadata, template, owner("apps/v1", "ReplicaSet", name, &rs.metadata))?;
-    let pods = (0..replicas).map(|i| stamp.pod(format!("{name}-{i}"), &[])).collect();
-    let controller =
-        controller_change(namespace_of(&rs.metadata), ControllerKind::ReplicaSet, name, Some(&rs.spec.selector))?;
-    Ok(Expansion { pods, controller: Some(controller) })
+/// The kind-specific part of a [`Controller`].
+#[derive(Clone, Debug, PartialEq)]
+enum Spec {
+    /// `hash` is ours, for naming a ReplicaSet the input does not have.
+    Deployment {
+        replicas: i32,
+        selector: Option<labels::LabelSelector>,
+        hash: String,
+    },
+    ReplicaSet {
+        replicas: i32,
+        selector: Option<labels::LabelSelector>,
+    },
+    StatefulSet {
+        replicas: i32,
+        start: i32,
+        revision: String,
+        service: Option<String>,
+        selector: Option<labels::LabelSelector>,
+    },
+    Job(JobSpec),
 }
 
-/// The pods of a StatefulSet, ordinals from `spec.ordinals.start` (default 0).
-pub fn stateful_set_pods(s: &StatefulSet) -> Result<Expansion, FieldError> {
-    let name = required_name(&s.metadata)?;
-    let spec = &s.spec;
-    let template = template(Some(&spec.template))?;
-    check_selector(Some(&spec.selector), template)?;
-    let replicas = count(spec.replicas, 1, "spec.replicas")?;
-    let start = count(spec.ordinals.as_ref().and_then(|o| o.start), 0, "spec.ordinals.start")?;
-    let revision = format!("{name}-{}", template_hash(template)?);
-    let service = spec.service_name.clone().filter(|s| !s.is_empty());
-    let stamp = Stamp::new(&s.metadata, template, owner("apps/v1", "StatefulSet", name, &s.metadata))?;
-    let pods = (start..start.saturating_add(replicas)).map(|ordinal| {
-        let pod_name = format!("{name}-{ordinal}");
+/// A Job's counts and how far it got (its `status`, as a dump has it).
+#[derive(Clone, Debug, PartialEq)]
+struct JobSpec {
+    parallelism: i32,
+    completions: Option<i32>,
+    indexed: bool,
+    /// Suspended, or finished (a `Complete` or `Failed` condition): runs no more pods.
+    stopped: bool,
+    /// `status.succeeded`.
+    succeeded: i32,
+    /// The indexes `status.completedIndexes` lists.
+    completed: BTreeSet<i32>,
+}
+
+/// What the input already holds of one controller's pods, found by [`super::owners`]; what
+/// [`Controller::expand`] adds is the rest. The default is nothing: every pod is created.
+#[derive(Clone, Debug, Default)]
+pub struct Listed<'a> {
+    /// Its pods that still run or wait (not `Succeeded` or `Failed`, not being deleted): the
+    /// ones a ReplicaSet or Job counts. A Deployment's are those of all its ReplicaSets.
+    pub active: usize,
+    /// Its `Succeeded` pods (a Job's).
+    pub succeeded: usize,
+    /// The ordinals (a StatefulSet's) or completion indexes (an Indexed Job's) its pods hold.
+    pub indexes: BTreeSet<i32>,
+    /// A Deployment's current ReplicaSet, when the input has it or its pods name it.
+    pub replica_set: Option<ReplicaSetRef>,
+    /// Pod names taken in the controller's namespace, which created pods must not reuse.
+    pub taken: Option<&'a HashSet<&'a str>>,
+}
+
+/// The ReplicaSet a Deployment's new pods belong to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaSetRef {
+    /// Its name.
+    pub name: String,
+    /// Its uid (empty when unknown).
+    pub uid: String,
+    /// The `pod-template-hash` its pods carry, if known (else the Deployment's own is used).
+    pub hash: Option<String>,
+    /// Whether the input lists it, so that it records its own selector.
+    pub listed: bool,
+}
+
+impl Controller {
+    /// Decodes `value` as a controller of `kind` and checks what its pods will need.
+    pub fn read(kind: WorkloadKind, value: Value) -> Result<Controller, WorkloadError> {
+        check_count_types(kind, &value)?;
+        let controller = match kind {
+            WorkloadKind::Deployment => Controller::deployment(decode(value)?)?,
+            WorkloadKind::ReplicaSet => Controller::replica_set(decode(value)?)?,
+            WorkloadKind::StatefulSet => Controller::stateful_set(decode(value)?)?,
+            WorkloadKind::Job => Controller::job(decode(value)?)?,
+        };
+        Ok(controller)
+    }
+
+    fn deployment(d: Deployment) -> Result<Controller, FieldError> {
+        required_name(&d.metadata)?;
+        let spec = d.spec;
+        let template = template(Some(spec.template))?;
+        check_selector(Some(&spec.selector), &template)?;
+        let replicas = count(spec.replicas, 1, "spec.replicas")?;
+        let hash = template_hash(&template)?;
+        let selector = label_selector(Some(&spec.selector), "spec.selector")?;
+        Controller::new(WorkloadKind::Deployment, d.metadata, template, Spec::Deployment { replicas, selector, hash })
+    }
+
+    fn replica_set(rs: ReplicaSet) -> Result<Controller, FieldError> {
+        required_name(&rs.metadata)?;
+        let spec = rs.spec;
+        let template = template(spec.template)?;
+        check_selector(Some(&spec.selector), &template)?;
+        let replicas = count(spec.replicas, 1, "spec.replicas")?;
+        let selector = label_selector(Some(&spec.selector), "spec.selector")?;
+        Controller::new(WorkloadKind::ReplicaSet, rs.metadata, template, Spec::ReplicaSet { replicas, selector })
+    }
+
+    fn stateful_set(s: StatefulSet) -> Result<Controller, FieldError> {
+        let name = required_name(&s.metadata)?.to_string();
+        let spec = s.spec;
+        let template = template(Some(spec.template))?;
+        check_selector(Some(&spec.selector), &template)?;
+        let replicas = count(spec.replicas, 1, "spec.replicas")?;
+        let start = count(spec.ordinals.as_ref().and_then(|o| o.start), 0, "spec.ordinals.start")?;
+        let revision = format!("{name}-{}", template_hash(&template)?);
+        let service = spec.service_name.filter(|s| !s.is_empty());
+        let selector = label_selector(Some(&spec.selector), "spec.selector")?;
+        let spec = Spec::StatefulSet { replicas, start, revision, service, selector };
+        Controller::new(WorkloadKind::StatefulSet, s.metadata, template, spec)
+    }
+
+    fn job(j: Job) -> Result<Controller, FieldError> {
+        required_name(&j.metadata)?;
+        let spec = j.spec.unwrap_or_default();
+        let template = template(Some(spec.template))?;
+        check_selector(spec.selector.as_ref(), &template)?;
+        let parallelism = count(spec.parallelism, 1, "spec.parallelism")?;
+        let completions = spec.completions.map(|c| count(Some(c), 0, "spec.completions")).transpose()?;
+        let indexed = match spec.completion_mode.as_deref() {
+            None | Some("NonIndexed") => false,
+            Some("Indexed") => true,
+            Some(other) => return Err(FieldError::unsupported("spec.completionMode", other, "NonIndexed, Indexed")),
+        };
+        if indexed && completions.is_none() {
+            // Upstream validation: an index needs a range.
+            return Err(FieldError::new("spec.completions", FieldProblem::Missing));
+        }
+        let status = j.status.unwrap_or_default();
+        let stopped = spec.suspend.unwrap_or(false) || finished(&status);
+        let succeeded = status.succeeded.unwrap_or(0).max(0);
+        let completed = status.completed_indexes.as_deref().map(index_set).unwrap_or_default();
+        let spec = Spec::Job(JobSpec { parallelism, completions, indexed, stopped, succeeded, completed });
+        Controller::new(WorkloadKind::Job, j.metadata, template, spec)
+    }
+
+    fn new(
+        kind: WorkloadKind,
+        meta: ObjectMeta,
+        template: PodTemplateSpec,
+        spec: Spec,
+    ) -> Result<Controller, FieldError> {
+        let name = required_name(&meta)?.to_string();
+        let owner = meta.owner_references.iter().flatten().find(|o| o.controller == Some(true)).cloned();
+        Ok(Controller {
+            kind,
+            namespace: namespace_of(&meta).to_string(),
+            name,
+            uid: meta.uid.clone().filter(|u| !u.is_empty()),
+            owner,
+            stamp: Stamp::new(meta, template)?,
+            spec,
+        })
+    }
+
+    /// When the object was created, if the input says.
+    pub fn created(&self) -> Option<&Time> {
+        self.stamp.created.as_ref()
+    }
+
+    /// The label the pod template sets for `key`.
+    pub fn template_label(&self, key: &str) -> Option<&str> {
+        self.stamp.template.metadata.as_ref()?.labels.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// Whether `other`'s pod template is this one's but for `pod-template-hash`: how the
+    /// Deployment controller recognizes its current ReplicaSet.
+    pub fn same_template(&self, other: &Controller) -> bool {
+        without_hash(&self.stamp.template) == without_hash(&other.stamp.template)
+    }
+
+    /// The selector this controller records for the pods it owns (a ReplicaSet's or
+    /// StatefulSet's own), whether or not it adds any.
+    pub fn own_selector(&self) -> Option<SourceChange> {
+        match &self.spec {
+            Spec::ReplicaSet { selector, .. } => {
+                Some(self.source(ControllerKind::ReplicaSet, &self.name, selector.clone()))
+            }
+            Spec::StatefulSet { selector, .. } => {
+                Some(self.source(ControllerKind::StatefulSet, &self.name, selector.clone()))
+            }
+            Spec::Deployment { .. } | Spec::Job(_) => None,
+        }
+    }
+
+    /// The pods this controller adds to those `listed`, and its owner's selector.
+    pub fn expand(&self, listed: &Listed) -> Expansion {
+        match &self.spec {
+            Spec::Deployment { replicas, selector, hash } => self.deployment_pods(*replicas, selector, hash, listed),
+            Spec::ReplicaSet { replicas, .. } => {
+                let missing = missing(*replicas, listed.active);
+                let owner = self.own_ref();
+                let pods = free_names(&self.name, missing, listed.taken).map(|n| self.stamp.pod(n, &owner, &[]));
+                Expansion { pods: pods.collect(), controller: self.own_selector() }
+            }
+            Spec::StatefulSet { replicas, start, revision, service, .. } => {
+                let ordinals = *start..start.saturating_add(*replicas);
+                let pods = ordinals
+                    .filter(|o| !listed.indexes.contains(o))
+                    .map(|o| (o, format!("{}-{o}", self.name)))
+                    .filter(|(_, n)| !is_taken(listed.taken, n))
+                    .map(|(o, n)| self.stateful_set_pod(o, n, revision, service.as_ref()));
+                Expansion { pods: pods.collect(), controller: self.own_selector() }
+            }
+            Spec::Job(job) => Expansion { pods: self.job_pods(job, listed), controller: None },
+        }
+    }
+
+    /// A Deployment's missing pods, owned by its current ReplicaSet: the listed one, else
+    /// the one its pods name, else `<deployment>-<hash>` as its controller would create it.
+    fn deployment_pods(
+        &self,
+        replicas: i32,
+        selector: &Option<labels::LabelSelector>,
+        hash: &str,
+        listed: &Listed,
+    ) -> Expansion {
+        let rs = listed.replica_set.clone().unwrap_or_else(|| ReplicaSetRef {
+            name: format!("{}-{hash}", self.name),
+            uid: String::new(),
+            hash: None,
+            listed: false,
+        });
+        let hash = rs.hash.as_deref().unwrap_or(hash);
+        let owner = owner_ref(WorkloadKind::ReplicaSet, &rs.name, rs.uid.clone());
+        let labels = [(POD_TEMPLATE_HASH_LABEL, hash.to_string())];
+        let missing = missing(replicas, listed.active);
+        let pods = free_names(&rs.name, missing, listed.taken).map(|n| self.stamp.pod(n, &owner, &labels));
+        // A listed ReplicaSet records its own selector; one that is not gets the Deployment's
+        // plus pod-template-hash, as the Deployment controller makes it.
+        let controller = (!rs.listed).then(|| {
+            let selector = selector.clone().map(|s| with_hash(s, hash));
+            self.source(ControllerKind::ReplicaSet, &rs.name, selector)
+        });
+        Expansion { pods: pods.collect(), controller }
+    }
+
+    fn stateful_set_pod(&self, ordinal: i32, name: String, revision: &str, service: Option<&String>) -> Pod {
         let labels = [
-            (STATEFULSET_POD_NAME_LABEL, pod_name.clone()),
+            (STATEFULSET_POD_NAME_LABEL, name.clone()),
             (POD_INDEX_LABEL, ordinal.to_string()),
-            (CONTROLLER_REVISION_HASH_LABEL, revision.clone()),
+            (CONTROLLER_REVISION_HASH_LABEL, revision.to_string()),
         ];
-        let mut pod = stamp.pod(pod_name.clone(), &labels);
+        let owner = self.own_ref();
+        let mut pod = self.stamp.pod(name.clone(), &owner, &labels);
         // The stable network identity that is a StatefulSet's reason to exist.
         if let Some(spec) = pod.spec.as_mut() {
-            spec.hostname = Some(pod_name);
-            spec.subdomain = service.clone();
+            spec.hostname = Some(name);
+            spec.subdomain = service.cloned();
         }
         pod
-    });
-    let controller =
-        controller_change(namespace_of(&s.metadata), ControllerKind::StatefulSet, name, Some(&spec.selector))?;
-    Ok(Expansion { pods: pods.collect(), controller: Some(controller) })
-}
-
-/// The pods a Job runs at once: `parallelism` (default 1), capped by `completions` when set;
-/// none while suspended.
-pub fn job_pods(j: &Job) -> Result<Vec<Pod>, FieldError> {
-    let name = required_name(&j.metadata)?;
-    let spec = j.spec.as_ref();
-    let template = template(spec.map(|s| &s.template))?;
-    check_selector(spec.and_then(|s| s.selector.as_ref()), template)?;
-    let parallelism = count(spec.and_then(|s| s.parallelism), 1, "spec.parallelism")?;
-    let completions = spec.and_then(|s| s.completions);
-    let completions = completions.map(|c| count(Some(c), 0, "spec.completions")).transpose()?;
-    let indexed = match spec.and_then(|s| s.completion_mode.as_deref()) {
-        None | Some("NonIndexed") => false,
-        Some("Indexed") => true,
-        Some(other) => return Err(FieldError::unsupported("spec.completionMode", other, "NonIndexed, Indexed")),
-    };
-    if indexed && completions.is_none() {
-        // Upstream validation: an index needs a range.
-        return Err(FieldError::new("spec.completions", FieldProblem::Missing));
     }
-    let suspended = spec.and_then(|s| s.suspend).unwrap_or(false);
-    let n = if suspended { 0 } else { completions.map_or(parallelism, |c| c.min(parallelism)) };
-    let stamp = Stamp::new(&j.metadata, template, owner("batch/v1", "Job", name, &j.metadata))?;
-    let pods = (0..n).map(|i| {
-        let mut labels = vec![(JOB_NAME_LABEL, name.to_string()), (LEGACY_JOB_NAME_LABEL, name.to_string())];
-        if indexed {
-            labels.push((JOB_COMPLETION_INDEX, i.to_string()));
+
+    /// The pods a Job adds: it runs `parallelism` pods at once, never more than the
+    /// completions left, counting those already running; an Indexed Job's go to the lowest
+    /// indexes neither done nor held.
+    fn job_pods(&self, job: &JobSpec, listed: &Listed) -> Vec<Pod> {
+        let succeeded = job.succeeded.max(i32::try_from(listed.succeeded).unwrap_or(i32::MAX));
+        let want = match job.completions {
+            _ if job.stopped => 0,
+            Some(c) => job.parallelism.min(c.saturating_sub(succeeded).max(0)),
+            // Without completions, the first success means the work is done: upstream starts
+            // no new pod after it.
+            None if succeeded > 0 => 0,
+            None => job.parallelism,
+        };
+        let n = missing(want, listed.active);
+        let owner = self.own_ref();
+        let base = [(JOB_NAME_LABEL, self.name.clone()), (LEGACY_JOB_NAME_LABEL, self.name.clone())];
+        if !job.indexed {
+            return free_names(&self.name, n, listed.taken).map(|name| self.stamp.pod(name, &owner, &base)).collect();
         }
-        let mut pod = stamp.pod(format!("{name}-{i}"), &labels);
-        if indexed {
+        let held = |i: &i32| listed.indexes.contains(i) || job.completed.contains(i);
+        let free = (0..job.completions.unwrap_or(0)).filter(|i| !held(i));
+        let named = free.map(|i| (i, format!("{}-{i}", self.name))).filter(|(_, name)| !is_taken(listed.taken, name));
+        let pods = named.take(n).map(|(i, name)| {
+            let mut labels = base.to_vec();
+            labels.push((JOB_COMPLETION_INDEX, i.to_string()));
+            let mut pod = self.stamp.pod(name, &owner, &labels);
             // The Job controller sets the index as an annotation too (older readers use it).
             pod.metadata.annotations.get_or_insert_default().insert(JOB_COMPLETION_INDEX.to_string(), i.to_string());
-        }
-        pod
-    });
-    Ok(pods.collect())
+            pod
+        });
+        pods.collect()
+    }
+
+    /// The owner reference this controller's own pods carry.
+    fn own_ref(&self) -> OwnerReference {
+        owner_ref(self.kind, &self.name, self.uid.clone().unwrap_or_default())
+    }
+
+    fn source(&self, kind: ControllerKind, name: &str, selector: Option<labels::LabelSelector>) -> SourceChange {
+        let controller = ControllerRef { kind, name: Sym::new(name) };
+        SourceChange::Controller { namespace: Sym::new(&self.namespace), controller, selector }
+    }
 }
 
-/// What every pod of one controller shares; `pod` adds the per-pod name and labels.
-struct Stamp<'a> {
-    template: &'a PodTemplateSpec,
-    controller: &'a ObjectMeta,
-    owner: OwnerReference,
+/// A controller owner reference to the `kind` named `name`.
+fn owner_ref(kind: WorkloadKind, name: &str, uid: String) -> OwnerReference {
+    OwnerReference {
+        api_version: kind.api_version().to_string(),
+        kind: kind.name().to_string(),
+        name: name.to_string(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Whether a Job's status says it is over: a `Complete` or `Failed` condition that holds.
+fn finished(status: &JobStatus) -> bool {
+    status.conditions.iter().flatten().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+}
+
+/// The indexes of a `completedIndexes` list such as `1,3-5`. A part that is not an index or
+/// a range is skipped: status is the controller's bookkeeping, not the user's input, and
+/// what it gets wrong costs at most one pod too many.
+fn index_set(text: &str) -> BTreeSet<i32> {
+    let mut out = BTreeSet::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(first), Ok(last)) = (first.parse::<i32>(), last.parse::<i32>())
+            && (0..=MAX_PODS_PER_WORKLOAD).contains(&last)
+        {
+            out.extend(first.max(0)..=last);
+        }
+    }
+    out
+}
+
+/// How many of `want` pods the `have` listed ones leave to create.
+fn missing(want: i32, have: usize) -> usize {
+    usize::try_from(want).unwrap_or(0).saturating_sub(have)
+}
+
+/// `<prefix>-0`, `<prefix>-1`, ...: the first `n` of them that no listed pod has.
+fn free_names<'a>(prefix: &'a str, n: usize, taken: Option<&'a HashSet<&'a str>>) -> impl Iterator<Item = String> + 'a {
+    (0u64..).map(move |i| format!("{prefix}-{i}")).filter(move |name| !is_taken(taken, name)).take(n)
+}
+
+fn is_taken(taken: Option<&HashSet<&str>>, name: &str) -> bool {
+    taken.is_some_and(|t| t.contains(name))
+}
+
+/// A Deployment's selector as its ReplicaSet has it: plus `pod-template-hash`, which
+/// replaces whatever the Deployment said about that label.
+fn with_hash(mut selector: labels::LabelSelector, hash: &str) -> labels::LabelSelector {
+    let key = Sym::new(POD_TEMPLATE_HASH_LABEL);
+    selector.requirements.retain(|r| r.key != key);
+    selector.requirements.push(Requirement { key, op: Operator::In, values: vec![Sym::new(hash)], bound: 0 });
+    selector
+}
+
+/// The template without `pod-template-hash`, for comparing a Deployment's with its
+/// ReplicaSets' as upstream's `EqualIgnoreHash` does.
+fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut t = template.clone();
+    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+    }
+    t
+}
+
+/// What every pod of one controller shares; `pod` adds the per-pod name, owner and labels.
+#[derive(Clone, Debug, PartialEq)]
+struct Stamp {
+    template: PodTemplateSpec,
+    /// The controller's namespace as written (`None` stays `None`, as for a pod without one).
+    namespace: Option<String>,
+    /// The controller's creation time, which its pods take.
+    created: Option<Time>,
     /// The controller's timing annotations, for pods whose template lacks them.
     inherited: Vec<(&'static str, String)>,
 }
 
-impl<'a> Stamp<'a> {
-    fn new(
-        controller: &'a ObjectMeta,
-        template: &'a PodTemplateSpec,
-        owner: OwnerReference,
-    ) -> Result<Stamp<'a>, FieldError> {
+impl Stamp {
+    fn new(controller: ObjectMeta, template: PodTemplateSpec) -> Result<Stamp, FieldError> {
         let mut inherited = Vec::new();
         for key in [ARRIVAL_ANNOTATION, DURATION_ANNOTATION] {
             if let Some(value) = controller.annotations.as_ref().and_then(|a| a.get(key)) {
@@ -258,10 +546,10 @@ impl<'a> Stamp<'a> {
                 inherited.push((key, value.clone()));
             }
         }
-        Ok(Stamp { template, controller, owner, inherited })
+        Ok(Stamp { template, namespace: controller.namespace, created: controller.creation_timestamp, inherited })
     }
 
-    fn pod(&self, name: String, labels: &[(&str, String)]) -> Pod {
+    fn pod(&self, name: String, owner: &OwnerReference, labels: &[(&str, String)]) -> Pod {
         let meta = self.template.metadata.clone().unwrap_or_default();
         let mut all_labels = meta.labels.clone().unwrap_or_default();
         // Controller labels win: the controller, not the template, decides them.
@@ -273,14 +561,14 @@ impl<'a> Stamp<'a> {
         let metadata = ObjectMeta {
             name: Some(name),
             generate_name: None,
-            namespace: self.controller.namespace.clone(),
+            namespace: self.namespace.clone(),
             uid: None,
             resource_version: None,
             // Pods are created when their controller is: the best creation time the input has.
-            creation_timestamp: self.controller.creation_timestamp.clone(),
+            creation_timestamp: self.created.clone(),
             labels: non_empty(all_labels),
             annotations: non_empty(annotations),
-            owner_references: Some(vec![self.owner.clone()]),
+            owner_references: Some(vec![owner.clone()]),
             ..meta
         };
         Pod { metadata, spec: self.template.spec.clone(), status: None }
@@ -291,20 +579,9 @@ fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> 
     (!map.is_empty()).then_some(map)
 }
 
-fn owner(api_version: &str, kind: &str, name: &str, meta: &ObjectMeta) -> OwnerReference {
-    OwnerReference {
-        api_version: api_version.to_string(),
-        kind: kind.to_string(),
-        name: name.to_string(),
-        uid: meta.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// The namespace the controller's pods land in (`default` when unset).
-fn namespace_of(meta: &ObjectMeta) -> Sym {
-    Sym::new(meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default"))
+fn namespace_of(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default")
 }
 
 fn required_name(meta: &ObjectMeta) -> Result<&str, FieldError> {
@@ -315,7 +592,7 @@ fn required_name(meta: &ObjectMeta) -> Result<&str, FieldError> {
 }
 
 /// The template, which must have a pod spec.
-fn template(t: Option<&PodTemplateSpec>) -> Result<&PodTemplateSpec, FieldError> {
+fn template(t: Option<PodTemplateSpec>) -> Result<PodTemplateSpec, FieldError> {
     match t {
         Some(t) if t.spec.is_some() => Ok(t),
         // A template with metadata only is a template whose spec was forgotten.

@@ -286,3 +286,39 @@ fn yaml_errors_name_file_document_object_and_field() {
     let e = read_objects("w.yaml", "kind: Job\nmetadata: {name: j}\n").unwrap_err().to_string();
     assert_eq!(e, "w.yaml: document 1 (Job j): spec.template: required field is missing");
 }
+
+#[test]
+fn listed_pods_leave_only_the_rest_to_create() {
+    let value: Value = serde_yaml_ng::from_str(DEPLOYMENT).unwrap();
+    let deployment = Controller::read(WorkloadKind::Deployment, value).unwrap();
+    assert_eq!((deployment.namespace.as_str(), deployment.name.as_str()), ("shop", "web"));
+    assert_eq!(deployment.uid.as_deref(), Some("d-uid"));
+    let taken: HashSet<&str> = ["web-abc-0"].into();
+    let rs = ReplicaSetRef { name: "web-abc".into(), uid: "rs-uid".into(), hash: Some("abc".into()), listed: true };
+    let listed = Listed { active: 1, replica_set: Some(rs), taken: Some(&taken), ..Listed::default() };
+    let expansion = deployment.expand(&listed);
+    // Two of three to go, into the listed ReplicaSet, past the name a listed pod has.
+    assert_eq!(names(&expansion.pods), ["web-abc-1", "web-abc-2"]);
+    assert_eq!(label(&expansion.pods[0], POD_TEMPLATE_HASH_LABEL), Some("abc"));
+    let owner = &expansion.pods[0].metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()), ("ReplicaSet", "web-abc", "rs-uid"));
+    assert_eq!(expansion.controller, None, "a listed ReplicaSet records its own selector");
+    // More listed than wanted: nothing is created, nothing removed.
+    assert!(deployment.expand(&Listed { active: 5, ..Listed::default() }).pods.is_empty());
+}
+
+#[test]
+fn completed_indexes_are_read_leniently() {
+    assert_eq!(index_set("0,3-5, 9"), [0, 3, 4, 5, 9].into());
+    assert_eq!(index_set(""), BTreeSet::new());
+    // Nonsense is skipped rather than failing the input: it is the controller's bookkeeping.
+    assert_eq!(index_set("x,2-1,7,-3,4-2000000"), [7].into());
+}
+
+#[test]
+fn a_finished_or_suspended_job_adds_nothing() {
+    let failed = format!("{JOB}status: {{conditions: [{{type: Failed, status: 'True'}}]}}\n");
+    assert!(ok("Job", &failed).is_empty());
+    // A condition that does not hold does not stop it.
+    assert_eq!(ok("Job", &failed.replace("'True'", "'False'")).len(), 1);
+}

@@ -1,7 +1,14 @@
 //! Reading Kubernetes YAML: multi-document files and `kind: List` documents, into typed
-//! objects by kind. Workload controllers (Deployments, Jobs, ...) are expanded into their pods
-//! here, by [`super::workloads`]. `PodGroup` is two kinds under one name (Kubernetes' and
+//! objects by kind. `PodGroup` is two kinds under one name (Kubernetes' and
 //! scheduler-plugins'), told apart by `apiVersion`.
+//!
+//! Workload controllers (Deployments, Jobs, ...) are validated where they are read
+//! ([`super::workloads::Controller::read`]), so that an error names the file and document, and
+//! kept in [`Objects`]. The pods they add are derived from the whole input
+//! ([`super::owners`]): a dump of a cluster lists a controller's pods too, maybe in another
+//! file, and those are not created again. [`Objects::pods`] therefore always holds the listed
+//! pods and what the controllers read so far add to them, in input order (a controller's
+//! pods where the controller was); reading a file and [`Objects::extend`] derive it afresh.
 
 use std::collections::BTreeMap;
 
@@ -15,9 +22,10 @@ use serde_json::{Map, Value};
 use tessera_plugins::default_selector::SourceChange;
 
 use super::error::{DocLocation, IngestError};
+use super::owners;
 use super::pod_group::{COSCHEDULING_API_VERSION, KUBERNETES_API_VERSION, PodGroupObject};
 use super::selector_sources;
-use super::workloads::WorkloadKind;
+use super::workloads::{Controller, WorkloadKind};
 
 /// Kinds that plugins read themselves (DRA, volumes): passed through as JSON.
 pub const PLUGIN_KINDS: [&str; 5] =
@@ -28,7 +36,7 @@ pub const PLUGIN_KINDS: [&str; 5] =
 pub struct Objects {
     /// `Node`s.
     pub nodes: Vec<Node>,
-    /// `Pod`s, those written as pods and those expanded from workloads, in input order.
+    /// `Pod`s, those listed and those the controllers add to them, in input order.
     pub pods: Vec<Pod>,
     /// `PriorityClass`es.
     pub priority_classes: Vec<PriorityClass>,
@@ -42,24 +50,51 @@ pub struct Objects {
     /// [`super::pod_group::pod_groups`] materializes. Workloads of other API groups (Kueue's)
     /// are unknown kinds.
     pub workloads: Vec<Workload>,
-    /// Selectors of Services, ReplicationControllers and of the controllers that own expanded
-    /// pods, which default spreading reads.
+    /// Selectors of Services and ReplicationControllers, which default spreading reads.
     pub selector_sources: Vec<SourceChange>,
+    /// Selectors of the ReplicaSets and StatefulSets that own pods, listed or added (a
+    /// Deployment's through its ReplicaSet), derived with the pods; default spreading reads
+    /// them too.
+    pub controller_selectors: Vec<SourceChange>,
     /// Objects of the [`PLUGIN_KINDS`], as JSON, for the plugins that understand them.
     pub other: Vec<Value>,
     /// How many objects of each kind nobody understands were skipped; the caller reports
     /// them once.
     pub unknown_kinds: BTreeMap<String, usize>,
-    /// How many pods the workloads of each kind (`Deployment`, `Job`, ...) expanded to, for
-    /// summaries; the pods themselves are in `pods`.
+    /// How many pods the workloads of each kind (`Deployment`, `Job`, ...) added, for
+    /// summaries (listed pods they already had are not counted); the pods are in `pods`.
     pub expanded: BTreeMap<String, usize>,
+    /// The workload controllers read, in input order.
+    controllers: Vec<Placed>,
+    /// Which of `pods` the controllers added (the rest were listed); shorter when pods were
+    /// pushed by hand, which then count as listed.
+    added: Vec<bool>,
+}
+
+/// A controller, and how many listed pods were read before it: where its pods go.
+#[derive(Clone, Debug, PartialEq)]
+struct Placed {
+    listed_before: usize,
+    controller: Controller,
 }
 
 impl Objects {
-    /// Appends the objects of `more` (another file) to these.
-    pub fn extend(&mut self, more: Objects) {
+    /// Appends the objects of `more` (another file) to these, and derives the controllers'
+    /// pods again: a controller here may own pods there, and the other way round.
+    pub fn extend(&mut self, mut more: Objects) {
+        if *self == Objects::default() {
+            // The first file: its pods were derived when it was read.
+            *self = more;
+            return;
+        }
+        self.drop_added();
+        more.drop_added();
+        let listed_before = self.pods.len();
         self.nodes.extend(more.nodes);
         self.pods.extend(more.pods);
+        self.controllers.extend(
+            more.controllers.into_iter().map(|p| Placed { listed_before: p.listed_before + listed_before, ..p }),
+        );
         self.priority_classes.extend(more.priority_classes);
         self.namespaces.extend(more.namespaces);
         self.runtime_classes.extend(more.runtime_classes);
@@ -70,9 +105,48 @@ impl Objects {
         for (kind, n) in more.unknown_kinds {
             *self.unknown_kinds.entry(kind).or_default() += n;
         }
-        for (kind, n) in more.expanded {
-            *self.expanded.entry(kind).or_default() += n;
+        self.expand_workloads();
+    }
+
+    /// The workload controllers read, in input order.
+    pub fn controllers(&self) -> impl Iterator<Item = &Controller> {
+        self.controllers.iter().map(|p| &p.controller)
+    }
+
+    /// Derives what the controllers add (`pods`, `controller_selectors`, `expanded`) from
+    /// the listed pods and the controllers, dropping what an earlier derivation added.
+    fn expand_workloads(&mut self) {
+        self.drop_added();
+        if self.controllers.is_empty() {
+            return;
         }
+        let controllers: Vec<&Controller> = self.controllers.iter().map(|p| &p.controller).collect();
+        let expansions = owners::expand(&self.pods, &controllers);
+        let mut listed = std::mem::take(&mut self.pods).into_iter();
+        let mut placed_so_far = 0;
+        for (placed, expansion) in self.controllers.iter().zip(expansions) {
+            let before = placed.listed_before.saturating_sub(placed_so_far);
+            placed_so_far += before;
+            for pod in listed.by_ref().take(before) {
+                self.pods.push(pod);
+                self.added.push(false);
+            }
+            let kind = placed.controller.kind.name().to_string();
+            *self.expanded.entry(kind).or_default() += expansion.pods.len();
+            self.added.extend(expansion.pods.iter().map(|_| true));
+            self.pods.extend(expansion.pods);
+            self.controller_selectors.extend(expansion.controller);
+        }
+        self.added.extend(listed.as_slice().iter().map(|_| false));
+        self.pods.extend(listed);
+    }
+
+    /// Removes what the controllers added, leaving the listed pods.
+    fn drop_added(&mut self) {
+        let mut added = std::mem::take(&mut self.added).into_iter();
+        self.pods.retain(|_| !added.next().unwrap_or(false));
+        self.controller_selectors.clear();
+        self.expanded.clear();
     }
 
     /// How many objects were kept (unknown kinds excluded).
@@ -85,6 +159,7 @@ impl Objects {
             + self.pod_groups.len()
             + self.workloads.len()
             + self.selector_sources.len()
+            + self.controllers.len()
             + self.other.len()
     }
 
@@ -110,6 +185,7 @@ pub fn read_objects(source: &str, text: &str) -> Result<Objects, IngestError> {
             Reader { file: source, out: &mut out }.document(value, location)?;
         }
     }
+    out.expand_workloads();
     Ok(out)
 }
 
@@ -184,11 +260,11 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// A controller, kept for [`Objects::expand_workloads`] once the file is read.
     fn workload(&mut self, kind: WorkloadKind, value: Value, location: DocLocation) -> Result<(), IngestError> {
-        let expansion = kind.expand(value).map_err(|e| self.error(location, e.to_string()))?;
-        *self.out.expanded.entry(kind.name().to_string()).or_default() += expansion.pods.len();
-        self.out.pods.extend(expansion.pods);
-        self.out.selector_sources.extend(expansion.controller);
+        let controller = Controller::read(kind, value).map_err(|e| self.error(location, e.to_string()))?;
+        // Nothing is added while a file is read: every pod so far was listed.
+        self.out.controllers.push(Placed { listed_before: self.out.pods.len(), controller });
         Ok(())
     }
 

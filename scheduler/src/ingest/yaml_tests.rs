@@ -129,3 +129,22 @@ fn objects_from_several_files_add_up() {
     assert_eq!(all.unknown_kinds.get("ConfigMap"), Some(&2));
     assert_eq!(all.unknown_kinds.get("Secret"), Some(&1));
 }
+
+#[test]
+fn controllers_are_kept_and_their_pods_derived_again_when_files_are_added() {
+    let rs = "kind: ReplicaSet\nmetadata: {name: rs, uid: r1}\nspec:\n  replicas: 2\n  template: {metadata: {labels: {a: b}}, spec: {containers: []}}\n";
+    let mut all = read_objects("a.yaml", &format!("kind: Pod\nmetadata: {{name: first}}\n---\n{rs}")).unwrap();
+    let names = |o: &Objects| o.pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect::<Vec<_>>();
+    assert_eq!(names(&all), ["first", "rs-0", "rs-1"]);
+    assert_eq!(all.len(), 4, "the controller is an object kept, beside the pods");
+    assert_eq!(all.controllers().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["rs"]);
+    // A pod of the ReplicaSet in a later file: one pod fewer is added, where the controller is.
+    let owned = "kind: Pod\nmetadata: {name: rs-abcde, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: rs, uid: r1, controller: true}]}\n";
+    all.extend(read_objects("b.yaml", owned).unwrap());
+    assert_eq!(names(&all), ["first", "rs-0", "rs-abcde"]);
+    assert_eq!(all.expanded.get("ReplicaSet"), Some(&1));
+    // Adding nothing derives the same again, without keeping the old derivation.
+    all.extend(Objects::default());
+    assert_eq!(names(&all), ["first", "rs-0", "rs-abcde"]);
+    assert_eq!(all.controller_selectors.len(), 1);
+}

@@ -148,7 +148,7 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
     let mut input = SimInput {
         unknown_kinds: objects.unknown_kinds.clone(),
         namespaces: cx.namespaces().clone(),
-        selector_sources: objects.selector_sources.clone(),
+        selector_sources: objects.selector_sources.iter().chain(&objects.controller_selectors).cloned().collect(),
         pod_groups: ingest::pod_groups(objects, &cx)?,
         ..SimInput::default()
     };
