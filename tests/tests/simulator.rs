@@ -282,3 +282,26 @@ fn gangs_land_whole_or_wait_with_the_reason() {
     assert_eq!((g.total, g.scheduled, g.waiting, g.partial), (3, 2, 1, 0));
     assert_eq!(g.time_to_admit_s.p99, 50.0, "wide waited 10 s → 60 s");
 }
+
+#[test]
+fn a_cluster_dump_simulates_each_pod_once() {
+    let input = load(&["dump.yaml"]);
+    // The Deployment's two pods and the one StatefulSet pod run; nothing of the Deployment
+    // or its ReplicaSet is created again, only the two missing ordinals.
+    let running: Vec<&str> = input.running.iter().map(|p| &*p.name).collect();
+    assert_eq!(running, ["web-5f6b8c9d7-x2kqp", "web-5f6b8c9d7-m8zvt", "db-1"]);
+    let pending: Vec<&str> = input.pods.iter().map(|p| &*p.pod.name).collect();
+    assert_eq!(pending, ["db-0", "db-2"]);
+    assert!(input.unknown_kinds.is_empty(), "{:?}", input.unknown_kinds);
+
+    let run = replay_default(&input);
+    let mut names: Vec<&str> = run.records.iter().map(|r| &*r.key.name).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["db-0", "db-1", "db-2", "web-5f6b8c9d7-m8zvt", "web-5f6b8c9d7-x2kqp"], "no pod doubled");
+    for n in ["db-0", "db-2"] {
+        assert!(record(&run, n).node.is_some(), "{n}: {}", record(&run, n).reason);
+    }
+    let summary =
+        tessera_scheduler::sim::summary::summarize(&[run], tessera_scheduler::sim::Mode::Replay, 1.3).unwrap();
+    assert_eq!((summary.pods_total, summary.scheduled, summary.unschedulable), (5, 5, 0));
+}
