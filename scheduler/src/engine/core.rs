@@ -16,6 +16,7 @@ use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
 use super::algorithm::Placement;
 use super::binder::{Binder, Verdict};
 use super::gang::GangOptions;
+use super::hints::Departure;
 use super::queue::{SchedulingQueue, Unit};
 use super::reservation::{self, Reservation};
 use super::state::{ClusterState, StateError};
@@ -118,13 +119,18 @@ impl Core<'_> {
     }
 
     /// A pod is gone (finished or deleted): frees its node or drops it from the queue, and
-    /// gives parked pods another chance.
+    /// gives the parked pods it could help another chance ([`super::hints`]).
     pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
-        if let Some((_, pod)) = self.state.unplace(key) {
+        if let Some((id, pod)) = self.state.unplace(key) {
             if let Some(gang) = pod.group_key() {
                 self.queue.gangs.member_gone(gang);
             }
-            self.released += self.queue.move_all_to_active_or_backoff(now);
+            let snapshot = self.state.snapshot();
+            let mut departure = Departure::new(snapshot, snapshot.node(id).map(|n| n.as_ref()), &pod);
+            let profiles = self.profiles;
+            self.released += self.queue.move_to_active_or_backoff_if(now, |unit| {
+                profiles.get(unit.profile).is_none_or(|profile| departure.could_help(unit, profile))
+            });
             return true;
         }
         let (queued, gang) = self.queue.remove_pod(key);
@@ -190,10 +196,11 @@ impl Core<'_> {
         self.release_held_for(key, now);
     }
 
-    /// Moves units whose backoff ended to the active queue and lets a lapsed reservation go:
-    /// what the passing of time does, for a drive that never pops through [`SchedulingQueue::pop`].
+    /// Moves units whose backoff ended to the active queue, retries units parked too long, and
+    /// lets a lapsed reservation go: what the passing of time does, for a drive that never pops through [`SchedulingQueue::pop`].
     pub fn tick(&mut self, now: f64) {
         self.expire_reservation(now);
+        self.released += self.queue.flush_unschedulable_leftover(now);
         self.released += self.queue.flush_backoff(now);
     }
 

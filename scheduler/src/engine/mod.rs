@@ -14,6 +14,7 @@ pub mod drive;
 pub mod gang;
 pub mod gang_placement;
 pub mod gang_status;
+mod hints;
 pub mod queue;
 pub mod reservation;
 pub mod reuse;
@@ -279,6 +280,7 @@ impl Engine {
     /// Deterministic: the placements do not depend on thread count.
     pub fn schedule_pending(&mut self, now: f64) -> Vec<Outcome> {
         self.core().expire_reservation(now);
+        self.queue.flush_unschedulable_leftover(now);
         let mut out = Vec::new();
         while let Some(unit) = self.queue.pop(now) {
             self.workers[0].refresh(&self.state, self.answered[0]);

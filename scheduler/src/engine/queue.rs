@@ -7,7 +7,7 @@
 //! clock the driver uses: real in the live scheduler, virtual in the simulator.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use tessera_plugins::model::{GroupKey, Pod, PodKey};
@@ -80,6 +80,43 @@ impl Ord for Active {
     }
 }
 
+/// A parked unit's place in the unschedulable pool: queue order (higher priority, then earlier
+/// arrival, then arrival order first), so that an event that can help only a few units offers
+/// its room to the ones the active queue would have served first.
+#[derive(Clone, Copy, Debug)]
+struct Parked {
+    priority: i32,
+    queued_at: f64,
+    seq: u64,
+}
+
+impl Parked {
+    fn of(unit: &Unit) -> Parked {
+        Parked { priority: unit.priority, queued_at: unit.queued_at, seq: unit.seq }
+    }
+}
+
+impl PartialEq for Parked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Parked {}
+impl PartialOrd for Parked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Parked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then_with(|| self.queued_at.total_cmp(&other.queued_at))
+            .then_with(|| self.seq.cmp(&other.seq))
+    }
+}
+
 struct Backoff(f64, Unit);
 
 impl PartialEq for Backoff {
@@ -123,14 +160,23 @@ impl BackoffPolicy {
     }
 }
 
+/// How long a unit may stay parked before it is tried again without an event (upstream's
+/// `podMaxInUnschedulablePodsDuration`, 5 minutes).
+pub const MAX_IN_UNSCHEDULABLE_S: f64 = 300.0;
+/// How often parked units are checked against [`MAX_IN_UNSCHEDULABLE_S`] (upstream: 30 s).
+pub const LEFTOVER_FLUSH_PERIOD_S: f64 = 30.0;
+
 /// The three queues.
 #[derive(Default)]
 pub struct SchedulingQueue {
     active: BinaryHeap<Active>,
     backoff: BinaryHeap<Backoff>,
-    unschedulable: HashMap<u64, (f64, Unit)>,
+    /// Parked units in queue order, with when they were parked.
+    unschedulable: BTreeMap<Parked, (f64, Unit)>,
     policy: BackoffPolicy,
     next_seq: u64,
+    /// When [`SchedulingQueue::flush_unschedulable_leftover`] looks next.
+    next_leftover_flush: f64,
     /// Gang members held back until their gang may enter (PreEnqueue).
     pub gangs: GangTable,
 }
@@ -186,7 +232,7 @@ impl SchedulingQueue {
 
     /// Parks a unit that fit nowhere until a cluster event.
     pub fn park_unschedulable(&mut self, unit: Unit, now: f64) {
-        self.unschedulable.insert(unit.seq, (now, unit));
+        self.unschedulable.insert(Parked::of(&unit), (now, unit));
     }
 
     /// Sends a unit to backoff (it failed for a reason that may pass by itself, e.g. a
@@ -200,19 +246,53 @@ impl SchedulingQueue {
     /// has passed, straight to active (upstream `MoveAllToActiveOrBackoffQueue`). Returns how
     /// many went straight to active.
     pub fn move_all_to_active_or_backoff(&mut self, now: f64) -> usize {
-        let mut parked: Vec<(f64, Unit)> = self.unschedulable.drain().map(|(_, v)| v).collect();
+        let mut parked: Vec<(f64, Unit)> = std::mem::take(&mut self.unschedulable).into_values().collect();
         parked.sort_by_key(|(_, u)| u.seq);
+        parked.into_iter().map(|(since, unit)| self.unpark(since, unit, now)).sum()
+    }
+
+    /// As [`Self::move_all_to_active_or_backoff`], for the parked units `wake` picks; it is
+    /// asked in queue order (upstream's queueing hints, which decide per unit whether an event
+    /// could make it schedulable).
+    pub fn move_to_active_or_backoff_if(&mut self, now: f64, mut wake: impl FnMut(&Unit) -> bool) -> usize {
+        self.unpark_where(now, |_, unit| wake(unit))
+    }
+
+    /// Unparks the units, parked since `since`, that `pick` picks, asked in queue order.
+    fn unpark_where(&mut self, now: f64, mut pick: impl FnMut(f64, &Unit) -> bool) -> usize {
+        let picked: Vec<Parked> =
+            self.unschedulable.iter().filter(|(_, (since, u))| pick(*since, u)).map(|(k, _)| *k).collect();
         let mut active = 0;
-        for (since, unit) in parked {
-            let ready = self.backoff_ready(unit.attempts, since);
-            if ready <= now {
-                self.push_active(unit);
-                active += 1;
-            } else {
-                self.backoff.push(Backoff(ready, unit));
+        for key in picked {
+            if let Some((since, unit)) = self.unschedulable.remove(&key) {
+                active += self.unpark(since, unit, now);
             }
         }
         active
+    }
+
+    /// Sends a unit parked since `since` to active (1) or, while its backoff lasts, to backoff (0).
+    fn unpark(&mut self, since: f64, unit: Unit, now: f64) -> usize {
+        let ready = self.backoff_ready(unit.attempts, since);
+        if ready <= now {
+            self.push_active(unit);
+            1
+        } else {
+            self.backoff.push(Backoff(ready, unit));
+            0
+        }
+    }
+
+    /// Moves units parked for longer than [`MAX_IN_UNSCHEDULABLE_S`] to backoff or active, at
+    /// most once per [`LEFTOVER_FLUSH_PERIOD_S`] (upstream's `flushUnschedulablePodsLeftover`):
+    /// a unit whose chance an event missed is not left waiting for ever. Returns how many went
+    /// straight to active.
+    pub fn flush_unschedulable_leftover(&mut self, now: f64) -> usize {
+        if now < self.next_leftover_flush {
+            return 0;
+        }
+        self.next_leftover_flush = now + LEFTOVER_FLUSH_PERIOD_S;
+        self.unpark_where(now, |since, _| now - since > MAX_IN_UNSCHEDULABLE_S)
     }
 
     /// Moves backoff units whose time has come to active; returns how many.
@@ -277,8 +357,8 @@ impl SchedulingQueue {
             }
         }
         if found.is_none() {
-            let seq = self.unschedulable.iter().find(|(_, (_, u))| hit(u)).map(|(s, _)| *s);
-            found = seq.and_then(|s| self.unschedulable.remove(&s)).map(|(_, u)| u);
+            let key = self.unschedulable.iter().find(|(_, (_, u))| hit(u)).map(|(k, _)| *k);
+            found = key.and_then(|k| self.unschedulable.remove(&k)).map(|(_, u)| u);
         }
         found
     }

@@ -11,7 +11,7 @@ use tessera_plugins::registry::Registry;
 use tessera_plugins::resources::ResourceVec;
 
 use super::binder::{Binder, Verdict};
-use super::queue::Unit;
+use super::queue::{MAX_IN_UNSCHEDULABLE_S, Unit};
 use super::worker::{Attempt, Worker};
 use super::*;
 
@@ -236,4 +236,62 @@ fn a_node_update_that_changes_nothing_bumps_no_generation_and_wakes_no_pod() {
     e.upsert_node(node(0, 4000, 110), 6.0);
     assert_ne!(e.state().generation(), generation);
     assert_eq!(bound(&e.schedule_pending(10.0)).len(), 1);
+}
+
+#[test]
+fn a_departure_wakes_only_the_parked_pods_its_room_can_take_in_queue_order() {
+    let mut e = engine(&[node(0, 2000, 110)], 1);
+    for i in 0..2 {
+        e.add_pod(pod(i, 1000, None), 0.0).unwrap();
+    }
+    // p9 holds port 80; then a pod wanting that port and five one-CPU pods wait.
+    e.add_pod(pod(9, 0, Some(80)), 0.0).unwrap();
+    assert_eq!(bound(&e.schedule_pending(0.0)).len(), 3);
+    e.add_pod(pod(2, 1000, Some(80)), 1.0).unwrap();
+    for i in 3..8 {
+        e.add_pod(pod(i, 1000, None), 1.0 + i as f64).unwrap();
+    }
+    assert!(bound(&e.schedule_pending(10.0)).is_empty());
+    assert_eq!(e.queue().lens(), (0, 0, 6), "all six parked");
+    // One CPU freed: the port-bound p2 cannot take it, so it goes to the oldest pod that can.
+    assert!(e.delete_pod(&pod(0, 0, None).key(), 20.0));
+    assert_eq!(e.queue().lens(), (1, 0, 5), "one pod woken, not six");
+    let woken: Vec<String> = bound(&e.schedule_pending(20.0)).iter().map(|(p, _)| p.name.to_string()).collect();
+    assert_eq!(woken, ["p3"]);
+}
+
+#[test]
+fn pods_whose_fit_depends_on_other_nodes_are_always_woken() {
+    let mut e = engine(&[node(0, 1000, 110)], 1);
+    e.add_pod(pod(0, 1000, None), 0.0).unwrap();
+    assert_eq!(bound(&e.schedule_pending(0.0)).len(), 1);
+    let mut spread = (*pod(1, 1000, None)).clone();
+    spread.spread_constraints.push(tessera_plugins::model::SpreadConstraint {
+        max_skew: 1,
+        topology_key: Sym::new("kubernetes.io/hostname"),
+        when_unsatisfiable: tessera_plugins::model::WhenUnsatisfiable::DoNotSchedule,
+        selector: None,
+        min_domains: None,
+        node_affinity_policy: tessera_plugins::model::InclusionPolicy::Honor,
+        node_taints_policy: tessera_plugins::model::InclusionPolicy::Ignore,
+    });
+    e.add_pod(Arc::new(spread), 1.0).unwrap();
+    e.add_pod(pod(2, 1000, None), 2.0).unwrap();
+    assert!(bound(&e.schedule_pending(2.0)).is_empty());
+    // The node's room goes to p2 (the spread pod is not offered it, it is woken regardless).
+    assert!(e.delete_pod(&pod(0, 0, None).key(), 5.0));
+    assert_eq!(e.queue().lens(), (2, 0, 0), "both woken: one for the room, one for its spread");
+}
+
+#[test]
+fn a_pod_parked_past_five_minutes_is_tried_again_without_an_event() {
+    let mut e = engine(&[node(0, 1000, 110)], 1);
+    e.add_pod(pod(0, 2000, None), 0.0).unwrap();
+    assert!(bound(&e.schedule_pending(0.0)).is_empty());
+    assert_eq!(e.queue().lens(), (0, 0, 1));
+    e.schedule_pending(200.0);
+    assert_eq!(e.queue().lens(), (0, 0, 1), "not yet");
+    let out = e.schedule_pending(301.0);
+    assert_eq!(out.len(), 1, "retried once it had waited longer than {MAX_IN_UNSCHEDULABLE_S} s");
+    assert_eq!(e.queue().lens(), (0, 0, 1), "and parked again");
 }

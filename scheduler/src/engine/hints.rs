@@ -1,0 +1,78 @@
+//! Which parked units a pod leaving a node could help: upstream's queueing hints, sharpened.
+//!
+//! A parked unit failed on every node. When a pod leaves node N, only N changed for the
+//! constraints that look at one node at a time (resources, ports, affinity to the node, taints),
+//! so such a unit can fit now only on N, and N's freed room can take only so many: the units
+//! are offered N's room in queue order and woken while it lasts, each after passing the
+//! profile's PreFilter and Filter on N. A departure that frees one CPU wakes one one-CPU pod,
+//! not the thousands waiting behind it — waking them all made every departure cost a scheduling
+//! attempt per waiting pod, quadratic over a replay.
+//!
+//! Units whose fit depends on other nodes' pods are woken as before: gangs (placed across
+//! nodes), pods with spread or inter-pod affinity constraints, and every unit when the pod that
+//! left had required anti-affinity (it may have kept others off nodes beyond N).
+
+use std::sync::Arc;
+
+use tessera_plugins::framework::{CycleState, Profile};
+use tessera_plugins::model::Pod;
+use tessera_plugins::nodeinfo::NodeInfo;
+use tessera_plugins::resources::ResourceVec;
+use tessera_plugins::snapshot::Snapshot;
+
+use super::queue::Unit;
+
+/// The room a departure left on its node, handed out to parked units in queue order.
+pub(super) struct Departure<'a> {
+    snapshot: &'a Snapshot,
+    /// The node the pod left; `None` if it is gone too (then nothing node-local can fit there).
+    node: Option<&'a NodeInfo>,
+    /// Resources still free on the node after the units woken so far.
+    room: ResourceVec,
+    /// Pods the node can still take after the units woken so far.
+    pod_slots: i64,
+    /// Wake every unit: the pod that left constrained pods on other nodes.
+    wake_all: bool,
+}
+
+impl<'a> Departure<'a> {
+    /// `gone` left `node` (as the snapshot now shows it, without `gone`).
+    pub(super) fn new(snapshot: &'a Snapshot, node: Option<&'a NodeInfo>, gone: &Pod) -> Departure<'a> {
+        let room = node.map(NodeInfo::free).unwrap_or_default();
+        let pod_slots = node.map_or(0, |n| i64::from(n.node.allowed_pods) - n.pods.len() as i64);
+        Departure { snapshot, node, room, pod_slots, wake_all: !gone.pod_anti_affinity.required.is_empty() }
+    }
+
+    /// Whether `unit` may fit now; if it may only on this node, its share of the room is taken.
+    pub(super) fn could_help(&mut self, unit: &Unit, profile: &Profile) -> bool {
+        let [pod] = unit.pods.as_slice() else { return true };
+        if self.wake_all || pod.has_cross_node_constraints() {
+            return true;
+        }
+        let Some(node) = self.node else { return false };
+        if self.pod_slots <= 0 || !fits(&self.room, &pod.requests) || !self.passes(pod, node, profile) {
+            return false;
+        }
+        self.room.sub(&pod.requests);
+        self.pod_slots -= 1;
+        true
+    }
+
+    /// The profile's PreFilter and Filter on the node, as the binder re-checks a placement.
+    fn passes(&self, pod: &Arc<Pod>, node: &NodeInfo, profile: &Profile) -> bool {
+        if node.reservation_status(pod).is_some() {
+            return false;
+        }
+        let mut cycle = CycleState::new();
+        match profile.run_pre_filter(&mut cycle, pod, self.snapshot) {
+            Ok(Some(nodes)) if !nodes.contains(&node.id) => false,
+            Ok(_) => profile.run_filter(&cycle, pod, node).is_success(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Whether `requests` fit in `room`, resource by resource.
+fn fits(room: &ResourceVec, requests: &ResourceVec) -> bool {
+    requests.iter_nonzero().all(|(id, amount)| room.get(id) >= amount)
+}
