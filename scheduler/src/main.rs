@@ -291,10 +291,18 @@ fn sim_configs(paths: &[PathBuf]) -> Result<Vec<NamedConfig>> {
 }
 
 fn run_simulate(args: SimulateArgs) -> Result<()> {
-    if !(args.fill_to.is_finite() && args.fill_to > 0.0) {
-        anyhow::bail!("--fill-to must be a positive number, not {}", args.fill_to);
-    }
+    let opts = SimOptions {
+        mode: args.mode,
+        seed: args.seed,
+        threads: args.workers,
+        fill_to: args.fill_to,
+        repeat: args.repeat,
+        out: args.out.clone(),
+        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    opts.check()?;
     let input = sim_input(&args)?;
+    opts.check_input(&input)?;
     for why in &input.skipped {
         eprintln!("skipped: {why}");
     }
@@ -311,15 +319,6 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
             );
         }
     }
-    let opts = SimOptions {
-        mode: args.mode,
-        seed: args.seed,
-        threads: args.workers,
-        fill_to: args.fill_to,
-        repeat: args.repeat,
-        out: args.out.clone(),
-        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
     let runs = sim::run(&input, &configs, &opts);
     let summaries: Vec<_> = runs.iter().filter_map(|r| sim::summary::summarize(r, opts.mode, opts.fill_to)).collect();
     let written = sim::output::write_all(&opts.out, &runs, &summaries)?;

@@ -551,6 +551,25 @@ fn a_pod_given_twice_is_an_error_naming_both_copies() {
 }
 
 #[test]
+fn fill_mode_refuses_a_workload_it_would_clone_without_end() {
+    // 13 nodes of 64 GPUs, filled to the default 1.3 with pods of one milli-GPU each: over a
+    // million clones, which used to be made until memory ran out.
+    let dir = scratch("fill-bound");
+    let mut nodes = String::from("sn,cpu_milli,memory_mib,gpu,model\n");
+    for i in 0..13 {
+        nodes.push_str(&format!("n{i},96000,786432,64,G\n"));
+    }
+    let nodes = write(&dir, "nodes.csv", &nodes);
+    let pods = write(&dir, "pods.csv", "name,cpu_milli,memory_mib,num_gpu,gpu_milli\ntiny,100,128,1,1\n");
+    let out = dir.join("out");
+    let e = simulate(&nodes, &pods, &out, &["--mode", "fill"]).error();
+    assert!(e.contains("would take more than 1000000 clones of its pods (seed 42;"), "{e}");
+    assert!(e.contains("lower --fill-to"), "{e}");
+    assert!(!out.exists(), "nothing is written for a refused run");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_missing_file_or_bad_flag_is_a_clear_error() {
     let dir = scratch("missing");
     let missing = dir.join("nope.yaml");
@@ -559,10 +578,15 @@ fn a_missing_file_or_bad_flag_is_a_clear_error() {
         tessera([OsStr::new("simulate"), "--cluster".as_ref(), missing.as_os_str(), "--out".as_ref(), out.as_os_str()])
             .error();
     assert!(e.contains(&missing.display().to_string()), "{e}");
-    for bad in ["0", "-1", "NaN", "inf"] {
+    for bad in ["0", "-1", "NaN", "inf", "10.5", "1e308"] {
         let e = tessera(["simulate".to_string(), "--mode=fill".to_string(), format!("--fill-to={bad}")]).error();
-        assert!(e.contains("--fill-to must be a positive number"), "{bad}: {e}");
+        assert!(
+            e.contains("--fill-to must be more than 0 and at most 10 (times the cluster's GPU capacity)"),
+            "{bad}: {e}"
+        );
     }
+    let e = tessera(["simulate", "--mode=fill", "--seed=18446744073709551615", "--repeat=2"]).error();
+    assert!(e.contains("--seed 18446744073709551615 with --repeat 2: the last seed would pass"), "{e}");
     let _ = fs::remove_dir_all(&dir);
 }
 

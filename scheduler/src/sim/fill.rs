@@ -14,10 +14,12 @@
 //! The method places pods one at a time, so gang membership is set aside here: a gang
 //! member is tried as a lone pod. Replay mode honours gangs.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tessera_plugins::model::Pod;
+use tessera_plugins::model::{Pod, PodKey};
+use thiserror::Error;
 
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
@@ -29,44 +31,139 @@ use crate::engine::rng::Rng;
 /// Arrived-demand percentages at which fragmentation is measured (Fig. 7 of the paper).
 pub const FRAG_CHECKPOINTS: [u32; 5] = [50, 70, 80, 90, 100];
 
-/// The pods of a fill run: shuffled originals, then inflation clones.
-pub fn workload(input: &SimInput, fill_to: f64, seed: u64) -> Vec<Arc<Pod>> {
-    let mut sorted: Vec<Arc<Pod>> = input.pods.iter().map(|p| p.pod.clone()).collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+/// Most clones inflation may add to a fill run. Each pod costs a Filter pass over the cluster
+/// and about 1.5 KB of records; the FGD trace at 1.3 adds under 3,000, so this is room for a
+/// far larger experiment, while a workload of tiny GPU shares (1 milli-GPU) or a huge
+/// `--fill-to` would otherwise clone until memory runs out.
+pub const MAX_FILL_CLONES: usize = 1_000_000;
+
+/// Why a fill run cannot be played.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum FillError {
+    /// Reaching the target would take more than [`MAX_FILL_CLONES`] clones.
+    #[error(
+        "fill mode: inflating the workload to {fill_to} x the cluster's {gpus} GPUs would take more than \
+         {MAX_FILL_CLONES} clones of its pods (seed {seed}; its pods ask for {mean_milli:.1} milli-GPU each on \
+         average): lower --fill-to, or give a workload whose pods ask for more GPU"
+    )]
+    TooManyClones {
+        /// `--fill-to`.
+        fill_to: f64,
+        /// Whole GPUs in the cluster.
+        gpus: f64,
+        /// The seed whose inflation passed the limit.
+        seed: u64,
+        /// Mean GPU request per pod, in thousandths of a GPU.
+        mean_milli: f64,
+    },
+}
+
+/// A fill run's pods as indices into the name-sorted pods, in play order: the shuffled
+/// originals (thinned when they alone pass the target), then the sampled clones.
+#[derive(Debug)]
+struct Plan {
+    /// Indices into the sorted pods.
+    order: Vec<usize>,
+    /// How many leading entries of `order` are originals; the rest are clones.
+    originals: usize,
+    /// Inflation stopped at [`MAX_FILL_CLONES`] short of the target.
+    capped: bool,
+}
+
+/// Plans a run over pods asking `demands` milli-GPU (in name order) up to `target` milli-GPU.
+/// Only indices move here, so [`check`] can plan every seed before anything is cloned.
+fn plan(demands: &[f64], target: f64, seed: u64) -> Plan {
     let mut rng = Rng::new(seed);
-    let mut pods = sorted.clone();
-    for i in (1..pods.len()).rev() {
-        pods.swap(i, rng.below(i as u64 + 1) as usize);
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
     }
-    let capacity = Usage::new(input.nodes.iter()).gpu_capacity();
-    let target = fill_to * capacity;
-    let demand = |p: &Pod| p.gpu.as_ref().map_or(0, |g| g.total_milli()) as f64;
-    let mut total: f64 = pods.iter().map(|p| demand(p)).sum();
+    let mut total: f64 = order.iter().map(|&i| demands[i]).sum();
     if total > target {
-        while total > target && !pods.is_empty() {
-            let gone = pods.remove(rng.below(pods.len() as u64) as usize);
-            total -= demand(&gone);
+        while total > target && !order.is_empty() {
+            let gone = order.remove(rng.below(order.len() as u64) as usize);
+            total -= demands[gone];
         }
-        return pods;
+        return Plan { originals: order.len(), order, capped: false };
     }
+    let originals = order.len();
     // Pods that request no GPU never move the total: without a GPU pod to sample, inflation
     // could not end.
-    if !sorted.iter().any(|p| demand(p) > 0.0) {
-        return pods;
+    if !demands.iter().any(|d| *d > 0.0) {
+        return Plan { order, originals, capped: false };
     }
-    let mut i = 0;
-    while !sorted.is_empty() {
-        let pick = &sorted[rng.below(sorted.len() as u64) as usize];
-        if total + demand(pick) > target {
+    let mut capped = false;
+    while !demands.is_empty() {
+        if order.len() - originals >= MAX_FILL_CLONES {
+            capped = true;
             break;
         }
-        total += demand(pick);
-        let mut clone = Pod::clone(pick);
-        clone.name = Arc::from(format!("{}-tuned-{i}", pick.name));
-        pods.push(Arc::new(clone));
-        i += 1;
+        let pick = rng.below(demands.len() as u64) as usize;
+        if total + demands[pick] > target {
+            break;
+        }
+        total += demands[pick];
+        order.push(pick);
+    }
+    Plan { order, originals, capped }
+}
+
+/// The input's pods sorted by name, with their GPU request in milli-GPU.
+fn sorted_demands(input: &SimInput) -> (Vec<Arc<Pod>>, Vec<f64>) {
+    let mut sorted: Vec<Arc<Pod>> = input.pods.iter().map(|p| p.pod.clone()).collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let demands = sorted.iter().map(|p| p.gpu.as_ref().map_or(0, |g| g.total_milli()) as f64).collect();
+    (sorted, demands)
+}
+
+/// Fails when a seed of `seeds` would inflate past [`MAX_FILL_CLONES`]: run before any
+/// simulation, so a run that cannot finish is refused up front rather than cut short.
+pub fn check(input: &SimInput, fill_to: f64, seeds: impl IntoIterator<Item = u64>) -> Result<(), FillError> {
+    let (_, demands) = sorted_demands(input);
+    let capacity = Usage::new(input.nodes.iter()).gpu_capacity();
+    for seed in seeds {
+        if plan(&demands, fill_to * capacity, seed).capped {
+            let mean_milli = demands.iter().sum::<f64>() / demands.len().max(1) as f64;
+            return Err(FillError::TooManyClones { fill_to, gpus: capacity / 1000.0, seed, mean_milli });
+        }
+    }
+    Ok(())
+}
+
+/// The pods of a fill run: shuffled originals, then inflation clones (at most
+/// [`MAX_FILL_CLONES`]; [`check`] refuses a run that would need more).
+pub fn workload(input: &SimInput, fill_to: f64, seed: u64) -> Vec<Arc<Pod>> {
+    let (sorted, demands) = sorted_demands(input);
+    let capacity = Usage::new(input.nodes.iter()).gpu_capacity();
+    let plan = plan(&demands, fill_to * capacity, seed);
+    if plan.capped {
+        tracing::warn!(
+            "fill mode, seed {seed}: inflation stopped at {MAX_FILL_CLONES} clones, short of --fill-to {fill_to}"
+        );
+    }
+    let mut taken: HashSet<PodKey> = sorted.iter().map(|p| p.key()).collect();
+    let (originals, clones) = plan.order.split_at(plan.originals);
+    let mut pods: Vec<Arc<Pod>> = originals.iter().map(|&i| sorted[i].clone()).collect();
+    pods.reserve(clones.len());
+    for (n, &i) in clones.iter().enumerate() {
+        pods.push(Arc::new(clone_of(&sorted[i], n, &mut taken)));
     }
     pods
+}
+
+/// Clone number `n` of `pod`, named `<name>-tuned-<n>` as the FGD tooling names them, or with
+/// a further `-<k>` when an input pod already has that name: pods are told apart by
+/// `namespace/name`, and two with one key would be accounted on top of each other.
+fn clone_of(pod: &Pod, n: usize, taken: &mut HashSet<PodKey>) -> Pod {
+    let base = format!("{}-tuned-{n}", pod.name);
+    let mut key = PodKey { namespace: pod.namespace, name: Arc::from(base.as_str()) };
+    let mut k = 1;
+    while taken.contains(&key) {
+        key.name = Arc::from(format!("{base}-{k}"));
+        k += 1;
+    }
+    taken.insert(key.clone());
+    Pod { name: key.name, ..pod.clone() }
 }
 
 /// `pod` outside any gang (see the module docs).
@@ -145,5 +242,84 @@ pub fn fill(
         fragmentation,
         wall_s: started.elapsed().as_secs_f64(),
         final_allocation: usage.percent(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_plugins::intern::Sym;
+    use tessera_plugins::labels::LabelSet;
+    use tessera_plugins::model::{Gpu, GpuRequest, Node};
+    use tessera_plugins::resources::ResourceVec;
+
+    use super::*;
+    use crate::sim::input::SimPod;
+
+    /// `count` nodes of 64 GPUs each.
+    fn nodes(count: usize) -> Vec<Node> {
+        let gpu = Gpu { model: Sym::new("G"), island: 0 };
+        (0..count)
+            .map(|i| Node {
+                name: Sym::new(&format!("n{i}")),
+                labels: LabelSet::default(),
+                taints: Vec::new(),
+                unschedulable: false,
+                allocatable: ResourceVec::cpu_mem(64_000, 1 << 40),
+                allowed_pods: 110,
+                images: Vec::new(),
+                gpus: vec![gpu.clone(); 64],
+            })
+            .collect()
+    }
+
+    /// A pod named `name` asking `milli` of one GPU.
+    fn pod(name: &str, milli: u32) -> SimPod {
+        let mut pod = Pod::new("default", name, ResourceVec::cpu_mem(100, 1 << 20));
+        pod.gpu = Some(GpuRequest { count: 1, milli, models: Vec::new() });
+        SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None }
+    }
+
+    #[test]
+    fn inflation_that_would_pass_the_clone_limit_is_refused_before_any_run() {
+        // 13 x 64 GPUs at 1.3, one milli-GPU a pod: 1,081,600 clones.
+        let input = SimInput { nodes: nodes(13), pods: vec![pod("tiny", 1)], ..SimInput::default() };
+        let e = check(&input, 1.3, [42]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fill mode: inflating the workload to 1.3 x the cluster's 832 GPUs would take more than 1000000 \
+             clones of its pods (seed 42; its pods ask for 1.0 milli-GPU each on average): lower --fill-to, or \
+             give a workload whose pods ask for more GPU"
+        );
+        // 12 nodes need 998,400: allowed.
+        let input = SimInput { nodes: nodes(12), ..input };
+        check(&input, 1.3, 42..52).unwrap();
+    }
+
+    #[test]
+    fn inflation_stops_at_the_clone_limit_whatever_the_target() {
+        let plan = plan(&[1.0, 0.0], 1e308, 1);
+        assert!(plan.capped);
+        assert_eq!((plan.originals, plan.order.len()), (2, 2 + MAX_FILL_CLONES));
+        let plan = super::plan(&[1.0, 0.0], 10.0, 1);
+        assert!(!plan.capped);
+        assert_eq!(plan.order.iter().filter(|&&i| i == 0).count(), 10);
+    }
+
+    #[test]
+    fn clones_never_take_the_name_of_an_input_pod() {
+        // Input pods named as clones of `a` would be: some clone of `a` must step aside.
+        let mut pods = vec![pod("a", 500)];
+        pods.extend((0..300).map(|n| pod(&format!("a-tuned-{n}"), 0)));
+        let input = SimInput { nodes: nodes(1), pods, ..SimInput::default() };
+        let played = workload(&input, 1.3, 42);
+        let keys: HashSet<PodKey> = played.iter().map(|p| p.key()).collect();
+        assert_eq!(keys.len(), played.len(), "two pods of the fill run share a name");
+        let stepped_aside = |p: &&Arc<Pod>| p.name.strip_prefix("a-tuned-").is_some_and(|n| n.contains('-'));
+        assert!(played.iter().any(|p| stepped_aside(&p)), "no clone met an input pod's name: the test tests nothing");
+
+        let mut taken = HashSet::from([PodKey::new("default", "b-tuned-3"), PodKey::new("default", "b-tuned-3-1")]);
+        let clone = clone_of(&pod("b", 1).pod, 3, &mut taken);
+        assert_eq!(&*clone.name, "b-tuned-3-2");
+        assert!(taken.contains(&clone.key()));
     }
 }

@@ -110,6 +110,54 @@ pub struct SimOptions {
     pub progress: bool,
 }
 
+/// The most `--fill-to` accepts, in multiples of the cluster's GPU capacity: past 1 the extra
+/// pods only meet a full cluster (the FGD paper stops at 1.3), and each costs a Filter pass.
+pub const MAX_FILL_TO: f64 = 10.0;
+
+/// Why the options cannot run.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OptionsError {
+    /// `fill_to` is not in `(0, MAX_FILL_TO]`.
+    #[error("--fill-to must be more than 0 and at most {MAX_FILL_TO} (times the cluster's GPU capacity), not {0}")]
+    FillTo(f64),
+    /// The last seed of a fill run would pass `u64::MAX`.
+    #[error("--seed {seed} with --repeat {repeat}: the last seed would pass {}", u64::MAX)]
+    Seeds {
+        /// The first seed.
+        seed: u64,
+        /// How many seeds.
+        repeat: u32,
+    },
+    /// Fill mode would clone too many pods.
+    #[error(transparent)]
+    Fill(#[from] fill::FillError),
+}
+
+impl SimOptions {
+    /// Checks what the options say alone, before any input is read.
+    pub fn check(&self) -> Result<(), OptionsError> {
+        // NaN fails both comparisons, so it is refused too.
+        if !(self.fill_to > 0.0 && self.fill_to <= MAX_FILL_TO) {
+            return Err(OptionsError::FillTo(self.fill_to));
+        }
+        if self.mode == Mode::Fill && self.seed.checked_add(u64::from(self.repeat.max(1) - 1)).is_none() {
+            return Err(OptionsError::Seeds { seed: self.seed, repeat: self.repeat });
+        }
+        Ok(())
+    }
+
+    /// Checks the options against `input` (after [`SimOptions::check`]): in fill mode, no
+    /// seed may inflate the workload past [`fill::MAX_FILL_CLONES`].
+    pub fn check_input(&self, input: &SimInput) -> Result<(), OptionsError> {
+        if self.mode == Mode::Fill {
+            // The seeds run_config plays; check() has ruled out their overflow.
+            let seeds = (0..self.repeat.max(1)).map(|i| self.seed.saturating_add(u64::from(i)));
+            fill::check(input, self.fill_to, seeds)?;
+        }
+        Ok(())
+    }
+}
+
 /// A progress bar that is silent when off.
 #[derive(Debug)]
 pub struct Progress(Option<ProgressBar>);
