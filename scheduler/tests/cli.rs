@@ -570,6 +570,29 @@ fn fill_mode_refuses_a_workload_it_would_clone_without_end() {
 }
 
 #[test]
+fn workers_must_be_at_least_one_and_are_capped_at_the_cores() {
+    let dir = scratch("workers");
+    let cluster = write(&dir, "cluster.yaml", ONE_NODE);
+    let workload = write(&dir, "workload.yaml", &pod("a", "1"));
+    let out = dir.join("out");
+    let e = simulate(&cluster, &workload, &out, &["--workers", "0"]).error();
+    assert!(e.contains("--workers must be at least 1"), "{e}");
+    let e = tessera(["bench", "--nodes", "10", "--pods", "10", "--workers", "0"]).error();
+    assert!(e.contains("--workers must be at least 1"), "{e}");
+
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let note = format!("note: --workers 100000 is more than the {cores} core(s) here; using {cores}");
+    let run = simulate(&cluster, &workload, &out, &["--workers", "100000", "--json"]).ok();
+    assert!(run.stderr.contains(&note), "{}", run.stderr);
+    assert_eq!(json(&out.join("summary.json"))["scheduled"], 1);
+    let run = tessera(["bench", "--nodes", "10", "--pods", "10", "--workers", "100000", "--json"]).ok();
+    assert!(run.stderr.contains(&note), "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["workers"], cores, "{report}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_missing_file_or_bad_flag_is_a_clear_error() {
     let dir = scratch("missing");
     let missing = dir.join("nope.yaml");
