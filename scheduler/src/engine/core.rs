@@ -12,12 +12,13 @@ use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
+use tessera_plugins::nodeinfo::NodeId;
 
 use super::algorithm::Placement;
 use super::binder::{Binder, Verdict};
 use super::gang::GangOptions;
 use super::hints::Departure;
-use super::queue::{SchedulingQueue, Unit};
+use super::queue::{SchedulingQueue, Unit, Wake};
 use super::reservation::{self, Reservation};
 use super::state::{ClusterState, StateError};
 use super::worker::Attempt;
@@ -125,12 +126,7 @@ impl Core<'_> {
             if let Some(gang) = pod.group_key() {
                 self.queue.gangs.member_gone(gang);
             }
-            let snapshot = self.state.snapshot();
-            let mut departure = Departure::new(snapshot, snapshot.node(id).map(|n| n.as_ref()), &pod);
-            let profiles = self.profiles;
-            self.released += self.queue.move_to_active_or_backoff_if(now, |unit| {
-                profiles.get(unit.profile).is_none_or(|profile| departure.could_help(unit, profile))
-            });
+            self.offer_room(id, Some(&pod), now);
             return true;
         }
         let (queued, gang) = self.queue.remove_pod(key);
@@ -196,11 +192,9 @@ impl Core<'_> {
         self.release_held_for(key, now);
     }
 
-    /// Moves units whose backoff ended to the active queue, retries units parked too long, and
-    /// lets a lapsed reservation go: what the passing of time does, for a drive that never pops through [`SchedulingQueue::pop`].
+    /// Moves units whose backoff ended to the active queue and lets a lapsed reservation go: what the passing of time does, for a drive that never pops through [`SchedulingQueue::pop`].
     pub fn tick(&mut self, now: f64) {
         self.expire_reservation(now);
-        self.released += self.queue.flush_unschedulable_leftover(now);
         self.released += self.queue.flush_backoff(now);
     }
 
@@ -284,7 +278,24 @@ impl Core<'_> {
         }
     }
 
+    /// Offers the room on node `id` to the parked units it can take ([`super::hints`]): room a
+    /// pod `gone` left, or room a unit it was offered to did not take (`None`).
+    fn offer_room(&mut self, id: NodeId, gone: Option<&Pod>, now: f64) {
+        let snapshot = self.state.snapshot();
+        let mut departure = Departure::new(snapshot, snapshot.node(id).map(|n| n.as_ref()), gone);
+        let profiles = self.profiles;
+        self.released += self.queue.move_to_active_or_backoff_if(now, |unit| match profiles.get(unit.profile) {
+            Some(profile) => departure.could_help(unit, profile),
+            None => Wake::Yes,
+        });
+    }
+
     fn accepted(&mut self, unit: &Unit, placements: &[Placement], now: f64, cycle_s: f64) -> Resolved {
+        if let Some(offered) = unit.offered
+            && placements.iter().all(|p| p.node != offered)
+        {
+            self.offer_room(offered, None, now);
+        }
         let attempts = unit.attempts + 1;
         let snapshot = self.state.snapshot();
         let outcomes = unit
@@ -352,7 +363,14 @@ impl Core<'_> {
                 self.reserve_for(&unit, g.key, g.topology_key, now);
                 self.queue.park_unschedulable(unit, now);
             }
-            None => self.queue.park_unschedulable(unit, now),
+            None => {
+                // The room it was woken for, it did not take: someone else may.
+                let offered = unit.offered.take();
+                self.queue.park_unschedulable(unit, now);
+                if let Some(id) = offered {
+                    self.offer_room(id, None, now);
+                }
+            }
         }
         Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
     }

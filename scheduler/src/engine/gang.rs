@@ -238,6 +238,7 @@ impl GangTable {
             attempts: 0,
             profile,
             last_failure: None,
+            offered: None,
             gang: Some(GangSpec {
                 key,
                 topology_key: group.topology_key,

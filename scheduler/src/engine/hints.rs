@@ -8,6 +8,12 @@
 //! not the thousands waiting behind it — waking them all made every departure cost a scheduling
 //! attempt per waiting pod, quadratic over a replay.
 //!
+//! A unit given N's room that does not take it (it went to another node, or failed after all)
+//! hands it on: the room is offered again to the units still parked. That is what keeps a
+//! parked unit from waiting for ever beside room nobody took, which upstream covers by retrying
+//! every pod parked for five minutes — in a long, sparse replay, a retry of every waiting pod at
+//! nearly every event.
+//!
 //! Units whose fit depends on other nodes' pods are woken as before: gangs (placed across
 //! nodes), pods with spread or inter-pod affinity constraints, and every unit when the pod that
 //! left had required anti-affinity (it may have kept others off nodes beyond N).
@@ -20,7 +26,7 @@ use tessera_plugins::nodeinfo::NodeInfo;
 use tessera_plugins::resources::ResourceVec;
 use tessera_plugins::snapshot::Snapshot;
 
-use super::queue::Unit;
+use super::queue::{Unit, Wake};
 
 /// The room a departure left on its node, handed out to parked units in queue order.
 pub(super) struct Departure<'a> {
@@ -33,29 +39,40 @@ pub(super) struct Departure<'a> {
     pod_slots: i64,
     /// Wake every unit: the pod that left constrained pods on other nodes.
     wake_all: bool,
+    /// The room is offered again (its first taker went elsewhere): nobody left.
+    reoffer: bool,
 }
 
 impl<'a> Departure<'a> {
-    /// `gone` left `node` (as the snapshot now shows it, without `gone`).
-    pub(super) fn new(snapshot: &'a Snapshot, node: Option<&'a NodeInfo>, gone: &Pod) -> Departure<'a> {
+    /// `gone` left `node` (as the snapshot now shows it, without `gone`); `None` when the room
+    /// is offered again, with nobody gone.
+    pub(super) fn new(snapshot: &'a Snapshot, node: Option<&'a NodeInfo>, gone: Option<&Pod>) -> Departure<'a> {
         let room = node.map(NodeInfo::free).unwrap_or_default();
         let pod_slots = node.map_or(0, |n| i64::from(n.node.allowed_pods) - n.pods.len() as i64);
-        Departure { snapshot, node, room, pod_slots, wake_all: !gone.pod_anti_affinity.required.is_empty() }
+        let wake_all = gone.is_some_and(|p| !p.pod_anti_affinity.required.is_empty());
+        Departure { snapshot, node, room, pod_slots, wake_all, reoffer: gone.is_none() }
+    }
+
+    /// For a unit whose fit hangs on other nodes: woken by a departure, but not by a re-offer,
+    /// which changes nothing for it.
+    fn unless_reoffer(&self) -> Wake {
+        if self.reoffer { Wake::No } else { Wake::Yes }
     }
 
     /// Whether `unit` may fit now; if it may only on this node, its share of the room is taken.
-    pub(super) fn could_help(&mut self, unit: &Unit, profile: &Profile) -> bool {
-        let [pod] = unit.pods.as_slice() else { return true };
+    /// A re-offer (nobody gone) wakes only units the room can take.
+    pub(super) fn could_help(&mut self, unit: &Unit, profile: &Profile) -> Wake {
+        let [pod] = unit.pods.as_slice() else { return self.unless_reoffer() };
         if self.wake_all || pod.has_cross_node_constraints() {
-            return true;
+            return self.unless_reoffer();
         }
-        let Some(node) = self.node else { return false };
+        let Some(node) = self.node else { return Wake::No };
         if self.pod_slots <= 0 || !fits(&self.room, &pod.requests) || !self.passes(pod, node, profile) {
-            return false;
+            return Wake::No;
         }
         self.room.sub(&pod.requests);
         self.pod_slots -= 1;
-        true
+        Wake::ForRoomOn(node.id)
     }
 
     /// The profile's PreFilter and Filter on the node, as the binder re-checks a placement.

@@ -280,7 +280,6 @@ impl Engine {
     /// Deterministic: the placements do not depend on thread count.
     pub fn schedule_pending(&mut self, now: f64) -> Vec<Outcome> {
         self.core().expire_reservation(now);
-        self.queue.flush_unschedulable_leftover(now);
         let mut out = Vec::new();
         while let Some(unit) = self.queue.pop(now) {
             self.workers[0].refresh(&self.state, self.answered[0]);

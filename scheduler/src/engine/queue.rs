@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use tessera_plugins::model::{GroupKey, Pod, PodKey};
+use tessera_plugins::nodeinfo::NodeId;
 
 use super::gang::{GangSpec, GangTable};
 
@@ -33,6 +34,9 @@ pub struct Unit {
     pub last_failure: Option<String>,
     /// Set when the unit is a gang's first `minCount` members.
     pub gang: Option<GangSpec>,
+    /// The node whose freed room woke the unit ([`Wake::ForRoomOn`]): if the unit does not
+    /// take it, the room is offered to the next parked unit.
+    pub offered: Option<NodeId>,
 }
 
 impl Unit {
@@ -47,6 +51,7 @@ impl Unit {
             profile,
             last_failure: None,
             gang: None,
+            offered: None,
         }
     }
 
@@ -160,11 +165,16 @@ impl BackoffPolicy {
     }
 }
 
-/// How long a unit may stay parked before it is tried again without an event (upstream's
-/// `podMaxInUnschedulablePodsDuration`, 5 minutes).
-pub const MAX_IN_UNSCHEDULABLE_S: f64 = 300.0;
-/// How often parked units are checked against [`MAX_IN_UNSCHEDULABLE_S`] (upstream: 30 s).
-pub const LEFTOVER_FLUSH_PERIOD_S: f64 = 30.0;
+/// Whether an event wakes a parked unit ([`SchedulingQueue::move_to_active_or_backoff_if`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// It stays parked.
+    No,
+    /// It may fit now, anywhere.
+    Yes,
+    /// It may fit in the room that appeared on this node, which it is given first.
+    ForRoomOn(NodeId),
+}
 
 /// The three queues.
 #[derive(Default)]
@@ -175,8 +185,6 @@ pub struct SchedulingQueue {
     unschedulable: BTreeMap<Parked, (f64, Unit)>,
     policy: BackoffPolicy,
     next_seq: u64,
-    /// When [`SchedulingQueue::flush_unschedulable_leftover`] looks next.
-    next_leftover_flush: f64,
     /// Gang members held back until their gang may enter (PreEnqueue).
     pub gangs: GangTable,
 }
@@ -254,17 +262,20 @@ impl SchedulingQueue {
     /// As [`Self::move_all_to_active_or_backoff`], for the parked units `wake` picks; it is
     /// asked in queue order (upstream's queueing hints, which decide per unit whether an event
     /// could make it schedulable).
-    pub fn move_to_active_or_backoff_if(&mut self, now: f64, mut wake: impl FnMut(&Unit) -> bool) -> usize {
-        self.unpark_where(now, |_, unit| wake(unit))
-    }
-
-    /// Unparks the units, parked since `since`, that `pick` picks, asked in queue order.
-    fn unpark_where(&mut self, now: f64, mut pick: impl FnMut(f64, &Unit) -> bool) -> usize {
-        let picked: Vec<Parked> =
-            self.unschedulable.iter().filter(|(_, (since, u))| pick(*since, u)).map(|(k, _)| *k).collect();
+    pub fn move_to_active_or_backoff_if(&mut self, now: f64, mut wake: impl FnMut(&Unit) -> Wake) -> usize {
+        let picked: Vec<(Parked, Option<NodeId>)> = self
+            .unschedulable
+            .iter()
+            .filter_map(|(k, (_, u))| match wake(u) {
+                Wake::No => None,
+                Wake::Yes => Some((*k, None)),
+                Wake::ForRoomOn(id) => Some((*k, Some(id))),
+            })
+            .collect();
         let mut active = 0;
-        for key in picked {
-            if let Some((since, unit)) = self.unschedulable.remove(&key) {
+        for (key, offered) in picked {
+            if let Some((since, mut unit)) = self.unschedulable.remove(&key) {
+                unit.offered = offered;
                 active += self.unpark(since, unit, now);
             }
         }
@@ -281,18 +292,6 @@ impl SchedulingQueue {
             self.backoff.push(Backoff(ready, unit));
             0
         }
-    }
-
-    /// Moves units parked for longer than [`MAX_IN_UNSCHEDULABLE_S`] to backoff or active, at
-    /// most once per [`LEFTOVER_FLUSH_PERIOD_S`] (upstream's `flushUnschedulablePodsLeftover`):
-    /// a unit whose chance an event missed is not left waiting for ever. Returns how many went
-    /// straight to active.
-    pub fn flush_unschedulable_leftover(&mut self, now: f64) -> usize {
-        if now < self.next_leftover_flush {
-            return 0;
-        }
-        self.next_leftover_flush = now + LEFTOVER_FLUSH_PERIOD_S;
-        self.unpark_where(now, |since, _| now - since > MAX_IN_UNSCHEDULABLE_S)
     }
 
     /// Moves backoff units whose time has come to active; returns how many.

@@ -11,7 +11,7 @@ use tessera_plugins::registry::Registry;
 use tessera_plugins::resources::ResourceVec;
 
 use super::binder::{Binder, Verdict};
-use super::queue::{MAX_IN_UNSCHEDULABLE_S, Unit};
+use super::queue::Unit;
 use super::worker::{Attempt, Worker};
 use super::*;
 
@@ -284,14 +284,27 @@ fn pods_whose_fit_depends_on_other_nodes_are_always_woken() {
 }
 
 #[test]
-fn a_pod_parked_past_five_minutes_is_tried_again_without_an_event() {
-    let mut e = engine(&[node(0, 1000, 110)], 1);
-    e.add_pod(pod(0, 2000, None), 0.0).unwrap();
+fn room_a_woken_pod_leaves_untaken_is_offered_to_the_next() {
+    let mut e = engine(&[node(0, 1000, 110), node(1, 4000, 110)], 1);
+    let on = |p: Arc<Pod>, n: &str| {
+        let mut p = (*p).clone();
+        p.node_name = Some(Sym::new(n));
+        Arc::new(p)
+    };
+    e.add_pod(on(pod(10, 1000, None), "n0"), 0.0).unwrap();
+    e.add_pod(on(pod(11, 4000, None), "n1"), 0.0).unwrap();
+    e.add_pod(on(pod(12, 0, Some(80)), "n1"), 0.0).unwrap();
+    // p0 fits anywhere; p1 wants port 80, which n1 has given away: only n0 can ever take it.
+    e.add_pod(pod(0, 1000, None), 0.0).unwrap();
+    e.add_pod(pod(1, 1000, Some(80)), 0.5).unwrap();
     assert!(bound(&e.schedule_pending(0.0)).is_empty());
-    assert_eq!(e.queue().lens(), (0, 0, 1));
-    e.schedule_pending(200.0);
-    assert_eq!(e.queue().lens(), (0, 0, 1), "not yet");
-    let out = e.schedule_pending(301.0);
-    assert_eq!(out.len(), 1, "retried once it had waited longer than {MAX_IN_UNSCHEDULABLE_S} s");
-    assert_eq!(e.queue().lens(), (0, 0, 1), "and parked again");
+    assert!(bound(&e.schedule_pending(0.5)).is_empty());
+    // n0's room goes to p0, first in line; n1's cannot serve p1.
+    assert!(e.delete_pod(&pod(10, 0, None).key(), 5.0));
+    assert!(e.delete_pod(&pod(11, 0, None).key(), 5.0));
+    assert_eq!(e.queue().lens(), (1, 0, 1));
+    // p0 prefers the emptier n1, leaving n0's room untaken: p1 is offered it and takes it.
+    let placed: Vec<(String, String)> =
+        bound(&e.schedule_pending(5.0)).iter().map(|(p, n)| (p.name.to_string(), n.to_string())).collect();
+    assert_eq!(placed, [("p0".to_string(), "n1".to_string()), ("p1".to_string(), "n0".to_string())]);
 }
