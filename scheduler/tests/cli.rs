@@ -459,6 +459,20 @@ fn an_invalid_yaml_document_names_the_file_and_document() {
 }
 
 #[test]
+fn deeply_nested_yaml_is_refused_before_parsing() {
+    let dir = scratch("deep-yaml");
+    let deep = format!("{ONE_NODE}---\nkind: Pod\nspec: {}1{}\n", "{a: ".repeat(50_000), "}".repeat(50_000));
+    let file = write(&dir, "deep.yaml", &deep);
+    let out = dir.join("out");
+    let e =
+        tessera([OsStr::new("simulate"), "--cluster".as_ref(), file.as_os_str(), "--out".as_ref(), out.as_os_str()])
+            .error();
+    let place = format!("{}: document 2: nested more than 200 levels deep at line 8, column ", file.display());
+    assert!(e.contains(&place), "{e}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_invalid_quantity_names_the_object_and_field() {
     let dir = scratch("bad-quantity");
     let cluster = write(&dir, "cluster.yaml", ONE_NODE);

@@ -11,6 +11,7 @@
 //! so that only the rest is created. [`pod_group`] reads gangs from both PodGroup APIs
 //! (Kubernetes' and scheduler-plugins coscheduling) and from Workloads.
 
+mod depth;
 pub mod duration;
 pub mod error;
 pub mod gpu;

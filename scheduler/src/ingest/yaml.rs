@@ -173,6 +173,7 @@ impl Objects {
 /// skipped; the first document that is not valid YAML or not a valid object of its kind
 /// fails the whole read, naming its position.
 pub fn read_objects(source: &str, text: &str) -> Result<Objects, IngestError> {
+    super::depth::check(source, text)?;
     let mut out = Objects::default();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let location = DocLocation { document: i + 1, ..DocLocation::default() };
