@@ -1,6 +1,7 @@
 //! The `tessera` binary: parses the command line and wires library pieces together. All
 //! behaviour lives in the `tessera_scheduler` library; this file only decides which runs.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,6 +20,21 @@ use tessera_scheduler::sim::{self, Mode, NamedConfig, SimOptions};
 // where mimalloc's per-thread heaps cost a fraction of glibc's locking malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `print!` through [`write_out`]: a closed stdout is an error, not a panic.
+macro_rules! out {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`write_out`].
+macro_rules! outln {
+    ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprintln!` through [`write_err`]: a closed stderr is ignored, not a panic.
+macro_rules! note {
+    ($($arg:tt)*) => { write_err(format_args!($($arg)*)) };
+}
 
 /// Tessera: a parallel batch pod scheduler for Kubernetes, and its placement simulator.
 #[derive(Debug, Parser)]
@@ -196,11 +212,43 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever read stdout has stopped (`tessera simulate --json | head -1`): they have what
+        // they wanted, so the command ends as if it had printed everything.
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            note!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Stdout's reader has gone away: writing more is pointless, but nothing went wrong.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes to stdout and flushes, so that a reader that has gone away is found here, as
+/// [`StdoutClosed`], rather than by `println!`'s panic.
+fn write_out(args: std::fmt::Arguments) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+    }
+}
+
+/// Writes a line to stderr. A failure is ignored: with stderr gone there is no one left to
+/// tell, and the command's work (its files, its exit status) is still worth finishing.
+fn write_err(args: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -210,9 +258,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Check { file }) => {
             let cfg = config::load_config(&file, &Registry::builtin())?;
             for w in &cfg.warnings {
-                eprintln!("warning: {w}");
+                note!("warning: {w}");
             }
-            println!("{}", serde_json::to_string_pretty(&config::describe(&cfg))?);
+            outln!("{}", serde_json::to_string_pretty(&config::describe(&cfg))?)?;
             Ok(())
         }
         Command::Run(args) => run_live(args),
@@ -238,7 +286,7 @@ fn workers(requested: usize) -> Result<usize> {
     }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     if requested > cores {
-        eprintln!("note: --workers {requested} is more than the {cores} core(s) here; using {cores}");
+        note!("note: --workers {requested} is more than the {cores} core(s) here; using {cores}");
         return Ok(cores);
     }
     Ok(requested)
@@ -258,9 +306,9 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     };
     let report = bench::run(&opts, cfg.profiles);
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
 }
@@ -321,16 +369,16 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
     let input = sim_input(&args)?;
     opts.check_input(&input)?;
     for why in &input.skipped {
-        eprintln!("skipped: {why}");
+        note!("skipped: {why}");
     }
     for (kind, n) in &input.unknown_kinds {
-        eprintln!("note: skipped {n} object(s) of kind {kind}, which the simulator does not use");
+        note!("note: skipped {n} object(s) of kind {kind}, which the simulator does not use");
     }
     let configs = sim_configs(&args.config)?;
     for c in &configs {
         let first = c.profiles.first().map_or("", |p| p.scheduler_name.as_str());
         for (name, n) in sim::stray_scheduler_names(&input, &c.profiles) {
-            eprintln!(
+            note!(
                 "note: config {}: no profile is named {name:?}; its {n} pod(s) are scheduled by the first profile, {first:?}",
                 c.name
             );
@@ -340,23 +388,31 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
     let summaries: Vec<_> = runs.iter().filter_map(|r| sim::summary::summarize(r, opts.mode, opts.fill_to)).collect();
     let written = sim::output::write_all(&opts.out, &runs, &summaries)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&sim::output::summary_json(&summaries))?);
+        outln!("{}", serde_json::to_string_pretty(&sim::output::summary_json(&summaries))?)?;
         return Ok(());
     }
     for s in &summaries {
         let gpu = s.allocation.get("gpu").map_or(0.0, |a| a.final_pct);
-        println!(
+        outln!(
             "{}: {} pods, {} scheduled, {} unschedulable; GPU allocated {:.1}%, fragmentation {:.2}%; {:.0} pods/s",
-            s.config, s.pods_total, s.scheduled, s.unschedulable, gpu, s.gpu_fragmentation.amount_pct, s.pods_per_sec
-        );
+            s.config,
+            s.pods_total,
+            s.scheduled,
+            s.unschedulable,
+            gpu,
+            s.gpu_fragmentation.amount_pct,
+            s.pods_per_sec
+        )?;
         if let Some(f) = &s.fill {
-            println!(
+            outln!(
                 "  unallocated GPU at 100% arrived: {:.2}% ± {:.2} over {} seed(s)",
-                f.unallocated_gpu_pct.mean, f.unallocated_gpu_pct.std, f.repeat
-            );
+                f.unallocated_gpu_pct.mean,
+                f.unallocated_gpu_pct.std,
+                f.repeat
+            )?;
         }
     }
-    println!("wrote {} files to {} (open report.html)", written.len(), opts.out.display());
+    outln!("wrote {} files to {} (open report.html)", written.len(), opts.out.display())?;
     Ok(())
 }
 
@@ -441,9 +497,9 @@ fn run_loadtest(args: LoadtestArgs) -> Result<()> {
     let kubeconfig = args.kubeconfig;
     let report = block_on(async { ops::loadtest::run(ops::connect(kubeconfig.as_deref()).await?, &opts).await })?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        print!("{}", report.table());
+        out!("{}", report.table())?;
     }
     if report.timed_out {
         anyhow::bail!("timed out after {}s with {} of {} pods bound", args.timeout, report.bound, report.created);
@@ -455,10 +511,10 @@ fn run_snapshot(args: SnapshotArgs) -> Result<()> {
     let kubeconfig = args.kubeconfig;
     let snap = block_on(async { ops::snapshot::snapshot(ops::connect(kubeconfig.as_deref()).await?).await })?;
     for why in &snap.skipped {
-        eprintln!("note: skipped {why}");
+        note!("note: skipped {why}");
     }
     std::fs::write(&args.out, &snap.yaml).with_context(|| format!("writing {}", args.out.display()))?;
-    eprintln!("wrote {} to {}", snap.summary(), args.out.display());
+    note!("wrote {} to {}", snap.summary(), args.out.display());
     Ok(())
 }
 

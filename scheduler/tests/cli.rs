@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -624,6 +624,60 @@ fn a_missing_file_or_bad_flag_is_a_clear_error() {
     }
     let e = tessera(["simulate", "--mode=fill", "--seed=18446744073709551615", "--repeat=2"]).error();
     assert!(e.contains("--seed 18446744073709551615 with --repeat 2: the last seed would pass"), "{e}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+// ---- closed pipes ----
+
+/// Runs tessera with stdout, and with `stderr_too` stderr as well, on a pipe whose reader is
+/// already gone, as in `tessera ... | head -1` once head has exited: every write there fails
+/// with EPIPE. Returns the exit code and what stderr said (nothing when it was closed).
+fn with_closed_pipe<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>, stderr_too: bool) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
+    if stderr_too {
+        cmd.stderr(Stdio::from(writer.try_clone().unwrap()));
+    } else {
+        cmd.stderr(Stdio::piped());
+    }
+    let out = cmd.stdout(Stdio::from(writer)).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let dir = scratch("closed-pipe");
+    let cluster = write(&dir, "cluster.yaml", ONE_NODE);
+    let workload = write(&dir, "workload.yaml", &pod("a", "1"));
+    let out = dir.join("out");
+    let simulate = |extra: &[&str]| -> Vec<OsString> {
+        let args = [OsStr::new("simulate"), "--cluster".as_ref(), cluster.as_os_str(), "--workload".as_ref()];
+        let more = [workload.as_os_str(), "--out".as_ref(), out.as_os_str()];
+        args.into_iter().chain(more).chain(extra.iter().map(OsStr::new)).map(OsStr::to_os_string).collect()
+    };
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/config/default.yaml");
+    let words = |w: &[&str]| -> Vec<OsString> { w.iter().map(OsString::from).collect() };
+    let commands = [
+        simulate(&["--json"]),
+        simulate(&[]),
+        words(&["bench", "--nodes", "20", "--pods", "20", "--json"]),
+        words(&["bench", "--nodes", "20", "--pods", "20"]),
+        vec!["config".into(), "check".into(), config.into_os_string()],
+        words(&["--help"]),
+        words(&["--version"]),
+    ];
+    for args in commands {
+        let (code, stderr) = with_closed_pipe(&args, false);
+        assert_eq!(code, Some(0), "{args:?}:\n{stderr}");
+        assert!(stderr.is_empty(), "{args:?} said something on stderr:\n{stderr}");
+    }
+    assert!(out.join("summary.json").is_file(), "the run's files are written whoever reads stdout");
+
+    // With stderr closed too, notes are lost but the run still ends as it should.
+    assert_eq!(with_closed_pipe(simulate(&["--workers", "100000"]), true).0, Some(0));
+    assert_eq!(with_closed_pipe(simulate(&["--fill-to", "0"]), true).0, Some(1));
     let _ = fs::remove_dir_all(&dir);
 }
 
