@@ -37,6 +37,9 @@ pub(super) struct Departure<'a> {
     room: ResourceVec,
     /// Pods the node can still take after the units woken so far.
     pod_slots: i64,
+    /// Free milli-GPU on the node, all GPUs together, after the units woken so far: GPUs are
+    /// not among the resources of `room`.
+    gpu_room: i64,
     /// Wake every unit: the pod that left constrained pods on other nodes.
     wake_all: bool,
     /// The room is offered again (its first taker went elsewhere): nobody left.
@@ -49,8 +52,9 @@ impl<'a> Departure<'a> {
     pub(super) fn new(snapshot: &'a Snapshot, node: Option<&'a NodeInfo>, gone: Option<&Pod>) -> Departure<'a> {
         let room = node.map(NodeInfo::free).unwrap_or_default();
         let pod_slots = node.map_or(0, |n| i64::from(n.node.allowed_pods) - n.pods.len() as i64);
+        let gpu_room = node.map_or(0, |n| (0..n.node.gpus.len()).map(|i| i64::from(n.gpu_free(i))).sum());
         let wake_all = gone.is_some_and(|p| !p.pod_anti_affinity.required.is_empty());
-        Departure { snapshot, node, room, pod_slots, wake_all, reoffer: gone.is_none() }
+        Departure { snapshot, node, room, pod_slots, gpu_room, wake_all, reoffer: gone.is_none() }
     }
 
     /// For a unit whose fit hangs on other nodes: woken by a departure, but not by a re-offer,
@@ -67,11 +71,17 @@ impl<'a> Departure<'a> {
             return self.unless_reoffer();
         }
         let Some(node) = self.node else { return Wake::No };
-        if self.pod_slots <= 0 || !fits(&self.room, &pod.requests) || !self.passes(pod, node, profile) {
+        let gpu_milli = pod.gpu.as_ref().map_or(0, |g| i64::from(g.count) * i64::from(g.milli));
+        if self.pod_slots <= 0
+            || gpu_milli > self.gpu_room
+            || !fits(&self.room, &pod.requests)
+            || !self.passes(pod, node, profile)
+        {
             return Wake::No;
         }
         self.room.sub(&pod.requests);
         self.pod_slots -= 1;
+        self.gpu_room -= gpu_milli;
         Wake::ForRoomOn(node.id)
     }
 
