@@ -621,6 +621,7 @@ fn a_missing_file_or_bad_flag_is_a_clear_error() {
             e.contains("--fill-to must be more than 0 and at most 10 (times the cluster's GPU capacity)"),
             "{bad}: {e}"
         );
+        assert!(e.lines().count() == 1 && e.len() < 120, "a short line, not 309 digits: {e}");
     }
     let e = tessera(["simulate", "--mode=fill", "--seed=18446744073709551615", "--repeat=2"]).error();
     assert!(e.contains("--seed 18446744073709551615 with --repeat 2: the last seed would pass"), "{e}");

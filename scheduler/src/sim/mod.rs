@@ -117,8 +117,8 @@ pub const MAX_FILL_TO: f64 = 10.0;
 /// Why the options cannot run.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum OptionsError {
-    /// `fill_to` is not in `(0, MAX_FILL_TO]`.
-    #[error("--fill-to must be more than 0 and at most {MAX_FILL_TO} (times the cluster's GPU capacity), not {0}")]
+    /// `fill_to` is not in `(0, MAX_FILL_TO]` (shown as `{:?}`, which writes 1e308, not 309 digits).
+    #[error("--fill-to must be more than 0 and at most {MAX_FILL_TO} (times the cluster's GPU capacity), not {0:?}")]
     FillTo(f64),
     /// The last seed of a fill run would pass `u64::MAX`.
     #[error("--seed {seed} with --repeat {repeat}: the last seed would pass {}", u64::MAX)]
