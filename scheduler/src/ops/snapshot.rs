@@ -5,9 +5,9 @@
 //! holds every kind the simulator uses (nodes, pods, namespaces, priority and runtime
 //! classes, Services and ReplicationControllers for default spreading, both PodGroup APIs,
 //! Workloads, DRA devices and claims), so a what-if (another
-//! profile, more pods) starts from the cluster as it is. ReplicaSets and StatefulSets are left
-//! out: the simulator would create their pods a second time; their pods' default spreading
-//! then reads the Services that select them, not the controller's own selector. Pods that finished (`Succeeded`,
+//! profile, more pods) starts from the cluster as it is. ReplicaSets and StatefulSets come too:
+//! their selectors are what their pods' default spreading reads, and the simulator creates only
+//! the pods a controller's listed pods do not already account for. Pods that finished (`Succeeded`,
 //! `Failed`) hold no resources and are left out; bound pods come out with `spec.nodeName`
 //! and the simulator places them as running.
 //!
@@ -20,6 +20,7 @@
 
 use std::fmt::Debug;
 
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceSlice};
@@ -84,6 +85,8 @@ pub async fn snapshot(client: Client) -> Result<Snapshot, OpsError> {
     add::<Node>(&client, &mut out, |_| true).await?;
     add::<Service>(&client, &mut out, |_| true).await?;
     add::<ReplicationController>(&client, &mut out, |_| true).await?;
+    add::<ReplicaSet>(&client, &mut out, |_| true).await?;
+    add::<StatefulSet>(&client, &mut out, |_| true).await?;
     add::<DeviceClass>(&client, &mut out, |_| true).await?;
     add::<ResourceSlice>(&client, &mut out, |_| true).await?;
     add::<ResourceClaim>(&client, &mut out, |_| true).await?;

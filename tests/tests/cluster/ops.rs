@@ -456,20 +456,44 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
     let server = TestApiServer::start().await;
     // More pods than one page holds, so pagination must work for them all to come back.
     seed_cluster(&server, 1200);
+    // A ReplicaSet with its two running pods, and a Service selecting them: the selectors their
+    // default spreading reads come along, and the pods are not created a second time.
+    let store = server.store();
+    store
+        .create(json!({ "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": { "name": "api-7f", "namespace": "default" },
+            "spec": { "replicas": 2, "selector": { "matchLabels": { "app": "api" } },
+                "template": { "metadata": { "labels": { "app": "api" } },
+                    "spec": { "containers": [{ "name": "c", "image": "busybox" }] } } } }))
+        .unwrap();
+    store
+        .create(json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "api", "namespace": "default" },
+            "spec": { "selector": { "app": "api" } } }))
+        .unwrap();
+    for i in 0..2 {
+        store
+            .create(json!({ "apiVersion": "v1", "kind": "Pod",
+                "metadata": { "name": format!("api-7f-{i}"), "namespace": "default", "labels": { "app": "api" },
+                    "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "api-7f",
+                        "uid": "rs-uid", "controller": true }] },
+                "spec": { "nodeName": "n0", "containers": [{ "name": "c", "image": "busybox" }] } }))
+            .unwrap();
+    }
     let snap = within(snapshot::snapshot(server.client())).await.unwrap();
     assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
     assert_eq!(snap.finished_pods, 2);
     let count = |kind: &str| snap.counts.iter().find(|(k, _)| k == kind).map(|(_, n)| *n);
     assert_eq!(count("v1 Node"), Some(3));
-    assert_eq!(count("v1 Pod"), Some(1202));
+    assert_eq!(count("v1 Pod"), Some(1204));
+    assert_eq!((count("apps/v1 ReplicaSet"), count("v1 Service")), (Some(1), Some(1)));
     assert_eq!(count("scheduling.x-k8s.io/v1alpha1 PodGroup"), Some(1));
     assert_eq!(count("resource.k8s.io/v1 DeviceClass"), Some(1));
-    assert!(!snap.yaml.contains("resourceVersion") && !snap.yaml.contains("uid:"));
+    // Objects' own uids go (owner references keep theirs: the API requires them).
+    assert!(!snap.yaml.contains("resourceVersion") && !snap.yaml.contains("\n  uid:"));
     assert!(snap.summary().contains("3 v1 Node"), "{}", snap.summary());
     assert!(!snap.summary().contains(" 0 "), "kinds without objects are left out: {}", snap.summary());
 
     let objects = read_objects("snapshot.yaml", &snap.yaml).unwrap();
-    assert_eq!((objects.nodes.len(), objects.pods.len()), (3, 1202));
+    assert_eq!((objects.nodes.len(), objects.pods.len()), (3, 1204), "the ReplicaSet's pods once");
     assert_eq!(objects.pod_groups.len(), 1);
     assert_eq!(objects.other.len(), 1, "the DeviceClass, for the DRA plugin");
     assert!(objects.unknown_kinds.is_empty(), "{:?}", objects.unknown_kinds);
@@ -477,7 +501,8 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
     assert_eq!(objects.namespaces.len(), 5);
     let input = from_objects(&objects, OnInvalid::Stop).unwrap();
     assert_eq!(input.nodes.len(), 3);
-    assert_eq!(input.running.len(), 1200, "bound pods replay as running");
+    assert_eq!(input.running.len(), 1202, "bound pods replay as running");
+    assert_eq!(input.selector_sources.len(), 2, "the Service's and the ReplicaSet's selectors");
     assert_eq!(input.pods.len(), 2, "the pending gang members are to schedule");
     assert_eq!(input.pod_groups.len(), 1);
 }
