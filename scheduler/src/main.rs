@@ -374,6 +374,12 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
     for (kind, n) in &input.unknown_kinds {
         note!("note: skipped {n} object(s) of kind {kind}, which the simulator does not use");
     }
+    if input.finished > 0 {
+        note!(
+            "note: left out {} pod(s) that already finished (Succeeded or Failed): they hold nothing",
+            input.finished
+        );
+    }
     let configs = sim_configs(&args.config)?;
     for c in &configs {
         let first = c.profiles.first().map_or("", |p| p.scheduler_name.as_str());

@@ -95,19 +95,13 @@ pub async fn snapshot(client: Client) -> Result<Snapshot, OpsError> {
     add::<tessera_crds::PodGroup>(&client, &mut out, |_| true).await?;
     let mut finished = 0;
     add::<Pod>(&client, &mut out, |pod| {
-        let done = is_finished(pod);
+        let done = crate::ingest::pod::is_finished(pod);
         finished += usize::from(done);
         !done
     })
     .await?;
     out.finished_pods = finished;
     Ok(out)
-}
-
-/// Whether the pod ran to completion, so it holds nothing on its node.
-pub fn is_finished(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// Lists every `K` and appends those `keep` accepts to `out`; a 404 skips the kind.

@@ -113,6 +113,9 @@ pub struct SimInput {
     pub sources: Vec<String>,
     /// Nodes and pods left out under [`OnInvalid::Skip`], with why (naming object and field).
     pub skipped: Vec<String>,
+    /// Pods of the input that already ran to completion (`Succeeded`, `Failed`): they hold
+    /// nothing and are left out, as a live scheduler counts them.
+    pub finished: usize,
 }
 
 /// Reads every file and assembles the input.
@@ -166,6 +169,10 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
         }
     }
     for p in &objects.pods {
+        if ingest::pod::is_finished(p) {
+            input.finished += 1;
+            continue;
+        }
         match sim_pod(p, &cx) {
             Ok(pod) if pod.pod.node_name.is_some() => input.running.push(pod.pod),
             Ok(pod) => input.pods.push(pod),
@@ -506,6 +513,31 @@ kind: Pod
 metadata: {name: etl-0, namespace: batch, labels: {scheduling.x-k8s.io/pod-group: etl}}
 spec: {containers: [{name: c}]}
 "#;
+
+    #[test]
+    fn pods_that_already_finished_hold_nothing_and_are_left_out() {
+        let pod = |name: &str, node: Option<&str>, phase: &str| {
+            let node = node.map_or(String::new(), |n| format!(", nodeName: {n}"));
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\n\
+                 spec: {{containers: [{{name: c, resources: {{requests: {{cpu: '1'}}}}}}]{node}}}\n\
+                 status: {{phase: {phase}}}\n"
+            )
+        };
+        let yaml = [
+            pod("done", Some("n1"), "Succeeded"),
+            pod("crashed", Some("n1"), "Failed"),
+            pod("evicted", None, "Failed"),
+            pod("web", Some("n1"), "Running"),
+            pod("new", None, "Pending"),
+        ]
+        .join("---\n");
+        let input = from_objects(&ingest::read_objects("dump.yaml", &yaml).unwrap(), OnInvalid::Stop).unwrap();
+        let names = |pods: Vec<&Pod>| pods.iter().map(|p| p.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(input.running.iter().map(|p| p.as_ref()).collect()), ["web"]);
+        assert_eq!(names(input.pods.iter().map(|p| p.pod.as_ref()).collect()), ["new"]);
+        assert_eq!(input.finished, 3);
+    }
 
     #[test]
     fn pod_groups_of_both_apis_and_workloads_are_loaded() {

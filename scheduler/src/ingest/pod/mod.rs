@@ -115,6 +115,12 @@ fn pod_group(spec: &core::PodSpec, labels: Option<&BTreeMap<String, String>>) ->
     native.or_else(labelled).map(Sym::new)
 }
 
+/// Whether the pod ran to completion (`Succeeded` or `Failed`), so it holds nothing on its node.
+pub fn is_finished(pod: &core::Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed"))
+}
+
 /// The controller owner reference, when it names a kind whose selector default spreading
 /// reads.
 fn controller(meta: &ObjectMeta) -> Option<ControllerRef> {
