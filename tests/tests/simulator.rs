@@ -304,4 +304,7 @@ fn a_cluster_dump_simulates_each_pod_once() {
     let summary =
         tessera_scheduler::sim::summary::summarize(&[run], tessera_scheduler::sim::Mode::Replay, 1.3).unwrap();
     assert_eq!((summary.pods_total, summary.scheduled, summary.unschedulable), (5, 5, 0));
+    assert_eq!((summary.already_bound, summary.placed), (3, 2), "bound in the dump, placed by the simulation");
+    let placed_per_sec = 2.0 / summary.engine_wall_s;
+    assert!((summary.pods_per_sec - placed_per_sec).abs() < 1e-6 * placed_per_sec, "only placed pods count");
 }

@@ -30,6 +30,8 @@ pub struct PodRecord {
     pub reasons: Vec<String>,
     /// GPU device indices it held, as a bit set.
     pub gpus: u64,
+    /// It was bound in the input (`spec.nodeName`): the simulation did not place it.
+    pub already_bound: bool,
 }
 
 impl PodRecord {
@@ -45,6 +47,7 @@ impl PodRecord {
             reason: String::new(),
             reasons: Vec::new(),
             gpus: 0,
+            already_bound: false,
         }
     }
 }

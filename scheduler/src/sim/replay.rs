@@ -72,6 +72,7 @@ impl Replay<'_> {
             if self.engine.add_pod(pod.clone(), 0.0).is_ok() {
                 self.records[i].node = pod.node_name;
                 self.records[i].start = Some(0.0);
+                self.records[i].already_bound = true;
                 self.usage.apply(pod, 1.0);
             } else {
                 self.records[i].reason =

@@ -81,9 +81,13 @@ pub struct Summary {
     pub seeds: Vec<u64>,
     /// Pods in the (first seed's) run.
     pub pods_total: usize,
-    /// Pods that got a node.
+    /// Pods that got a node: `already_bound` plus `placed`.
     pub scheduled: usize,
-    /// Pods that never did.
+    /// Pods bound in the input (`spec.nodeName`), running from the start.
+    pub already_bound: usize,
+    /// Pods the simulation placed.
+    pub placed: usize,
+    /// Pods that never got a node (left pending).
     pub unschedulable: usize,
     /// For the pods that never got a node: how many were held back by each reason.
     pub unschedulable_by_reason: BTreeMap<String, usize>,
@@ -97,7 +101,8 @@ pub struct Summary {
     pub makespan_s: f64,
     /// Wall time of the run(s), seconds (varies run to run).
     pub engine_wall_s: f64,
-    /// Scheduled pods per wall second (varies run to run).
+    /// Pods the simulation placed per wall second of its runs (varies run to run); pods bound
+    /// in the input are not counted.
     pub pods_per_sec: f64,
     /// Fill mode's figures.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +133,7 @@ pub struct GangSummary {
 pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary> {
     let first = runs.first()?;
     let scheduled = first.records.iter().filter(|r| r.start.is_some()).count();
+    let already_bound = first.records.iter().filter(|r| r.already_bound).count();
     let mut by_reason = BTreeMap::new();
     for r in first.records.iter().filter(|r| r.start.is_none()) {
         for reason in &r.reasons {
@@ -151,6 +157,8 @@ pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary
         seeds: runs.iter().map(|r| r.seed).collect(),
         pods_total: first.records.len(),
         scheduled,
+        already_bound,
+        placed: scheduled - already_bound,
         unschedulable: first.records.len() - scheduled,
         unschedulable_by_reason: by_reason,
         allocation,
@@ -162,7 +170,8 @@ pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary
         makespan_s: round(makespan),
         engine_wall_s: wall,
         pods_per_sec: if wall > 0.0 {
-            runs.iter().map(|r| r.records.iter().filter(|x| x.start.is_some()).count()).sum::<usize>() as f64 / wall
+            let placed = |r: &RunResult| r.records.iter().filter(|x| x.start.is_some() && !x.already_bound).count();
+            runs.iter().map(placed).sum::<usize>() as f64 / wall
         } else {
             0.0
         },
