@@ -308,3 +308,22 @@ fn a_cluster_dump_simulates_each_pod_once() {
     let placed_per_sec = 2.0 / summary.engine_wall_s;
     assert!((summary.pods_per_sec - placed_per_sec).abs() < 1e-6 * placed_per_sec, "only placed pods count");
 }
+
+#[test]
+fn gated_pods_wait_and_are_reported_as_gated_not_unschedulable() {
+    let yaml = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {allocatable: {cpu: '4', memory: 8Gi, pods: '10'}}\n---\n\
+                apiVersion: v1\nkind: Pod\nmetadata: {name: held}\n\
+                spec: {containers: [{name: c}], schedulingGates: [{name: example.com/quota}]}\n---\n\
+                apiVersion: v1\nkind: Pod\nmetadata: {name: free}\nspec: {containers: [{name: c}]}\n";
+    let objects = tessera_scheduler::ingest::read_objects("gates.yaml", yaml).unwrap();
+    let input = input::from_objects(&objects, input::OnInvalid::Stop).unwrap();
+    let run = replay_default(&input);
+    assert_eq!(node_of(&run, "free"), Some("n1"));
+    let held = record(&run, "held");
+    assert_eq!((held.node, held.attempts), (None, 0), "never tried");
+    assert_eq!(held.reason, replay::GATED_MESSAGE);
+    let summary =
+        tessera_scheduler::sim::summary::summarize(&[run], tessera_scheduler::sim::Mode::Replay, 1.3).unwrap();
+    assert_eq!((summary.placed, summary.gated, summary.unschedulable), (1, 1, 0));
+    assert!(summary.unschedulable_by_reason.is_empty(), "{:?}", summary.unschedulable_by_reason);
+}

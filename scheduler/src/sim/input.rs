@@ -99,6 +99,9 @@ pub struct SimInput {
     pub pods: Vec<SimPod>,
     /// Pods already running on their `spec.nodeName` at t=0.
     pub running: Vec<Arc<Pod>>,
+    /// Pods with `spec.schedulingGates`: they wait, and are reported as gated, not
+    /// unschedulable (nothing removes gates during a simulation).
+    pub gated: Vec<Arc<Pod>>,
     /// Namespace labels.
     pub namespaces: HashMap<Sym, LabelSet>,
     /// Selectors of Services and of the controllers owning pods, for default spreading.
@@ -175,11 +178,17 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
         }
         match sim_pod(p, &cx) {
             Ok(pod) if pod.pod.node_name.is_some() => input.running.push(pod.pod),
+            Ok(pod) if is_gated(p) => input.gated.push(pod.pod),
             Ok(pod) => input.pods.push(pod),
             Err(e) => invalid(e, &mut input.skipped)?,
         }
     }
     Ok(input)
+}
+
+/// Whether the pod waits for `spec.schedulingGates` to be removed.
+fn is_gated(p: &core::Pod) -> bool {
+    p.spec.as_ref().and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty())
 }
 
 /// One pod with its arrival and run time.
@@ -253,7 +262,8 @@ mod duplicates {
     /// mixed. Finding one takes a pass over `input`; naming where the copies are reads `paths`
     /// again, which only a failing run pays.
     pub(super) fn reject_duplicate_pods(paths: &[PathBuf], input: &SimInput) -> Result<(), InputError> {
-        let keys = || input.running.iter().chain(input.pods.iter().map(|p| &p.pod)).map(|p| p.key());
+        let keys =
+            || input.running.iter().chain(&input.gated).chain(input.pods.iter().map(|p| &p.pod)).map(|p| p.key());
         let mut counts: HashMap<PodKey, usize> = HashMap::with_capacity(input.running.len() + input.pods.len());
         for key in keys() {
             *counts.entry(key).or_default() += 1;
@@ -537,6 +547,18 @@ spec: {containers: [{name: c}]}
         assert_eq!(names(input.running.iter().map(|p| p.as_ref()).collect()), ["web"]);
         assert_eq!(names(input.pods.iter().map(|p| p.pod.as_ref()).collect()), ["new"]);
         assert_eq!(input.finished, 3);
+    }
+
+    #[test]
+    fn gated_pods_wait_apart_and_are_never_tried() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: held}\n\
+                    spec: {containers: [{name: c}], schedulingGates: [{name: example.com/quota}]}\n---\n\
+                    apiVersion: v1\nkind: Pod\nmetadata: {name: free}\nspec: {containers: [{name: c}], schedulingGates: []}\n";
+        let input = from_objects(&ingest::read_objects("w.yaml", yaml).unwrap(), OnInvalid::Stop).unwrap();
+        let gated: Vec<&str> = input.gated.iter().map(|p| &*p.name).collect();
+        assert_eq!(gated, ["held"]);
+        let pending: Vec<&str> = input.pods.iter().map(|p| &*p.pod.name).collect();
+        assert_eq!(pending, ["free"], "an empty gate list gates nothing");
     }
 
     #[test]

@@ -283,8 +283,12 @@ fn table(summaries: &[Summary]) -> Vec<(String, Vec<(String, String)>)> {
             };
             let mut rows = vec![
                 ("pods".to_string(), s.pods_total.to_string()),
-                ("scheduled".to_string(), s.scheduled.to_string()),
+                (
+                    "scheduled".to_string(),
+                    format!("{} ({} already bound, {} placed)", s.scheduled, s.already_bound, s.placed),
+                ),
                 ("unschedulable".to_string(), s.unschedulable.to_string()),
+                ("gated".to_string(), s.gated.to_string()),
                 ("cpu allocated".to_string(), alloc("cpu")),
                 ("memory allocated".to_string(), alloc("memory")),
                 ("gpu allocated".to_string(), alloc("gpu")),

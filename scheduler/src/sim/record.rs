@@ -32,6 +32,8 @@ pub struct PodRecord {
     pub gpus: u64,
     /// It was bound in the input (`spec.nodeName`): the simulation did not place it.
     pub already_bound: bool,
+    /// It waits for its scheduling gates to be removed: never tried, not unschedulable.
+    pub gated: bool,
 }
 
 impl PodRecord {
@@ -48,6 +50,7 @@ impl PodRecord {
             reasons: Vec::new(),
             gpus: 0,
             already_bound: false,
+            gated: false,
         }
     }
 }

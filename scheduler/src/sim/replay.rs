@@ -44,6 +44,9 @@ struct Replay<'a> {
     timeline: Vec<TimelinePoint>,
 }
 
+/// Upstream's message for a pod with scheduling gates (`PodScheduled` False, `SchedulingGated`).
+pub const GATED_MESSAGE: &str = "Scheduling is blocked due to non-empty scheduling gates";
+
 /// Replays `input` under one profile set.
 pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize, progress: &Progress) -> RunResult {
     let started = Instant::now();
@@ -58,6 +61,7 @@ pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize,
         timeline: Vec::new(),
     };
     r.start_running();
+    r.record_gated();
     progress.set_length(input.pods.len() as u64);
     while let Some(t) = r.next_instant() {
         r.step(t, progress);
@@ -66,6 +70,16 @@ pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize,
 }
 
 impl Replay<'_> {
+    /// Records the gated pods, which wait (upstream's `SchedulingGated` condition).
+    fn record_gated(&mut self) {
+        for pod in &self.input.gated {
+            let i = self.record(pod, 0.0, None);
+            self.records[i].gated = true;
+            self.records[i].reason = GATED_MESSAGE.to_string();
+            self.records[i].reasons = vec![GATED_MESSAGE.to_string()];
+        }
+    }
+
     fn start_running(&mut self) {
         for pod in &self.input.running {
             let i = self.record(pod, 0.0, None);

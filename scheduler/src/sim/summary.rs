@@ -87,8 +87,10 @@ pub struct Summary {
     pub already_bound: usize,
     /// Pods the simulation placed.
     pub placed: usize,
-    /// Pods that never got a node (left pending).
+    /// Pods that were tried and never got a node (left pending).
     pub unschedulable: usize,
+    /// Pods that waited for their scheduling gates, never tried.
+    pub gated: usize,
     /// For the pods that never got a node: how many were held back by each reason.
     pub unschedulable_by_reason: BTreeMap<String, usize>,
     /// Allocation per resource (`cpu`, `memory`, `gpu`).
@@ -134,8 +136,9 @@ pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary
     let first = runs.first()?;
     let scheduled = first.records.iter().filter(|r| r.start.is_some()).count();
     let already_bound = first.records.iter().filter(|r| r.already_bound).count();
+    let gated = first.records.iter().filter(|r| r.gated).count();
     let mut by_reason = BTreeMap::new();
-    for r in first.records.iter().filter(|r| r.start.is_none()) {
+    for r in first.records.iter().filter(|r| r.start.is_none() && !r.gated) {
         for reason in &r.reasons {
             *by_reason.entry(reason.clone()).or_insert(0) += 1;
         }
@@ -159,7 +162,8 @@ pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary
         scheduled,
         already_bound,
         placed: scheduled - already_bound,
-        unschedulable: first.records.len() - scheduled,
+        unschedulable: first.records.len() - scheduled - gated,
+        gated,
         unschedulable_by_reason: by_reason,
         allocation,
         gpu_fragmentation: Fragmentation {
