@@ -263,9 +263,15 @@ fn the_api_version_decides_which_podgroup_it_is() {
 
     let volcano = "kind: Namespace\nmetadata: {name: ml}\n---\napiVersion: scheduling.volcano.sh/v1beta1\nkind: PodGroup\n\
                    metadata: {name: g, namespace: ml}\nspec: {minMember: 2}\n";
+    // Another scheduler's PodGroup is skipped with a note (a dump of a Volcano cluster runs) ...
+    let objects = read_objects("g.yaml", volcano).unwrap();
+    assert!(objects.pod_groups.is_empty());
+    assert_eq!(objects.unknown_kinds.get("PodGroup (scheduling.volcano.sh/v1beta1)"), Some(&1));
+    // ... but another version of an API Tessera reads is a mistake to report.
+    let typo = volcano.replace("scheduling.volcano.sh/v1beta1", "scheduling.x-k8s.io/v1beta1");
     assert_eq!(
-        read_objects("g.yaml", volcano).unwrap_err().to_string(),
-        "g.yaml: document 2 (PodGroup ml/g): unsupported apiVersion \"scheduling.volcano.sh/v1beta1\" for PodGroup: \
+        read_objects("g.yaml", &typo).unwrap_err().to_string(),
+        "g.yaml: document 2 (PodGroup ml/g): unsupported apiVersion \"scheduling.x-k8s.io/v1beta1\" for PodGroup: \
          supported: scheduling.k8s.io/v1alpha3 (Kubernetes), scheduling.x-k8s.io/v1alpha1 (scheduler-plugins coscheduling)"
     );
     let e =

@@ -269,12 +269,18 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// A PodGroup of whichever API its `apiVersion` names; any other (Volcano's, a typo) is an
-    /// error rather than skipped, since its pods would otherwise silently lose their gang.
+    /// A PodGroup of whichever API its `apiVersion` names. Another scheduler's (Volcano's,
+    /// KAI's) counts as an unknown kind, so a dump of a cluster running it still simulates
+    /// (one note per kind says what was skipped); any other version of the two APIs (a typo)
+    /// is an error, since its pods would silently lose their gang.
     fn pod_group(&mut self, value: Value, location: DocLocation) -> Result<(), IngestError> {
         let object = match value.get("apiVersion").and_then(Value::as_str) {
             Some(KUBERNETES_API_VERSION) => PodGroupObject::Kubernetes(Box::new(self.decode(value, location)?)),
             Some(COSCHEDULING_API_VERSION) => PodGroupObject::Coscheduling(Box::new(self.decode(value, location)?)),
+            Some(other) if !is_gang_api_group(other) => {
+                *self.out.unknown_kinds.entry(format!("PodGroup ({other})")).or_default() += 1;
+                return Ok(());
+            }
             other => {
                 let supported = format!(
                     "{KUBERNETES_API_VERSION} (Kubernetes), {COSCHEDULING_API_VERSION} (scheduler-plugins coscheduling)"
@@ -325,6 +331,12 @@ impl Reader<'_> {
     fn error(&self, location: DocLocation, message: String) -> IngestError {
         IngestError::Document { file: self.file.to_string(), location: Box::new(location), message }
     }
+}
+
+/// Whether `api_version` is in the group of a PodGroup API Tessera reads (`scheduling.k8s.io`,
+/// `scheduling.x-k8s.io`), whatever its version.
+fn is_gang_api_group(api_version: &str) -> bool {
+    matches!(api_version.split_once('/').map(|(group, _)| group), Some("scheduling.k8s.io" | "scheduling.x-k8s.io"))
 }
 
 /// `Some(item kind)` when the document is a list: `List` (items carry their kinds) or a typed
