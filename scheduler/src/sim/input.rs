@@ -65,6 +65,14 @@ pub enum InputError {
         /// How many other names are given more than once.
         others: usize,
     },
+    /// An error about one pod, after where the pod is given (its document, or its controller's).
+    #[error("{place}: {source}")]
+    InFile {
+        /// `file: document N (Kind name)`.
+        place: String,
+        /// The error.
+        source: Box<InputError>,
+    },
 }
 
 /// A pod as the simulator plays it.
@@ -140,7 +148,7 @@ pub fn load(paths: &[PathBuf], on_invalid: OnInvalid) -> Result<SimInput, InputE
             objects.extend(ingest::read_objects(&path.display().to_string(), &text)?);
         }
     }
-    let mut input = from_objects(&objects, on_invalid)?;
+    let mut input = from_objects(&objects, on_invalid).map_err(|e| duplicates::with_place(e, paths))?;
     input.nodes.extend(trace_nodes.iter().map(trace_node));
     input.pods.extend(trace_pods.iter().map(trace_pod));
     input.sources = sources;
@@ -273,6 +281,22 @@ mod duplicates {
         Err(InputError::DuplicatePod { pod: first.to_string(), places: places_of(&first, paths), others })
     }
 
+    /// `e`, after the place of the pod it is about when one file holds it, so that every error
+    /// names its file; other errors as they are.
+    pub(super) fn with_place(e: InputError, paths: &[PathBuf]) -> InputError {
+        let key = match &e {
+            InputError::Ingest(ingest::IngestError::Field { object, .. }) if object.kind == "Pod" => {
+                object.namespace.as_deref().map(|ns| PodKey::new(ns, &object.name))
+            }
+            InputError::Annotation { pod, .. } => pod.split_once('/').map(|(ns, name)| PodKey::new(ns, name)),
+            _ => None,
+        };
+        match key.map(|k| places_of(&k, paths)).as_deref() {
+            Some([place]) => InputError::InFile { place: place.clone(), source: Box::new(e) },
+            _ => e,
+        }
+    }
+
     /// Where pod `key` is given in `paths`: `file: line N` for a trace row, `file: document N
     /// (Kind name)` for a YAML object that is the pod or a controller expanding to it. A file that
     /// cannot be read twice (a pipe) has no place.
@@ -400,6 +424,26 @@ mod duplicate_tests {
     }
 
     const TRACE: &str = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,1024,0,0\nweb,1000,1024,0,0\n";
+
+    #[test]
+    fn an_error_in_a_pod_names_its_file_and_document() {
+        let dir = folder("bad-quantity");
+        let bad = pod("shop", "web").replace("[{name: c}]", "[{name: c, resources: {requests: {cpu: abc}}}]");
+        let yaml = write(&dir, "w.yaml", &format!("{NODE}---\n{bad}"));
+        let e = load(std::slice::from_ref(&yaml), OnInvalid::Stop).unwrap_err().to_string();
+        let want = format!(
+            "{}: document 2 (Pod shop/web): Pod shop/web: spec.containers[0].resources.requests.cpu: ",
+            yaml.display()
+        );
+        assert!(e.starts_with(&want), "{e}");
+        // A controller's template: the controller's document is named.
+        let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: shop}\n\
+                          spec: {selector: {matchLabels: {app: api}}, template: {metadata: {labels: {app: api}}, \
+                          spec: {containers: [{name: c, resources: {requests: {memory: lots}}}]}}}\n";
+        let yaml = write(&dir, "d.yaml", &format!("{NODE}---\n{deployment}"));
+        let e = load(std::slice::from_ref(&yaml), OnInvalid::Stop).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: document 2 (Deployment shop/api): Pod shop/api-", yaml.display())), "{e}");
+    }
 
     #[test]
     fn a_pod_given_in_yaml_and_in_a_trace_names_both_places() {
