@@ -41,6 +41,34 @@ fn pod(name: &str, scheduler: &str, cpu: &str) -> Value {
     })
 }
 
+/// A node with 64 CPUs and `gpus` whole GPUs (`nvidia.com/gpu`).
+fn gpu_node(name: &str, gpus: u32) -> Value {
+    let mut n = node(name, "64");
+    n["status"]["allocatable"]["nvidia.com/gpu"] = json!(gpus.to_string());
+    n["status"]["capacity"]["nvidia.com/gpu"] = json!(gpus.to_string());
+    n
+}
+
+/// A pod for `tessera` asking one CPU and `gpus` whole GPUs.
+fn gpu_pod(name: &str, gpus: u32) -> Value {
+    let mut p = pod(name, "tessera", "1");
+    p["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = json!(gpus.to_string());
+    p["spec"]["containers"][0]["resources"]["limits"] = json!({"nvidia.com/gpu": gpus.to_string()});
+    p
+}
+
+/// A scheduler-plugins PodGroup `g` of `min_member`, in `default`.
+fn pod_group_g(min_member: u32) -> Value {
+    json!({"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
+           "metadata": {"name": "g", "namespace": "default"}, "spec": {"minMember": min_member}})
+}
+
+/// `p`, made a member of PodGroup `g` by its label.
+fn in_group_g(mut p: Value) -> Value {
+    p["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] = json!("g");
+    p
+}
+
 /// A running scheduler on `server`; dropping the sender stops it.
 struct Scheduler {
     stop: Option<oneshot::Sender<()>>,
@@ -270,18 +298,12 @@ async fn a_gang_whose_last_binding_is_refused_is_bound_whole() {
     for i in 0..2 {
         create(&server, node(&format!("n{i}"), "8"));
     }
-    create(
-        &server,
-        json!({"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
-               "metadata": {"name": "g", "namespace": "default"}, "spec": {"minMember": 4}}),
-    );
+    create(&server, pod_group_g(4));
     // The last member's first binding is refused outright.
     server.faults().fail_named("create", "pods", "binding", "g-3", 403, 1);
     let s = Scheduler::start(&server, SECONDARY, false).await;
     for i in 0..4 {
-        let mut m = pod(&format!("g-{i}"), "tessera", "1");
-        m["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] = json!("g");
-        create(&server, m);
+        create(&server, in_group_g(pod(&format!("g-{i}"), "tessera", "1")));
     }
     until(&server, "the gang bound", |p| bound_count(p, "g-") == 4).await;
     assert_bound_once(&server);
@@ -304,24 +326,13 @@ async fn a_gang_whose_last_binding_is_refused_is_bound_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gang_member_refused_at_prebind_leaves_the_whole_gang_unbound() {
     let server = TestApiServer::start().await;
-    let mut gpu_node = node("g0", "64");
-    gpu_node["status"]["allocatable"]["nvidia.com/gpu"] = json!("8");
-    gpu_node["status"]["capacity"]["nvidia.com/gpu"] = json!("8");
-    create(&server, gpu_node);
-    create(
-        &server,
-        json!({"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
-               "metadata": {"name": "g", "namespace": "default"}, "spec": {"minMember": 4}}),
-    );
+    create(&server, gpu_node("g0", 8));
+    create(&server, pod_group_g(4));
     // Writing the last member's GPUs (its PreBind) is refused once.
     server.faults().fail_named("patch", "pods", "", "g-3", 403, 1);
     let s = Scheduler::start(&server, SECONDARY, false).await;
     for i in 0..4 {
-        let mut m = pod(&format!("g-{i}"), "tessera", "1");
-        m["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] = json!("g");
-        m["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = json!("1");
-        m["spec"]["containers"][0]["resources"]["limits"] = json!({"nvidia.com/gpu": "1"});
-        create(&server, m);
+        create(&server, in_group_g(gpu_pod(&format!("g-{i}"), 1)));
     }
     until(&server, "the gang bound", |p| bound_count(p, "g-") == 4).await;
     assert_bound_once(&server);
@@ -378,16 +389,7 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gpus_recorded_on_bound_pods_are_read_back_after_a_restart() {
     let server = TestApiServer::start().await;
-    let mut gpu_node = node("g0", "64");
-    gpu_node["status"]["allocatable"]["nvidia.com/gpu"] = json!("8");
-    gpu_node["status"]["capacity"]["nvidia.com/gpu"] = json!("8");
-    create(&server, gpu_node);
-    let gpu_pod = |name: &str, n: u32| {
-        let mut p = pod(name, "tessera", "1");
-        p["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = json!(n.to_string());
-        p["spec"]["containers"][0]["resources"]["limits"] = json!({"nvidia.com/gpu": n.to_string()});
-        p
-    };
+    create(&server, gpu_node("g0", 8));
     // Bound before this scheduler started, on the last two GPUs.
     create(&server, gpu_pod("old", 2));
     let mut old = server.store().get("v1", "Pod", Some("default"), "old").unwrap();
