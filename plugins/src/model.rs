@@ -7,6 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::default_selector::ControllerRef;
+use crate::dra::inventory::NodeDevices;
+use crate::dra::model::PodClaim;
 use crate::intern::Sym;
 use crate::labels::{LabelSelector, LabelSet, NodeSelector, NodeSelectorTerm};
 use crate::resources::ResourceVec;
@@ -35,6 +37,8 @@ pub struct Node {
     pub images: Vec<(Arc<str>, i64)>,
     /// The node's GPUs, in device order.
     pub gpus: Vec<Gpu>,
+    /// The DRA devices local to the node (from its ResourceSlices).
+    pub devices: Arc<NodeDevices>,
 }
 
 /// One GPU of a node.
@@ -296,6 +300,8 @@ pub struct Pod {
     pub gpu_ids: Option<u64>,
     /// The pod group (gang) the pod belongs to, if any.
     pub pod_group: Option<Sym>,
+    /// `spec.resourceClaims`, resolved to their ResourceClaims (DRA).
+    pub claims: Vec<PodClaim>,
     /// The ReplicationController, ReplicaSet or StatefulSet that controls the pod, whose
     /// selector joins its default spreading selector ([`crate::default_selector`]).
     pub controller: Option<ControllerRef>,
@@ -329,6 +335,7 @@ impl Pod {
             gpu: None,
             gpu_ids: None,
             pod_group: None,
+            claims: Vec::new(),
             controller: None,
             creation_s: 0.0,
         }

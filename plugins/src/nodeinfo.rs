@@ -214,6 +214,7 @@ mod tests {
             allowed_pods: 110,
             images: vec![],
             gpus: vec![],
+        devices: Default::default(),
         })
     }
 

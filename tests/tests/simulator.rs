@@ -128,6 +128,7 @@ fn gpu_node(name: &str, gpus: usize) -> Node {
         allowed_pods: 110,
         images: Vec::new(),
         gpus: vec![Gpu { model: Sym::new("V100M32"), island: 0 }; gpus],
+        devices: Default::default(),
     }
 }
 

@@ -23,6 +23,7 @@ fn node_with(cpu: i64, gpus: Vec<Gpu>) -> NodeInfo {
         allowed_pods: 110,
         images: vec![],
         gpus,
+        devices: Default::default(),
     };
     NodeInfo::new(0, Arc::new(n))
 }

@@ -23,6 +23,7 @@ pub fn node(name: &str, milli_cpu: i64, memory: i64) -> Node {
         allowed_pods: 110,
         images: vec![],
         gpus: Vec::new(),
+        devices: Default::default(),
     }
 }
 

@@ -236,6 +236,7 @@ fn build_node(slot: u8, spec: &NodeSpec) -> Node {
         allowed_pods: 110,
         images: vec![],
         gpus: Vec::new(),
+        devices: Default::default(),
     }
 }
 

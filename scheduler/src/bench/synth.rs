@@ -85,6 +85,7 @@ fn gpu_node(i: usize) -> Node {
         allowed_pods: 110,
         images: Vec::new(),
         gpus: (0..GANG_NODE_GPUS).map(|_| Gpu { model: Sym::new("A100"), island: 0 }).collect(),
+        devices: Default::default(),
     }
 }
 
@@ -120,6 +121,7 @@ fn node(i: usize, mix: Mix, rng: &mut Rng) -> Node {
         allowed_pods: 110,
         images: Vec::new(),
         gpus: Vec::new(),
+        devices: Default::default(),
     }
 }
 

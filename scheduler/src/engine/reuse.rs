@@ -391,6 +391,7 @@ mod tests {
                 allowed_pods: 1,
                 images: vec![],
                 gpus: vec![],
+        devices: Default::default(),
             };
             snap.set_node(Arc::new(NodeInfo::new(i, Arc::new(node))));
         }

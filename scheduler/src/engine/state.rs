@@ -302,6 +302,7 @@ mod tests {
             allowed_pods: 110,
             images: vec![],
             gpus: Vec::new(),
+        devices: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ pub fn gpu_node(name: &str, rack: &str, gpus: usize) -> Node {
         allowed_pods: 110,
         images: vec![],
         gpus: (0..gpus).map(|_| Gpu { model: Sym::new("A100"), island: 0 }).collect(),
+        devices: Default::default(),
     }
 }
 

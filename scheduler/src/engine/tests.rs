@@ -42,6 +42,7 @@ fn node(i: usize, cpu: i64, pods: u32) -> Node {
         allowed_pods: pods,
         images: vec![],
         gpus: Vec::new(),
+        devices: Default::default(),
     }
 }
 

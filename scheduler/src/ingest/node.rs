@@ -42,6 +42,7 @@ fn convert(n: &core::Node, name: &str) -> Result<Node, FieldError> {
         allowed_pods,
         images: images(n.status.as_ref()),
         gpus: super::gpu::node_gpus(&allocatable, n.metadata.labels.as_ref(), n.metadata.annotations.as_ref())?,
+        devices: Default::default(),
     })
 }
 

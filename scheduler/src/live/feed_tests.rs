@@ -35,6 +35,7 @@ fn node(i: usize) -> Node {
         allowed_pods: 110,
         images: vec![],
         gpus: Vec::new(),
+        devices: Default::default(),
     }
 }
 

@@ -268,6 +268,7 @@ mod tests {
                 allowed_pods: 110,
                 images: Vec::new(),
                 gpus: vec![gpu.clone(); 64],
+                devices: Default::default(),
             })
             .collect()
     }

@@ -44,6 +44,7 @@ mod tests {
             allowed_pods: 110,
             images: vec![],
             gpus: (0..2).map(|_| Gpu { model: Sym::new("T4"), island: 0 }).collect(),
+            devices: Default::default(),
         };
         let mut n = NodeInfo::new(0, Arc::new(node));
         let mut p = Pod::new("default", "x", ResourceVec::cpu_mem(1000, 0));

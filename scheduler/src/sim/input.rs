@@ -234,6 +234,7 @@ fn trace_node(n: &TraceNode) -> Node {
         allowed_pods: 110,
         images: Vec::new(),
         gpus: (0..n.gpus).map(|_| Gpu { model, island: 0 }).collect(),
+        devices: Default::default(),
     }
 }
 

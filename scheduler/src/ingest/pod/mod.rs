@@ -73,6 +73,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         gpu_ids: super::gpu::gpu_ids(meta.annotations.as_ref(), gpu.as_ref())?,
         gpu,
         pod_group: pod_group(spec, meta.labels.as_ref()),
+        claims: Vec::new(),
         controller: controller(meta),
         creation_s: creation_seconds(meta),
         labels,

@@ -1,0 +1,119 @@
+//! What a node can allocate from: the devices of complete pools local to it, indexed densely
+//! so that device use is a bit set on the node ([`DeviceSet`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::dra::model::{Device, DeviceId, ResourceSlice, SliceNodes};
+use crate::intern::Sym;
+
+/// A node's devices, in (driver, pool, device) order. Shared by every copy of the node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeDevices {
+    /// The devices; a device's index here is its bit in a [`DeviceSet`].
+    pub devices: Vec<Arc<Device>>,
+    /// Pools local to the node that are left out because fewer slices of their newest
+    /// generation were seen than `resourceSliceCount` says (`driver/pool`).
+    pub incomplete: Vec<(Sym, Sym)>,
+}
+
+impl NodeDevices {
+    /// The devices of `slices` local to node `node`: for each pool, its newest generation, and
+    /// only if every slice of that generation is among `slices` (a pool still being published
+    /// is not used, as upstream).
+    pub fn for_node(node: Sym, slices: &[Arc<ResourceSlice>]) -> NodeDevices {
+        let local = |s: &ResourceSlice| matches!(&s.nodes, SliceNodes::Node(n) if *n == node);
+        let mut pools: HashMap<(Sym, Sym), (i64, u32, u32)> = HashMap::new();
+        for s in slices.iter().filter(|s| local(s)) {
+            let e = pools.entry((s.driver, s.pool)).or_insert((s.generation, s.slice_count, 0));
+            if s.generation > e.0 {
+                *e = (s.generation, s.slice_count, 0);
+            }
+            if s.generation == e.0 {
+                e.2 += 1;
+            }
+        }
+        let mut out = NodeDevices::default();
+        for s in slices.iter().filter(|s| local(s)) {
+            let Some(&(generation, count, seen)) = pools.get(&(s.driver, s.pool)) else { continue };
+            if s.generation == generation && seen >= count {
+                out.devices.extend(s.devices.iter().cloned());
+            }
+        }
+        for (&(driver, pool), &(_, count, seen)) in &pools {
+            if seen < count {
+                out.incomplete.push((driver, pool));
+            }
+        }
+        out.incomplete.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+        out.devices.sort_by(|a, b| key(a).cmp(&key(b)));
+        out.devices.dedup_by(|a, b| a.id() == b.id());
+        out
+    }
+
+    /// How many devices.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Whether the node has no devices.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// The index of device `id`.
+    pub fn index_of(&self, id: &DeviceId) -> Option<usize> {
+        let k = (id.driver.as_str(), id.pool.as_str(), id.device.as_str());
+        self.devices.binary_search_by(|d| key(d).cmp(&k)).ok()
+    }
+}
+
+fn key(d: &Device) -> (&'static str, &'static str, &'static str) {
+    (d.driver.as_str(), d.pool.as_str(), d.name.as_str())
+}
+
+/// A set of device indices of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DeviceSet(Vec<u64>);
+
+impl DeviceSet {
+    /// An empty set.
+    pub fn new() -> DeviceSet {
+        DeviceSet::default()
+    }
+
+    /// Whether index `i` is in the set.
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Adds index `i`.
+    pub fn insert(&mut self, i: usize) {
+        if self.0.len() <= i / 64 {
+            self.0.resize(i / 64 + 1, 0);
+        }
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    /// Removes index `i`.
+    pub fn remove(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    /// How many indices.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+
+    /// The indices, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(k, &w)| (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| k * 64 + b))
+    }
+}
