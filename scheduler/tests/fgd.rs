@@ -36,6 +36,7 @@ fn node(name: &str, gpus: usize, cores: i64) -> Node {
         allowed_pods: 110,
         images: vec![],
         gpus: (0..gpus).map(|_| Gpu { model: Sym::new("G2"), island: 0 }).collect(),
+        devices: Default::default(),
     }
 }
 
