@@ -11,9 +11,10 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dra::model::ClaimAllocation;
 use crate::intern::Sym;
 use crate::model::Pod;
-use crate::nodeinfo::{NodeId, NodeInfo};
+use crate::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
 use crate::snapshot::Snapshot;
 use crate::status::{Code, Diagnosis, Status};
 
@@ -29,9 +30,8 @@ pub struct CycleState {
     skip_filter: u64,
     /// Bit i set: the profile's i-th Score plugin is skipped (its PreScore said Skip).
     skip_score: u64,
-    /// The GPUs a Reserve plugin chose for the pod on the selected node (a bit set of device
-    /// indices); `None` leaves the choice to [`NodeInfo::choose_gpus`].
-    gpus: Option<u64>,
+    /// The devices Reserve plugins chose for the pod on the selected node.
+    devices: DeviceChoice,
 }
 
 impl std::fmt::Debug for CycleState {
@@ -63,12 +63,23 @@ impl CycleState {
     /// Records the GPUs the pod gets on the node being reserved (see [`ReservePlugin`]): the
     /// engine then places the pod on exactly these, and its binder checks they are still free.
     pub fn set_gpu_choice(&mut self, gpus: u64) {
-        self.gpus = Some(gpus);
+        self.devices.gpus = Some(gpus);
     }
 
     /// The GPUs a Reserve plugin chose, if any.
     pub fn gpu_choice(&self) -> Option<u64> {
-        self.gpus
+        self.devices.gpus
+    }
+
+    /// Records the DRA claims allocated for the pod on the node being reserved: the engine
+    /// places the pod holding them, and its binder checks their devices are still free.
+    pub fn set_claim_allocations(&mut self, claims: Vec<Arc<ClaimAllocation>>) {
+        self.devices.claims = claims;
+    }
+
+    /// Everything Reserve plugins chose, leaving nothing behind.
+    pub fn take_device_choice(&mut self) -> DeviceChoice {
+        std::mem::take(&mut self.devices)
     }
 
     /// Whether the profile's `i`-th Filter plugin is skipped for this pod.
@@ -256,7 +267,8 @@ pub trait ScorePlugin {
 }
 
 /// Claims or releases per-plugin resources (devices) when a placement is decided or undone.
-/// A plugin that picks the pod's GPUs itself records them with [`CycleState::set_gpu_choice`].
+/// A plugin that picks the pod's devices records them in the cycle state
+/// ([`CycleState::set_gpu_choice`], [`CycleState::set_claim_allocations`]).
 pub trait ReservePlugin {
     /// Claims what `pod` needs on `node`.
     fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status;
@@ -560,7 +572,9 @@ impl Profile {
 
 /// Whether pods `a` and `b` have the same node-local signature: every field a node-local
 /// plugin ([`Plugin::node_local`]) may read — requests, `nodeName`, `nodeSelector`, node
-/// affinity, tolerations, host ports, GPU request. Pods of one workload usually do, whatever
+/// affinity, tolerations, host ports, GPU request, DRA claims ([`PodClaim::same_needs`]).
+///
+/// [`PodClaim::same_needs`]: crate::dra::model::PodClaim::same_needs Pods of one workload usually do, whatever
 /// their names and labels.
 pub fn same_node_local_signature(a: &Pod, b: &Pod) -> bool {
     a.requests == b.requests
@@ -572,6 +586,8 @@ pub fn same_node_local_signature(a: &Pod, b: &Pod) -> bool {
         && a.tolerations == b.tolerations
         && a.host_ports == b.host_ports
         && a.gpu == b.gpu
+        && a.claims.len() == b.claims.len()
+        && a.claims.iter().zip(&b.claims).all(|(x, y)| x.same_needs(y))
 }
 
 /// A hash of the fields [`same_node_local_signature`] compares: equal signatures, equal hashes.
@@ -587,6 +603,9 @@ pub fn node_local_signature_hash(pod: &Pod) -> u64 {
     pod.tolerations.hash(&mut h);
     pod.host_ports.hash(&mut h);
     pod.gpu.hash(&mut h);
+    for c in &pod.claims {
+        c.hash_needs(&mut h);
+    }
     h.finish()
 }
 
@@ -662,7 +681,7 @@ mod tests {
         let mut info = NodeInfo::new(0, Arc::new(node));
         let mut held = Pod::new("default", "held", crate::resources::ResourceVec::ZERO);
         held.gpu = Some(GpuRequest { count: 1, milli: 600, models: vec![] });
-        info.add_pod_on_gpus(Arc::new(held), 0b10);
+        info.add_pod_with(Arc::new(held), &crate::nodeinfo::DeviceChoice::gpus(0b10));
         let mut q = Pod::new("default", "q", crate::resources::ResourceVec::ZERO);
         q.gpu = Some(GpuRequest { count: 1, milli: 400, models: vec![] });
         let mut state = CycleState::new();

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::dra::inventory::DeviceSet;
+use crate::dra::model::{ClaimAllocation, ClaimKey};
 use crate::intern::Sym;
 use crate::model::{GPU_MILLI, GpuRequest, GroupKey, HostPort, Node, Pod, PodKey};
 use crate::resources::ResourceVec;
@@ -9,6 +11,39 @@ use crate::status::Status;
 
 /// Dense index of a node in a snapshot. Stable for the node's lifetime.
 pub type NodeId = u32;
+
+/// The devices a pod gets on its node, as Reserve plugins chose them: carried from the
+/// worker's pick to the binder, which re-checks they are still free, and on to the node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceChoice {
+    /// The GPUs (a bit set of device indices); `None` leaves them to
+    /// [`NodeInfo::choose_gpus`].
+    pub gpus: Option<u64>,
+    /// Claims of the pod allocated for it here (DRA); claims the node already holds are not
+    /// repeated.
+    pub claims: Vec<Arc<ClaimAllocation>>,
+}
+
+impl DeviceChoice {
+    /// Exactly these GPUs and no claim.
+    pub fn gpus(mask: u64) -> DeviceChoice {
+        DeviceChoice { gpus: Some(mask), claims: Vec::new() }
+    }
+}
+
+/// A claim allocated on a node, with how many of the node's pods use it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldClaim {
+    /// The allocation.
+    pub allocation: Arc<ClaimAllocation>,
+    /// The node's devices it holds (indices into the node's devices; admin-access grants and
+    /// shareable devices are not held).
+    pub devices: Vec<usize>,
+    /// Other pods may use it too (the snapshot indexes where such claims are held).
+    pub shared: bool,
+    /// Pods here that use it; at 0 the claim is freed.
+    pub users: u32,
+}
 
 /// A node and the pods bound or assumed on it. Cheap to share (`Arc`), copied on write.
 #[derive(Clone, Debug)]
@@ -23,6 +58,10 @@ pub struct NodeInfo {
     pub pod_gpus: Vec<u64>,
     /// Milli-GPU in use on each of the node's GPUs.
     pub gpu_used: Vec<u32>,
+    /// DRA devices held by the claims allocated here (indices into `node.devices`).
+    pub devices_used: DeviceSet,
+    /// DRA claims allocated here.
+    pub claims: Vec<HeldClaim>,
     /// Sum of the pods' requests.
     pub requested: ResourceVec,
     /// Sum of the pods' non-zero requests (the scoring view).
@@ -53,6 +92,8 @@ impl NodeInfo {
             pods: Vec::new(),
             pod_gpus: Vec::new(),
             gpu_used: vec![0; gpus],
+            devices_used: DeviceSet::new(),
+            claims: Vec::new(),
             requested: ResourceVec::ZERO,
             non_zero_requested: ResourceVec::ZERO,
             used_ports: Vec::new(),
@@ -137,20 +178,24 @@ impl NodeInfo {
         islands.clone().find(|&isl| candidates.iter().filter(|&&i| self.node.gpus[i].island == isl).count() >= n)
     }
 
-    /// Accounts for `pod` on this node, giving it GPUs by [`NodeInfo::choose_gpus`].
+    /// Accounts for `pod` on this node, giving it GPUs by [`NodeInfo::choose_gpus`] and
+    /// holding the claims its status records as allocated here.
     pub fn add_pod(&mut self, pod: Arc<Pod>) {
-        let gpus = pod.gpu.as_ref().and_then(|r| self.choose_gpus(r)).unwrap_or(0);
-        self.add_pod_on_gpus(pod, gpus);
+        self.add_pod_with(pod, &DeviceChoice::default());
     }
 
-    /// Accounts for `pod` on this node holding exactly the GPUs in `gpus`.
-    pub fn add_pod_on_gpus(&mut self, pod: Arc<Pod>, gpus: u64) {
+    /// Accounts for `pod` on this node holding the devices of `choice`: exactly its GPUs when
+    /// it names them (else those [`NodeInfo::choose_gpus`] picks), and its claims (else those
+    /// the pod's claims record as allocated).
+    pub fn add_pod_with(&mut self, pod: Arc<Pod>, choice: &DeviceChoice) {
+        let gpus = choice.gpus.or_else(|| pod.gpu.as_ref().and_then(|r| self.choose_gpus(r))).unwrap_or(0);
         let milli = pod.gpu.as_ref().map_or(0, |r| r.milli);
         for (i, used) in self.gpu_used.iter_mut().enumerate() {
             if gpus & (1 << i) != 0 {
                 *used += milli;
             }
         }
+        self.hold_claims(&pod, choice);
         self.pod_gpus.push(gpus);
         self.requested.add(&pod.requests);
         self.non_zero_requested.add(&pod.non_zero_requests);
@@ -164,6 +209,75 @@ impl NodeInfo {
         self.pods.push(pod);
     }
 
+    /// Adds `pod` as a user of each of its claims: one the node holds already, one allocated
+    /// for it in `choice`, or one its status records allocated here.
+    fn hold_claims(&mut self, pod: &Pod, choice: &DeviceChoice) {
+        for (i, pc) in pod.claims.iter().enumerate() {
+            if pod.claims[..i].iter().any(|o| o.key == pc.key) {
+                continue;
+            }
+            if let Some(held) = self.claims.iter_mut().find(|h| h.allocation.claim == pc.key) {
+                held.users += 1;
+                continue;
+            }
+            let chosen = choice.claims.iter().find(|a| a.claim == pc.key);
+            let Some(allocation) = chosen.or(pc.allocation.as_ref()) else { continue };
+            let devices: Vec<usize> = allocation
+                .devices
+                .iter()
+                .filter(|d| !d.admin_access)
+                .filter_map(|d| self.node.devices.index_of(&d.device))
+                .filter(|&i| !self.node.devices.devices[i].allow_multiple_allocations)
+                .collect();
+            for &d in &devices {
+                self.devices_used.insert(d);
+            }
+            self.claims.push(HeldClaim { allocation: allocation.clone(), devices, shared: pc.shared, users: 1 });
+        }
+    }
+
+    /// Removes `pod` as a user of its claims, freeing those it was the last user of.
+    fn release_claims(&mut self, pod: &Pod) {
+        for (i, pc) in pod.claims.iter().enumerate() {
+            if pod.claims[..i].iter().any(|o| o.key == pc.key) {
+                continue;
+            }
+            let Some(at) = self.claims.iter().position(|h| h.allocation.claim == pc.key) else { continue };
+            self.claims[at].users -= 1;
+            if self.claims[at].users == 0 {
+                let held = self.claims.swap_remove(at);
+                for d in held.devices {
+                    self.devices_used.remove(d);
+                }
+            }
+        }
+    }
+
+    /// The claim `key` if it is allocated here.
+    pub fn held_claim(&self, key: &ClaimKey) -> Option<&HeldClaim> {
+        self.claims.iter().find(|h| h.allocation.claim == *key)
+    }
+
+    /// The allocations of the claims `pod` uses here.
+    pub fn claims_of(&self, pod: &Pod) -> Vec<Arc<ClaimAllocation>> {
+        pod.claims.iter().filter_map(|pc| self.held_claim(&pc.key)).map(|h| h.allocation.clone()).collect()
+    }
+
+    /// Whether the devices `choice` allocates are all still free here, and its claims not
+    /// already allocated here: a placement whose node changed since it was chosen is checked
+    /// this way.
+    pub fn claim_devices_free(&self, choice: &DeviceChoice) -> bool {
+        choice.claims.iter().all(|a| {
+            self.held_claim(&a.claim).is_none()
+                && a.devices.iter().filter(|d| !d.admin_access).all(|d| match self.node.devices.index_of(&d.device) {
+                    Some(i) => {
+                        self.node.devices.devices[i].allow_multiple_allocations || !self.devices_used.contains(i)
+                    }
+                    None => false,
+                })
+        })
+    }
+
     /// The GPUs (a bit set of device indices) the pod with `key` holds here, if it is here.
     pub fn gpus_of(&self, key: &PodKey) -> Option<u64> {
         let i = self.pods.iter().position(|p| p.namespace == key.namespace && p.name == key.name)?;
@@ -175,6 +289,7 @@ impl NodeInfo {
         let i = self.pods.iter().position(|p| p.namespace == key.namespace && p.name == key.name)?;
         let pod = self.pods.swap_remove(i);
         let gpus = self.pod_gpus.swap_remove(i);
+        self.release_claims(&pod);
         let milli = pod.gpu.as_ref().map_or(0, |r| r.milli);
         for (j, used) in self.gpu_used.iter_mut().enumerate() {
             if gpus & (1 << j) != 0 {
@@ -214,7 +329,7 @@ mod tests {
             allowed_pods: 110,
             images: vec![],
             gpus: vec![],
-        devices: Default::default(),
+            devices: Default::default(),
         })
     }
 
@@ -260,7 +375,7 @@ mod tests {
     #[test]
     fn a_named_gpu_set_is_checked_gpu_by_gpu() {
         let mut ni = NodeInfo::new(0, gpu_node(&[0, 0, 0]));
-        ni.add_pod_on_gpus(gpu_pod("a", 1, 700), 0b010);
+        ni.add_pod_with(gpu_pod("a", 1, 700), &DeviceChoice::gpus(0b010));
         assert_eq!(ni.gpu_used, vec![0, 700, 0], "the named GPU, not the best fit");
         let half = GpuRequest { count: 1, milli: 500, models: vec![] };
         assert!(ni.gpus_available(&half, 0b001));

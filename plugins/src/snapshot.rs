@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::default_selector::SelectorSources;
+use crate::dra::model::ClaimKey;
 use crate::intern::Sym;
 use crate::labels::LabelSet;
 use crate::model::{Pod, PodKey};
-use crate::nodeinfo::{NodeId, NodeInfo};
+use crate::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
 use crate::topology::{FxMap, TopologyIndex};
 
 /// An immutable-by-convention view of the cluster; mutated only by its owner.
@@ -38,6 +39,8 @@ pub struct Snapshot {
     image_nodes: HashMap<Arc<str>, u32>,
     /// How many nodes are held for a gang: while none is, Filter need not look.
     reserved_nodes: usize,
+    /// Where each allocated shared DRA claim is held.
+    claim_nodes: FxMap<ClaimKey, NodeId>,
 }
 
 /// Changes the journal keeps (at least half of them at any time).
@@ -61,6 +64,7 @@ impl Default for Snapshot {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             image_nodes: HashMap::new(),
             reserved_nodes: 0,
+            claim_nodes: FxMap::default(),
         }
     }
 }
@@ -82,6 +86,7 @@ impl Clone for Snapshot {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             image_nodes: self.image_nodes.clone(),
             reserved_nodes: self.reserved_nodes,
+            claim_nodes: self.claim_nodes.clone(),
         }
     }
 }
@@ -233,6 +238,10 @@ impl Snapshot {
         let was_reserved = self.slots[id].as_ref().is_some_and(|o| o.reserved_for.is_some());
         self.reserved_nodes =
             self.reserved_nodes + usize::from(info.reserved_for.is_some()) - usize::from(was_reserved);
+        if let Some(old) = &self.slots[id] {
+            index_claims(&mut self.claim_nodes, old, false);
+        }
+        index_claims(&mut self.claim_nodes, &info, true);
         match self.slots[id].take() {
             // Same node object: only pods moved, so recount only the pods that differ.
             Some(old) if Arc::ptr_eq(&old.node, &info.node) && old.id == info.id => {
@@ -271,6 +280,7 @@ impl Snapshot {
     /// Empties slot `id` (a node deleted).
     pub fn remove_node(&mut self, id: NodeId) -> Option<Arc<NodeInfo>> {
         let old = self.slots.get_mut(id as usize)?.take()?;
+        index_claims(&mut self.claim_nodes, &old, false);
         self.reserved_nodes -= usize::from(old.reserved_for.is_some());
         self.topology.remove_node(&old);
         self.by_name.remove(&old.name());
@@ -283,21 +293,28 @@ impl Snapshot {
     /// Accounts for `pod` on node `id`, copying the node if a reader shares it. Returns the
     /// updated node, or `None` if the slot is empty.
     pub fn add_pod(&mut self, id: NodeId, pod: Arc<Pod>) -> Option<&NodeInfo> {
+        self.add_pod_with(id, pod, &DeviceChoice::default())
+    }
+
+    /// As [`Snapshot::add_pod`], the pod holding the devices of `choice` (see
+    /// [`NodeInfo::add_pod_with`]).
+    pub fn add_pod_with(&mut self, id: NodeId, pod: Arc<Pod>, choice: &DeviceChoice) -> Option<&NodeInfo> {
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         self.topology.add_pod(&slot.node, &pod);
-        Arc::make_mut(slot).add_pod(pod);
+        let info = Arc::make_mut(slot);
+        let before = info.claims.len();
+        info.add_pod_with(pod, choice);
+        if info.claims.len() != before {
+            index_claims(&mut self.claim_nodes, info, true);
+        }
         self.restamp(id);
         self.node(id).map(|n| n.as_ref())
     }
 
-    /// As [`Snapshot::add_pod`], the pod holding exactly the GPUs in `gpus` (a bit set of
-    /// device indices) rather than the ones the node would choose.
-    pub fn add_pod_on_gpus(&mut self, id: NodeId, pod: Arc<Pod>, gpus: u64) -> Option<&NodeInfo> {
-        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
-        self.topology.add_pod(&slot.node, &pod);
-        Arc::make_mut(slot).add_pod_on_gpus(pod, gpus);
-        self.restamp(id);
-        self.node(id).map(|n| n.as_ref())
+    /// The node holding shared claim `key` (one that several pods may use), if it is
+    /// allocated.
+    pub fn shared_claim_node(&self, key: &ClaimKey) -> Option<NodeId> {
+        self.claim_nodes.get(key).copied()
     }
 
     /// Removes the pod `key` from node `id`, returning it if it was there.
@@ -306,7 +323,12 @@ impl Snapshot {
         if !slot.pods.iter().any(|p| p.namespace == key.namespace && p.name == key.name) {
             return None;
         }
-        let pod = Arc::make_mut(slot).remove_pod(key)?;
+        let info = Arc::make_mut(slot);
+        // Removing the last user frees a claim: unindex the node's claims, index what is left.
+        index_claims(&mut self.claim_nodes, info, false);
+        let pod = info.remove_pod(key);
+        index_claims(&mut self.claim_nodes, info, true);
+        let pod = pod?;
         self.topology.remove_pod(&slot.node, &pod);
         self.restamp(id);
         Some(pod)
@@ -317,6 +339,17 @@ impl Snapshot {
         if let Some(Some(slot)) = self.slots.get_mut(id as usize) {
             Arc::make_mut(slot).generation = generation;
             self.restamp(id);
+        }
+    }
+}
+
+/// Indexes (`add`) or unindexes the shared claims `info` holds.
+fn index_claims(index: &mut FxMap<ClaimKey, NodeId>, info: &NodeInfo, add: bool) {
+    for held in info.claims.iter().filter(|h| h.shared) {
+        if add {
+            index.insert(held.allocation.claim, info.id);
+        } else if index.get(&held.allocation.claim) == Some(&info.id) {
+            index.remove(&held.allocation.claim);
         }
     }
 }

@@ -95,6 +95,13 @@ impl DeviceSet {
         self.0[i / 64] |= 1 << (i % 64);
     }
 
+    /// Adds every index of `indices`.
+    pub fn extend(&mut self, indices: impl IntoIterator<Item = usize>) {
+        for i in indices {
+            self.insert(i);
+        }
+    }
+
     /// Removes index `i`.
     pub fn remove(&mut self, i: usize) {
         if let Some(w) = self.0.get_mut(i / 64) {
@@ -114,6 +121,9 @@ impl DeviceSet {
 
     /// The indices, ascending.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.0.iter().enumerate().flat_map(|(k, &w)| (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| k * 64 + b))
+        self.0
+            .iter()
+            .enumerate()
+            .flat_map(|(k, &w)| (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| k * 64 + b))
     }
 }

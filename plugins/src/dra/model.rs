@@ -341,7 +341,23 @@ impl PodClaim {
             (Err(a), Err(b)) => a == b,
             _ => false,
         };
-        let held = self.shared || self.allocation.is_some() || other.shared || other.allocation.is_some();
-        spec && (!held || (self.key == other.key && self.allocation == other.allocation))
+        spec && (!(self.held() || other.held()) || (self.key == other.key && self.allocation == other.allocation))
+    }
+
+    /// Whether where the claim is held matters (shared or allocated already).
+    fn held(&self) -> bool {
+        self.shared || self.allocation.is_some()
+    }
+
+    /// Hashes what [`PodClaim::same_needs`] compares: equal needs, equal hashes.
+    pub fn hash_needs<H: std::hash::Hasher>(&self, h: &mut H) {
+        use std::hash::Hash;
+        match &self.spec {
+            Ok(spec) => (Arc::as_ptr(spec) as usize).hash(h),
+            Err(problem) => problem.hash(h),
+        }
+        if self.held() {
+            self.key.hash(h);
+        }
     }
 }

@@ -37,7 +37,7 @@ fn used(cpu: i64, used: &[u32]) -> NodeInfo {
     let mut n = node(used.len(), cpu);
     for (i, &u) in used.iter().enumerate() {
         if u > 0 {
-            n.add_pod_on_gpus(Arc::new(pod(&format!("u{i}"), 0, 1, u)), 1 << i);
+            n.add_pod_with(Arc::new(pod(&format!("u{i}"), 0, 1, u)), &crate::nodeinfo::DeviceChoice::gpus(1 << i));
         }
     }
     n
@@ -135,7 +135,7 @@ fn fgd_charges_cpu_that_leaves_idle_gpus_unreachable() {
 fn fgd_keeps_whole_gpus_in_one_island_and_reports_misfits() {
     let gpus = [0, 0, 1, 1].iter().map(|&island| Gpu { model: Sym::new("T4"), island }).collect();
     let mut n = node_with(8000, gpus);
-    n.add_pod_on_gpus(Arc::new(pod("x", 0, 1, 1000)), 0b0001);
+    n.add_pod_with(Arc::new(pod("x", 0, 1, 1000)), &crate::nodeinfo::DeviceChoice::gpus(0b0001));
     let t = typical(&[(1000, 1, 1000, 1)]);
     let c = fgd_choice(&n, &pod("q", 1000, 2, 1000), &t);
     assert_eq!(c.map(|c| c.gpus), Some(0b1100), "island 0 has one free GPU, island 1 two");

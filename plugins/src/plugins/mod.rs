@@ -2,6 +2,7 @@
 
 use crate::registry::Factory;
 
+pub mod dynamic_resources;
 pub mod gpu_topology;
 pub mod image_locality;
 pub mod inter_pod_affinity;
@@ -20,6 +21,7 @@ pub(crate) mod testing;
 
 /// Every built-in plugin's name and factory.
 pub const BUILTIN: &[(&str, Factory)] = &[
+    (dynamic_resources::NAME, dynamic_resources::new),
     (gpu_topology::NAME, gpu_topology::new),
     (image_locality::NAME, image_locality::new),
     (inter_pod_affinity::NAME, inter_pod_affinity::new),

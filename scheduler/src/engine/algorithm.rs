@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 use tessera_plugins::framework::{CycleState, FilterPlugin, Profile, ScoreBatch, ScorePlugin, TieBreak};
 use tessera_plugins::model::Pod;
-use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
+use tessera_plugins::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
 use tessera_plugins::snapshot::Snapshot;
 use tessera_plugins::status::{Diagnosis, Status};
 
@@ -20,15 +20,14 @@ use super::rng::Rng;
 const PARALLEL_CHUNK: usize = 256;
 
 /// Where a pod should go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Placement {
     /// The chosen node.
     pub node: NodeId,
     /// The node's generation in the snapshot the choice was made on.
     pub seen_generation: u64,
-    /// The GPUs a Reserve plugin chose for the pod (a bit set of device indices); `None`
-    /// leaves them to [`NodeInfo::choose_gpus`].
-    pub gpus: Option<u64>,
+    /// The devices Reserve plugins chose for the pod there (GPUs, DRA claims).
+    pub devices: DeviceChoice,
 }
 
 /// Options of one scheduling cycle.
@@ -103,7 +102,7 @@ pub fn schedule_pod(
         diagnosis.unschedulable_plugins.push(s.plugin);
         return Err(diagnosis);
     }
-    Ok(Placement { node: best.id, seen_generation: best.generation, gpus: state.gpu_choice() })
+    Ok(Placement { node: best.id, seen_generation: best.generation, devices: state.take_device_choice() })
 }
 
 /// PreFilter's candidate nodes, narrowed to `within` when given.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use tessera_plugins::framework::{CycleState, Profile};
 use tessera_plugins::model::Pod;
-use tessera_plugins::nodeinfo::NodeId;
+use tessera_plugins::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
+use tessera_plugins::snapshot::Snapshot;
 
 use super::algorithm::Placement;
 use super::state::{ClusterState, StateError};
@@ -70,7 +71,7 @@ impl Binder {
                 self.stats.rejected += 1;
                 return Verdict::Rejected { node: p.node, reason };
             }
-            if let Err(e) = state.place_on_gpus(pod.clone(), p.node, p.gpus) {
+            if let Err(e) = state.place_with(pod.clone(), p.node, &p.devices) {
                 for done in placed {
                     state.unplace(&done.key());
                 }
@@ -103,6 +104,9 @@ impl Binder {
         if let Some(s) = node.reservation_status(pod) {
             return Err(format!("node {}: {s}", node.name()));
         }
+        if !pod.claims.is_empty() {
+            claims_still_hold(live, node, pod, &placement.devices)?;
+        }
         let cross_node = pod.has_cross_node_constraints() || state.has_anti_affinity_pods();
         if node.generation == seen && !(cross_node && state.generation() != snapshot_gen) {
             self.stats.fast_path += 1;
@@ -121,12 +125,33 @@ impl Binder {
         if !s.is_success() {
             return Err(format!("node {}: {s}", node.name()));
         }
-        // Filter says *some* GPUs fit; a placement that names its GPUs needs those very ones.
-        match (placement.gpus, &pod.gpu) {
+        // Filter says *some* devices fit; a placement that names its devices needs those very
+        // ones.
+        match (placement.devices.gpus, &pod.gpu) {
             (Some(mask), Some(req)) if !node.gpus_available(req, mask) => {
                 Err(format!("node {}: the GPUs chosen for the pod are no longer free", node.name()))
+            }
+            _ if !node.claim_devices_free(&placement.devices) => {
+                Err(format!("node {}: the devices allocated for the pod's claims are no longer free", node.name()))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// Whether every claim of `pod` is still provided for on `node`: held there, allocated by
+/// this placement (and, if shared, not allocated elsewhere meanwhile by another worker's
+/// commit), or allocated there by its status.
+fn claims_still_hold(live: &Snapshot, node: &NodeInfo, pod: &Pod, choice: &DeviceChoice) -> Result<(), String> {
+    for pc in &pod.claims {
+        let provided = if choice.claims.iter().any(|a| a.claim == pc.key) {
+            !(pc.shared && live.shared_claim_node(&pc.key).is_some())
+        } else {
+            node.held_claim(&pc.key).is_some() || pc.allocation.as_ref().is_some_and(|a| a.node == Some(node.name()))
+        };
+        if !provided {
+            return Err(format!("node {}: resourceclaim {} changed since the pod was placed", node.name(), pc.key));
+        }
+    }
+    Ok(())
 }

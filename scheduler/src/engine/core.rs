@@ -308,6 +308,7 @@ impl Core<'_> {
                     pod: pod.clone(),
                     node: node.map_or_else(|| Sym::new(""), |n| n.name()),
                     gpus: node.and_then(|n| n.gpus_of(&pod.key())).unwrap_or(0),
+                    claims: node.map(|n| n.claims_of(pod)).unwrap_or_default(),
                     attempts,
                     queued_at: unit.queued_at,
                     at: now,

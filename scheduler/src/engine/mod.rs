@@ -25,6 +25,7 @@ pub mod worker;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tessera_plugins::dra::model::ClaimAllocation;
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
@@ -78,6 +79,8 @@ pub enum Outcome {
         node: Sym,
         /// The GPUs it holds there, as a bit set of device indices (0 when none).
         gpus: u64,
+        /// The allocations of its DRA claims (the PreBind writes them to the claims' status).
+        claims: Vec<Arc<ClaimAllocation>>,
         /// Attempts it took.
         attempts: u32,
         /// When it was first queued.

@@ -391,7 +391,7 @@ mod tests {
                 allowed_pods: 1,
                 images: vec![],
                 gpus: vec![],
-        devices: Default::default(),
+                devices: Default::default(),
             };
             snap.set_node(Arc::new(NodeInfo::new(i, Arc::new(node))));
         }

@@ -14,7 +14,7 @@ use tessera_plugins::default_selector::SourceChange;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodKey};
-use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
+use tessera_plugins::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
 use tessera_plugins::snapshot::Snapshot;
 use thiserror::Error;
 
@@ -140,12 +140,12 @@ impl ClusterState {
 
     /// Places `pod` on node `id` (assume or bind), its GPUs chosen by the node.
     pub fn place(&mut self, pod: Arc<Pod>, id: NodeId) -> Result<(), StateError> {
-        self.place_on_gpus(pod, id, None)
+        self.place_with(pod, id, &DeviceChoice::default())
     }
 
-    /// Places `pod` on node `id` holding exactly the GPUs `gpus` when given (a plugin chose
-    /// them), else the GPUs the node chooses ([`NodeInfo::choose_gpus`]).
-    pub fn place_on_gpus(&mut self, pod: Arc<Pod>, id: NodeId, gpus: Option<u64>) -> Result<(), StateError> {
+    /// Places `pod` on node `id` holding the devices of `choice` (see
+    /// [`NodeInfo::add_pod_with`]).
+    pub fn place_with(&mut self, pod: Arc<Pod>, id: NodeId, choice: &DeviceChoice) -> Result<(), StateError> {
         let key = pod.key();
         if let Some(&at) = self.placed.get(&key) {
             let node = self.master.node(at).map_or_else(|| Sym::new("?"), |n| n.name());
@@ -158,10 +158,7 @@ impl ClusterState {
         if !pod.pod_anti_affinity.required.is_empty() {
             self.anti_affinity_pods += 1;
         }
-        match gpus {
-            Some(mask) => self.master.add_pod_on_gpus(id, pod, mask),
-            None => self.master.add_pod(id, pod),
-        };
+        self.master.add_pod_with(id, pod, choice);
         self.placed.insert(key, id);
         self.touch(id);
         Ok(())
@@ -174,7 +171,7 @@ impl ClusterState {
         let id = self.master.node_id(name).ok_or_else(|| StateError::NoSuchNode { pod: pod.key(), node: name })?;
         let gpus = self.master.node(id).map_or(0, |n| n.node.gpus.len());
         let recorded = pod.gpu_ids.filter(|mask| gpus < 64 && mask >> gpus == 0);
-        self.place_on_gpus(pod, id, recorded)?;
+        self.place_with(pod, id, &DeviceChoice { gpus: recorded, claims: Vec::new() })?;
         Ok(id)
     }
 
@@ -302,7 +299,7 @@ mod tests {
             allowed_pods: 110,
             images: vec![],
             gpus: Vec::new(),
-        devices: Default::default(),
+            devices: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tessera_plugins::framework::{Profile, same_node_local_signature};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::Pod;
-use tessera_plugins::nodeinfo::NodeId;
+use tessera_plugins::nodeinfo::{DeviceChoice, NodeId};
 use tessera_plugins::snapshot::Snapshot;
 use tessera_plugins::status::Diagnosis;
 
@@ -57,8 +57,8 @@ pub enum Attempt {
 #[derive(Debug)]
 struct Pending {
     seq: u64,
-    /// Each pod, its node, and the GPUs a plugin chose for it there.
-    picks: Vec<(Arc<Pod>, NodeId, Option<u64>)>,
+    /// Each pod, its node, and the devices plugins chose for it there.
+    picks: Vec<(Arc<Pod>, NodeId, DeviceChoice)>,
 }
 
 /// One worker. Owns its snapshot; shares nothing mutable with other workers.
@@ -123,9 +123,9 @@ impl Worker {
             }
         }
         for p in &self.pending {
-            for (pod, id, gpus) in &p.picks {
+            for (pod, id, devices) in &p.picks {
                 if reset.contains(id) {
-                    add_pod(&mut self.snapshot, *id, pod.clone(), *gpus);
+                    self.snapshot.add_pod_with(*id, pod.clone(), devices);
                 }
             }
         }
@@ -238,13 +238,14 @@ impl Worker {
             within,
         };
         let p = schedule_pod(profile, &self.snapshot, pod, opts)?;
-        add_pod(&mut self.snapshot, p.node, pod.clone(), p.gpus);
+        self.snapshot.add_pod_with(p.node, pod.clone(), &p.devices);
         Ok(p)
     }
 
     fn propose(&mut self, unit: Unit, placements: Vec<Placement>) -> Attempt {
         self.next_seq += 1;
-        let picks = unit.pods.iter().cloned().zip(&placements).map(|(pod, p)| (pod, p.node, p.gpus)).collect();
+        let picks =
+            unit.pods.iter().cloned().zip(&placements).map(|(pod, p)| (pod, p.node, p.devices.clone())).collect();
         self.pending.push_back(Pending { seq: self.next_seq, picks });
         Attempt::Proposed(Proposal {
             worker: self.id,
@@ -285,13 +286,4 @@ fn main_reason(d: &Diagnosis) -> String {
     }
     let best = d.reasons.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)));
     best.map_or_else(|| "no nodes available".to_string(), |(r, _)| r.clone())
-}
-
-/// Adds `pod` to node `id` of `snapshot` on the GPUs its placement names, if any, so that the
-/// worker's view holds the devices the binder will commit.
-fn add_pod(snapshot: &mut Snapshot, id: NodeId, pod: Arc<Pod>, gpus: Option<u64>) {
-    match gpus {
-        Some(mask) => snapshot.add_pod_on_gpus(id, pod, mask),
-        None => snapshot.add_pod(id, pod),
-    };
 }

@@ -279,7 +279,7 @@ impl LiveFeed {
 
     fn record_outcome(&mut self, outcome: Outcome, binds: &mut Vec<Vec<BindItem>>) {
         match outcome {
-            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s } => {
+            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s, claims: _ } => {
                 let key = pod.key();
                 self.pending.remove(&key);
                 self.inflight.insert(key, pod.group_key());

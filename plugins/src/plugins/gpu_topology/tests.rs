@@ -131,7 +131,7 @@ fn fgd_scores_the_fragmentation_increase_and_reserves_the_same_gpus() {
     let seeds = json!([{"cpu": 1, "gpuCount": 1, "gpuMilli": 500, "count": 1}]);
     let p = plugin(json!({"scoringStrategy": "FGD", "typicalPods": seeds, "learn": false}));
     let mut partial = node_info(0, gpu_node("a", 2, "T4"), vec![]);
-    partial.add_pod_on_gpus(Arc::new(gpu_pod("x", 1, 400, &[])), 0b10);
+    partial.add_pod_with(Arc::new(gpu_pod("x", 1, 400, &[])), &crate::nodeinfo::DeviceChoice::gpus(0b10));
     let stranding = node_info(1, gpu_node("b", 1, "T4"), vec![gpu_pod("y", 1, 400, &[])]);
     let q = gpu_pod("q", 1, 200, &[]);
     let mut s = CycleState::new();
