@@ -9,9 +9,11 @@
 //! into the pods they would create, for the simulator, once [`owners`] has found what the
 //! input already has of each (a cluster dump lists a Deployment's ReplicaSets and pods too),
 //! so that only the rest is created. [`pod_group`] reads gangs from both PodGroup APIs
-//! (Kubernetes' and scheduler-plugins coscheduling) and from Workloads.
+//! (Kubernetes' and scheduler-plugins coscheduling) and from Workloads. [`dra`] reads DRA's
+//! ResourceSlices, DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`.
 
 mod depth;
+pub mod dra;
 pub mod duration;
 pub mod error;
 pub mod gpu;

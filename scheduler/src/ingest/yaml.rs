@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::scheduling::v1alpha3::Workload;
 use serde::Deserialize;
@@ -27,9 +28,11 @@ use super::pod_group::{COSCHEDULING_API_VERSION, KUBERNETES_API_VERSION, PodGrou
 use super::selector_sources;
 use super::workloads::{Controller, WorkloadKind};
 
-/// Kinds that plugins read themselves (DRA, volumes): passed through as JSON.
-pub const PLUGIN_KINDS: [&str; 5] =
-    ["ResourceClaim", "ResourceSlice", "DeviceClass", "ResourceClaimTemplate", "PersistentVolumeClaim"];
+/// Kinds that plugins read themselves (volumes): passed through as JSON.
+pub const PLUGIN_KINDS: [&str; 1] = ["PersistentVolumeClaim"];
+
+/// The API version of the DRA kinds read ([`Objects::device_classes`] and the others).
+pub const DRA_API_VERSION: &str = "resource.k8s.io/v1";
 
 /// The objects of one or more YAML files, by kind, in input order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -56,6 +59,14 @@ pub struct Objects {
     /// Deployment's through its ReplicaSet), derived with the pods; default spreading reads
     /// them too.
     pub controller_selectors: Vec<SourceChange>,
+    /// DRA `DeviceClass`es, which the requests of claims name.
+    pub device_classes: Vec<DeviceClass>,
+    /// DRA `ResourceSlice`s: the devices drivers publish.
+    pub resource_slices: Vec<ResourceSlice>,
+    /// DRA `ResourceClaim`s, standalone or made from templates, with their allocations.
+    pub resource_claims: Vec<ResourceClaim>,
+    /// DRA `ResourceClaimTemplate`s, which claims for pods are made from.
+    pub resource_claim_templates: Vec<ResourceClaimTemplate>,
     /// Objects of the [`PLUGIN_KINDS`], as JSON, for the plugins that understand them.
     pub other: Vec<Value>,
     /// How many objects of each kind nobody understands were skipped; the caller reports
@@ -101,6 +112,10 @@ impl Objects {
         self.pod_groups.extend(more.pod_groups);
         self.workloads.extend(more.workloads);
         self.selector_sources.extend(more.selector_sources);
+        self.device_classes.extend(more.device_classes);
+        self.resource_slices.extend(more.resource_slices);
+        self.resource_claims.extend(more.resource_claims);
+        self.resource_claim_templates.extend(more.resource_claim_templates);
         self.other.extend(more.other);
         for (kind, n) in more.unknown_kinds {
             *self.unknown_kinds.entry(kind).or_default() += n;
@@ -160,6 +175,10 @@ impl Objects {
             + self.workloads.len()
             + self.selector_sources.len()
             + self.controllers.len()
+            + self.device_classes.len()
+            + self.resource_slices.len()
+            + self.resource_claims.len()
+            + self.resource_claim_templates.len()
             + self.other.len()
     }
 
@@ -255,6 +274,9 @@ impl Reader<'_> {
                     selector_sources::replication_controller(&rc).map_err(|e| self.error(location, e.to_string()))?;
                 self.out.selector_sources.push(change);
             }
+            "DeviceClass" | "ResourceSlice" | "ResourceClaim" | "ResourceClaimTemplate" => {
+                self.dra(kind, value, location)?;
+            }
             k if PLUGIN_KINDS.contains(&k) => self.out.other.push(value),
             unknown => *self.out.unknown_kinds.entry(unknown.to_string()).or_default() += 1,
         }
@@ -289,6 +311,27 @@ impl Reader<'_> {
             }
         };
         self.out.pod_groups.push(object);
+        Ok(())
+    }
+
+    /// A DRA object of `resource.k8s.io/v1`. The same kind in another API group (a CRD of
+    /// that name) counts as an unknown kind; another version of `resource.k8s.io` is an error,
+    /// since its fields differ (v1beta1's requests have no `exactly`).
+    fn dra(&mut self, kind: &str, value: Value, location: DocLocation) -> Result<(), IngestError> {
+        match value.get("apiVersion").and_then(Value::as_str) {
+            Some(DRA_API_VERSION) => {}
+            Some(other) if !other.starts_with("resource.k8s.io/") => {
+                *self.out.unknown_kinds.entry(format!("{kind} ({other})")).or_default() += 1;
+                return Ok(());
+            }
+            other => return Err(self.error(location, unsupported_api_version(other, kind, DRA_API_VERSION))),
+        }
+        match kind {
+            "DeviceClass" => self.out.device_classes.push(self.decode(value, location)?),
+            "ResourceSlice" => self.out.resource_slices.push(self.decode(value, location)?),
+            "ResourceClaim" => self.out.resource_claims.push(self.decode(value, location)?),
+            _ => self.out.resource_claim_templates.push(self.decode(value, location)?),
+        }
         Ok(())
     }
 

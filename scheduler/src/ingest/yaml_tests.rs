@@ -64,8 +64,9 @@ fn multi_document_files_and_lists_are_sorted_by_kind() {
     assert_eq!(objects.namespaces.len(), 1);
     assert_eq!(objects.runtime_classes.len(), 1);
     assert_eq!(objects.pod_groups.len(), 1);
-    let other_kinds: Vec<_> = objects.other.iter().map(|o| o["kind"].as_str().unwrap()).collect();
-    assert_eq!(other_kinds, vec!["ResourceClaim"]);
+    let claims: Vec<_> = objects.resource_claims.iter().map(|c| c.metadata.name.as_deref().unwrap()).collect();
+    assert_eq!(claims, vec!["rc"]);
+    assert!(objects.other.is_empty());
     let unknown: Vec<_> = objects.unknown_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(unknown, vec![("ConfigMap", 2), ("DaemonSet", 1)]);
     assert_eq!(objects.len(), 7);
@@ -147,4 +148,25 @@ fn controllers_are_kept_and_their_pods_derived_again_when_files_are_added() {
     all.extend(Objects::default());
     assert_eq!(names(&all), ["first", "rs-0", "rs-abcde"]);
     assert_eq!(all.controller_selectors.len(), 1);
+}
+
+#[test]
+fn dra_kinds_are_read_typed_from_resource_k8s_io_v1_only() {
+    let text = "apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: gpu}\n---\n\
+                apiVersion: resource.k8s.io/v1\nkind: ResourceSlice\nmetadata: {name: s}\n\
+                spec: {driver: d.io, nodeName: n1, pool: {name: p, generation: 0, resourceSliceCount: 1}}\n---\n\
+                apiVersion: resource.k8s.io/v1\nkind: ResourceClaimTemplate\nmetadata: {name: t}\nspec: {spec: {}}\n---\n\
+                apiVersion: example.com/v1\nkind: ResourceSlice\nmetadata: {name: crd}\n";
+    let objects = read_objects("dra.yaml", text).unwrap();
+    let lens = (objects.device_classes.len(), objects.resource_slices.len(), objects.resource_claim_templates.len());
+    assert_eq!(lens, (1, 1, 1));
+    assert_eq!(objects.unknown_kinds.get("ResourceSlice (example.com/v1)"), Some(&1));
+    assert_eq!(objects.len(), 3);
+    let e = read_objects("old.yaml", "apiVersion: resource.k8s.io/v1beta1\nkind: DeviceClass\nmetadata: {name: g}\n")
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "old.yaml: document 1 (DeviceClass g): unsupported apiVersion \"resource.k8s.io/v1beta1\" for DeviceClass: \
+         supported: resource.k8s.io/v1"
+    );
 }

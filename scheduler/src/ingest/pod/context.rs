@@ -1,5 +1,5 @@
-//! What converting a pod needs from other objects: PriorityClasses, RuntimeClasses and
-//! Namespaces, each converted once when added.
+//! What converting a pod needs from other objects: PriorityClasses, RuntimeClasses,
+//! Namespaces and DRA's classes and claims, each converted once when added.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,7 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::resources::ResourceVec;
 
+use crate::ingest::dra::DraCatalog;
 use crate::ingest::error::{FieldError, FieldProblem, IngestError, ObjectRef};
 use crate::ingest::quantities::{Amounts, resource_list};
 use crate::ingest::selectors::label_set;
@@ -20,7 +21,8 @@ use crate::ingest::yaml::Objects;
 const SYSTEM_PRIORITY_CLASSES: [(&str, i32); 2] =
     [("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
 
-/// Priority classes, runtime classes and namespace labels that pods are resolved against.
+/// Priority classes, runtime classes, namespace labels and DRA claims that pods are resolved
+/// against.
 #[derive(Clone, Debug)]
 pub struct PodContext {
     priority_classes: HashMap<String, i32>,
@@ -28,6 +30,7 @@ pub struct PodContext {
     global_default: Option<(String, i32)>,
     runtime_overheads: HashMap<String, Amounts>,
     namespaces: HashMap<Sym, LabelSet>,
+    dra: DraCatalog,
 }
 
 impl Default for PodContext {
@@ -46,10 +49,12 @@ impl PodContext {
             global_default: None,
             runtime_overheads: HashMap::new(),
             namespaces: HashMap::new(),
+            dra: DraCatalog::default(),
         }
     }
 
-    /// A context holding every PriorityClass, RuntimeClass and Namespace of `objects`.
+    /// A context holding every PriorityClass, RuntimeClass, Namespace, DeviceClass,
+    /// ResourceClaimTemplate and ResourceClaim of `objects` (classes before what names them).
     pub fn from_objects(objects: &Objects) -> Result<PodContext, IngestError> {
         let mut cx = PodContext::new();
         for pc in &objects.priority_classes {
@@ -60,6 +65,15 @@ impl PodContext {
         }
         for ns in &objects.namespaces {
             cx.add_namespace(ns)?;
+        }
+        for class in &objects.device_classes {
+            cx.dra.add_class(class)?;
+        }
+        for template in &objects.resource_claim_templates {
+            cx.dra.add_template(template)?;
+        }
+        for claim in &objects.resource_claims {
+            cx.dra.add_claim(claim)?;
         }
         Ok(cx)
     }
@@ -121,6 +135,16 @@ impl PodContext {
     /// The labels of namespace `name`, if known.
     pub fn namespace_labels(&self, name: &str) -> Option<&LabelSet> {
         Sym::get(name).and_then(|ns| self.namespaces.get(&ns))
+    }
+
+    /// The DRA classes, templates and claims pods' `spec.resourceClaims` resolve against.
+    pub fn dra(&self) -> &DraCatalog {
+        &self.dra
+    }
+
+    /// The DRA catalog, to add classes, templates and claims to (classes first).
+    pub fn dra_mut(&mut self) -> &mut DraCatalog {
+        &mut self.dra
     }
 
     /// Every known namespace with its labels: the table the snapshot matches namespace

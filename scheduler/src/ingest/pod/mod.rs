@@ -1,6 +1,7 @@
 //! Kubernetes `Pod` into the compact [`Pod`], with upstream's defaulting and the parts of
 //! admission the scheduler depends on (priority from PriorityClasses, overhead from
-//! RuntimeClasses) applied, and invalid specs rejected with the field named.
+//! RuntimeClasses) applied, DRA claims resolved, and invalid specs rejected with the field
+//! named.
 
 mod affinity;
 mod context;
@@ -30,7 +31,7 @@ pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 /// The label with which scheduler-plugins' coscheduling puts a pod in a PodGroup.
 pub const POD_GROUP_LABEL: &str = "scheduling.x-k8s.io/pod-group";
 
-/// Converts a pod, resolving its priority and overhead through `cx`.
+/// Converts a pod, resolving its priority, overhead and DRA claims through `cx`.
 pub fn pod(p: &core::Pod, cx: &PodContext) -> Result<Pod, IngestError> {
     let namespace = p.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
     convert(p, namespace, cx).map_err(|e| e.on(ObjectRef::namespaced("Pod", namespace, p.metadata.name.as_deref())))
@@ -73,7 +74,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         gpu_ids: super::gpu::gpu_ids(meta.annotations.as_ref(), gpu.as_ref())?,
         gpu,
         pod_group: pod_group(spec, meta.labels.as_ref()),
-        claims: Vec::new(),
+        claims: cx.dra().pod_claims(p, namespace.as_str(), name)?,
         controller: controller(meta),
         creation_s: creation_seconds(meta),
         labels,

@@ -1,0 +1,378 @@
+//! DRA objects (`resource.k8s.io/v1`) into [`tessera_plugins::dra::model`]: ResourceSlices
+//! into devices ([`resource_slice`]), DeviceClasses with their selectors compiled
+//! ([`device_class`]), and claim specs resolved against the classes once per ResourceClaim or
+//! ResourceClaimTemplate ([`DraCatalog`]), so that every pod of a template shares one
+//! `Arc<ClaimSpec>` (pointer equality is how the engine shares Filter work between them).
+//!
+//! Two kinds of trouble are told apart. Structural garbage in an object (a capacity that is
+//! not a quantity, an unknown `allocationMode`) is an [`IngestError`] naming the object and
+//! field, as for any object. A claim that is well formed but cannot be satisfied on any node
+//! (its class is missing, a selector does not compile, a bad count) resolves to
+//! `Err(reason)` naming the claim and the request: the pods using it stay pending with that
+//! reason, and nothing else fails.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::resource::v1 as api;
+use tessera_plugins::dra::cel::{CelError, Selector};
+use tessera_plugins::dra::model::{
+    AttrValue, Capacity, ClaimAllocation, ClaimKey, ClaimProblem, ClaimSpec, Device, DeviceClass, DeviceTaint,
+    PodClaim, ResourceSlice, SliceNodes,
+};
+use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::NodeSelector;
+use tessera_plugins::model::TaintEffect;
+use tessera_plugins::quantity::parse_milli;
+
+use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
+use super::selectors::node_selector_term;
+use spec::{Resolver, cel_expression, opaque, required};
+
+#[path = "dra_spec.rs"]
+mod spec;
+
+/// An object resolved for allocation, or why no node can satisfy what names it (a message
+/// naming the object, and the request when there is one).
+pub type Resolved<T> = Result<Arc<T>, ClaimProblem>;
+
+/// The next [`Device::uid`]: process-unique, so a republished device never reuses one.
+static NEXT_DEVICE_UID: AtomicU64 = AtomicU64::new(1);
+
+/// Compiles a CEL selector, through the one place that knows how (so a compile cache is a
+/// one-line change here).
+fn compile(expression: &str) -> Result<Arc<Selector>, CelError> {
+    Ok(Arc::new(Selector::compile(expression)?))
+}
+
+/// Converts a ResourceSlice. Its placement is `nodeName`, `nodeSelector` or `allNodes`;
+/// `perDeviceNodeSelection`, which this model does not express, becomes an empty node
+/// selector: reachable from no node, until the allocator learns per-device placement.
+pub fn resource_slice(s: &api::ResourceSlice) -> Result<ResourceSlice, IngestError> {
+    let object = || ObjectRef::cluster("ResourceSlice", s.metadata.name.as_deref());
+    let name = s.metadata.name.as_deref().unwrap_or("");
+    let name = required(name, "metadata.name").map_err(|e| e.on(object()))?;
+    convert_slice(name, &s.spec).map_err(|e| e.on(object()))
+}
+
+fn convert_slice(name: &str, spec: &api::ResourceSliceSpec) -> Result<ResourceSlice, FieldError> {
+    let driver = Sym::new(required(&spec.driver, "spec.driver")?);
+    let pool = Sym::new(required(&spec.pool.name, "spec.pool.name")?);
+    let count = spec.pool.resource_slice_count;
+    let slice_count = u32::try_from(count).ok().filter(|n| *n >= 1).ok_or_else(|| {
+        FieldError::new(
+            "spec.pool.resourceSliceCount",
+            FieldProblem::OutOfRange { min: 1, max: i64::from(u32::MAX), got: count },
+        )
+    })?;
+    let devices = spec
+        .devices
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, d)| device(d, driver, pool, &format!("spec.devices[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(ResourceSlice {
+        name: Arc::from(name),
+        driver,
+        pool,
+        generation: spec.pool.generation,
+        slice_count,
+        nodes: slice_nodes(spec)?,
+        devices,
+    })
+}
+
+fn slice_nodes(spec: &api::ResourceSliceSpec) -> Result<SliceNodes, FieldError> {
+    let node_name = spec.node_name.as_deref().filter(|n| !n.is_empty());
+    let all = spec.all_nodes == Some(true);
+    let per_device = spec.per_device_node_selection == Some(true);
+    let set = [node_name.is_some(), spec.node_selector.is_some(), all, per_device];
+    if set.iter().filter(|s| **s).count() != 1 {
+        let rule = "exactly one of nodeName, nodeSelector, allNodes and perDeviceNodeSelection must be set";
+        return Err(FieldError::new("spec", FieldProblem::Rule(rule)));
+    }
+    Ok(match (node_name, &spec.node_selector) {
+        (Some(node), _) => SliceNodes::Node(Sym::new(node)),
+        (_, Some(selector)) => SliceNodes::Selector(node_selector(selector, "spec.nodeSelector")?),
+        _ if all => SliceNodes::All,
+        _ => SliceNodes::Selector(NodeSelector::default()),
+    })
+}
+
+fn node_selector(selector: &core::NodeSelector, path: &str) -> Result<NodeSelector, FieldError> {
+    let terms = selector
+        .node_selector_terms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| node_selector_term(t, &format!("{path}.nodeSelectorTerms[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(NodeSelector { terms })
+}
+
+fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Device>, FieldError> {
+    let name = Sym::new(required(&d.name, &format!("{path}.name"))?);
+    let mut attributes = BTreeMap::new();
+    for (key, a) in d.attributes.iter().flatten() {
+        if let Some(value) = attribute(a, &format!("{path}.attributes.{key}"))? {
+            attributes.insert(qualify(driver, key), value);
+        }
+    }
+    let mut capacity = BTreeMap::new();
+    for (key, c) in d.capacity.iter().flatten() {
+        let milli = parse_milli(&c.value.0).map_err(|e| FieldError::new(format!("{path}.capacity.{key}.value"), e))?;
+        capacity.insert(qualify(driver, key), Capacity { text: Arc::from(c.value.0.as_str()), milli });
+    }
+    let mut taints = Vec::new();
+    for (i, t) in d.taints.iter().flatten().enumerate() {
+        taints.extend(device_taint(t, &format!("{path}.taints[{i}]"))?);
+    }
+    Ok(Arc::new(Device {
+        uid: NEXT_DEVICE_UID.fetch_add(1, Ordering::Relaxed),
+        name,
+        driver,
+        pool,
+        attributes,
+        capacity,
+        taints,
+        allow_multiple_allocations: d.allow_multiple_allocations == Some(true),
+    }))
+}
+
+/// `name` qualified: a name without a domain gets the driver's, as upstream's CEL environment
+/// qualifies it.
+fn qualify(driver: Sym, name: &str) -> Arc<str> {
+    if name.contains('/') { Arc::from(name) } else { Arc::from(format!("{driver}/{name}")) }
+}
+
+/// A scalar attribute; `None` for the list-valued ones (`bools`, `ints`, ...: alpha
+/// `DRAListTypeAttributes`), which the model does not hold, so selectors see them absent.
+fn attribute(a: &api::DeviceAttribute, path: &str) -> Result<Option<AttrValue>, FieldError> {
+    let lists = [a.bools.is_some(), a.ints.is_some(), a.strings.is_some(), a.versions.is_some()];
+    let scalars = [a.bool.is_some(), a.int.is_some(), a.string.is_some(), a.version.is_some()];
+    if lists.iter().chain(&scalars).filter(|s| **s).count() != 1 {
+        return Err(FieldError::new(path, FieldProblem::Rule("exactly one value field must be set")));
+    }
+    Ok(match (a.bool, a.int, &a.string, &a.version) {
+        (Some(b), ..) => Some(AttrValue::Bool(b)),
+        (_, Some(i), ..) => Some(AttrValue::Int(i)),
+        (_, _, Some(s), _) => Some(AttrValue::String(Arc::from(s.as_str()))),
+        (.., Some(v)) => Some(AttrValue::Version(Arc::from(v.as_str()))),
+        _ => None,
+    })
+}
+
+/// A device taint; `None` for an effect that keeps no claim off the device (`None`, and any
+/// effect unknown here, which upstream says consumers treat like `None`).
+fn device_taint(t: &api::DeviceTaint, path: &str) -> Result<Option<DeviceTaint>, FieldError> {
+    let key = required(&t.key, &format!("{path}.key"))?;
+    let effect = match t.effect.as_str() {
+        "NoSchedule" => TaintEffect::NoSchedule,
+        "NoExecute" => TaintEffect::NoExecute,
+        _ => return Ok(None),
+    };
+    Ok(Some(DeviceTaint { key: Sym::new(key), value: Sym::new(t.value.as_deref().unwrap_or("")), effect }))
+}
+
+/// Converts a DeviceClass. A selector that does not compile is not an input error: the class
+/// resolves to `Err`, and so does every request naming it.
+pub fn device_class(c: &api::DeviceClass) -> Result<Resolved<DeviceClass>, IngestError> {
+    let object = || ObjectRef::cluster("DeviceClass", c.metadata.name.as_deref());
+    convert_class(c).map_err(|e| e.on(object()))
+}
+
+fn convert_class(c: &api::DeviceClass) -> Result<Resolved<DeviceClass>, FieldError> {
+    let name = required(c.metadata.name.as_deref().unwrap_or(""), "metadata.name")?;
+    let spec = c.spec.as_ref();
+    let expressions = spec
+        .and_then(|s| s.selectors.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| cel_expression(s, &format!("spec.selectors[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = spec
+        .and_then(|s| s.config.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| opaque(c.opaque.as_ref(), None, &format!("spec.config[{i}]")))
+        .collect::<Result<_, _>>()?;
+    let mut selectors = Vec::with_capacity(expressions.len());
+    for expression in expressions {
+        match compile(expression) {
+            Ok(s) => selectors.push(s),
+            Err(e) => {
+                let why = format!("deviceclass {name:?}: selector {expression:?} does not compile: {e}");
+                return Ok(Err(Arc::from(why)));
+            }
+        }
+    }
+    Ok(Ok(Arc::new(DeviceClass { name: Sym::new(name), selectors, config })))
+}
+
+/// A ResourceClaim as pods see it: its resolved spec and the allocation its status records.
+#[derive(Clone, Debug)]
+pub struct ClaimEntry {
+    /// `spec.devices`, resolved, or why no node can satisfy it.
+    pub spec: Resolved<ClaimSpec>,
+    /// `status.allocation`, when the claim is allocated.
+    pub allocation: Option<Arc<ClaimAllocation>>,
+}
+
+/// DeviceClasses, ResourceClaimTemplates and ResourceClaims, each resolved once when added:
+/// what turns a pod's `spec.resourceClaims` into [`PodClaim`]s. Templates and claims resolve
+/// against the classes added before them, so add the classes first (and add a template or
+/// claim again after a class it names changes).
+#[derive(Clone, Debug, Default)]
+pub struct DraCatalog {
+    classes: HashMap<String, Resolved<DeviceClass>>,
+    templates: HashMap<ClaimKey, Resolved<ClaimSpec>>,
+    claims: HashMap<ClaimKey, ClaimEntry>,
+}
+
+impl DraCatalog {
+    /// Adds (or replaces) a DeviceClass.
+    pub fn add_class(&mut self, c: &api::DeviceClass) -> Result<(), IngestError> {
+        let class = device_class(c)?;
+        // device_class checked the name.
+        self.classes.insert(c.metadata.name.clone().unwrap_or_default(), class);
+        Ok(())
+    }
+
+    /// Adds (or replaces) a ResourceClaimTemplate, resolving its `spec.spec` once for every
+    /// claim made from it.
+    pub fn add_template(&mut self, t: &api::ResourceClaimTemplate) -> Result<(), IngestError> {
+        let namespace = namespace_of(&t.metadata);
+        let object = || ObjectRef::namespaced("ResourceClaimTemplate", namespace, t.metadata.name.as_deref());
+        let name = required(t.metadata.name.as_deref().unwrap_or(""), "metadata.name").map_err(|e| e.on(object()))?;
+        let devices = t.spec.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.devices.as_ref());
+        let label = format!("resourceclaimtemplate {namespace}/{name}");
+        let spec = Resolver::new(&self.classes).resolve(devices, "spec.spec.devices", &label);
+        self.templates.insert(ClaimKey::new(namespace, name), spec.map_err(|e| e.on(object()))?);
+        Ok(())
+    }
+
+    /// Adds (or replaces) a ResourceClaim: its spec, resolved, and its allocation.
+    pub fn add_claim(&mut self, c: &api::ResourceClaim) -> Result<(), IngestError> {
+        let namespace = namespace_of(&c.metadata);
+        let object = || ObjectRef::namespaced("ResourceClaim", namespace, c.metadata.name.as_deref());
+        self.claim_entry(c, namespace).map_err(|e| e.on(object()))
+    }
+
+    fn claim_entry(&mut self, c: &api::ResourceClaim, namespace: &str) -> Result<(), FieldError> {
+        let name = required(c.metadata.name.as_deref().unwrap_or(""), "metadata.name")?;
+        let key = ClaimKey::new(namespace, name);
+        let devices = c.spec.as_ref().and_then(|s| s.devices.as_ref());
+        let spec = Resolver::new(&self.classes).resolve(devices, "spec.devices", &format!("resourceclaim {key}"))?;
+        let allocation = match c.status.as_ref().and_then(|s| s.allocation.as_ref()) {
+            Some(a) => Some(Arc::new(spec::allocation(key, a)?)),
+            None => None,
+        };
+        self.claims.insert(key, ClaimEntry { spec, allocation });
+        Ok(())
+    }
+
+    /// The resolved spec of template `namespace/name`, if added.
+    pub fn template(&self, namespace: &str, name: &str) -> Option<&Resolved<ClaimSpec>> {
+        self.templates.get(&ClaimKey::new(namespace, name))
+    }
+
+    /// The claim `key`, if added.
+    pub fn claim(&self, key: &ClaimKey) -> Option<&ClaimEntry> {
+        self.claims.get(key)
+    }
+
+    /// The pod's `spec.resourceClaims`, resolved. A claim, template or class that is not in
+    /// the catalog gives an entry whose spec is `Err` naming it (the pod waits; a catalog left
+    /// empty, as a pod converted without DRA objects has, gives such entries and no error).
+    ///
+    /// An entry naming a template uses the claim `pod.status.resourceClaimStatuses` records
+    /// for it (with the claim's spec when the catalog has the claim, else the template's);
+    /// a status entry with no claim means none was needed, and the entry is skipped. Without
+    /// a status, the claim is made as upstream's resourceclaim controller would, named
+    /// `<pod>-<entry>`: upstream appends a random suffix, the simulator keeps it
+    /// deterministic. Either way the claim is the pod's own (`shared: false`).
+    pub fn pod_claims(&self, p: &core::Pod, namespace: &str, pod_name: &str) -> Result<Vec<PodClaim>, FieldError> {
+        let entries = p.spec.as_ref().and_then(|s| s.resource_claims.as_deref()).unwrap_or_default();
+        let statuses = p.status.as_ref().and_then(|s| s.resource_claim_statuses.as_deref()).unwrap_or_default();
+        let mut out = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let path = format!("spec.resourceClaims[{i}]");
+            let name = required(&e.name, &format!("{path}.name"))?;
+            if entries[..i].iter().any(|other| other.name == e.name) {
+                return Err(FieldError::invalid(format!("{path}.name"), name, "must be unique in the pod"));
+            }
+            let at = Entry { name, namespace };
+            match (non_empty(&e.resource_claim_name), non_empty(&e.resource_claim_template_name)) {
+                (Some(claim), None) => out.push(self.standalone(&at, claim)),
+                (None, Some(template)) => {
+                    let status = statuses.iter().find(|s| s.name == e.name);
+                    out.extend(self.templated(&at, template, status, pod_name));
+                }
+                _ => {
+                    let rule = "exactly one of resourceClaimName and resourceClaimTemplateName must be set";
+                    return Err(FieldError::new(path, FieldProblem::Rule(rule)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A claim named directly: shared with whichever other pods name it.
+    fn standalone(&self, at: &Entry<'_>, claim: &str) -> PodClaim {
+        let key = ClaimKey::new(at.namespace, claim);
+        let (spec, allocation) = match self.claims.get(&key) {
+            Some(entry) => (entry.spec.clone(), entry.allocation.clone()),
+            None => (Err(Arc::from(format!("resourceclaim {key} not found"))), None),
+        };
+        PodClaim { name: Sym::new(at.name), key, spec, shared: true, allocation }
+    }
+
+    fn templated(
+        &self,
+        at: &Entry<'_>,
+        template: &str,
+        status: Option<&core::PodResourceClaimStatus>,
+        pod_name: &str,
+    ) -> Option<PodClaim> {
+        let template_spec = self.template(at.namespace, template);
+        let (key, spec, allocation) = match status {
+            Some(status) => {
+                let claim = status.resource_claim_name.as_deref().filter(|c| !c.is_empty())?;
+                let key = ClaimKey::new(at.namespace, claim);
+                match (self.claims.get(&key), template_spec) {
+                    (Some(entry), _) => (key, entry.spec.clone(), entry.allocation.clone()),
+                    (None, Some(spec)) => (key, spec.clone(), None),
+                    (None, None) => (key, Err(Arc::from(format!("resourceclaim {key} not found"))), None),
+                }
+            }
+            None => {
+                let key = ClaimKey::new(at.namespace, &format!("{pod_name}-{}", at.name));
+                let missing = || Arc::from(format!("resourceclaimtemplate {}/{template} not found", at.namespace));
+                (key, template_spec.cloned().unwrap_or_else(|| Err(missing())), None)
+            }
+        };
+        Some(PodClaim { name: Sym::new(at.name), key, spec, shared: false, allocation })
+    }
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// A pod's claim entry: its name and the pod's namespace.
+struct Entry<'a> {
+    name: &'a str,
+    namespace: &'a str,
+}
+
+fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default")
+}
+
+#[cfg(test)]
+#[path = "dra_tests.rs"]
+mod tests;
