@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
 use tessera_plugins::default_selector::SourceChange;
+use tessera_plugins::dra::inventory::NodeDevices;
+use tessera_plugins::dra::model::{ResourceSlice, SliceNodes};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GPU_MILLI, Gpu, GpuRequest, Node, Pod, PodGroup};
@@ -23,6 +25,11 @@ pub const ARRIVAL_ANNOTATION: &str = "tessera.io/arrival";
 pub const DURATION_ANNOTATION: &str = "tessera.io/duration";
 /// Label openb nodes carry with their GPU model.
 pub const OPENB_MODEL_LABEL: &str = "alibabacloud.com/gpu-card-model";
+/// The [`SimInput::unknown_kinds`] entry counting ResourceSlices whose devices are not local
+/// to one node (`nodeSelector`, `allNodes`, per-device placement): the DRA allocator does not
+/// use them yet, so they are left out of every node's devices and reported once.
+pub const NON_LOCAL_SLICES: &str =
+    "ResourceSlice (devices not local to one node: nodeSelector, allNodes or perDeviceNodeSelection)";
 
 /// Why the simulator's input cannot be used.
 #[derive(Debug, Error)]
@@ -118,7 +125,8 @@ pub struct SimInput {
     /// `namespace/name` (of two with one name, the later in input order wins; see
     /// [`ingest::pod_groups`]).
     pub pod_groups: Vec<PodGroup>,
-    /// Kinds nobody understands, with counts (reported once, skipped).
+    /// Kinds nobody understands, with counts (reported once, skipped); also
+    /// [`NON_LOCAL_SLICES`], the ResourceSlices the DRA allocator cannot use yet.
     pub unknown_kinds: BTreeMap<String, usize>,
     /// The files read.
     pub sources: Vec<String>,
@@ -173,9 +181,17 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
             Ok(())
         }
     };
+    let mut slices = Vec::with_capacity(objects.resource_slices.len());
+    for s in &objects.resource_slices {
+        match ingest::dra::resource_slice(s) {
+            Ok(slice) => slices.push(Arc::new(slice)),
+            Err(e) => invalid(e.into(), &mut input.skipped)?,
+        }
+    }
+    let slices = SlicesByNode::new(slices, &mut input.unknown_kinds);
     for n in &objects.nodes {
         match ingest::node(n) {
-            Ok(node) => input.nodes.push(node),
+            Ok(node) => input.nodes.push(Node { devices: slices.devices(node.name), ..node }),
             Err(e) => invalid(e.into(), &mut input.skipped)?,
         }
     }
@@ -192,6 +208,37 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
         }
     }
     Ok(input)
+}
+
+/// ResourceSlices by the node their devices are local to, so that each node's inventory
+/// reads only its own slices.
+struct SlicesByNode(HashMap<Sym, Vec<Arc<ResourceSlice>>>);
+
+impl SlicesByNode {
+    /// Groups `slices` by node, counting those local to no single node under
+    /// [`NON_LOCAL_SLICES`] in `notes`.
+    fn new(slices: Vec<Arc<ResourceSlice>>, notes: &mut BTreeMap<String, usize>) -> SlicesByNode {
+        let mut by_node: HashMap<Sym, Vec<Arc<ResourceSlice>>> = HashMap::new();
+        let mut non_local = 0;
+        for slice in slices {
+            match slice.nodes {
+                SliceNodes::Node(node) => by_node.entry(node).or_default().push(slice),
+                _ => non_local += 1,
+            }
+        }
+        if non_local > 0 {
+            *notes.entry(NON_LOCAL_SLICES.to_string()).or_default() += non_local;
+        }
+        SlicesByNode(by_node)
+    }
+
+    /// The devices of node `node`.
+    fn devices(&self, node: Sym) -> Arc<NodeDevices> {
+        match self.0.get(&node) {
+            Some(slices) => Arc::new(NodeDevices::for_node(node, slices)),
+            None => Arc::default(),
+        }
+    }
 }
 
 /// Whether the pod waits for `spec.schedulingGates` to be removed.
@@ -622,6 +669,54 @@ spec: {containers: [{name: c}]}
         assert_eq!(input.pod_groups[1].topology_key, Some(Sym::new("rack")));
         assert_eq!(input.pods[0].pod.group_key(), Some(GroupKey::new("batch", "etl")));
         assert!(input.unknown_kinds.is_empty());
+    }
+
+    /// Nodes, slices, a class, a template, an allocated claim, a running pod and a Job.
+    const DRA: &str = include_str!("../../../tests/fixtures/sim/dra.yaml");
+
+    #[test]
+    fn nodes_get_their_local_devices_and_pods_their_claims() {
+        let input = from_objects(&ingest::read_objects("dra.yaml", DRA).unwrap(), OnInvalid::Stop).unwrap();
+        let devices = |node: usize| {
+            let d = &input.nodes[node].devices.devices;
+            d.iter().map(|d| d.id().to_string()).collect::<Vec<_>>()
+        };
+        // gpu-a: its newest generation, both slices of it; the stale slice's gpu-9 is gone.
+        assert_eq!(
+            devices(0),
+            ["gpu.example.com/gpu-a/gpu-0", "gpu.example.com/gpu-a/gpu-1", "gpu.example.com/gpu-a/gpu-2"]
+        );
+        assert_eq!(devices(1), ["gpu.example.com/gpu-b/gpu-0"]);
+        // The allNodes slice is left out, with one note.
+        assert_eq!(input.unknown_kinds.get(NON_LOCAL_SLICES), Some(&1));
+        assert_eq!(input.unknown_kinds.len(), 1);
+
+        let notebook = &input.running[0];
+        let allocation = notebook.claims[0].allocation.as_ref().unwrap();
+        assert_eq!(allocation.node, Some(Sym::new("gpu-a")));
+        assert_eq!(allocation.devices[0].device.to_string(), "gpu.example.com/gpu-a/gpu-0");
+        assert!(notebook.claims[0].shared);
+
+        let train: Vec<_> = input.pods.iter().map(|p| &p.pod.claims[0]).collect();
+        let keys: Vec<String> = train.iter().map(|c| c.key.to_string()).collect();
+        assert_eq!(keys, ["ml/train-0-gpu", "ml/train-1-gpu"]);
+        assert!(Arc::ptr_eq(train[0].spec.as_ref().unwrap(), train[1].spec.as_ref().unwrap()));
+    }
+
+    #[test]
+    fn a_bad_slice_stops_the_input_or_is_skipped() {
+        let bad = DRA.replace("{memory: {value: 24Gi}}", "{memory: {value: lots}}");
+        let objects = ingest::read_objects("dra.yaml", &bad).unwrap();
+        let e = from_objects(&objects, OnInvalid::Stop).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "ResourceSlice gpu-b-gpu.example.com: spec.devices[0].capacity.memory.value: quantity \"lots\""
+            ),
+            "{e}"
+        );
+        let input = from_objects(&objects, OnInvalid::Skip).unwrap();
+        assert_eq!(input.skipped.len(), 1);
+        assert!(input.nodes[1].devices.is_empty());
     }
 
     #[test]
