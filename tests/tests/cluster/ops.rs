@@ -495,7 +495,7 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
     let objects = read_objects("snapshot.yaml", &snap.yaml).unwrap();
     assert_eq!((objects.nodes.len(), objects.pods.len()), (3, 1204), "the ReplicaSet's pods once");
     assert_eq!(objects.pod_groups.len(), 1);
-    assert_eq!(objects.other.len(), 1, "the DeviceClass, for the DRA plugin");
+    assert_eq!(objects.device_classes.len(), 1, "the DeviceClass, for the DRA plugin");
     assert!(objects.unknown_kinds.is_empty(), "{:?}", objects.unknown_kinds);
     // Namespaces: default, kube-system, kube-public, kube-node-lease and ml.
     assert_eq!(objects.namespaces.len(), 5);
