@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::resource::v1 as api;
-use tessera_plugins::dra::cel::{CelError, Selector};
+use tessera_plugins::dra::cel::{CelError, Selector, compile_cached};
 use tessera_plugins::dra::model::{
     AttrValue, Capacity, ClaimAllocation, ClaimKey, ClaimProblem, ClaimSpec, Device, DeviceClass, DeviceTaint,
     PodClaim, ResourceSlice, SliceNodes,
@@ -41,10 +41,10 @@ pub type Resolved<T> = Result<Arc<T>, ClaimProblem>;
 /// The next [`Device::uid`]: process-unique, so a republished device never reuses one.
 static NEXT_DEVICE_UID: AtomicU64 = AtomicU64::new(1);
 
-/// Compiles a CEL selector, through the one place that knows how (so a compile cache is a
-/// one-line change here).
+/// Compiles a CEL selector through the process-wide cache, so that every class and claim
+/// writing one expression shares one selector (and its per-device results).
 fn compile(expression: &str) -> Result<Arc<Selector>, CelError> {
-    Ok(Arc::new(Selector::compile(expression)?))
+    compile_cached(expression)
 }
 
 /// Converts a ResourceSlice. Its placement is `nodeName`, `nodeSelector` or `allNodes`;
