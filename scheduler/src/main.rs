@@ -304,7 +304,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
         verify: args.verify,
         gang_topology: args.gang_topology,
     };
-    let report = bench::run(&opts, cfg.profiles);
+    let report = bench::run(&opts, cfg.profiles).context("building the DRA mix's device classes")?;
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;
     } else {

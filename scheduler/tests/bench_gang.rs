@@ -12,7 +12,7 @@ fn run(topology: GangTopology, workers: usize) -> BenchReport {
     let profiles = config::default_config(&Registry::builtin()).expect("the default profile builds").profiles;
     let opts =
         BenchOptions { nodes: 64, pods: 600, workers, mix: Mix::Gang, seed: 1, verify: true, gang_topology: topology };
-    bench::run(&opts, profiles)
+    bench::run(&opts, profiles).unwrap()
 }
 
 #[test]
@@ -59,7 +59,7 @@ fn the_json_has_the_gang_fields_only_for_the_gang_mix() {
         verify: false,
         gang_topology: GangTopology::Hierarchy,
     };
-    let basic = serde_json::to_value(bench::run(&opts, profiles)).unwrap();
+    let basic = serde_json::to_value(bench::run(&opts, profiles).unwrap()).unwrap();
     assert!(basic.get("gangs").is_none() && basic.get("gang_topology").is_none(), "{basic}");
     assert!(basic.get("decisions_per_sec").is_some());
 }

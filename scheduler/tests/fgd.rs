@@ -12,6 +12,7 @@ use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{Gpu, GpuRequest, Node, Pod};
+use tessera_plugins::nodeinfo::DeviceChoice;
 use tessera_plugins::registry::Registry;
 use tessera_plugins::resources::ResourceVec;
 use tessera_scheduler::config::{default_config, parse_config};
@@ -152,14 +153,14 @@ fn the_binder_rejects_named_gpus_taken_meanwhile() {
     let id = state.upsert_node(node("n", 2, 8));
     let seen = state.snapshot().node(id).unwrap().generation;
     // After the worker looked, another placement took 800 of GPU1.
-    state.place_on_gpus(Arc::new(pod("other", "tessera", 1000, 1, 800)), id, Some(0b10)).unwrap();
+    state.place_with(Arc::new(pod("other", "tessera", 1000, 1, 800)), id, &DeviceChoice::gpus(0b10)).unwrap();
     let q = Arc::new(pod("q", "tessera", 1000, 1, 500));
     let profile = profiles(Some(FGD_YAML)).remove(0);
     let proposal = |gpus| Proposal {
         worker: 0,
         seq: 1,
         unit: Unit::single(q.clone(), 0, 0.0, 1),
-        placements: vec![Placement { node: id, seen_generation: seen, gpus: Some(gpus) }],
+        placements: vec![Placement { node: id, seen_generation: seen, devices: DeviceChoice::gpus(gpus) }],
         snapshot_generation: 0,
     };
     let mut binder = Binder::new();

@@ -417,3 +417,7 @@ pub fn matching_devices(devices: &NodeDevices, exact: &ExactRequest) -> Vec<usiz
     let mut ignored = None;
     (0..devices.len()).filter(|&d| matches(&devices.devices[d], exact, &mut ignored)).collect()
 }
+
+#[cfg(test)]
+#[path = "allocator_tests.rs"]
+mod tests;

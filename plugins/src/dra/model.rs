@@ -87,6 +87,13 @@ pub struct Device {
 }
 
 impl Device {
+    /// A new process-unique [`Device::uid`]: every device built anywhere takes its uid from
+    /// here, so that selector caches never mistake one device for another.
+    pub fn next_uid() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// `driver/pool/device`, as `placements.csv` and messages print a device.
     pub fn id(&self) -> DeviceId {
         DeviceId { driver: self.driver, pool: self.pool, device: self.name }

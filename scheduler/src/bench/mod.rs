@@ -7,6 +7,7 @@
 //! became of the gangs, counted from the bound pods alone ([`GangReport`]) so that the engine's
 //! own bookkeeping is not what checks it.
 
+pub mod dra;
 pub mod synth;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
+use tessera_plugins::dra::cel::CelError;
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GPU_MILLI, GroupKey, Node, Pod, PodGroup};
@@ -149,14 +151,23 @@ fn gang_groups(groups: Vec<PodGroup>, topology: GangTopology) -> Vec<PodGroup> {
 }
 
 /// Runs the benchmark with `profiles` (pods use scheduler name `default-scheduler`).
-pub fn run(opts: &BenchOptions, profiles: Vec<Profile>) -> BenchReport {
+pub fn run(opts: &BenchOptions, profiles: Vec<Profile>) -> Result<BenchReport, CelError> {
     let mut rng = Rng::new(opts.seed);
-    let nodes = synth::cluster(opts.nodes, opts.mix, &mut rng);
-    let (pods, groups) = if opts.mix == Mix::Gang {
-        let w = synth::gang_workload(opts.pods, &mut rng);
-        (w.pods, gang_groups(w.groups, opts.gang_topology))
-    } else {
-        (synth::workload(opts.pods, opts.mix, &mut rng), Vec::new())
+    let (nodes, pods, groups) = match opts.mix {
+        Mix::Gang => {
+            let nodes = synth::cluster(opts.nodes, opts.mix, &mut rng);
+            let w = synth::gang_workload(opts.pods, &mut rng);
+            (nodes, w.pods, gang_groups(w.groups, opts.gang_topology))
+        }
+        Mix::Dra => {
+            let world = dra::DraWorld::new()?;
+            let nodes = dra::cluster(opts.nodes, &world, &mut rng);
+            (nodes, dra::workload(opts.pods, &world, &mut rng), Vec::new())
+        }
+        _ => {
+            let nodes = synth::cluster(opts.nodes, opts.mix, &mut rng);
+            (nodes, synth::workload(opts.pods, opts.mix, &mut rng), Vec::new())
+        }
     };
     let hierarchy = match (opts.mix, opts.gang_topology) {
         (Mix::Gang, GangTopology::Hierarchy) => vec![Sym::new(synth::RACK)],
@@ -186,7 +197,7 @@ pub fn run(opts: &BenchOptions, profiles: Vec<Profile>) -> BenchReport {
     let outcomes = engine.run_parallel(&clock);
     let wall_s = start_run.elapsed().as_secs_f64();
     let workload = Workload { nodes: &nodes, pods: &pods, groups: &groups };
-    report(opts, &engine, workload, &outcomes, wall_s)
+    Ok(report(opts, &engine, workload, &outcomes, wall_s))
 }
 
 /// What the bench gave the engine.
@@ -217,13 +228,14 @@ fn report(
             Outcome::Unschedulable { pods, .. } => unschedulable += pods.len(),
         }
     }
+    let with_claims: Vec<_> = outcomes.iter().filter_map(Outcome::bound).collect();
     let stats = engine.stats();
     let proposals = stats.binder.accepted + stats.binder.rejected;
     let gang = (opts.mix == Mix::Gang).then(|| gang_report(opts.gang_topology, workload, &bound));
     let violations = opts.verify.then(|| {
         let by_name: HashMap<Sym, &Profile> =
             engine.profiles().iter().map(|p| (Sym::new(&p.scheduler_name), p.as_ref())).collect();
-        let infeasible = crate::verify::verify(nodes, &bound, |p| by_name.get(&p.scheduler_name).copied()).len();
+        let infeasible = crate::verify::verify(nodes, &with_claims, |p| by_name.get(&p.scheduler_name).copied()).len();
         infeasible + gang_violations(workload, &bound)
     });
     let decided = bound.len() + unschedulable;
@@ -453,7 +465,10 @@ mod tests {
         let profiles = crate::config::default_config(&tessera_plugins::registry::Registry::builtin()).unwrap().profiles;
         let profile = &profiles[0];
         let fine = on(&pods, &[(0, 0), (1, 1)]);
-        let check = |bound: &[(Arc<Pod>, Sym)]| crate::verify::verify(&nodes, bound, |_| Some(profile)).len();
+        let check = |bound: &[(Arc<Pod>, Sym)]| {
+            let bound: Vec<_> = bound.iter().map(|(p, n)| (p.clone(), *n, Vec::new())).collect();
+            crate::verify::verify(&nodes, &bound, |_| Some(profile)).len()
+        };
         assert_eq!(check(&fine), 0);
         // Two pods of 8 GPUs on one node of 8: both are flagged.
         let twice = on(&pods, &[(0, 0), (1, 0)]);

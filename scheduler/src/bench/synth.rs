@@ -35,7 +35,7 @@ pub const GANG_NODE_GPUS: usize = 8;
 /// The namespace of the gang mix's pods and PodGroups.
 pub const GANG_NAMESPACE: &str = "bench";
 /// The scheduler name every synthetic pod asks for (upstream's default profile).
-const SCHEDULER: &str = "default-scheduler";
+pub(crate) const SCHEDULER: &str = "default-scheduler";
 
 /// Which constraints the workload carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -54,6 +54,9 @@ pub enum Mix {
     /// Gangs of 1–64 pods wanting 1–8 whole GPUs each, on nodes of 8 GPUs; each gang is a
     /// PodGroup placed all or nothing (see [`gang_workload`]).
     Gang,
+    /// Pods claiming 1–8 GPU+RDMA NIC pairs through DRA, each pair under one PCIe root, on
+    /// nodes publishing 8 of each (see [`super::dra`]).
+    Dra,
 }
 
 /// A cluster of `n` nodes.
@@ -171,7 +174,7 @@ fn pod(dep: usize, replica: usize, cpu: i64, mem: i64, kind: Mix) -> Pod {
     let own = selector("app", &app);
     match kind {
         // Gang pods are built by `gang_pod`; `workload` never asks for them here.
-        Mix::Basic | Mix::Gang => {}
+        Mix::Basic | Mix::Gang | Mix::Dra => {}
         Mix::Affinity => {
             p.pod_anti_affinity.required.push(term(own, HOSTNAME));
             let sibling = format!("dep-{:05}", dep ^ 1);
@@ -231,7 +234,7 @@ pub fn gang_workload(m: usize, rng: &mut Rng) -> GangWorkload {
 }
 
 /// One draw from `table` of (value, weight) whose weights sum to 100.
-fn weighted<T: Copy>(table: &[(T, u64)], rng: &mut Rng) -> T {
+pub(crate) fn weighted<T: Copy>(table: &[(T, u64)], rng: &mut Rng) -> T {
     let mut x = rng.below(100);
     for &(v, w) in table {
         if x < w {

@@ -107,6 +107,17 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A placed pod with its node and its claims' allocations, as [`crate::verify`] checks
+    /// them; `None` for a unit that fit nowhere.
+    pub fn bound(&self) -> Option<crate::verify::BoundWithClaims> {
+        match self {
+            Outcome::Bound { pod, node, claims, .. } => Some((pod.clone(), *node, claims.clone())),
+            Outcome::Unschedulable { .. } => None,
+        }
+    }
+}
+
 /// What happened to a pod given to [`Engine::add_pod`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
@@ -300,6 +311,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod dra_tests;
 #[cfg(test)]
 mod gang_tests;
 #[cfg(test)]

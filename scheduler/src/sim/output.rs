@@ -99,14 +99,15 @@ fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{}", round(x))).unwrap_or_default()
 }
 
-/// `namespace,name,node,start_s,end_s,attempts,reason,gpus`.
+/// `namespace,name,node,start_s,end_s,attempts,reason,gpus,devices`: `gpus` are device
+/// indices, `devices` the DRA devices its claims hold (`driver/pool/device`), `;`-separated.
 pub fn placements_csv(run: &RunResult) -> String {
-    let mut s = String::from("namespace,name,node,start_s,end_s,attempts,reason,gpus\n");
+    let mut s = String::from("namespace,name,node,start_s,end_s,attempts,reason,gpus,devices\n");
     for r in &run.records {
         let gpus: Vec<String> = (0..64).filter(|i| r.gpus & (1u64 << i) != 0).map(|i: u32| i.to_string()).collect();
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             csv_field(r.key.namespace.as_str()),
             csv_field(&r.key.name),
             r.node.map(|n| csv_field(n.as_str())).unwrap_or_default(),
@@ -115,6 +116,7 @@ pub fn placements_csv(run: &RunResult) -> String {
             r.attempts,
             csv_field(&r.reason),
             gpus.join(";"),
+            csv_field(&r.devices.iter().map(ToString::to_string).collect::<Vec<_>>().join(";")),
         );
     }
     s

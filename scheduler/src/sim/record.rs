@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use tessera_plugins::dra::model::DeviceId;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GPU_MILLI, Node, Pod, PodKey};
 use tessera_plugins::resources::ResourceId;
@@ -30,6 +31,8 @@ pub struct PodRecord {
     pub reasons: Vec<String>,
     /// GPU device indices it held, as a bit set.
     pub gpus: u64,
+    /// The DRA devices its claims hold, in claim order.
+    pub devices: Vec<DeviceId>,
     /// It was bound in the input (`spec.nodeName`): the simulation did not place it.
     pub already_bound: bool,
     /// It waits for its scheduling gates to be removed: never tried, not unschedulable.
@@ -49,6 +52,7 @@ impl PodRecord {
             reason: String::new(),
             reasons: Vec::new(),
             gpus: 0,
+            devices: Vec::new(),
             already_bound: false,
             gated: false,
         }

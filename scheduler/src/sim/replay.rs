@@ -162,11 +162,11 @@ impl Replay<'_> {
 
     fn apply(&mut self, outcome: Outcome, now: f64) {
         match outcome {
-            Outcome::Bound { pod, node, attempts, .. } => {
+            Outcome::Bound { pod, node, attempts, gpus, claims, .. } => {
                 let Some(&i) = self.index.get(&pod.key()) else { return };
-                let gpus = self.gpus_of(&pod);
                 let rec = &mut self.records[i];
                 (rec.node, rec.start, rec.attempts, rec.gpus) = (Some(node), Some(now), attempts, gpus);
+                rec.devices = claims.iter().flat_map(|c| c.devices.iter().map(|d| d.device)).collect();
                 rec.reason.clear();
                 rec.reasons.clear();
                 self.usage.apply(&pod, 1.0);
@@ -183,13 +183,6 @@ impl Replay<'_> {
                 }
             }
         }
-    }
-
-    fn gpus_of(&self, pod: &Pod) -> u64 {
-        let key = pod.key();
-        let Some(id) = self.engine.state().node_of(&key) else { return 0 };
-        let Some(node) = self.engine.state().snapshot().node(id) else { return 0 };
-        node.pods.iter().position(|p| p.key() == key).map_or(0, |i| node.pod_gpus[i])
     }
 
     fn finish(mut self, config: &str, seed: u64, started: Instant) -> RunResult {

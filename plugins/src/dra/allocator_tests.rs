@@ -1,0 +1,426 @@
+//! The allocator's cases, one per feature, each with the expected allocation or reason; and
+//! properties over random nodes and claims, checked against a brute-force search.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::dra::cel::compile_cached;
+use crate::dra::inventory::{DeviceSet, NodeDevices};
+use crate::dra::model::*;
+use crate::model::{TaintEffect, Toleration, TolerationOperator};
+
+const GPU: &str = "gpu.example.com";
+const NIC: &str = "rdma.example.com";
+const ROOT: &str = "resource.kubernetes.io/pcieRoot";
+
+fn device(driver: &str, name: &str, attrs: &[(&str, AttrValue)]) -> Arc<Device> {
+    let attributes = attrs.iter().map(|(k, v)| (Arc::from(*k), v.clone())).collect();
+    Arc::new(Device {
+        uid: Device::next_uid(),
+        name: Sym::new(name),
+        driver: Sym::new(driver),
+        pool: Sym::new("n1"),
+        attributes,
+        capacity: BTreeMap::new(),
+        taints: Vec::new(),
+        allow_multiple_allocations: false,
+    })
+}
+
+fn root(r: &str) -> (&'static str, AttrValue) {
+    (ROOT, AttrValue::String(Arc::from(r)))
+}
+
+/// A node of `devices`, in the order a slice lists them (the inventory sorts by name).
+fn inventory(devices: Vec<Arc<Device>>) -> NodeDevices {
+    let mut by_driver: BTreeMap<Sym, Vec<Arc<Device>>> = BTreeMap::new();
+    for d in devices {
+        by_driver.entry(d.driver).or_default().push(d);
+    }
+    let slices: Vec<Arc<ResourceSlice>> = by_driver
+        .into_iter()
+        .map(|(driver, devices)| {
+            Arc::new(ResourceSlice {
+                name: Arc::from(format!("n1-{driver}")),
+                driver,
+                pool: Sym::new("n1"),
+                generation: 1,
+                slice_count: 1,
+                nodes: SliceNodes::Node(Sym::new("n1")),
+                devices,
+            })
+        })
+        .collect();
+    NodeDevices::for_node(Sym::new("n1"), &slices)
+}
+
+/// A DGX-like node: `pairs` PCIe roots, each with one GPU and one NIC.
+fn paired_node(pairs: usize) -> NodeDevices {
+    let mut devices = Vec::new();
+    for p in 0..pairs {
+        let r = format!("pci{p}");
+        devices.push(device(GPU, &format!("gpu-{p}"), &[root(&r)]));
+        devices.push(device(NIC, &format!("nic-{p}"), &[root(&r)]));
+    }
+    inventory(devices)
+}
+
+fn class(driver: &str) -> Arc<DeviceClass> {
+    let selector = compile_cached(&format!("device.driver == {driver:?}")).unwrap_or_else(|e| panic!("{e}"));
+    Arc::new(DeviceClass { name: Sym::new(driver), selectors: vec![selector], config: Vec::new() })
+}
+
+fn exact(driver: &str, count: u32) -> ExactRequest {
+    ExactRequest {
+        class: class(driver),
+        selectors: Vec::new(),
+        mode: AllocationMode::ExactCount(count),
+        admin_access: false,
+        tolerations: Vec::new(),
+        capacity: BTreeMap::new(),
+    }
+}
+
+fn request(name: &str, exact: ExactRequest) -> DeviceRequest {
+    DeviceRequest { name: Arc::from(name), kind: RequestKind::Exactly(exact) }
+}
+
+fn spec(requests: Vec<DeviceRequest>, constraints: Vec<Constraint>) -> Arc<ClaimSpec> {
+    Arc::new(ClaimSpec { requests, constraints, config: Vec::new() })
+}
+
+fn same_root(requests: &[&str]) -> Constraint {
+    Constraint::MatchAttribute {
+        requests: requests.iter().map(|r| Arc::from(*r)).collect(),
+        attribute: Arc::from(ROOT),
+    }
+}
+
+/// One GPU and one NIC under one PCIe root.
+fn pair_spec() -> Arc<ClaimSpec> {
+    spec(vec![request("gpu", exact(GPU, 1)), request("nic", exact(NIC, 1))], vec![same_root(&["gpu", "nic"])])
+}
+
+fn run(
+    devices: &NodeDevices,
+    used: &DeviceSet,
+    specs: &[Arc<ClaimSpec>],
+) -> Result<Vec<ClaimAllocation>, Unsatisfiable> {
+    let keys: Vec<ClaimKey> = (0..specs.len()).map(|i| ClaimKey::new("default", &format!("c{i}"))).collect();
+    let claims: Vec<ClaimToAllocate<'_>> =
+        keys.iter().zip(specs).map(|(key, spec)| ClaimToAllocate { key: *key, spec }).collect();
+    allocate(NodeView { name: Sym::new("n1"), devices, used }, &claims)
+}
+
+/// `request=device` pairs of each claim, for short expectations.
+fn picks(result: &[ClaimAllocation]) -> Vec<Vec<String>> {
+    result.iter().map(|a| a.devices.iter().map(|d| format!("{}={}", d.request, d.device.device)).collect()).collect()
+}
+
+#[test]
+fn exact_count_takes_the_first_free_devices_in_device_order() {
+    let node = paired_node(4);
+    let mut used = DeviceSet::new();
+    let first_gpu = node.index_of(&DeviceId { driver: Sym::new(GPU), pool: Sym::new("n1"), device: Sym::new("gpu-0") });
+    used.extend(first_gpu);
+    let got = run(&node, &used, &[spec(vec![request("gpu", exact(GPU, 2))], vec![])]);
+    assert_eq!(picks(&got.unwrap_or_default()), [["gpu=gpu-1", "gpu=gpu-2"]]);
+}
+
+#[test]
+fn too_few_devices_names_the_claim_and_request() {
+    let node = paired_node(2);
+    let err = run(&node, &DeviceSet::new(), &[spec(vec![request("gpu", exact(GPU, 3))], vec![])]);
+    let err = err.err().map(|e| e.to_string());
+    assert_eq!(err.as_deref(), Some("cannot allocate all claims: resourceclaim default/c0 request \"gpu\""));
+}
+
+#[test]
+fn match_attribute_pairs_a_gpu_with_the_nic_under_its_pcie_root() {
+    let node = inventory(vec![
+        device(GPU, "gpu-0", &[root("a")]),
+        device(NIC, "nic-0", &[root("b")]),
+        device(NIC, "nic-1", &[root("a")]),
+    ]);
+    let got = run(&node, &DeviceSet::new(), &[pair_spec()]);
+    assert_eq!(picks(&got.unwrap_or_default()), [["gpu=gpu-0", "nic=nic-1"]]);
+}
+
+#[test]
+fn match_attribute_fails_when_no_root_has_both() {
+    let node = inventory(vec![device(GPU, "gpu-0", &[root("a")]), device(NIC, "nic-0", &[root("b")])]);
+    let err = run(&node, &DeviceSet::new(), &[pair_spec()]).err();
+    assert_eq!(err.map(|e| e.request.to_string()).as_deref(), Some("nic"));
+}
+
+#[test]
+fn a_device_without_the_constrained_attribute_never_satisfies_it() {
+    let node = inventory(vec![device(GPU, "gpu-0", &[]), device(NIC, "nic-0", &[])]);
+    assert!(run(&node, &DeviceSet::new(), &[pair_spec()]).is_err());
+}
+
+#[test]
+fn distinct_attribute_spreads_devices_over_values() {
+    let numa = |n: i64| ("example.com/numa", AttrValue::Int(n));
+    let node = inventory(vec![
+        device(GPU, "gpu-0", &[numa(0)]),
+        device(GPU, "gpu-1", &[numa(0)]),
+        device(GPU, "gpu-2", &[numa(1)]),
+    ]);
+    let distinct = Constraint::DistinctAttribute { requests: vec![], attribute: Arc::from("example.com/numa") };
+    let got = run(&node, &DeviceSet::new(), &[spec(vec![request("gpu", exact(GPU, 2))], vec![distinct.clone()])]);
+    assert_eq!(picks(&got.unwrap_or_default()), [["gpu=gpu-0", "gpu=gpu-2"]]);
+    let three = run(&node, &DeviceSet::new(), &[spec(vec![request("gpu", exact(GPU, 3))], vec![distinct])]);
+    assert!(three.is_err(), "only two NUMA nodes");
+}
+
+#[test]
+fn all_mode_takes_every_matching_device_and_needs_them_free() {
+    let node = paired_node(3);
+    let all = ExactRequest { mode: AllocationMode::All, ..exact(NIC, 0) };
+    let s = spec(vec![request("nics", all)], vec![]);
+    let got = run(&node, &DeviceSet::new(), std::slice::from_ref(&s));
+    assert_eq!(picks(&got.unwrap_or_default()), [["nics=nic-0", "nics=nic-1", "nics=nic-2"]]);
+    let mut used = DeviceSet::new();
+    let nic1 = DeviceId { driver: Sym::new(NIC), pool: Sym::new("n1"), device: Sym::new("nic-1") };
+    used.extend(node.index_of(&nic1));
+    assert!(run(&node, &used, &[s]).is_err(), "one NIC is taken");
+    let none = ExactRequest { mode: AllocationMode::All, ..exact("none.example.com", 0) };
+    assert!(run(&node, &DeviceSet::new(), &[spec(vec![request("x", none)], vec![])]).is_err(), "All needs one device");
+}
+
+#[test]
+fn first_available_takes_the_first_sub_request_that_fits() {
+    let model = |m: &str| ("gpu.example.com/model", AttrValue::String(Arc::from(m)));
+    let node = inventory(vec![device(GPU, "gpu-0", &[model("A100")]), device(GPU, "gpu-1", &[model("A100")])]);
+    let of_model = |m: &str, count| ExactRequest {
+        selectors: vec![
+            compile_cached(&format!("device.attributes[{GPU:?}].model == {m:?}")).unwrap_or_else(|e| panic!("{e}")),
+        ],
+        ..exact(GPU, count)
+    };
+    let kind = RequestKind::FirstAvailable(vec![
+        (Arc::from("h100"), of_model("H100", 1)),
+        (Arc::from("a100x4"), of_model("A100", 4)),
+        (Arc::from("a100x2"), of_model("A100", 2)),
+    ]);
+    let s = spec(vec![DeviceRequest { name: Arc::from("gpu"), kind }], vec![same_root(&[])]);
+    // The constraint covers every request; these GPUs have no PCIe root, so it cannot hold.
+    assert!(run(&node, &DeviceSet::new(), std::slice::from_ref(&s)).is_err());
+    let s = spec(s.requests.clone(), vec![]);
+    let got = run(&node, &DeviceSet::new(), &[s]);
+    assert_eq!(picks(&got.unwrap_or_default()), [["gpu/a100x2=gpu-0", "gpu/a100x2=gpu-1"]]);
+}
+
+#[test]
+fn admin_access_is_granted_a_used_device_without_taking_it() {
+    let node = paired_node(1);
+    let mut used = DeviceSet::new();
+    used.insert(0);
+    used.insert(1);
+    let admin = ExactRequest { admin_access: true, ..exact(GPU, 1) };
+    let got = run(&node, &used, &[spec(vec![request("gpu", admin)], vec![])]).unwrap_or_default();
+    assert_eq!(picks(&got), [["gpu=gpu-0"]]);
+    assert!(got[0].devices[0].admin_access);
+    assert!(run(&node, &used, &[spec(vec![request("gpu", exact(GPU, 1))], vec![])]).is_err());
+}
+
+#[test]
+fn a_tainted_device_needs_a_toleration() {
+    let mut tainted = Device::clone(&device(GPU, "gpu-0", &[]));
+    tainted.taints.push(DeviceTaint { key: Sym::new("broken"), value: Sym::new(""), effect: TaintEffect::NoSchedule });
+    let node = inventory(vec![Arc::new(tainted)]);
+    assert!(run(&node, &DeviceSet::new(), &[spec(vec![request("gpu", exact(GPU, 1))], vec![])]).is_err());
+    let tolerates = Toleration {
+        key: Some(Sym::new("broken")),
+        operator: TolerationOperator::Exists,
+        value: Sym::new(""),
+        effect: None,
+    };
+    let req = ExactRequest { tolerations: vec![tolerates], ..exact(GPU, 1) };
+    assert!(run(&node, &DeviceSet::new(), &[spec(vec![request("gpu", req)], vec![])]).is_ok());
+}
+
+#[test]
+fn a_capacity_request_needs_a_device_that_large() {
+    let mut big = Device::clone(&device(GPU, "gpu-0", &[]));
+    big.capacity
+        .insert(Arc::from("gpu.example.com/memory"), Capacity { text: Arc::from("80Gi"), milli: (80i64 << 30) * 1000 });
+    let node = inventory(vec![Arc::new(big)]);
+    let asking = |gib: i64| {
+        let capacity = [(Arc::from("gpu.example.com/memory"), (gib << 30) * 1000)].into_iter().collect();
+        spec(vec![request("gpu", ExactRequest { capacity, ..exact(GPU, 1) })], vec![])
+    };
+    assert!(run(&node, &DeviceSet::new(), &[asking(40)]).is_ok());
+    assert!(run(&node, &DeviceSet::new(), &[asking(100)]).is_err());
+}
+
+#[test]
+fn claims_of_one_pod_get_distinct_devices() {
+    let node = paired_node(4);
+    let s = pair_spec();
+    let got = run(&node, &DeviceSet::new(), &[s.clone(), s.clone(), s.clone()]).unwrap_or_default();
+    assert_eq!(picks(&got), [["gpu=gpu-0", "nic=nic-0"], ["gpu=gpu-1", "nic=nic-1"], ["gpu=gpu-2", "nic=nic-2"]]);
+    let err = run(&node, &DeviceSet::new(), &vec![s; 5]).err();
+    assert!(err.is_some_and(|e| !e.gave_up), "one pair short fails at once, not by exhausting the search");
+}
+
+#[test]
+fn a_node_one_pair_short_fails_without_trying_every_permutation() {
+    // 8 GPUs and 8 NICs, but only 7 roots have both: the counts alone do not show it.
+    let mut devices = Vec::new();
+    for p in 0..8 {
+        devices.push(device(GPU, &format!("gpu-{p}"), &[root(&format!("pci{p}"))]));
+        let r = if p == 7 { "elsewhere".to_string() } else { format!("pci{p}") };
+        devices.push(device(NIC, &format!("nic-{p}"), &[root(&r)]));
+    }
+    let node = inventory(devices);
+    let err = run(&node, &DeviceSet::new(), &vec![pair_spec(); 8]).err();
+    assert!(err.is_some_and(|e| !e.gave_up));
+}
+
+#[test]
+fn a_selector_that_fails_to_evaluate_is_reported() {
+    let node = paired_node(1);
+    let missing =
+        compile_cached("device.attributes[\"gpu.example.com\"].nosuch == 1").unwrap_or_else(|e| panic!("{e}"));
+    let req = ExactRequest { selectors: vec![missing], ..exact(GPU, 1) };
+    let err = run(&node, &DeviceSet::new(), &[spec(vec![request("gpu", req)], vec![])]).err();
+    let text = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(text.contains("request \"gpu\"") && text.contains("nosuch"), "{text}");
+}
+
+// ---- properties ----
+
+/// Whether `result` is a valid allocation of `specs` on the node: counts met, devices of the
+/// right class, none used or given twice (outside admin access), constraints kept.
+fn valid(devices: &NodeDevices, used: &DeviceSet, specs: &[Arc<ClaimSpec>], result: &[ClaimAllocation]) -> bool {
+    let mut taken = std::collections::HashSet::new();
+    for (s, a) in specs.iter().zip(result) {
+        for r in &s.requests {
+            let RequestKind::Exactly(exact) = &r.kind else { return false };
+            let mine: Vec<_> = a.devices.iter().filter(|d| d.request == r.name).collect();
+            let AllocationMode::ExactCount(n) = exact.mode else { return false };
+            if mine.len() != n as usize || mine.iter().any(|d| d.device.driver != exact.class.name) {
+                return false;
+            }
+        }
+        for d in &a.devices {
+            let Some(i) = devices.index_of(&d.device) else { return false };
+            if used.contains(i) || !taken.insert(i) {
+                return false;
+            }
+        }
+        for c in &s.constraints {
+            let Constraint::MatchAttribute { requests, attribute } = c else { return false };
+            let values: Vec<_> = a
+                .devices
+                .iter()
+                .filter(|d| requests.is_empty() || requests.contains(&d.request))
+                .map(|d| devices.index_of(&d.device).and_then(|i| devices.devices[i].attribute(attribute)))
+                .collect();
+            if values.iter().any(Option::is_none) || values.windows(2).any(|w| w[0] != w[1]) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Whether any allocation exists, by trying every device for every wanted slot.
+fn brute_force(devices: &NodeDevices, used: &DeviceSet, specs: &[Arc<ClaimSpec>]) -> bool {
+    let mut slots: Vec<(usize, Arc<str>, Sym)> = Vec::new();
+    for (c, s) in specs.iter().enumerate() {
+        for r in &s.requests {
+            let RequestKind::Exactly(exact) = &r.kind else { continue };
+            let AllocationMode::ExactCount(n) = exact.mode else { continue };
+            for _ in 0..n {
+                slots.push((c, r.name.clone(), exact.class.name));
+            }
+        }
+    }
+    fn go(
+        k: usize,
+        slots: &[(usize, Arc<str>, Sym)],
+        devices: &NodeDevices,
+        used: &DeviceSet,
+        specs: &[Arc<ClaimSpec>],
+        chosen: &mut Vec<usize>,
+    ) -> bool {
+        if k == slots.len() {
+            let result: Vec<ClaimAllocation> = (0..specs.len())
+                .map(|c| ClaimAllocation {
+                    claim: ClaimKey::new("default", &format!("c{c}")),
+                    devices: slots
+                        .iter()
+                        .zip(chosen.iter())
+                        .filter(|((sc, _, _), _)| *sc == c)
+                        .map(|((_, r, _), &d)| AllocatedDevice {
+                            request: r.clone(),
+                            device: devices.devices[d].id(),
+                            admin_access: false,
+                        })
+                        .collect(),
+                    node: None,
+                    config: Vec::new(),
+                })
+                .collect();
+            return valid(devices, used, specs, &result);
+        }
+        for d in 0..devices.len() {
+            if devices.devices[d].driver != slots[k].2 || chosen.contains(&d) || used.contains(d) {
+                continue;
+            }
+            chosen.push(d);
+            if go(k + 1, slots, devices, used, specs, chosen) {
+                return true;
+            }
+            chosen.pop();
+        }
+        false
+    }
+    go(0, &slots, devices, used, specs, &mut Vec::new())
+}
+
+fn arb_node() -> impl Strategy<Value = (NodeDevices, DeviceSet)> {
+    let dev = (0..2usize, 0..3usize);
+    (prop::collection::vec(dev, 1..7), any::<u8>()).prop_map(|(ds, used_bits)| {
+        let devices = ds
+            .iter()
+            .enumerate()
+            .map(|(i, &(kind, r))| device([GPU, NIC][kind], &format!("d{i}"), &[root(&format!("r{r}"))]))
+            .collect();
+        let node = inventory(devices);
+        let mut used = DeviceSet::new();
+        for i in (0..node.len()).filter(|i| used_bits & (1 << i) != 0) {
+            used.insert(i);
+        }
+        (node, used)
+    })
+}
+
+fn arb_specs() -> impl Strategy<Value = Vec<Arc<ClaimSpec>>> {
+    let one = (1..3u32, 0..2u32, any::<bool>()).prop_map(|(gpus, nics, matched)| {
+        let mut requests = vec![request("gpu", exact(GPU, gpus))];
+        if nics > 0 {
+            requests.push(request("nic", exact(NIC, nics)));
+        }
+        spec(requests, if matched { vec![same_root(&[])] } else { vec![] })
+    });
+    prop::collection::vec(one, 1..3)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn allocations_are_valid_and_found_whenever_one_exists((node, used) in arb_node(), specs in arb_specs()) {
+        match run(&node, &used, &specs) {
+            Ok(result) => prop_assert!(valid(&node, &used, &specs, &result), "invalid: {:?}", picks(&result)),
+            Err(e) => prop_assert!(!brute_force(&node, &used, &specs), "missed an allocation: {e}"),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! DRA through the engine: gangs whose members claim GPU+NIC pairs are placed whole with
+//! every device and constraint satisfied, or not at all with a reason naming the claim and
+//! request, in the step drive and in the parallel drive alike; a claim that can never be
+//! allocated keeps only its own pod pending.
+
+use std::sync::Arc;
+
+use tessera_plugins::dra::model::{ClaimKey, PodClaim};
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::{Node, Pod, PodGroup, PodKey};
+use tessera_plugins::registry::Registry;
+
+use super::*;
+use crate::bench::dra::DraWorld;
+
+fn world() -> DraWorld {
+    DraWorld::new().unwrap()
+}
+
+/// A rack of `n` nodes of the DRA world (8 GPUs and 8 NICs each).
+fn rack(world: &DraWorld, n: usize) -> Vec<Node> {
+    crate::bench::dra::cluster(n, world, &mut rng::Rng::new(7))
+}
+
+fn engine(nodes: &[Node], workers: usize) -> Engine {
+    let profiles = crate::config::default_config(&Registry::builtin()).unwrap().profiles;
+    let mut e = Engine::new(profiles, EngineOptions { workers, seed: 5, ..EngineOptions::default() });
+    for n in nodes {
+        e.upsert_node(n.clone(), 0.0);
+    }
+    e
+}
+
+fn member(world: &DraWorld, gang: &str, i: usize, pairs: usize) -> Arc<Pod> {
+    let mut p = world.pod("ml", &format!("{gang}-{i}"), pairs);
+    p.scheduler_name = Sym::new("default-scheduler");
+    p.pod_group = Some(Sym::new(gang));
+    Arc::new(p)
+}
+
+fn add_gang(e: &mut Engine, world: &DraWorld, gang: &str, size: usize, pairs: usize) {
+    e.upsert_pod_group(PodGroup::new("ml", gang, size as u32), 0.0);
+    for i in 0..size {
+        e.add_pod(member(world, gang, i, pairs), 0.0).unwrap();
+    }
+}
+
+fn run(e: &mut Engine, workers: usize) -> Vec<Outcome> {
+    if workers == 1 { e.schedule_pending(0.0) } else { e.run_parallel(&|| 0.0) }
+}
+
+fn verify(nodes: &[Node], e: &Engine, out: &[Outcome]) -> Vec<crate::verify::Violation> {
+    let bound: Vec<_> = out.iter().filter_map(Outcome::bound).collect();
+    crate::verify::verify(nodes, &bound, |p| {
+        e.profiles().iter().find(|q| q.scheduler_name == p.scheduler_name.as_str()).map(|q| q.as_ref())
+    })
+}
+
+#[test]
+fn a_gang_of_17_pods_with_4_pairs_each_is_placed_whole_on_a_rack_of_18() {
+    let w = world();
+    let nodes = rack(&w, 18);
+    for workers in [1, 2] {
+        let mut e = engine(&nodes, workers);
+        add_gang(&mut e, &w, "train", 17, 4);
+        let out = run(&mut e, workers);
+        let bound: Vec<_> = out.iter().filter_map(Outcome::bound).collect();
+        assert_eq!(bound.len(), 17, "{workers} workers: every member is placed");
+        assert!(bound.iter().all(|(_, _, claims)| claims.len() == 4 && claims.iter().all(|c| c.devices.len() == 2)));
+        assert_eq!(verify(&nodes, &e, &out), [], "{workers} workers");
+    }
+}
+
+#[test]
+fn a_gang_that_needs_more_pairs_than_the_rack_has_is_not_placed_and_says_which_claim() {
+    let w = world();
+    let nodes = rack(&w, 2);
+    for workers in [1, 2] {
+        let mut e = engine(&nodes, workers);
+        // Three pods of 6 pairs on two nodes of 8 pairs: two fit, the third does not.
+        add_gang(&mut e, &w, "big", 3, 6);
+        let out = run(&mut e, workers);
+        assert!(out.iter().all(|o| o.bound().is_none()), "{workers} workers: nothing of the gang is bound");
+        let message = out.iter().find_map(|o| match o {
+            Outcome::Unschedulable { message, .. } => Some(message.clone()),
+            Outcome::Bound { .. } => None,
+        });
+        let message = message.unwrap_or_default();
+        assert!(message.contains("needs 3 pods, 2 fit"), "{message}");
+        assert!(
+            message.contains("cannot allocate all claims: resourceclaim ml/big-") && message.contains("request"),
+            "{message}"
+        );
+        assert_eq!(e.state().placed_count(), 0);
+    }
+}
+
+#[test]
+fn pods_never_share_a_device_and_a_full_node_turns_the_next_pod_away() {
+    let w = world();
+    let nodes = rack(&w, 1);
+    let mut e = engine(&nodes, 1);
+    for i in 0..3 {
+        let mut p = w.pod("ml", &format!("p{i}"), 4);
+        p.scheduler_name = Sym::new("default-scheduler");
+        e.add_pod(Arc::new(p), 0.0).unwrap();
+    }
+    let out = e.schedule_pending(0.0);
+    assert_eq!(out.iter().filter(|o| o.bound().is_some()).count(), 2, "8 pairs hold two pods of 4");
+    assert_eq!(verify(&nodes, &e, &out), []);
+    let m = out.iter().find_map(|o| match o {
+        Outcome::Unschedulable { message, .. } => Some(message.clone()),
+        Outcome::Bound { .. } => None,
+    });
+    assert_eq!(
+        m.as_deref(),
+        Some("0/1 nodes are available: 1 cannot allocate all claims: resourceclaim ml/p2-pair-0 request \"gpu\".")
+    );
+}
+
+#[test]
+fn a_claim_that_can_never_be_allocated_keeps_only_its_pod_pending() {
+    let w = world();
+    let nodes = rack(&w, 1);
+    let mut e = engine(&nodes, 1);
+    let mut bad = w.pod("ml", "bad", 1);
+    bad.scheduler_name = Sym::new("default-scheduler");
+    bad.claims.push(PodClaim {
+        name: Sym::new("extra"),
+        key: ClaimKey::new("ml", "bad-extra"),
+        spec: Err(Arc::from("resourceclaim ml/bad-extra: request \"x\": deviceclass \"nope\" not found")),
+        shared: false,
+        allocation: None,
+    });
+    let mut good = w.pod("ml", "good", 1);
+    good.scheduler_name = Sym::new("default-scheduler");
+    e.add_pod(Arc::new(bad), 0.0).unwrap();
+    e.add_pod(Arc::new(good), 0.0).unwrap();
+    let out = e.schedule_pending(0.0);
+    let bound: Vec<String> = out.iter().filter_map(Outcome::bound).map(|(p, _, _)| p.name.to_string()).collect();
+    assert_eq!(bound, ["good"]);
+    let m = out.iter().find_map(|o| match o {
+        Outcome::Unschedulable { message, .. } => Some(message.clone()),
+        Outcome::Bound { .. } => None,
+    });
+    assert!(m.unwrap_or_default().contains("deviceclass \"nope\" not found"));
+    assert_eq!(
+        e.state().snapshot().nodes().map(|n| n.devices_used.len()).sum::<usize>(),
+        2,
+        "only good's pair is held"
+    );
+}
+
+#[test]
+fn a_shared_claim_is_allocated_once_and_its_users_follow_it() {
+    let w = world();
+    let nodes = rack(&w, 4);
+    let mut e = engine(&nodes, 1);
+    let shared = |name: &str| {
+        let mut p = Pod::new("ml", name, Default::default());
+        p.scheduler_name = Sym::new("default-scheduler");
+        p.claims.push(PodClaim {
+            name: Sym::new("pair"),
+            key: ClaimKey::new("ml", "team-pair"),
+            spec: Ok(w.pair.clone()),
+            shared: true,
+            allocation: None,
+        });
+        Arc::new(p)
+    };
+    e.add_pod(shared("a"), 0.0).unwrap();
+    let first = e.schedule_pending(0.0);
+    let a_node = first.iter().find_map(Outcome::bound).map(|(_, n, _)| n);
+    e.add_pod(shared("b"), 1.0).unwrap();
+    let second = e.schedule_pending(1.0);
+    let (_, b_node, b_claims) = second.iter().find_map(Outcome::bound).unwrap();
+    assert_eq!(Some(b_node), a_node, "the second user goes where the claim is held");
+    assert_eq!(b_claims.len(), 1);
+    let held: usize = e.state().snapshot().nodes().map(|n| n.devices_used.len()).sum();
+    assert_eq!(held, 2, "allocated once: one GPU and one NIC");
+    e.core().delete_pod(&PodKey::new("ml", "a"), 2.0);
+    assert_eq!(e.state().snapshot().nodes().map(|n| n.devices_used.len()).sum::<usize>(), 2, "b still uses it");
+    e.core().delete_pod(&PodKey::new("ml", "b"), 3.0);
+    assert_eq!(
+        e.state().snapshot().nodes().map(|n| n.devices_used.len()).sum::<usize>(),
+        0,
+        "freed with its last user"
+    );
+}

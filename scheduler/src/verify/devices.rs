@@ -1,0 +1,143 @@
+//! The DRA half of the independent check: every claim of a bound pod is allocated on its
+//! node, each allocation satisfies its claim (counts, classes, selectors, taints,
+//! constraints), and no device is held by two claims. Nothing here calls the allocator: the
+//! claims' specs are read afresh against the devices.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tessera_plugins::dra::model::{
+    AllocationMode, AttrValue, ClaimAllocation, ClaimKey, ClaimSpec, Constraint, Device, DeviceId, ExactRequest,
+    RequestKind,
+};
+use tessera_plugins::intern::Sym;
+use tessera_plugins::model::{Node, Pod, Taint};
+
+use super::Violation;
+
+/// A bound pod with its node and the allocations of its claims.
+pub type BoundWithClaims = (Arc<Pod>, Sym, Vec<Arc<ClaimAllocation>>);
+
+/// Pods whose claims are unsatisfied, badly allocated, or hold a device another claim holds.
+pub fn device_violations(nodes: &[Node], bound: &[BoundWithClaims]) -> Vec<Violation> {
+    let by_name: HashMap<Sym, &Node> = nodes.iter().map(|n| (n.name, n)).collect();
+    let mut holders: HashMap<DeviceId, ClaimKey> = HashMap::new();
+    let mut out = Vec::new();
+    for (pod, node, allocations) in bound {
+        let Some(n) = by_name.get(node) else { continue };
+        let mut flag = |reason: String| out.push(Violation { pod: pod.key(), node: *node, reason });
+        for pc in &pod.claims {
+            let Some(a) = allocations.iter().find(|a| a.claim == pc.key) else {
+                flag(format!("resourceclaim {} is not allocated", pc.key));
+                continue;
+            };
+            let Ok(spec) = &pc.spec else {
+                flag(format!("resourceclaim {} has no usable spec but was allocated", pc.key));
+                continue;
+            };
+            if let Err(why) = check_allocation(n, spec, a) {
+                flag(format!("resourceclaim {}: {why}", pc.key));
+            }
+            for d in a.devices.iter().filter(|d| !d.admin_access) {
+                let holder = holders.entry(d.device).or_insert(a.claim);
+                if *holder != a.claim && !shareable(n, &d.device) {
+                    flag(format!("device {} is held by resourceclaims {} and {}", d.device, holder, a.claim));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn device_of<'n>(node: &'n Node, id: &DeviceId) -> Option<&'n Arc<Device>> {
+    node.devices.index_of(id).map(|i| &node.devices.devices[i])
+}
+
+fn shareable(node: &Node, id: &DeviceId) -> bool {
+    device_of(node, id).is_some_and(|d| d.allow_multiple_allocations)
+}
+
+/// Whether `a` satisfies `spec` on `node`.
+fn check_allocation(node: &Node, spec: &ClaimSpec, a: &ClaimAllocation) -> Result<(), String> {
+    if a.node.is_some_and(|n| n != node.name) {
+        return Err(format!("allocated for node {:?}, bound on {}", a.node, node.name));
+    }
+    for r in &spec.requests {
+        let (name, exact) = chosen_option(r, a).ok_or_else(|| format!("request {:?} has no devices", r.name))?;
+        let devices: Vec<&Arc<Device>> = a
+            .devices
+            .iter()
+            .filter(|d| *d.request == *name)
+            .map(|d| device_of(node, &d.device).ok_or_else(|| format!("device {} is not on the node", d.device)))
+            .collect::<Result<_, _>>()?;
+        let want = match exact.mode {
+            AllocationMode::ExactCount(n) => n as usize,
+            AllocationMode::All => node.devices.devices.iter().filter(|d| eligible(d, exact)).count().max(1),
+        };
+        if devices.len() != want {
+            return Err(format!("request {name:?} got {} devices, wants {want}", devices.len()));
+        }
+        if let Some(d) = devices.iter().find(|d| !eligible(d, exact)) {
+            return Err(format!("device {} does not satisfy request {name:?}", d.id()));
+        }
+    }
+    for c in &spec.constraints {
+        check_constraint(node, a, c)?;
+    }
+    Ok(())
+}
+
+/// The option of request `r` the allocation used: the request itself, or the one
+/// `firstAvailable` sub-request whose devices it holds.
+fn chosen_option<'s>(
+    r: &'s tessera_plugins::dra::model::DeviceRequest,
+    a: &ClaimAllocation,
+) -> Option<(Arc<str>, &'s ExactRequest)> {
+    match &r.kind {
+        RequestKind::Exactly(e) => Some((r.name.clone(), e)),
+        RequestKind::FirstAvailable(subs) => subs.iter().find_map(|(sub, e)| {
+            let name: Arc<str> = Arc::from(format!("{}/{sub}", r.name));
+            a.devices.iter().any(|d| d.request == name).then_some((name, e))
+        }),
+    }
+}
+
+/// Whether `d` is of the request's class, passes its selectors and tolerates its taints.
+fn eligible(d: &Device, exact: &ExactRequest) -> bool {
+    let selected = exact.class.selectors.iter().chain(&exact.selectors).all(|s| s.matches(d) == Ok(true));
+    let tolerated = d.taints.iter().all(|t| {
+        let taint = Taint { key: t.key, value: t.value, effect: t.effect };
+        exact.tolerations.iter().any(|tol| tol.tolerates(&taint))
+    });
+    selected && tolerated
+}
+
+fn check_constraint(node: &Node, a: &ClaimAllocation, c: &Constraint) -> Result<(), String> {
+    let (requests, attribute, distinct) = match c {
+        Constraint::MatchAttribute { requests, attribute } => (requests, attribute, false),
+        Constraint::DistinctAttribute { requests, attribute } => (requests, attribute, true),
+    };
+    let covered = |request: &str| {
+        requests.is_empty()
+            || requests.iter().any(|r| **r == *request || request.split_once('/').is_some_and(|(p, _)| **r == *p))
+    };
+    let values: Vec<Option<&AttrValue>> = a
+        .devices
+        .iter()
+        .filter(|d| covered(&d.request))
+        .map(|d| device_of(node, &d.device).and_then(|dev| dev.attribute(attribute)))
+        .collect();
+    if values.iter().any(Option::is_none) {
+        return Err(format!("a device lacks attribute {attribute}"));
+    }
+    let broken = if distinct {
+        values.iter().enumerate().any(|(i, v)| values[..i].contains(v))
+    } else {
+        values.windows(2).any(|w| w[0] != w[1])
+    };
+    if broken {
+        let rule = if distinct { "distinctAttribute" } else { "matchAttribute" };
+        return Err(format!("{rule} {attribute} broken"));
+    }
+    Ok(())
+}
