@@ -406,8 +406,15 @@ fn matches(device: &Device, exact: &ExactRequest, error: &mut Option<String>) ->
         let taint = crate::model::Taint { key: t.key, value: t.value, effect: t.effect };
         exact.tolerations.iter().any(|tol| tol.tolerates(&taint))
     });
-    let capacity =
-        exact.capacity.iter().all(|(name, want)| device.capacity.get(name).is_some_and(|have| have.milli >= *want));
+    let capacity = exact.capacity.iter().all(|(name, want)| {
+        // A request names capacity without a domain when it means the device driver's.
+        let have = if name.contains('/') {
+            device.capacity.get(name)
+        } else {
+            device.capacity.get(format!("{}/{name}", device.driver).as_str())
+        };
+        have.is_some_and(|have| have.milli >= *want)
+    });
     tolerated && capacity
 }
 

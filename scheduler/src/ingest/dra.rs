@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::resource::v1 as api;
@@ -37,9 +36,6 @@ mod spec;
 /// An object resolved for allocation, or why no node can satisfy what names it (a message
 /// naming the object, and the request when there is one).
 pub type Resolved<T> = Result<Arc<T>, ClaimProblem>;
-
-/// The next [`Device::uid`]: process-unique, so a republished device never reuses one.
-static NEXT_DEVICE_UID: AtomicU64 = AtomicU64::new(1);
 
 /// Compiles a CEL selector through the process-wide cache, so that every class and claim
 /// writing one expression shares one selector (and its per-device results).
@@ -130,7 +126,7 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
         taints.extend(device_taint(t, &format!("{path}.taints[{i}]"))?);
     }
     Ok(Arc::new(Device {
-        uid: NEXT_DEVICE_UID.fetch_add(1, Ordering::Relaxed),
+        uid: Device::next_uid(),
         name,
         driver,
         pool,

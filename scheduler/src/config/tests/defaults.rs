@@ -22,6 +22,7 @@ const DEFAULTS: &[(&str, i64)] = &[
     ("GpuTopology", 1),
     ("PodTopologySpread", 2),
     ("InterPodAffinity", 2),
+    ("DynamicResources", 1),
     ("NodeResourcesBalancedAllocation", 1),
     ("ImageLocality", 1),
 ];
