@@ -52,10 +52,10 @@ pub enum Mix {
     /// tolerating a dedicated taint.
     Mixed,
     /// Gangs of 1–64 pods wanting 1–8 whole GPUs each, on nodes of 8 GPUs; each gang is a
-    /// PodGroup placed all or nothing (see [`gang_workload`]).
+    /// PodGroup placed all or nothing.
     Gang,
     /// Pods claiming 1–8 GPU+RDMA NIC pairs through DRA, each pair under one PCIe root, on
-    /// nodes publishing 8 of each (see [`super::dra`]).
+    /// nodes publishing 8 of each.
     Dra,
 }
 

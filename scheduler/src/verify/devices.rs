@@ -141,3 +141,61 @@ fn check_constraint(node: &Node, a: &ClaimAllocation, c: &Constraint) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_plugins::dra::model::AllocatedDevice;
+
+    use super::*;
+    use crate::bench::dra::DraWorld;
+
+    fn setup() -> (DraWorld, Vec<Node>) {
+        let w = DraWorld::new().unwrap();
+        let nodes = crate::bench::dra::cluster(1, &w, &mut crate::engine::rng::Rng::new(1));
+        (w, nodes)
+    }
+
+    /// An allocation of `pod`'s claim `i` to GPU `gpu` and NIC `nic` of node 0.
+    fn pair(w: &Pod, node: &Node, i: usize, gpu: usize, nic: usize) -> Arc<ClaimAllocation> {
+        let dev = |driver: &str, name: String| AllocatedDevice {
+            request: Arc::from(if driver == crate::bench::dra::GPU_DRIVER { "gpu" } else { "nic" }),
+            device: DeviceId { driver: Sym::new(driver), pool: node.name, device: Sym::new(&name) },
+            admin_access: false,
+        };
+        Arc::new(ClaimAllocation {
+            claim: w.claims[i].key,
+            devices: vec![
+                dev(crate::bench::dra::GPU_DRIVER, format!("gpu-{gpu}")),
+                dev(crate::bench::dra::NIC_DRIVER, format!("nic-{nic}")),
+            ],
+            node: Some(node.name),
+            config: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn double_booked_devices_broken_constraints_and_missing_allocations_are_caught() {
+        let (w, nodes) = setup();
+        let n = &nodes[0];
+        let a = Arc::new(w.pod("ml", "a", 1));
+        let b = Arc::new(w.pod("ml", "b", 2));
+        // gpu-i and nic-i share PCIe root i % 4: (0, 0) and (1, 5) are pairs, (2, 3) is not.
+        let fine = vec![
+            (a.clone(), n.name, vec![pair(&a, n, 0, 0, 0)]),
+            (b.clone(), n.name, vec![pair(&b, n, 0, 1, 5), pair(&b, n, 1, 2, 6)]),
+        ];
+        assert_eq!(device_violations(&nodes, &fine), []);
+        let twice = vec![
+            (a.clone(), n.name, vec![pair(&a, n, 0, 0, 0)]),
+            (b.clone(), n.name, vec![pair(&b, n, 0, 0, 4), pair(&b, n, 1, 2, 6)]),
+        ];
+        let v = device_violations(&nodes, &twice);
+        assert!(v.iter().any(|v| v.reason.contains("gpu-0 is held by resourceclaims")), "{v:?}");
+        let unmatched = vec![(a.clone(), n.name, vec![pair(&a, n, 0, 2, 3)])];
+        let v = device_violations(&nodes, &unmatched);
+        assert!(v.iter().any(|v| v.reason.contains("matchAttribute resource.kubernetes.io/pcieRoot broken")), "{v:?}");
+        let missing = vec![(b.clone(), n.name, vec![pair(&b, n, 0, 1, 5)])];
+        let v = device_violations(&nodes, &missing);
+        assert!(v.iter().any(|v| v.reason == "resourceclaim ml/b-pair-1 is not allocated"), "{v:?}");
+    }
+}
