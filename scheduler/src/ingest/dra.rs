@@ -222,20 +222,65 @@ pub struct ClaimEntry {
 /// what turns a pod's `spec.resourceClaims` into [`PodClaim`]s. Templates and claims resolve
 /// against the classes added before them, so add the classes first (and add a template or
 /// claim again after a class it names changes).
+///
+/// Specs are shared by content: a claim the resourceclaim controller made from a template
+/// resolves to the template's very `Arc`, as does any other claim or template asking exactly
+/// the same devices (until a class is added again, which starts afresh).
 #[derive(Clone, Debug, Default)]
 pub struct DraCatalog {
     classes: HashMap<String, Resolved<DeviceClass>>,
     templates: HashMap<ClaimKey, Resolved<ClaimSpec>>,
     claims: HashMap<ClaimKey, ClaimEntry>,
+    /// Usable specs by the JSON text of the `spec.devices` they were resolved from.
+    specs: HashMap<String, Arc<ClaimSpec>>,
+    /// A template's claim exists only once the resourceclaim controller made it (see
+    /// [`DraCatalog::live`]).
+    waits_for_controller: bool,
 }
 
 impl DraCatalog {
-    /// Adds (or replaces) a DeviceClass.
+    /// A catalog as a live scheduler resolves pods: a pod's claim must exist. A template entry
+    /// uses only the claim `pod.status.resourceClaimStatuses` names, which upstream's
+    /// resourceclaim controller creates (the scheduler never makes claims), and a claim not in
+    /// the catalog keeps the pod waiting with a reason naming it.
+    pub fn live() -> DraCatalog {
+        DraCatalog { waits_for_controller: true, ..DraCatalog::default() }
+    }
+
+    /// Adds (or replaces) a DeviceClass. Templates and claims resolved before keep what they
+    /// resolved to: add them again to see the change.
     pub fn add_class(&mut self, c: &api::DeviceClass) -> Result<(), IngestError> {
         let class = device_class(c)?;
         // device_class checked the name.
         self.classes.insert(c.metadata.name.clone().unwrap_or_default(), class);
+        self.specs.clear();
         Ok(())
+    }
+
+    /// Forgets the DeviceClass `name` (requests naming it no longer resolve once their
+    /// template or claim is added again).
+    pub fn remove_class(&mut self, name: &str) {
+        self.classes.remove(name);
+        self.specs.clear();
+    }
+
+    /// Forgets the ResourceClaimTemplate `namespace/name`.
+    pub fn remove_template(&mut self, namespace: &str, name: &str) {
+        self.templates.remove(&ClaimKey::new(namespace, name));
+    }
+
+    /// Forgets the ResourceClaim `key`.
+    pub fn remove_claim(&mut self, key: &ClaimKey) {
+        self.claims.remove(key);
+    }
+
+    /// `devices` resolved (see [`Resolver::resolve`]), a usable spec shared with every earlier
+    /// one of the same content.
+    fn resolve_shared(&mut self, devices: Option<&api::DeviceClaim>, base: &str, object: &str) -> spec::ResolvedSpec {
+        let resolved = Resolver::new(&self.classes).resolve(devices, base, object)?;
+        let Ok(spec) = resolved else { return Ok(resolved) };
+        let Ok(content) = serde_json::to_string(&devices) else { return Ok(Ok(spec)) };
+        Ok(Ok(self.specs.entry(content).or_insert(spec).clone()))
     }
 
     /// Adds (or replaces) a ResourceClaimTemplate, resolving its `spec.spec` once for every
@@ -246,7 +291,7 @@ impl DraCatalog {
         let name = required(t.metadata.name.as_deref().unwrap_or(""), "metadata.name").map_err(|e| e.on(object()))?;
         let devices = t.spec.as_ref().and_then(|s| s.spec.as_ref()).and_then(|s| s.devices.as_ref());
         let label = format!("resourceclaimtemplate {namespace}/{name}");
-        let spec = Resolver::new(&self.classes).resolve(devices, "spec.spec.devices", &label);
+        let spec = self.resolve_shared(devices, "spec.spec.devices", &label);
         self.templates.insert(ClaimKey::new(namespace, name), spec.map_err(|e| e.on(object()))?);
         Ok(())
     }
@@ -262,7 +307,7 @@ impl DraCatalog {
         let name = required(c.metadata.name.as_deref().unwrap_or(""), "metadata.name")?;
         let key = ClaimKey::new(namespace, name);
         let devices = c.spec.as_ref().and_then(|s| s.devices.as_ref());
-        let spec = Resolver::new(&self.classes).resolve(devices, "spec.devices", &format!("resourceclaim {key}"))?;
+        let spec = self.resolve_shared(devices, "spec.devices", &format!("resourceclaim {key}"))?;
         let allocation = match c.status.as_ref().and_then(|s| s.allocation.as_ref()) {
             Some(a) => Some(Arc::new(spec::allocation(key, a)?)),
             None => None,
@@ -290,7 +335,9 @@ impl DraCatalog {
     /// a status entry with no claim means none was needed, and the entry is skipped. Without
     /// a status, the claim is made as upstream's resourceclaim controller would, named
     /// `<pod>-<entry>`: upstream appends a random suffix, the simulator keeps it
-    /// deterministic. Either way the claim is the pod's own (`shared: false`).
+    /// deterministic; a [`DraCatalog::live`] catalog instead keeps the pod waiting for the
+    /// controller, as it does for a named claim it does not have. Either way the claim is the
+    /// pod's own (`shared: false`).
     pub fn pod_claims(&self, p: &core::Pod, namespace: &str, pod_name: &str) -> Result<Vec<PodClaim>, FieldError> {
         let entries = p.spec.as_ref().and_then(|s| s.resource_claims.as_deref()).unwrap_or_default();
         let statuses = p.status.as_ref().and_then(|s| s.resource_claim_statuses.as_deref()).unwrap_or_default();
@@ -317,12 +364,21 @@ impl DraCatalog {
         Ok(out)
     }
 
+    /// Why a pod waits for claim `key` that the catalog does not have.
+    fn missing_claim(&self, key: ClaimKey) -> ClaimProblem {
+        if self.waits_for_controller {
+            Arc::from(format!("waiting for resourceclaim {key} to be created"))
+        } else {
+            Arc::from(format!("resourceclaim {key} not found"))
+        }
+    }
+
     /// A claim named directly: shared with whichever other pods name it.
     fn standalone(&self, at: &Entry<'_>, claim: &str) -> PodClaim {
         let key = ClaimKey::new(at.namespace, claim);
         let (spec, allocation) = match self.claims.get(&key) {
             Some(entry) => (entry.spec.clone(), entry.allocation.clone()),
-            None => (Err(Arc::from(format!("resourceclaim {key} not found"))), None),
+            None => (Err(self.missing_claim(key)), None),
         };
         PodClaim { name: Sym::new(at.name), key, spec, shared: true, allocation }
     }
@@ -341,9 +397,18 @@ impl DraCatalog {
                 let key = ClaimKey::new(at.namespace, claim);
                 match (self.claims.get(&key), template_spec) {
                     (Some(entry), _) => (key, entry.spec.clone(), entry.allocation.clone()),
-                    (None, Some(spec)) => (key, spec.clone(), None),
-                    (None, None) => (key, Err(Arc::from(format!("resourceclaim {key} not found"))), None),
+                    (None, Some(spec)) if !self.waits_for_controller => (key, spec.clone(), None),
+                    (None, _) => (key, Err(self.missing_claim(key)), None),
                 }
+            }
+            None if self.waits_for_controller => {
+                let key = ClaimKey::new(at.namespace, &format!("{pod_name}-{}", at.name));
+                let why = format!(
+                    "waiting for resourceclaim of entry {:?} to be created from resourceclaimtemplate {}/{template} \
+                     (pod.status.resourceClaimStatuses names none yet)",
+                    at.name, at.namespace
+                );
+                (key, Err(Arc::from(why)), None)
             }
             None => {
                 let key = ClaimKey::new(at.namespace, &format!("{pod_name}-{}", at.name));

@@ -382,3 +382,61 @@ fn a_class_whose_selector_does_not_compile_is_named_by_requests_using_it() {
     let want = "resourceclaim default/c: request \"r\": deviceclass \"broken\": selector \"device.driver ==\" does not compile: ";
     assert!(problem.starts_with(want), "{problem}");
 }
+
+/// The catalog of `OBJECTS` and `extra`, live or not.
+fn catalog_of(extra: &str, live: bool) -> (DraCatalog, Vec<core::Pod>) {
+    let objects = read_objects("dra.yaml", &format!("{OBJECTS}---\n{extra}")).unwrap();
+    let mut catalog = if live { DraCatalog::live() } else { DraCatalog::default() };
+    for c in &objects.device_classes {
+        catalog.add_class(c).unwrap();
+    }
+    for t in &objects.resource_claim_templates {
+        catalog.add_template(t).unwrap();
+    }
+    for c in &objects.resource_claims {
+        catalog.add_claim(c).unwrap();
+    }
+    (catalog, objects.pods)
+}
+
+#[test]
+fn a_claim_made_from_a_template_shares_the_templates_spec() {
+    let template: api::ResourceClaimTemplate = yaml(OBJECTS.split("---").nth(1).unwrap());
+    let devices = serde_json::to_value(&template.spec.as_ref().unwrap().spec.as_ref().unwrap().devices).unwrap();
+    let claim = |name: &str| {
+        let c = serde_json::json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"name": name, "namespace": "ml"}, "spec": {"devices": devices}});
+        serde_yaml_ng::to_string(&c).unwrap()
+    };
+    let (catalog, _) = catalog_of(&[claim("a-gpu-1x"), claim("b-gpu-2y")].join("---\n"), true);
+    let spec = |k: &str| catalog.claim(&ClaimKey::new("ml", k)).unwrap().spec.clone().unwrap();
+    let from_template = catalog.template("ml", "gpu").unwrap().clone().unwrap();
+    assert!(Arc::ptr_eq(&spec("a-gpu-1x"), &from_template) && Arc::ptr_eq(&spec("b-gpu-2y"), &from_template));
+    let other = catalog.claim(&ClaimKey::new("ml", "shared-gpu")).unwrap().spec.clone().unwrap();
+    assert!(!Arc::ptr_eq(&other, &from_template), "other content, other spec");
+}
+
+#[test]
+fn a_live_catalog_waits_for_claims_to_be_created() {
+    let with_status = |name: &str, status: &str| {
+        format!(
+            "{}status: {{resourceClaimStatuses: [{status}]}}\n",
+            pod_yaml(name, "[{name: gpu, resourceClaimTemplateName: gpu}, {name: x, resourceClaimName: later}]")
+        )
+    };
+    let pods = [with_status("w", "{name: gpu, resourceClaimName: w-gpu-x7k2p}"), with_status("v", "{name: other}")];
+    let (catalog, pods) = catalog_of(&pods.join("---\n"), true);
+    let problems = |p: &core::Pod| -> Vec<String> {
+        let name = p.metadata.name.as_deref().unwrap();
+        catalog.pod_claims(p, "ml", name).unwrap().iter().map(problem).collect()
+    };
+    assert_eq!(
+        problems(&pods[0]),
+        ["waiting for resourceclaim ml/w-gpu-x7k2p to be created", "waiting for resourceclaim ml/later to be created"]
+    );
+    assert_eq!(
+        problems(&pods[1])[0],
+        "waiting for resourceclaim of entry \"gpu\" to be created from resourceclaimtemplate ml/gpu \
+         (pod.status.resourceClaimStatuses names none yet)"
+    );
+}
