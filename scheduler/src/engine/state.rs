@@ -85,12 +85,20 @@ impl ClusterState {
     }
 
     /// Adds a node, or replaces the node of the same name keeping its pods. Returns its id.
+    ///
+    /// A replaced node whose DRA inventory changed (its ResourceSlices were republished) has
+    /// the devices its claims hold found again by identity in the new inventory: held devices
+    /// are indices into the node's devices, which a new inventory renumbers.
     pub fn upsert_node(&mut self, node: Node) -> NodeId {
         let node = Arc::new(node);
         let info = match self.master.node_by_name(node.name) {
             Some(old) => {
                 let mut info = NodeInfo::clone(old);
+                let inventory_changed = !Arc::ptr_eq(&info.node.devices, &node.devices);
                 info.node = node;
+                if inventory_changed {
+                    rehold_claim_devices(&mut info);
+                }
                 info
             }
             None => NodeInfo::new(self.allocate_id(), node),
@@ -274,6 +282,26 @@ impl ClusterState {
     }
 }
 
+/// Re-derives which of `info`'s devices its held claims hold, from the allocations' device
+/// identities, as `NodeInfo` holds them (admin-access grants and devices allowing multiple
+/// allocations are not held; a device the inventory no longer has holds nothing).
+fn rehold_claim_devices(info: &mut NodeInfo) {
+    let inventory = info.node.devices.clone();
+    let mut used = tessera_plugins::dra::inventory::DeviceSet::new();
+    for held in &mut info.claims {
+        held.devices = held
+            .allocation
+            .devices
+            .iter()
+            .filter(|d| !d.admin_access)
+            .filter_map(|d| inventory.index_of(&d.device))
+            .filter(|&i| !inventory.devices[i].allow_multiple_allocations)
+            .collect();
+        used.extend(held.devices.iter().copied());
+    }
+    info.devices_used = used;
+}
+
 /// Every topology key a pod's own constraints name.
 pub fn topology_keys(pod: &Pod) -> impl Iterator<Item = Sym> + '_ {
     let spread = pod.spread_constraints.iter().map(|c| c.topology_key);
@@ -342,6 +370,66 @@ mod tests {
         assert_eq!(changed, vec![0, 1]);
         assert_eq!(snap.node(1).unwrap().pods.len(), 1);
         assert_eq!(snap.node(0).unwrap().pods.len(), 0);
+    }
+
+    /// A node whose inventory is one device of driver `d`, pool `p` per name.
+    fn with_devices(name: &str, devices: &[&str]) -> Node {
+        use tessera_plugins::dra::inventory::NodeDevices;
+        use tessera_plugins::dra::model::Device;
+        let device = |n: &&str| {
+            Arc::new(Device {
+                uid: Device::next_uid(),
+                name: Sym::new(n),
+                driver: Sym::new("d"),
+                pool: Sym::new("p"),
+                attributes: Default::default(),
+                capacity: Default::default(),
+                taints: Vec::new(),
+                allow_multiple_allocations: false,
+            })
+        };
+        let devices = NodeDevices { devices: devices.iter().map(device).collect(), incomplete: Vec::new() };
+        Node { devices: Arc::new(devices), ..node(name) }
+    }
+
+    #[test]
+    fn a_new_inventory_keeps_the_devices_claims_hold_by_identity() {
+        use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation, ClaimKey, DeviceId, PodClaim};
+        let mut st = ClusterState::new();
+        let id = st.upsert_node(with_devices("a", &["g1", "g2"]));
+        let key = ClaimKey::new("default", "c");
+        let device = DeviceId { driver: Sym::new("d"), pool: Sym::new("p"), device: Sym::new("g2") };
+        let allocation = ClaimAllocation {
+            claim: key,
+            devices: vec![AllocatedDevice { request: Arc::from("r"), device, admin_access: false }],
+            node: Some(Sym::new("a")),
+            config: Vec::new(),
+        };
+        let mut p = Pod::new("default", "p", ResourceVec::ZERO);
+        p.claims.push(PodClaim {
+            name: Sym::new("c"),
+            key,
+            spec: Err(Arc::from("unused")),
+            shared: false,
+            allocation: Some(Arc::new(allocation)),
+        });
+        st.place(Arc::new(p), id).unwrap();
+        let held = |st: &ClusterState| {
+            let n = st.snapshot().node(id).unwrap();
+            (n.claims[0].devices.clone(), n.devices_used.iter().collect::<Vec<_>>())
+        };
+        assert_eq!(held(&st), (vec![1], vec![1]));
+        // Republished with a device before it: g2 is now index 2.
+        st.upsert_node(with_devices("a", &["g0", "g1", "g2"]));
+        assert_eq!(held(&st), (vec![2], vec![2]));
+        // The same inventory (shared Arc) changes nothing; a node object update keeps it.
+        let same = st.snapshot().node(id).unwrap().node.devices.clone();
+        st.upsert_node(Node { devices: same, ..node("a") });
+        assert_eq!(held(&st), (vec![2], vec![2]));
+        // Gone from the inventory: held by nothing, and nothing is counted in use.
+        st.upsert_node(with_devices("a", &["g0"]));
+        assert_eq!(held(&st), (vec![], vec![]));
+        assert_eq!(st.snapshot().node(id).unwrap().claims.len(), 1, "the claim itself is still held");
     }
 
     #[test]
