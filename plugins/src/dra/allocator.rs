@@ -61,7 +61,7 @@ pub struct Unsatisfiable {
 
 impl std::fmt::Display for Unsatisfiable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot allocate all claims: resourceclaim {} request {:?}", self.claim, self.request)?;
+        write!(f, "cannot allocate all claims: resourceclaim {} request {}", self.claim, self.request)?;
         if self.gave_up {
             write!(f, " (search gave up after {STEP_BUDGET} steps)")?;
         }
@@ -82,7 +82,7 @@ pub fn allocate(node: NodeView<'_>, claims: &[ClaimToAllocate<'_>]) -> Result<Ve
 
 /// One request option (a request, or one sub-request of `firstAvailable`) with the devices it
 /// may take on this node.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Option_<'a> {
     /// `request` or `request/sub`.
     name: Arc<str>,
@@ -94,7 +94,7 @@ struct Option_<'a> {
 }
 
 /// A request: its options in order.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Slot<'a> {
     options: Vec<Option_<'a>>,
 }
@@ -121,10 +121,16 @@ struct Search<'a> {
 impl<'a> Search<'a> {
     fn new(node: NodeView<'a>, claims: &'a [ClaimToAllocate<'a>]) -> Search<'a> {
         let mut selector_error = None;
-        let slots = claims
-            .iter()
-            .map(|c| c.spec.requests.iter().map(|r| slot(node.devices, r, &mut selector_error)).collect())
-            .collect();
+        let mut slots: Vec<Vec<Slot<'a>>> = Vec::with_capacity(claims.len());
+        for (c, claim) in claims.iter().enumerate() {
+            // Claims of one template share their requests' candidates: selectors run once.
+            let twin = claims[..c].iter().position(|o| Arc::ptr_eq(o.spec, claim.spec));
+            let requests = match twin {
+                Some(t) => slots[t].clone(),
+                None => claim.spec.requests.iter().map(|r| slot(node.devices, r, &mut selector_error)).collect(),
+            };
+            slots.push(requests);
+        }
         Search {
             node,
             claims,
@@ -397,7 +403,8 @@ fn matches(device: &Device, exact: &ExactRequest, error: &mut Option<String>) ->
             Ok(true) => {}
             Ok(false) => return false,
             Err(e) => {
-                error.get_or_insert_with(|| format!("selector {:?}: {e}", s.expression()));
+                // The error names the expression and the device.
+                error.get_or_insert_with(|| e.to_string());
                 return false;
             }
         }

@@ -10,14 +10,15 @@
 
 use std::sync::Arc;
 
-use crate::dra::allocator::{self, ClaimToAllocate, NodeView};
+use crate::dra::allocator::{self, ClaimToAllocate, NodeView, STEP_BUDGET, Unsatisfiable};
 use crate::dra::model::ClaimAllocation;
 use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, ReservePlugin};
+use crate::intern::Sym;
 use crate::model::Pod;
 use crate::nodeinfo::{NodeId, NodeInfo};
 use crate::registry::{PluginArgs, PluginError};
 use crate::snapshot::Snapshot;
-use crate::status::Status;
+use crate::status::{Reason, Status};
 
 /// The plugin's name.
 pub const NAME: &str = "DynamicResources";
@@ -137,5 +138,22 @@ fn allocate_on(pod: &Pod, node: &NodeInfo) -> Result<Vec<ClaimAllocation>, Statu
         return Ok(Vec::new());
     }
     let view = NodeView { name: node.name(), devices: &node.node.devices, used: &node.devices_used };
-    allocator::allocate(view, &wanted).map_err(|u| Status::unschedulable(u.to_string()))
+    allocator::allocate(view, &wanted).map_err(|u| Status::unschedulable(reason(pod, &u)))
+}
+
+/// Upstream's "cannot allocate all claims", naming the claim as the pod does (its entry in
+/// `spec.resourceClaims`) and the request. It is the same text on every node and for every pod
+/// of one template, so it is interned: a node that fails costs no allocation, however many
+/// nodes fail.
+fn reason(pod: &Pod, u: &Unsatisfiable) -> Reason {
+    let claim = pod.claims.iter().find(|pc| pc.key == u.claim).map_or(u.claim.name, |pc| pc.name);
+    let mut text = format!("cannot allocate all claims (claim {claim}, request {})", u.request);
+    if u.gave_up {
+        text.push_str(&format!(": search gave up after {STEP_BUDGET} steps"));
+    }
+    match &u.selector_error {
+        // Selector errors name devices: too many distinct texts to intern.
+        Some(e) => Reason::Owned(format!("{text}: {e}")),
+        None => Reason::Borrowed(Sym::new(&text).as_str()),
+    }
 }

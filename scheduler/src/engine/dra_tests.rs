@@ -87,10 +87,7 @@ fn a_gang_that_needs_more_pairs_than_the_rack_has_is_not_placed_and_says_which_c
         });
         let message = message.unwrap_or_default();
         assert!(message.contains("needs 3 pods, 2 fit"), "{message}");
-        assert!(
-            message.contains("cannot allocate all claims: resourceclaim ml/big-") && message.contains("request"),
-            "{message}"
-        );
+        assert!(message.contains("cannot allocate all claims (claim pair-0, request gpu)"), "{message}");
         assert_eq!(e.state().placed_count(), 0);
     }
 }
@@ -114,7 +111,7 @@ fn pods_never_share_a_device_and_a_full_node_turns_the_next_pod_away() {
     });
     assert_eq!(
         m.as_deref(),
-        Some("0/1 nodes are available: 1 cannot allocate all claims: resourceclaim ml/p2-pair-0 request \"gpu\".")
+        Some("0/1 nodes are available: 1 cannot allocate all claims (claim pair-0, request gpu).")
     );
 }
 
