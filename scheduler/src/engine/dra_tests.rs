@@ -184,3 +184,47 @@ fn a_shared_claim_is_allocated_once_and_its_users_follow_it() {
         "freed with its last user"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// Random gangs and lone pods claiming pairs, on a few nodes, in either drive: no device is
+    /// ever held twice, every bound pod's claims are allocated and kept, and no gang is partly
+    /// bound — in the outcomes and in the engine's own state.
+    #[test]
+    fn no_device_is_held_twice_and_no_gang_is_partly_bound(
+        nodes in 1usize..5,
+        units in proptest::collection::vec((1usize..4, proptest::sample::select(vec![1usize, 2, 4, 8])), 1..10),
+        workers in 1usize..3,
+    ) {
+        let w = world();
+        let nodes = rack(&w, nodes);
+        let mut e = engine(&nodes, workers);
+        let mut sizes = std::collections::HashMap::new();
+        for (u, &(size, pairs)) in units.iter().enumerate() {
+            let gang = format!("g{u}");
+            if size > 1 {
+                add_gang(&mut e, &w, &gang, size, pairs);
+                sizes.insert(gang, size);
+            } else {
+                let mut p = w.pod("ml", &gang, pairs);
+                p.scheduler_name = Sym::new("default-scheduler");
+                e.add_pod(Arc::new(p), 0.0).unwrap();
+            }
+        }
+        let out = run(&mut e, workers);
+        proptest::prop_assert_eq!(verify(&nodes, &e, &out), []);
+        let mut bound = std::collections::HashMap::new();
+        for (p, _, _) in out.iter().filter_map(Outcome::bound) {
+            if let Some(g) = p.pod_group {
+                *bound.entry(g.as_str().to_string()).or_insert(0) += 1;
+            }
+        }
+        for (g, n) in &bound {
+            proptest::prop_assert_eq!(*n, sizes[g], "gang {} partly bound", g);
+        }
+        let held: usize = e.state().snapshot().nodes().map(|n| n.devices_used.len()).sum();
+        let claimed: usize = e.state().snapshot().nodes().flat_map(|n| n.pods.iter()).map(|p| 2 * p.claims.len()).sum();
+        proptest::prop_assert_eq!(held, claimed, "every placed pair holds exactly its two devices");
+    }
+}
