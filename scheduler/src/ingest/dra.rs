@@ -209,6 +209,13 @@ fn convert_class(c: &api::DeviceClass) -> Result<Resolved<DeviceClass>, FieldErr
     Ok(Ok(Arc::new(DeviceClass { name: Sym::new(name), selectors, config })))
 }
 
+/// A claim's `status.allocation` (the claim is `key`) as the model holds it: what the live
+/// scheduler compares with the allocation it chose before writing its own.
+pub fn claim_allocation(key: ClaimKey, a: &api::AllocationResult) -> Result<ClaimAllocation, IngestError> {
+    let object = || ObjectRef::namespaced("ResourceClaim", key.namespace.as_str(), Some(key.name.as_str()));
+    spec::allocation(key, a).map_err(|e| e.on(object()))
+}
+
 /// A ResourceClaim as pods see it: its resolved spec and the allocation its status records.
 #[derive(Clone, Debug)]
 pub struct ClaimEntry {

@@ -3,7 +3,8 @@
 //!
 //! A pod's GPUs are written first (annotation `tessera.io/gpu-ids`, see
 //! [`crate::ingest::gpu::GPU_IDS_ANNOTATION`]) so that the devices it
-//! holds are read back after a restart; then `POST pods/{name}/binding` with the pod's uid as
+//! holds are read back after a restart, and its DRA claims' allocations and reservations
+//! ([`super::claims`]); then `POST pods/{name}/binding` with the pod's uid as
 //! precondition. 429 waits out `Retry-After`; 5xx, timeouts and broken connections retry with
 //! backoff; 409 (bound already, or a uid that no longer matches) and other refusals hand the pod
 //! back to the engine (and with it every member of its gang still in flight); 404 means the pod
@@ -27,6 +28,7 @@ use tokio::sync::Semaphore;
 
 use crate::ingest::gpu::{GPU_IDS_ANNOTATION, format_gpu_ids};
 
+use super::claims;
 use super::feed::BindItem;
 use super::metrics::{BindResult, Metrics};
 use super::ratelimit::RateLimiter;
@@ -98,16 +100,30 @@ impl std::fmt::Debug for BindContext {
 
 /// Binds one job (a pod, or a gang's members placed together) and reports each result back.
 ///
-/// Every member's PreBind (its GPU annotation) is written before any member is bound: a member
-/// refused there takes the whole job back with nothing bound, rather than leaving a gang half
-/// bound. Only a refusal of the binding itself, after the others were bound, can still do that.
+/// Every member's PreBind (its GPU annotation, its DRA claims' allocations) is written before
+/// any member is bound: a member refused there takes the whole job back with nothing bound,
+/// and the claims the others' PreBind wrote are given back ([`claims::unreserve`]), rather
+/// than leaving a gang half bound. Only a refusal of the binding itself, after the others were
+/// bound, can still do that; that member's claims are given back too, unless the refusal is a
+/// 409 (the pod may be bound already, by an earlier try whose answer was lost).
 pub async fn bind_job(cx: BindContext, job: Vec<BindItem>) {
     let pre_bound = futures::future::join_all(job.iter().map(|item| pre_bind(&cx, item))).await;
     if pre_bound.iter().any(Result::is_err) {
+        let undo = job
+            .iter()
+            .zip(&pre_bound)
+            .filter_map(|(item, r)| Some(claims::unreserve(&cx, &item.pod, r.as_ref().ok()?)));
+        futures::future::join_all(undo).await;
         report(&cx, &job, pre_bound.into_iter().map(|r| r.and(Err(BindError::NotBound))));
         return;
     }
+    let written: Vec<Vec<claims::Written>> = pre_bound.into_iter().map(Result::unwrap_or_default).collect();
     let results = futures::future::join_all(job.iter().map(|item| bind_item(&cx, item))).await;
+    let undo = job.iter().zip(&results).zip(&written).filter_map(|((item, r), w)| match r {
+        Err(BindError::Refused { status: 409, .. }) | Ok(()) => None,
+        Err(_) => Some(claims::unreserve(&cx, &item.pod, w)),
+    });
+    futures::future::join_all(undo).await;
     report(&cx, &job, results.into_iter());
 }
 
@@ -138,13 +154,18 @@ fn report(cx: &BindContext, job: &[BindItem], results: impl Iterator<Item = Resu
     }
 }
 
-/// What must be on the pod before it is bound: the GPUs chosen for it.
-async fn pre_bind(cx: &BindContext, item: &BindItem) -> Result<(), BindError> {
-    if item.gpus == 0 {
-        return Ok(());
+/// What must be written before the pod is bound: the GPUs chosen for it (on the pod) and its
+/// claims' allocations and reservations (on the claims). The claims written, to give back if
+/// the pod is not bound after all.
+async fn pre_bind(cx: &BindContext, item: &BindItem) -> Result<Vec<claims::Written>, BindError> {
+    if item.gpus == 0 && item.claims.is_empty() {
+        return Ok(Vec::new());
     }
     let _permit = cx.concurrency.acquire().await.map_err(|_| BindError::NotLeader)?;
-    write_gpu_ids(cx, &item.pod, item.gpus).await
+    if item.gpus != 0 {
+        write_gpu_ids(cx, &item.pod, item.gpus).await?;
+    }
+    claims::reserve(cx, item).await
 }
 
 async fn bind_item(cx: &BindContext, item: &BindItem) -> Result<(), BindError> {
@@ -168,7 +189,7 @@ async fn write_gpu_ids(cx: &BindContext, pod: &Pod, mask: u64) -> Result<(), Bin
     let key = pod.key();
     retry(cx, &key, || async {
         match api.patch(&pod.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => Attempt::Done,
+            Ok(_) => Attempt::Done(()),
             Err(kube::Error::Api(r)) => Attempt::from_status(r.code, None, r.message),
             Err(e) => Attempt::Transient(e.to_string(), None),
         }
@@ -210,7 +231,7 @@ async fn post_binding(cx: &BindContext, item: &BindItem) -> Result<(), BindError
                 Err(e) => return Attempt::Transient(e.to_string(), None),
             };
             match cx.client.send(req).await {
-                Ok(res) if res.status().is_success() => Attempt::Done,
+                Ok(res) if res.status().is_success() => Attempt::Done(()),
                 Ok(res) => {
                     let status = res.status().as_u16();
                     let retry_after = retry_after(res.headers());
@@ -244,16 +265,16 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 }
 
 /// One try's verdict.
-enum Attempt {
-    Done,
+pub(super) enum Attempt<T = ()> {
+    Done(T),
     Gone,
     Refused(u16, String),
     /// Worth another try, after the server's `Retry-After` when it gave one.
     Transient(String, Option<Duration>),
 }
 
-impl Attempt {
-    fn from_status(status: u16, retry_after: Option<Duration>, message: String) -> Attempt {
+impl<T> Attempt<T> {
+    pub(super) fn from_status(status: u16, retry_after: Option<Duration>, message: String) -> Attempt<T> {
         match StatusCode::from_u16(status) {
             Ok(StatusCode::NOT_FOUND) => Attempt::Gone,
             Ok(StatusCode::TOO_MANY_REQUESTS) => {
@@ -266,10 +287,10 @@ impl Attempt {
 }
 
 /// Runs `attempt` under the rate limit until it is done, refused, or out of tries.
-async fn retry<F, Fut>(cx: &BindContext, pod: &PodKey, mut attempt: F) -> Result<(), BindError>
+pub(super) async fn retry<T, F, Fut>(cx: &BindContext, pod: &PodKey, mut attempt: F) -> Result<T, BindError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Attempt>,
+    Fut: std::future::Future<Output = Attempt<T>>,
 {
     let mut backoff = Duration::from_millis(100);
     let mut last = String::new();
@@ -279,7 +300,7 @@ where
         }
         cx.limiter.acquire().await;
         match attempt().await {
-            Attempt::Done => return Ok(()),
+            Attempt::Done(value) => return Ok(value),
             Attempt::Gone => return Err(BindError::Gone(pod.clone())),
             Attempt::Refused(status, message) => {
                 return Err(BindError::Refused { pod: pod.clone(), node: String::new(), status, message });
@@ -301,12 +322,11 @@ mod tests {
 
     #[test]
     fn statuses_sort_into_retry_refuse_and_gone() {
-        assert!(matches!(Attempt::from_status(404, None, String::new()), Attempt::Gone));
-        assert!(matches!(Attempt::from_status(409, None, String::new()), Attempt::Refused(409, _)));
-        assert!(matches!(Attempt::from_status(503, None, String::new()), Attempt::Transient(_, None)));
+        let verdict = |status, wait| Attempt::<()>::from_status(status, wait, String::new());
+        assert!(matches!(verdict(404, None), Attempt::Gone));
+        assert!(matches!(verdict(409, None), Attempt::Refused(409, _)));
+        assert!(matches!(verdict(503, None), Attempt::Transient(_, None)));
         let wait = Some(Duration::from_secs(3));
-        assert!(
-            matches!(Attempt::from_status(429, wait, String::new()), Attempt::Transient(_, Some(d)) if d.as_secs() == 3)
-        );
+        assert!(matches!(verdict(429, wait), Attempt::Transient(_, Some(d)) if d.as_secs() == 3));
     }
 }

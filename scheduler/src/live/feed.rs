@@ -13,8 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::Receiver;
+use tessera_plugins::dra::inventory::NodeDevices;
+use tessera_plugins::dra::model::ClaimAllocation;
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::{GroupKey, Pod, PodKey};
+use tessera_plugins::model::{GroupKey, Node, Pod, PodKey};
+use tessera_plugins::nodeinfo::NodeInfo;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::gang::GangRecord;
@@ -35,6 +38,8 @@ pub struct BindItem {
     pub node: Sym,
     /// The GPUs chosen for it (bit set of device indices; 0 when none).
     pub gpus: u64,
+    /// The allocations of its DRA claims on the node (PreBind writes them to the claims).
+    pub claims: Vec<Arc<ClaimAllocation>>,
 }
 
 /// What the engine decided, for the async side to write to the API.
@@ -84,6 +89,11 @@ pub struct LiveFeed {
     inflight: HashMap<PodKey, Option<GroupKey>>,
     /// Bound pods whose node is not known yet (pods arrive before their node on a list).
     orphans: HashMap<Sym, Vec<Arc<Pod>>>,
+    /// Each node's DRA devices, from its ResourceSlices (which may come before the node).
+    devices: HashMap<Sym, Arc<NodeDevices>>,
+    /// The latest version of pods that changed while their binding was in flight (a claim
+    /// they name changed): what they go back to the queue as if the binding fails.
+    updated: HashMap<PodKey, Arc<Pod>>,
     synced: HashSet<Kind>,
     clock_epoch: std::time::Instant,
     /// Each gang's status as last handed out for writing, and when gangs were last looked at.
@@ -111,6 +121,8 @@ impl LiveFeed {
             gated: HashSet::new(),
             inflight: HashMap::new(),
             orphans: HashMap::new(),
+            devices: HashMap::new(),
+            updated: HashMap::new(),
             synced: HashSet::new(),
             clock_epoch: std::time::Instant::now(),
             groups_written: HashMap::new(),
@@ -146,8 +158,9 @@ impl LiveFeed {
 
     fn on_change(&mut self, core: &mut Core<'_>, change: Change, now: f64) {
         match change {
-            Change::Node(node) => {
+            Change::Node(mut node) => {
                 let name = node.name;
+                node.devices = self.devices.get(&name).cloned().unwrap_or_default();
                 core.upsert_node(node, now);
                 for pod in self.orphans.remove(&name).unwrap_or_default() {
                     self.place_bound(core, pod, now);
@@ -155,6 +168,17 @@ impl LiveFeed {
             }
             Change::NodeGone(name) => {
                 core.remove_node(Sym::new(&name));
+            }
+            Change::NodeDevices { node, devices } => {
+                if devices.is_empty() && devices.incomplete.is_empty() {
+                    self.devices.remove(&node);
+                } else {
+                    self.devices.insert(node, devices.clone());
+                }
+                if let Some(info) = core.state().snapshot().node_by_name(node) {
+                    let updated = Node { devices, ..Node::clone(&info.node) };
+                    core.upsert_node(updated, now);
+                }
             }
             Change::Pod(update) => self.on_pod(core, *update, now),
             Change::PodGone { namespace, name } => self.forget_pod(core, &PodKey::new(&namespace, &name), now),
@@ -199,6 +223,9 @@ impl LiveFeed {
         self.gated.remove(&key);
         if core.state().node_of(&key).is_some() {
             // Assumed by us, binding in flight: the binding's own event will confirm it.
+            if self.inflight.contains_key(&key) {
+                self.updated.insert(key, pod);
+            }
             return;
         }
         match self.pending.get(&key) {
@@ -214,15 +241,21 @@ impl LiveFeed {
         }
     }
 
-    /// A pod the API shows on `node`: confirms our binding, or accounts someone else's.
+    /// A pod the API shows on `node`: confirms our binding, or accounts someone else's. A pod
+    /// accounted there already is accounted again only when its claims now record allocations
+    /// the node does not hold (its claims were listed after it, or someone else allocated them).
     fn on_bound(&mut self, core: &mut Core<'_>, key: PodKey, pod: Arc<Pod>, node: Sym, now: f64) {
         self.inflight.remove(&key);
         self.gated.remove(&key);
+        self.updated.remove(&key);
         if let Some(id) = core.state().node_of(&key)
-            && core.state().snapshot().node(id).is_some_and(|n| n.name() == node)
+            && let Some(info) = core.state().snapshot().node(id)
+            && info.name() == node
         {
             self.pending.remove(&key);
-            return;
+            if claims_accounted(info, &pod) {
+                return;
+            }
         }
         if self.pending.remove(&key).is_some() || core.state().node_of(&key).is_some() {
             core.delete_pod(&key, now);
@@ -247,6 +280,7 @@ impl LiveFeed {
         }
         self.gated.remove(key);
         self.inflight.remove(key);
+        self.updated.remove(key);
         for pods in self.orphans.values_mut() {
             pods.retain(|p| &p.key() != key);
         }
@@ -273,19 +307,31 @@ impl LiveFeed {
             back.retain(|k| !keys.contains(k));
         }
         for pod in core.forget_assumed(&back, now) {
-            self.pending.insert(pod.key(), pod);
+            let key = pod.key();
+            match self.updated.remove(&key) {
+                Some(newer) if *newer != *pod => {
+                    core.delete_pod(&key, now);
+                    self.pending.insert(key, newer.clone());
+                    if let Err(e) = core.add_pod(newer, now) {
+                        tracing::warn!("pod not queued: {e}");
+                    }
+                }
+                _ => {
+                    self.pending.insert(key, pod);
+                }
+            }
         }
     }
 
     fn record_outcome(&mut self, outcome: Outcome, binds: &mut Vec<Vec<BindItem>>) {
         match outcome {
-            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s, claims: _ } => {
+            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s, claims } => {
                 let key = pod.key();
                 self.pending.remove(&key);
                 self.inflight.insert(key, pod.group_key());
                 self.metrics.schedule_attempt(pod.scheduler_name.as_str(), AttemptResult::Scheduled, cycle_s);
                 self.metrics.sli(attempts, (at - queued_at).max(0.0));
-                let item = BindItem { pod, node, gpus };
+                let item = BindItem { pod, node, gpus, claims };
                 // Members of one gang, committed together, are bound as one job.
                 match binds.last_mut() {
                     Some(last)
@@ -334,6 +380,16 @@ impl LiveFeed {
         self.metrics.set_pending(PendingQueue::Gated, self.gated.len() as i64);
         self.metrics.set_bind_queue_depth(self.inflight.len() as i64);
     }
+}
+
+/// Whether every allocation `pod`'s claims record is held on `node` with those very devices.
+fn claims_accounted(node: &NodeInfo, pod: &Pod) -> bool {
+    pod.claims.iter().all(|pc| match &pc.allocation {
+        None => true,
+        Some(a) => {
+            node.held_claim(&pc.key).is_some_and(|h| h.allocation.devices == a.devices && h.allocation.node == a.node)
+        }
+    })
 }
 
 /// Whether two records show the same PodGroup status (what the status builders read).

@@ -5,7 +5,10 @@
 //! - [`watch`]: one watcher per kind, converting objects to the compact model in its own task;
 //! - [`feed`]: the engine thread's side, applying changes between binder commits
 //!   ([`crate::engine::drive`]'s continuous drive) and turning outcomes into decisions;
-//! - [`bind`]: the bind executor (GPU annotation, `pods/binding`, retries, rate limit);
+//! - [`dra`]: DRA objects as the watches keep them (slices into node devices, claims and
+//!   templates into the catalog pods resolve against, pods resolved again when they change);
+//! - [`bind`]: the bind executor (GPU annotation, DRA claims' allocations ([`claims`]),
+//!   `pods/binding`, retries, rate limit);
 //! - [`report`]: `PodScheduled` conditions and Events;
 //! - [`leader`]: leader election on a Lease; a standby keeps its caches warm;
 //! - [`serve`] and [`metrics`]: `/healthz`, `/livez`, `/readyz`, `/metrics` on the secure port.
@@ -15,6 +18,8 @@
 //! blocking by the binder thread) and decisions out (tokio, awaited by the executor).
 
 pub mod bind;
+pub mod claims;
+pub mod dra;
 pub mod feed;
 pub mod leader;
 mod lenient;
@@ -41,6 +46,7 @@ use crate::config::SchedulerConfig;
 use crate::engine::queue::BackoffPolicy;
 use crate::engine::{Engine, EngineOptions, Feed};
 use crate::ingest::PodContext;
+use crate::ingest::dra::DraCatalog;
 
 use self::bind::BindContext;
 use self::feed::{Decision, Flags, LiveFeed};
@@ -142,9 +148,12 @@ pub async fn run(
     let (changes_tx, changes_rx) = crossbeam_channel::unbounded();
     let (decisions_tx, decisions_rx) = mpsc::unbounded_channel();
     let cc = &opts.config.client_connection;
+    let mut pod_context = PodContext::new();
+    *pod_context.dra_mut() = DraCatalog::live();
     let watch_cx = WatchContext {
         changes: changes_tx.clone(),
-        pods: Arc::new(RwLock::new(PodContext::new())),
+        pods: Arc::new(RwLock::new(pod_context)),
+        dra: Arc::default(),
         metrics: metrics.clone(),
     };
     let watchers = watch::spawn_all(&opts.client, &watch_cx);

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::resource::v1 as resource;
 use k8s_openapi::api::scheduling::v1 as sched_v1;
 use k8s_openapi::api::scheduling::v1alpha3 as sched;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -24,13 +25,17 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use tessera_plugins::default_selector::SourceChange;
+use tessera_plugins::dra::inventory::NodeDevices;
+use tessera_plugins::dra::model::ClaimKey;
+use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{Node, Pod, PodGroup};
 
 use crate::ingest::{self, PodContext, PodGroupObject, selector_sources};
 
+use super::dra::DraObjects;
 use super::lenient::Lenient;
 use super::metrics::Metrics;
 
@@ -61,14 +66,29 @@ pub enum Kind {
     ReplicaSet,
     /// `apps/v1` StatefulSet (its selector, for default spreading).
     StatefulSet,
+    /// `resource.k8s.io/v1` DeviceClass (what DRA requests select from).
+    DeviceClass,
+    /// `resource.k8s.io/v1` ResourceClaimTemplate (the claims pods make from it).
+    ResourceClaimTemplate,
+    /// `resource.k8s.io/v1` ResourceClaim (what pods' claims resolve to, and their allocations).
+    ResourceClaim,
+    /// `resource.k8s.io/v1` ResourceSlice (the devices of nodes).
+    ResourceSlice,
 }
 
 impl Kind {
-    /// Every kind, in the order their watches start: what pods are resolved against first.
-    pub const ALL: [Kind; 12] = [
+    /// Every kind, in the order their watches start: what pods are resolved against first
+    /// (DRA's claims and slices before nodes and pods, so that a restart finds the claims'
+    /// allocations as it accounts bound pods; a pod listed before its claim is converted again
+    /// when the claim arrives).
+    pub const ALL: [Kind; 16] = [
         Kind::Namespace,
         Kind::PriorityClass,
         Kind::RuntimeClass,
+        Kind::DeviceClass,
+        Kind::ResourceClaimTemplate,
+        Kind::ResourceClaim,
+        Kind::ResourceSlice,
         Kind::Service,
         Kind::ReplicationController,
         Kind::ReplicaSet,
@@ -95,6 +115,10 @@ impl Kind {
             Kind::ReplicationController => "ReplicationController",
             Kind::ReplicaSet => "ReplicaSet",
             Kind::StatefulSet => "StatefulSet",
+            Kind::DeviceClass => "DeviceClass",
+            Kind::ResourceClaimTemplate => "ResourceClaimTemplate",
+            Kind::ResourceClaim => "ResourceClaim",
+            Kind::ResourceSlice => "ResourceSlice",
         }
     }
 }
@@ -119,6 +143,13 @@ pub enum Change {
     Node(Node),
     /// A node is gone.
     NodeGone(String),
+    /// The devices of node `node` changed (its ResourceSlices did); the node may not exist yet.
+    NodeDevices {
+        /// The node.
+        node: Sym,
+        /// Its devices now.
+        devices: Arc<NodeDevices>,
+    },
     /// A pod was added or changed.
     Pod(Box<PodUpdate>),
     /// A pod is gone.
@@ -154,9 +185,12 @@ pub enum Change {
 pub struct WatchContext {
     /// Changes go here, to the engine thread.
     pub changes: Sender<Change>,
-    /// PriorityClasses, RuntimeClasses and Namespaces that pods are resolved against; written by
-    /// those kinds' tasks, read by the pod and PodGroup tasks.
+    /// PriorityClasses, RuntimeClasses, Namespaces and the DRA catalog that pods are resolved
+    /// against; written by those kinds' tasks, read by the pod and PodGroup tasks.
     pub pods: Arc<RwLock<PodContext>>,
+    /// DRA objects as sent and the pods with claims (see [`super::dra`]); locked before
+    /// `pods` by whoever takes both.
+    pub dra: Arc<Mutex<DraObjects>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
@@ -181,6 +215,10 @@ fn spawn_kind(client: Client, kind: Kind, cx: WatchContext) -> tokio::task::Join
         Kind::ReplicationController => tokio::spawn(watch_kind::<core::ReplicationController>(client, cx)),
         Kind::ReplicaSet => tokio::spawn(watch_kind::<apps::ReplicaSet>(client, cx)),
         Kind::StatefulSet => tokio::spawn(watch_kind::<apps::StatefulSet>(client, cx)),
+        Kind::DeviceClass => tokio::spawn(watch_kind::<resource::DeviceClass>(client, cx)),
+        Kind::ResourceClaimTemplate => tokio::spawn(watch_kind::<resource::ResourceClaimTemplate>(client, cx)),
+        Kind::ResourceClaim => tokio::spawn(watch_kind::<resource::ResourceClaim>(client, cx)),
+        Kind::ResourceSlice => tokio::spawn(watch_kind::<resource::ResourceSlice>(client, cx)),
     }
 }
 
@@ -284,8 +322,127 @@ impl Watched for core::Node {
 impl Watched for core::Pod {
     const KIND: Kind = Kind::Pod;
 
+    /// A pod with claims is remembered, and converted and sent under the DRA lock (see
+    /// [`super::dra`]); `spec.resourceClaims` never changes on a pod, so one without stays
+    /// clear of the lock.
     fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
-        send(cx, pod_update(key, &self, cx)?)
+        let has_claims = self.spec.as_ref().and_then(|s| s.resource_claims.as_ref()).is_some_and(|c| !c.is_empty());
+        if !has_claims {
+            return send(cx, pod_update(key, &self, cx)?);
+        }
+        let mut dra = cx.dra.lock();
+        let Some(update) = pod_update(key, &self, cx) else {
+            dra.drop_pod(key);
+            return None;
+        };
+        dra.put_pod(key, &self);
+        send(cx, update)
+    }
+}
+
+impl Watched for resource::DeviceClass {
+    const KIND: Kind = Kind::DeviceClass;
+
+    /// Every template and claim is resolved again, and every pod with claims.
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let mut dra = cx.dra.lock();
+        convert(Self::KIND, key, cx.pods.write().dra_mut().add_class(&self), cx)?;
+        dra.put_class(key, self);
+        class_changed(&dra, cx);
+        Some(())
+    }
+}
+
+impl Watched for resource::ResourceClaimTemplate {
+    const KIND: Kind = Kind::ResourceClaimTemplate;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let mut dra = cx.dra.lock();
+        convert(Self::KIND, key, cx.pods.write().dra_mut().add_template(&self), cx)?;
+        dra.put_template(key, self);
+        resolve_again(cx, dra.pods_naming_template(key));
+        Some(())
+    }
+}
+
+impl Watched for resource::ResourceClaim {
+    const KIND: Kind = Kind::ResourceClaim;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let mut dra = cx.dra.lock();
+        convert(Self::KIND, key, cx.pods.write().dra_mut().add_claim(&self), cx)?;
+        dra.put_claim(key, self);
+        resolve_again(cx, dra.pods_naming_claim(key));
+        Some(())
+    }
+}
+
+impl Watched for resource::ResourceSlice {
+    const KIND: Kind = Kind::ResourceSlice;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let slice = convert(Self::KIND, key, ingest::dra::resource_slice(&self), cx)?;
+        let changed = cx.dra.lock().put_slice(key, Some(Arc::new(slice)));
+        for (node, devices) in changed {
+            let _ = cx.changes.send(Change::NodeDevices { node, devices });
+        }
+        Some(())
+    }
+}
+
+/// Resolves every template and claim again after a DeviceClass changed, and sends every pod
+/// with claims converted again.
+fn class_changed(dra: &DraObjects, cx: &WatchContext) {
+    {
+        let mut pods = cx.pods.write();
+        let (templates, claims) = dra.templates_and_claims();
+        // Each was added before without error: a class changes what they resolve to, not
+        // whether they are well formed.
+        for t in templates {
+            let _ = pods.dra_mut().add_template(t);
+        }
+        for c in claims {
+            let _ = pods.dra_mut().add_claim(c);
+        }
+    }
+    resolve_again(cx, dra.all_pods());
+}
+
+/// Converts `pods` again (a claim or template they name changed) and sends them.
+fn resolve_again(cx: &WatchContext, pods: Vec<(&str, &core::Pod)>) {
+    for (key, p) in pods {
+        if let Some(update) = pod_update(key, p, cx) {
+            let _ = cx.changes.send(update);
+        }
+    }
+}
+
+/// A DRA object `key` of `kind` is gone: forgets it and sends what that changes.
+fn dra_gone(kind: Kind, key: &str, cx: &WatchContext) {
+    let mut dra = cx.dra.lock();
+    let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+    match kind {
+        Kind::DeviceClass => {
+            dra.drop_class(key);
+            cx.pods.write().dra_mut().remove_class(key);
+            class_changed(&dra, cx);
+        }
+        Kind::ResourceClaimTemplate => {
+            dra.drop_template(key);
+            cx.pods.write().dra_mut().remove_template(namespace, name);
+            resolve_again(cx, dra.pods_naming_template(key));
+        }
+        Kind::ResourceClaim => {
+            dra.drop_claim(key);
+            cx.pods.write().dra_mut().remove_claim(&ClaimKey::new(namespace, name));
+            resolve_again(cx, dra.pods_naming_claim(key));
+        }
+        Kind::ResourceSlice => {
+            for (node, devices) in dra.put_slice(key, None) {
+                let _ = cx.changes.send(Change::NodeDevices { node, devices });
+            }
+        }
+        _ => {}
     }
 }
 
@@ -415,7 +572,16 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
     let (namespace, name) = key.split_once('/').unwrap_or(("", key));
     let change = match kind {
         Kind::Node => Change::NodeGone(name.to_string()),
-        Kind::Pod => Change::PodGone { namespace: namespace.to_string(), name: name.to_string() },
+        Kind::Pod => {
+            let mut dra = cx.dra.lock();
+            dra.drop_pod(key);
+            // Sent under the lock: no conversion of the pod sent later can overtake it.
+            let _ = cx.changes.send(Change::PodGone { namespace: namespace.to_string(), name: name.to_string() });
+            return;
+        }
+        Kind::DeviceClass | Kind::ResourceClaimTemplate | Kind::ResourceClaim | Kind::ResourceSlice => {
+            return dra_gone(kind, key, cx);
+        }
         Kind::PodGroup | Kind::CoschedulingPodGroup => {
             Change::GroupGone(tessera_plugins::model::GroupKey::new(namespace, name))
         }

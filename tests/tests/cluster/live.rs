@@ -16,9 +16,9 @@ use tessera_scheduler::live::{self, Handles, RunOptions};
 use tessera_tests::apiserver::TestApiServer;
 use tokio::sync::oneshot;
 
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
-fn node(name: &str, cpu: &str) -> Value {
+pub(crate) fn node(name: &str, cpu: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
@@ -30,7 +30,7 @@ fn node(name: &str, cpu: &str) -> Value {
     })
 }
 
-fn pod(name: &str, scheduler: &str, cpu: &str) -> Value {
+pub(crate) fn pod(name: &str, scheduler: &str, cpu: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "default", "labels": {"app": "t"}},
@@ -58,26 +58,26 @@ fn gpu_pod(name: &str, gpus: u32) -> Value {
 }
 
 /// A scheduler-plugins PodGroup `g` of `min_member`, in `default`.
-fn pod_group_g(min_member: u32) -> Value {
+pub(crate) fn pod_group_g(min_member: u32) -> Value {
     json!({"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
            "metadata": {"name": "g", "namespace": "default"}, "spec": {"minMember": min_member}})
 }
 
 /// `p`, made a member of PodGroup `g` by its label.
-fn in_group_g(mut p: Value) -> Value {
+pub(crate) fn in_group_g(mut p: Value) -> Value {
     p["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] = json!("g");
     p
 }
 
 /// A running scheduler on `server`; dropping the sender stops it.
-struct Scheduler {
+pub(crate) struct Scheduler {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), live::LiveError>>,
     handles: Handles,
 }
 
 impl Scheduler {
-    async fn start(server: &TestApiServer, config_yaml: &str, leader_elect: bool) -> Scheduler {
+    pub(crate) async fn start(server: &TestApiServer, config_yaml: &str, leader_elect: bool) -> Scheduler {
         // RUST_LOG=info shows what the scheduler did when a test fails.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -107,16 +107,16 @@ impl Scheduler {
         Scheduler { stop: Some(stop), task, handles }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         drop(self.stop.take());
         tokio::time::timeout(WAIT, self.task).await.unwrap().unwrap().unwrap();
     }
 }
 
-const SECONDARY: &str = "profiles:\n- schedulerName: tessera\n";
+pub(crate) const SECONDARY: &str = "profiles:\n- schedulerName: tessera\n";
 
 /// Node of every pod in the store (`None` while pending).
-fn placements(server: &TestApiServer) -> HashMap<String, Option<String>> {
+pub(crate) fn placements(server: &TestApiServer) -> HashMap<String, Option<String>> {
     server
         .store()
         .list("v1", "Pod")
@@ -129,7 +129,7 @@ fn placements(server: &TestApiServer) -> HashMap<String, Option<String>> {
 }
 
 /// Waits until `done` holds for the store, or fails the test after [`WAIT`].
-async fn until(server: &TestApiServer, what: &str, done: impl Fn(&HashMap<String, Option<String>>) -> bool) {
+pub(crate) async fn until(server: &TestApiServer, what: &str, done: impl Fn(&HashMap<String, Option<String>>) -> bool) {
     let start = std::time::Instant::now();
     loop {
         let now = placements(server);
@@ -141,12 +141,12 @@ async fn until(server: &TestApiServer, what: &str, done: impl Fn(&HashMap<String
     }
 }
 
-fn bound_count(p: &HashMap<String, Option<String>>, prefix: &str) -> usize {
+pub(crate) fn bound_count(p: &HashMap<String, Option<String>>, prefix: &str) -> usize {
     p.iter().filter(|(n, node)| n.starts_with(prefix) && node.is_some()).count()
 }
 
 /// Each pod appears at most once among the accepted bindings.
-fn assert_bound_once(server: &TestApiServer) {
+pub(crate) fn assert_bound_once(server: &TestApiServer) {
     let mut seen = HashMap::new();
     for (ns, name, node) in server.bindings() {
         if let Some(first) = seen.insert(format!("{ns}/{name}"), node.clone()) {
@@ -155,7 +155,7 @@ fn assert_bound_once(server: &TestApiServer) {
     }
 }
 
-fn create(server: &TestApiServer, obj: Value) {
+pub(crate) fn create(server: &TestApiServer, obj: Value) {
     server.store().create(obj).unwrap();
 }
 

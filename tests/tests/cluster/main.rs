@@ -5,6 +5,7 @@
 //! costs CI minutes per file.
 
 mod apiserver;
+mod dra;
 mod leader;
 mod live;
 mod live_scale;

@@ -1,0 +1,292 @@
+//! DRA in `tessera run` against the in-process API test server: a node's ResourceSlices become
+//! its devices, a pod's claims are allocated with their constraints (a GPU and a NIC under
+//! one PCIe root) and written to the claims' status before the binding, a pod waits for a
+//! claim that does not exist yet, a conflicting status write is read again and retried, a gang
+//! that does not fit writes no allocation, and a restart reads allocations back instead of
+//! handing the devices out twice. The test plays upstream's resourceclaim controller: it
+//! creates the claims of template entries and records them in the pods' status.
+
+// Test code: a failed unwrap is a failed test (the workspace denies them in shipped code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tessera_tests::apiserver::TestApiServer;
+
+use crate::live::{
+    SECONDARY, Scheduler, WAIT, assert_bound_once, bound_count, create, in_group_g, node, placements, pod, pod_group_g,
+    until,
+};
+
+const RESOURCE: &str = "resource.k8s.io/v1";
+const PCIE_ROOT: &str = "resource.kubernetes.io/pcieRoot";
+
+/// GPU `i` sits under PCIe root `r{i}`, NIC `i` under `r{7-i}`: a GPU and a NIC that share a
+/// root are `gpu-i` and `nic-(7-i)`.
+fn slices(node_name: &str) -> Vec<Value> {
+    let devices = |kind: &str, root: fn(u32) -> u32| -> Vec<Value> {
+        (0..8)
+            .map(|i| json!({"name": format!("{kind}-{i}"), "attributes": {PCIE_ROOT: {"string": format!("r{}", root(i))}}}))
+            .collect()
+    };
+    ["gpu", "nic"]
+        .iter()
+        .map(|kind| {
+            let root: fn(u32) -> u32 = if *kind == "gpu" { |i| i } else { |i| 7 - i };
+            json!({
+                "apiVersion": RESOURCE, "kind": "ResourceSlice",
+                "metadata": {"name": format!("{node_name}-{kind}")},
+                "spec": {
+                    "driver": format!("{kind}.example.com"), "nodeName": node_name,
+                    "pool": {"name": node_name, "generation": 1, "resourceSliceCount": 1},
+                    "devices": devices(kind, root)
+                }
+            })
+        })
+        .collect()
+}
+
+fn classes() -> Vec<Value> {
+    ["gpu", "nic"]
+        .iter()
+        .map(|kind| {
+            let mut class = json!({
+                "apiVersion": RESOURCE, "kind": "DeviceClass", "metadata": {"name": format!("{kind}.example.com")},
+                "spec": {"selectors": [{"cel": {"expression": format!("device.driver == '{kind}.example.com'")}}]}
+            });
+            if *kind == "gpu" {
+                class["spec"]["config"] =
+                    json!([{"opaque": {"driver": "gpu.example.com", "parameters": {"sharing": "none"}}}]);
+            }
+            class
+        })
+        .collect()
+}
+
+/// `spec.devices` of a claim asking a GPU and a NIC under one PCIe root.
+fn pair_devices() -> Value {
+    json!({
+        "requests": [
+            {"name": "gpu", "exactly": {"deviceClassName": "gpu.example.com"}},
+            {"name": "nic", "exactly": {"deviceClassName": "nic.example.com"}}
+        ],
+        "constraints": [{"requests": ["gpu", "nic"], "matchAttribute": PCIE_ROOT}],
+        "config": [{"requests": ["nic"], "opaque": {"driver": "nic.example.com", "parameters": {"mtu": 9000}}}]
+    })
+}
+
+/// `spec.devices` of a claim asking `count` GPUs.
+fn gpus_devices(count: u32) -> Value {
+    json!({"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.example.com", "count": count}}]})
+}
+
+fn template(name: &str, devices: Value) -> Value {
+    json!({"apiVersion": RESOURCE, "kind": "ResourceClaimTemplate",
+           "metadata": {"name": name, "namespace": "default"}, "spec": {"spec": {"devices": devices}}})
+}
+
+fn claim(name: &str, devices: Value) -> Value {
+    json!({"apiVersion": RESOURCE, "kind": "ResourceClaim",
+           "metadata": {"name": name, "namespace": "default"}, "spec": {"devices": devices}})
+}
+
+/// A pod for `tessera` with one claim entry `dev`.
+fn claiming_pod(name: &str, entry: Value) -> Value {
+    let mut p = pod(name, "tessera", "1");
+    let mut entry = entry;
+    entry["name"] = json!("dev");
+    p["spec"]["resourceClaims"] = json!([entry]);
+    p
+}
+
+/// A cluster of one node `n0` with 64 CPUs, 8 GPUs and 8 NICs, and their classes.
+fn cluster(server: &TestApiServer) {
+    for obj in classes().into_iter().chain(slices("n0")) {
+        create(server, obj);
+    }
+    create(server, node("n0", "64"));
+}
+
+/// Plays the resourceclaim controller for `pod`'s template entry `dev`: creates its claim
+/// `<pod>-dev-x` from `devices` and records it in the pod's status.
+fn make_claim_for(server: &TestApiServer, pod_name: &str, devices: Value) {
+    let name = format!("{pod_name}-dev-x");
+    let mut c = claim(&name, devices);
+    let uid = server.store().get("v1", "Pod", Some("default"), pod_name).unwrap()["metadata"]["uid"].clone();
+    c["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": uid, "controller": true}]);
+    create(server, c);
+    let mut p = server.store().get("v1", "Pod", Some("default"), pod_name).unwrap();
+    p["status"]["resourceClaimStatuses"] = json!([{"name": "dev", "resourceClaimName": name}]);
+    server.store().update(p).unwrap();
+}
+
+fn claim_object(server: &TestApiServer, name: &str) -> Value {
+    server.store().get(RESOURCE, "ResourceClaim", Some("default"), name).unwrap()
+}
+
+/// The devices (`driver/pool/device`) a claim's status says are allocated.
+fn allocated(claim: &Value) -> BTreeSet<String> {
+    claim["status"]["allocation"]["devices"]["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{}/{}/{}",
+                r["driver"].as_str().unwrap(),
+                r["pool"].as_str().unwrap(),
+                r["device"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Waits for pod `name`'s `PodScheduled` condition to be False with a message containing
+/// `text`; returns the message.
+async fn pending_with(server: &TestApiServer, name: &str, text: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let p = server.store().get("v1", "Pod", Some("default"), name).unwrap();
+        let message = p["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled" && c["status"] == "False"))
+            .and_then(|c| c["message"].as_str())
+            .map(str::to_string);
+        if let Some(m) = message.filter(|m| m.contains(text)) {
+            assert!(p["spec"]["nodeName"].is_null(), "{name} is pending");
+            return m;
+        }
+        assert!(start.elapsed() < WAIT, "{name} never said {text:?}: {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_claim_is_allocated_under_one_pcie_root_and_reserved_before_the_binding() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    create(&server, template("pair", pair_devices()));
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("a", json!({"resourceClaimTemplateName": "pair"})));
+    // No claim yet: the scheduler never makes one, it waits for the controller's.
+    pending_with(&server, "a", "to be created from resourceclaimtemplate default/pair").await;
+    make_claim_for(&server, "a", pair_devices());
+    until(&server, "the pod with a GPU and a NIC bound", |p| p["a"].is_some()).await;
+    let c = claim_object(&server, "a-dev-x");
+    let allocation = &c["status"]["allocation"];
+    assert_eq!(
+        allocated(&c),
+        BTreeSet::from(["gpu.example.com/n0/gpu-0".to_string(), "nic.example.com/n0/nic-7".to_string()]),
+        "gpu-0 and nic-7 share PCIe root r0: {c}"
+    );
+    let requests: Vec<&str> =
+        allocation["devices"]["results"].as_array().unwrap().iter().map(|r| r["request"].as_str().unwrap()).collect();
+    assert_eq!(requests, ["gpu", "nic"]);
+    assert_eq!(
+        allocation["nodeSelector"],
+        json!({"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n0"]}]}]})
+    );
+    assert_eq!(
+        allocation["devices"]["config"],
+        json!([
+            {"source": "FromClass", "opaque": {"driver": "gpu.example.com", "parameters": {"sharing": "none"}}},
+            {"source": "FromClaim", "requests": ["nic"], "opaque": {"driver": "nic.example.com", "parameters": {"mtu": 9000}}}
+        ])
+    );
+    let uid = server.store().get("v1", "Pod", Some("default"), "a").unwrap()["metadata"]["uid"].clone();
+    assert_eq!(c["status"]["reservedFor"], json!([{"resource": "pods", "name": "a", "uid": uid}]));
+    // The claim was written before the pod was bound.
+    let log = server.requests();
+    let status_write = log.iter().position(|r| r.resource == "resourceclaims" && r.subresource == "status").unwrap();
+    let binding = log.iter().position(|r| r.subresource == "binding").unwrap();
+    assert!(status_write < binding, "PreBind writes the claim before the binding");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_waits_for_its_claim_and_binds_once_it_exists() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("b", json!({"resourceClaimName": "shared-b"})));
+    let why = pending_with(&server, "b", "resourceclaim default/shared-b").await;
+    assert!(why.contains("waiting for resourceclaim default/shared-b to be created"), "{why}");
+    create(&server, claim("shared-b", gpus_devices(2)));
+    until(&server, "the pod bound once its claim exists", |p| p["b"].is_some()).await;
+    let c = claim_object(&server, "shared-b");
+    assert_eq!(allocated(&c).len(), 2, "{c}");
+    assert_eq!(c["status"]["reservedFor"][0]["name"], "b");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_claim_status_write_is_read_again_and_retried() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    create(&server, claim("c-claim", gpus_devices(1)));
+    // The first status write meets a newer version of the claim.
+    server.faults().fail("update", "resourceclaims", "status", 409, 1, None);
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("c", json!({"resourceClaimName": "c-claim"})));
+    until(&server, "the pod bound after the conflict", |p| p["c"].is_some()).await;
+    let c = claim_object(&server, "c-claim");
+    assert_eq!(allocated(&c), BTreeSet::from(["gpu.example.com/n0/gpu-0".to_string()]), "{c}");
+    let log = server.requests();
+    let writes = log.iter().filter(|r| r.resource == "resourceclaims" && r.subresource == "status").count();
+    let reads = log.iter().filter(|r| r.resource == "resourceclaims" && r.verb == "get").count();
+    assert!(writes >= 2 && reads >= 2, "read and written again after the 409 ({reads} reads, {writes} writes)");
+    assert_bound_once(&server);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gang_whose_third_member_does_not_fit_binds_nothing_and_allocates_nothing() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    create(&server, pod_group_g(3));
+    create(&server, template("three", gpus_devices(3)));
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    for i in 0..3 {
+        let name = format!("g-{i}");
+        create(&server, in_group_g(claiming_pod(&name, json!({"resourceClaimTemplateName": "three"}))));
+        make_claim_for(&server, &name, gpus_devices(3));
+    }
+    // 3 x 3 GPUs on a node of 8: the gang is refused whole.
+    pending_with(&server, "g-2", "").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bound_count(&placements(&server), "g-"), 0);
+    for i in 0..3 {
+        let c = claim_object(&server, &format!("g-{i}-dev-x"));
+        assert!(c["status"]["allocation"].is_null() && c["status"]["reservedFor"].is_null(), "{c}");
+    }
+    let log = server.requests();
+    assert!(!log.iter().any(|r| r.resource == "resourceclaims" && r.subresource == "status"), "no claim was written");
+    assert!(!log.iter().any(|r| r.subresource == "binding"), "no member was bound");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_scheduler_reads_allocations_back_and_allocates_other_devices() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    create(&server, template("pair", pair_devices()));
+    let first = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("r1", json!({"resourceClaimTemplateName": "pair"})));
+    make_claim_for(&server, "r1", pair_devices());
+    until(&server, "the first pod bound", |p| p["r1"].is_some()).await;
+    first.stop().await;
+    let before = allocated(&claim_object(&server, "r1-dev-x"));
+    assert_eq!(before.len(), 2);
+    let second = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("r2", json!({"resourceClaimTemplateName": "pair"})));
+    make_claim_for(&server, "r2", pair_devices());
+    until(&server, "the second pod bound after the restart", |p| p["r2"].is_some()).await;
+    let after = allocated(&claim_object(&server, "r2-dev-x"));
+    assert_eq!(after.len(), 2);
+    assert!(before.is_disjoint(&after), "the restarted scheduler gave {after:?} again, held by r1: {before:?}");
+    assert_bound_once(&server);
+    second.stop().await;
+}
