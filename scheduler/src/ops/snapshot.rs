@@ -4,7 +4,7 @@
 //! multi-document YAML, one object per document, each with its `apiVersion` and `kind`. It
 //! holds every kind the simulator uses (nodes, pods, namespaces, priority and runtime
 //! classes, Services and ReplicationControllers for default spreading, both PodGroup APIs,
-//! Workloads, DRA devices and claims), so a what-if (another
+//! Workloads, DRA device classes, slices, claims and claim templates), so a what-if (another
 //! profile, more pods) starts from the cluster as it is. ReplicaSets and StatefulSets come too:
 //! their selectors are what their pods' default spreading reads, and the simulator creates only
 //! the pods a controller's listed pods do not already account for. Pods that finished (`Succeeded`,
@@ -23,7 +23,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::node::v1::RuntimeClass;
-use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceSlice};
+use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::scheduling::v1alpha3::{PodGroup, Workload};
 use kube::api::{Api, ListParams};
@@ -90,6 +90,7 @@ pub async fn snapshot(client: Client) -> Result<Snapshot, OpsError> {
     add::<DeviceClass>(&client, &mut out, |_| true).await?;
     add::<ResourceSlice>(&client, &mut out, |_| true).await?;
     add::<ResourceClaim>(&client, &mut out, |_| true).await?;
+    add::<ResourceClaimTemplate>(&client, &mut out, |_| true).await?;
     add::<Workload>(&client, &mut out, |_| true).await?;
     add::<PodGroup>(&client, &mut out, |_| true).await?;
     add::<tessera_crds::PodGroup>(&client, &mut out, |_| true).await?;
