@@ -271,11 +271,6 @@ impl DraCatalog {
         self.specs.clear();
     }
 
-    /// Forgets the ResourceClaimTemplate `namespace/name`.
-    pub fn remove_template(&mut self, namespace: &str, name: &str) {
-        self.templates.remove(&ClaimKey::new(namespace, name));
-    }
-
     /// Forgets the ResourceClaim `key`.
     pub fn remove_claim(&mut self, key: &ClaimKey) {
         self.claims.remove(key);

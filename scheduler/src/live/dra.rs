@@ -4,11 +4,13 @@
 //! The catalog pods resolve against lives in the pod context
 //! ([`crate::ingest::PodContext::dra`]); this keeps what the catalog cannot rebuild itself:
 //! the objects as the API server sent them (a DeviceClass that changes re-resolves every
-//! template and claim), every ResourceSlice by node, and the pods with claims, indexed by the
-//! claims and templates they name. A pod is converted once when it arrives; when a claim or
-//! template it names arrives, changes or goes, the pod is converted again and passed on as an
-//! update, so a pod waiting for its claim is queued again the moment the claim exists, and a
-//! bound pod converted before its claim's allocation was listed is accounted with it.
+//! claim), every ResourceSlice by node, and the pods with claims, indexed by the claims they
+//! name (directly, or through `status.resourceClaimStatuses` for a template entry). A pod is
+//! converted once when it arrives; when a claim it names arrives, changes or goes, the pod is
+//! converted again and passed on as an update, so a pod waiting for its claim is queued again
+//! the moment the claim exists (the resourceclaim controller's status update of a pod is a pod
+//! event like any), and a bound pod converted before its claim's allocation was listed is
+//! accounted with it.
 //!
 //! Every watch task that touches this takes its lock first and converts and sends under it,
 //! so a pod never reaches the engine thread resolved against an older catalog than a
@@ -23,25 +25,18 @@ use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{ResourceSlice, SliceNodes};
 use tessera_plugins::intern::Sym;
 
-/// What a pod's claim entry names: a claim or a template, as `namespace/name`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Named {
-    Claim(String),
-    Template(String),
-}
-
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct DraObjects {
     classes: HashMap<String, api::DeviceClass>,
-    templates: HashMap<String, api::ResourceClaimTemplate>,
     claims: HashMap<String, api::ResourceClaim>,
     /// Every slice by name, and the names of those local to each node.
     slices: HashMap<String, Arc<ResourceSlice>>,
     by_node: HashMap<Sym, BTreeMap<String, Arc<ResourceSlice>>>,
     /// Pods with `spec.resourceClaims`, by `namespace/name`, and who names what.
     pods: HashMap<String, core::Pod>,
-    named_by: HashMap<Named, HashSet<String>>,
+    /// Pod keys by the claims (`namespace/name`) they name.
+    named_by: HashMap<String, HashSet<String>>,
 }
 
 impl DraObjects {
@@ -55,16 +50,6 @@ impl DraObjects {
         self.classes.remove(name);
     }
 
-    /// Remembers the template `key` (`namespace/name`) as sent.
-    pub fn put_template(&mut self, key: &str, template: api::ResourceClaimTemplate) {
-        self.templates.insert(key.to_string(), template);
-    }
-
-    /// Forgets the template `key`.
-    pub fn drop_template(&mut self, key: &str) {
-        self.templates.remove(key);
-    }
-
     /// Remembers the claim `key` (`namespace/name`) as sent.
     pub fn put_claim(&mut self, key: &str, claim: api::ResourceClaim) {
         self.claims.insert(key.to_string(), claim);
@@ -75,9 +60,9 @@ impl DraObjects {
         self.claims.remove(key);
     }
 
-    /// Every template and claim as sent, to resolve again after a class changed.
-    pub fn templates_and_claims(&self) -> (Vec<&api::ResourceClaimTemplate>, Vec<&api::ResourceClaim>) {
-        (self.templates.values().collect(), self.claims.values().collect())
+    /// Every claim as sent, to resolve again after a class changed.
+    pub fn claims(&self) -> impl Iterator<Item = &api::ResourceClaim> {
+        self.claims.values()
     }
 
     /// Adds or replaces slice `name` (`None` removes it). Returns the nodes whose devices
@@ -125,13 +110,14 @@ impl DraObjects {
         }
     }
 
-    /// Remembers pod `key` if it has claims (forgets it otherwise). Returns whether it has.
+    /// Remembers pod `key` if it has claim entries (forgets it otherwise). Returns whether it
+    /// has.
     pub fn put_pod(&mut self, key: &str, pod: &core::Pod) -> bool {
         self.drop_pod(key);
-        let names = names_of(pod);
-        if names.is_empty() {
+        if pod.spec.as_ref().and_then(|s| s.resource_claims.as_ref()).is_none_or(Vec::is_empty) {
             return false;
         }
+        let names = names_of(pod);
         for n in names {
             self.named_by.entry(n).or_default().insert(key.to_string());
         }
@@ -154,28 +140,19 @@ impl DraObjects {
 
     /// The pods naming the claim `key` (`namespace/name`), by name or through their status.
     pub fn pods_naming_claim(&self, key: &str) -> Vec<(&str, &core::Pod)> {
-        self.pods_naming(&Named::Claim(key.to_string()))
-    }
-
-    /// The pods naming the template `key` (`namespace/name`).
-    pub fn pods_naming_template(&self, key: &str) -> Vec<(&str, &core::Pod)> {
-        self.pods_naming(&Named::Template(key.to_string()))
+        let Some(keys) = self.named_by.get(key) else { return Vec::new() };
+        keys.iter().filter_map(|k| self.pods.get_key_value(k)).map(|(k, p)| (k.as_str(), p)).collect()
     }
 
     /// Every pod with claims.
     pub fn all_pods(&self) -> Vec<(&str, &core::Pod)> {
         self.pods.iter().map(|(k, p)| (k.as_str(), p)).collect()
     }
-
-    fn pods_naming(&self, named: &Named) -> Vec<(&str, &core::Pod)> {
-        let Some(keys) = self.named_by.get(named) else { return Vec::new() };
-        keys.iter().filter_map(|k| self.pods.get_key_value(k)).map(|(k, p)| (k.as_str(), p)).collect()
-    }
 }
 
-/// The claims and templates `pod` names: its entries, and the claims its status says were
-/// made for its template entries.
-fn names_of(pod: &core::Pod) -> HashSet<Named> {
+/// The claims `pod` names: its entries', and those its status says were made for its template
+/// entries (`namespace/name`).
+fn names_of(pod: &core::Pod) -> HashSet<String> {
     let namespace = pod.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
     let key = |name: &str| format!("{namespace}/{name}");
     let entries = pod.spec.as_ref().and_then(|s| s.resource_claims.as_deref()).unwrap_or_default();
@@ -183,15 +160,12 @@ fn names_of(pod: &core::Pod) -> HashSet<Named> {
     let mut out = HashSet::new();
     for e in entries {
         if let Some(c) = e.resource_claim_name.as_deref().filter(|c| !c.is_empty()) {
-            out.insert(Named::Claim(key(c)));
-        }
-        if let Some(t) = e.resource_claim_template_name.as_deref().filter(|t| !t.is_empty()) {
-            out.insert(Named::Template(key(t)));
+            out.insert(key(c));
         }
     }
     for s in statuses {
         if let Some(c) = s.resource_claim_name.as_deref().filter(|c| !c.is_empty()) {
-            out.insert(Named::Claim(key(c)));
+            out.insert(key(c));
         }
     }
     out

@@ -68,8 +68,6 @@ pub enum Kind {
     StatefulSet,
     /// `resource.k8s.io/v1` DeviceClass (what DRA requests select from).
     DeviceClass,
-    /// `resource.k8s.io/v1` ResourceClaimTemplate (the claims pods make from it).
-    ResourceClaimTemplate,
     /// `resource.k8s.io/v1` ResourceClaim (what pods' claims resolve to, and their allocations).
     ResourceClaim,
     /// `resource.k8s.io/v1` ResourceSlice (the devices of nodes).
@@ -81,12 +79,15 @@ impl Kind {
     /// (DRA's claims and slices before nodes and pods, so that a restart finds the claims'
     /// allocations as it accounts bound pods; a pod listed before its claim is converted again
     /// when the claim arrives).
-    pub const ALL: [Kind; 16] = [
+    ///
+    /// ResourceClaimTemplates are not watched, as kube-scheduler does not: a pod's template
+    /// entry is the claim the resourceclaim controller made from it and recorded in the pod's
+    /// status, and until then the pod waits whatever the template says.
+    pub const ALL: [Kind; 15] = [
         Kind::Namespace,
         Kind::PriorityClass,
         Kind::RuntimeClass,
         Kind::DeviceClass,
-        Kind::ResourceClaimTemplate,
         Kind::ResourceClaim,
         Kind::ResourceSlice,
         Kind::Service,
@@ -116,7 +117,6 @@ impl Kind {
             Kind::ReplicaSet => "ReplicaSet",
             Kind::StatefulSet => "StatefulSet",
             Kind::DeviceClass => "DeviceClass",
-            Kind::ResourceClaimTemplate => "ResourceClaimTemplate",
             Kind::ResourceClaim => "ResourceClaim",
             Kind::ResourceSlice => "ResourceSlice",
         }
@@ -216,7 +216,6 @@ fn spawn_kind(client: Client, kind: Kind, cx: WatchContext) -> tokio::task::Join
         Kind::ReplicaSet => tokio::spawn(watch_kind::<apps::ReplicaSet>(client, cx)),
         Kind::StatefulSet => tokio::spawn(watch_kind::<apps::StatefulSet>(client, cx)),
         Kind::DeviceClass => tokio::spawn(watch_kind::<resource::DeviceClass>(client, cx)),
-        Kind::ResourceClaimTemplate => tokio::spawn(watch_kind::<resource::ResourceClaimTemplate>(client, cx)),
         Kind::ResourceClaim => tokio::spawn(watch_kind::<resource::ResourceClaim>(client, cx)),
         Kind::ResourceSlice => tokio::spawn(watch_kind::<resource::ResourceSlice>(client, cx)),
     }
@@ -343,24 +342,12 @@ impl Watched for core::Pod {
 impl Watched for resource::DeviceClass {
     const KIND: Kind = Kind::DeviceClass;
 
-    /// Every template and claim is resolved again, and every pod with claims.
+    /// Every claim is resolved again, and every pod with claims.
     fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
         let mut dra = cx.dra.lock();
         convert(Self::KIND, key, cx.pods.write().dra_mut().add_class(&self), cx)?;
         dra.put_class(key, self);
         class_changed(&dra, cx);
-        Some(())
-    }
-}
-
-impl Watched for resource::ResourceClaimTemplate {
-    const KIND: Kind = Kind::ResourceClaimTemplate;
-
-    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
-        let mut dra = cx.dra.lock();
-        convert(Self::KIND, key, cx.pods.write().dra_mut().add_template(&self), cx)?;
-        dra.put_template(key, self);
-        resolve_again(cx, dra.pods_naming_template(key));
         Some(())
     }
 }
@@ -390,25 +377,21 @@ impl Watched for resource::ResourceSlice {
     }
 }
 
-/// Resolves every template and claim again after a DeviceClass changed, and sends every pod
-/// with claims converted again.
+/// Resolves every claim again after a DeviceClass changed, and sends every pod with claims
+/// converted again.
 fn class_changed(dra: &DraObjects, cx: &WatchContext) {
     {
         let mut pods = cx.pods.write();
-        let (templates, claims) = dra.templates_and_claims();
         // Each was added before without error: a class changes what they resolve to, not
         // whether they are well formed.
-        for t in templates {
-            let _ = pods.dra_mut().add_template(t);
-        }
-        for c in claims {
+        for c in dra.claims() {
             let _ = pods.dra_mut().add_claim(c);
         }
     }
     resolve_again(cx, dra.all_pods());
 }
 
-/// Converts `pods` again (a claim or template they name changed) and sends them.
+/// Converts `pods` again (a claim they name changed) and sends them.
 fn resolve_again(cx: &WatchContext, pods: Vec<(&str, &core::Pod)>) {
     for (key, p) in pods {
         if let Some(update) = pod_update(key, p, cx) {
@@ -426,11 +409,6 @@ fn dra_gone(kind: Kind, key: &str, cx: &WatchContext) {
             dra.drop_class(key);
             cx.pods.write().dra_mut().remove_class(key);
             class_changed(&dra, cx);
-        }
-        Kind::ResourceClaimTemplate => {
-            dra.drop_template(key);
-            cx.pods.write().dra_mut().remove_template(namespace, name);
-            resolve_again(cx, dra.pods_naming_template(key));
         }
         Kind::ResourceClaim => {
             dra.drop_claim(key);
@@ -579,7 +557,7 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
             let _ = cx.changes.send(Change::PodGone { namespace: namespace.to_string(), name: name.to_string() });
             return;
         }
-        Kind::DeviceClass | Kind::ResourceClaimTemplate | Kind::ResourceClaim | Kind::ResourceSlice => {
+        Kind::DeviceClass | Kind::ResourceClaim | Kind::ResourceSlice => {
             return dra_gone(kind, key, cx);
         }
         Kind::PodGroup | Kind::CoschedulingPodGroup => {

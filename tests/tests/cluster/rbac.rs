@@ -6,7 +6,8 @@
 //! through everything it does against the API test server: leader election (acquire, renew,
 //! release), the watches of `watch::Kind::ALL`, plain bindings, a refused binding, an
 //! unschedulable pod (its `PodScheduled` condition and `FailedScheduling` event), gangs of both
-//! PodGroup APIs (their status) and a GPU pod (its `tessera.io/gpu-ids` annotation). The
+//! PodGroup APIs (their status), a GPU pod (its `tessera.io/gpu-ids` annotation) and a pod
+//! with a DRA claim (the claim's status). The
 //! test's own objects go into the server's store directly, so the server records exactly the
 //! scheduler's requests, each as the RBAC authorizer sees it (verb, API group,
 //! resource/subresource, namespace), and the distinct calls are checked against the manifests
@@ -63,8 +64,9 @@ const READ: &[&str] = &["get", "list", "watch"];
 /// kube-scheduler's built-in `system:kube-scheduler` ClusterRole, bound to the user
 /// `system:kube-scheduler` of `/etc/kubernetes/scheduler.conf` (upstream
 /// `plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`), without its feature-gated
-/// rules: what the static pod may do before `manifests/static-pod/rbac.yaml` is applied.
-/// (apiGroups, resources, verbs, resourceNames).
+/// rules except DynamicResourceAllocation's (GA and on since v1.34): what the static pod may do
+/// before `manifests/static-pod/rbac.yaml` is applied. (apiGroups, resources, verbs,
+/// resourceNames).
 #[allow(clippy::type_complexity)]
 const KUBE_SCHEDULER_BUILTIN: &[(&[&str], &[&str], &[&str], &[&str])] = &[
     (&["", "events.k8s.io"], &["events"], &["create", "patch", "update"], &[]),
@@ -83,6 +85,9 @@ const KUBE_SCHEDULER_BUILTIN: &[(&[&str], &[&str], &[&str], &[&str])] = &[
     (&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"], &[]),
     (&["storage.k8s.io"], &["csidrivers", "csinodes", "csistoragecapacities"], READ, &[]),
     (&[""], &["namespaces"], READ, &[]),
+    (&["resource.k8s.io"], &["resourceclaims", "deviceclasses"], READ, &[]),
+    (&["resource.k8s.io"], &["resourceclaims/status"], &["get", "list", "watch", "update", "patch"], &[]),
+    (&["resource.k8s.io"], &["resourceslices"], READ, &[]),
 ];
 
 /// One API call as the RBAC authorizer sees it.
@@ -415,6 +420,24 @@ async fn drive_everything() -> BTreeSet<Call> {
     create(&server, node("gpu0", json!({"nvidia.com/gpu": "8"})));
     create(
         &server,
+        json!({"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "gpu.example.com"},
+               "spec": {"selectors": [{"cel": {"expression": "device.driver == 'gpu.example.com'"}}]}}),
+    );
+    create(
+        &server,
+        json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": "n1-gpu"},
+               "spec": {"driver": "gpu.example.com", "nodeName": "n1",
+                        "pool": {"name": "n1", "generation": 1, "resourceSliceCount": 1},
+                        "devices": [{"name": "gpu-0"}]}}),
+    );
+    create(
+        &server,
+        json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+               "metadata": {"name": "dra-gpu", "namespace": "default"},
+               "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.example.com"}}]}}}),
+    );
+    create(
+        &server,
         json!({"apiVersion": "scheduling.x-k8s.io/v1alpha1", "kind": "PodGroup",
                "metadata": {"name": "cosched", "namespace": "default"}, "spec": {"minMember": 2}}),
     );
@@ -447,8 +470,12 @@ async fn drive_everything() -> BTreeSet<Call> {
     gpu["spec"]["containers"][0]["resources"]["limits"] = json!({"nvidia.com/gpu": "1"});
     create(&server, gpu);
     create(&server, pod("huge", "64"));
+    // A pod with a DRA claim: its allocation is written to the claim before it is bound.
+    let mut dra = pod("dra", "100m");
+    dra["spec"]["resourceClaims"] = json!([{"name": "gpu", "resourceClaimName": "dra-gpu"}]);
+    create(&server, dra);
 
-    let bindable = ["p0", "p1", "p2", "cosched-0", "cosched-1", "train-0", "train-1", "gpu"];
+    let bindable = ["p0", "p1", "p2", "cosched-0", "cosched-1", "train-0", "train-1", "gpu", "dra"];
     until("every pod that fits bound", || bindable.iter().all(|p| get_pod(&server, p)["spec"]["nodeName"].is_string()))
         .await;
     let refused = server.requests().iter().filter(|r| r.subresource == "binding").count();
@@ -456,6 +483,9 @@ async fn drive_everything() -> BTreeSet<Call> {
     let gpu = get_pod(&server, "gpu");
     assert_eq!(gpu["spec"]["nodeName"], "gpu0");
     assert!(gpu["metadata"]["annotations"]["tessera.io/gpu-ids"].is_string(), "no GPU annotation: {gpu}");
+    assert_eq!(get_pod(&server, "dra")["spec"]["nodeName"], "n1");
+    let claim = server.store().get("resource.k8s.io/v1", "ResourceClaim", Some("default"), "dra-gpu").unwrap();
+    assert!(claim["status"]["allocation"].is_object(), "no allocation written: {claim}");
     until("the unschedulable pod's PodScheduled condition", || {
         let huge = get_pod(&server, "huge");
         huge["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "PodScheduled"))
