@@ -290,3 +290,60 @@ async fn a_restarted_scheduler_reads_allocations_back_and_allocates_other_device
     assert_bound_once(&server);
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gang_member_refused_at_its_claim_gives_back_what_the_others_wrote() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    create(&server, pod_group_g(2));
+    create(&server, template("one", gpus_devices(1)));
+    // Writing the second member's claim is refused once: the first member's claim, written
+    // by then or not, must not keep an allocation for a gang that was not bound.
+    server.faults().fail_named("update", "resourceclaims", "status", "g-1-dev-x", 403, 1);
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    for i in 0..2 {
+        let name = format!("g-{i}");
+        create(&server, in_group_g(claiming_pod(&name, json!({"resourceClaimTemplateName": "one"}))));
+        make_claim_for(&server, &name, gpus_devices(1));
+    }
+    until(&server, "the gang bound on the second try", |p| bound_count(p, "g-") == 2).await;
+    assert_bound_once(&server);
+    let log = server.requests();
+    let first_binding = log.iter().position(|r| r.subresource == "binding").unwrap();
+    let writes_before =
+        log[..first_binding].iter().filter(|r| r.subresource == "status" && r.resource == "resourceclaims");
+    // g-0 written, g-1 refused, g-0 given back; then both written again.
+    assert!(writes_before.count() >= 5, "the first member's claim was given back and written again");
+    let (a, b) = (allocated(&claim_object(&server, "g-0-dev-x")), allocated(&claim_object(&server, "g-1-dev-x")));
+    assert!(a.len() == 1 && b.len() == 1 && a.is_disjoint(&b), "{a:?} {b:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_allocated_elsewhere_meanwhile_refuses_the_binding_and_the_pod_follows_it() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    create(&server, claim("e-claim", gpus_devices(1)));
+    // Reading the claim before writing it is slow: meanwhile someone else allocates it.
+    server.faults().delay("get", "resourceclaims", "", Duration::from_millis(700));
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("e", json!({"resourceClaimName": "e-claim"})));
+    let start = std::time::Instant::now();
+    while !server.requests().iter().any(|r| r.resource == "resourceclaims" && r.verb == "get") {
+        assert!(start.elapsed() < WAIT, "PreBind never read the claim");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut c = claim_object(&server, "e-claim");
+    c["status"] = json!({"allocation": {
+        "devices": {"results": [{"request": "gpu", "driver": "gpu.example.com", "pool": "n0", "device": "gpu-5"}]},
+        "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n0"]}]}]}
+    }});
+    server.store().update(c).unwrap();
+    server.faults().clear();
+    until(&server, "the pod bound on the devices allocated meanwhile", |p| p["e"].is_some()).await;
+    let c = claim_object(&server, "e-claim");
+    assert_eq!(allocated(&c), BTreeSet::from(["gpu.example.com/n0/gpu-5".to_string()]), "{c}");
+    assert_eq!(c["status"]["reservedFor"][0]["name"], "e", "{c}");
+    assert_bound_once(&server);
+    s.stop().await;
+}
