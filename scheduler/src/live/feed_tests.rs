@@ -175,3 +175,63 @@ proptest! {
         prop_assert_eq!(me.engine.state().placed_count(), api.len(), "the engine counts every bound pod once");
     }
 }
+
+/// A GPU device `name` of driver `gpu`, pool `n0`.
+fn device(name: &str) -> Arc<tessera_plugins::dra::model::Device> {
+    Arc::new(tessera_plugins::dra::model::Device {
+        uid: tessera_plugins::dra::model::Device::next_uid(),
+        name: Sym::new(name),
+        driver: Sym::new("gpu"),
+        pool: Sym::new("n0"),
+        attributes: Default::default(),
+        capacity: Default::default(),
+        taints: Vec::new(),
+        allow_multiple_allocations: false,
+    })
+}
+
+#[test]
+fn devices_and_allocations_listed_after_their_node_and_pod_are_accounted() {
+    let n0 = |me: &Instance| me.engine.state().snapshot().node_by_name(Sym::new("n0")).unwrap().clone();
+    use tessera_plugins::dra::inventory::NodeDevices;
+    use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation, ClaimKey, DeviceId, PodClaim};
+    let mut me = Instance::start(&BTreeMap::new());
+    // A bound pod whose claim was not listed yet (the claim watch is behind the pod watch).
+    let key = ClaimKey::new("default", "c");
+    let mut p = pod(0, Some("n0"));
+    p.claims.push(PodClaim {
+        name: Sym::new("c"),
+        key,
+        spec: Err(Arc::from("waiting for resourceclaim default/c to be created")),
+        shared: false,
+        allocation: None,
+    });
+    let send = |me: &Instance, p: &Pod| {
+        let update = PodUpdate { pod: p.clone(), finished: false, terminating: false, gated: false };
+        me.send(Change::Pod(Box::new(update)));
+    };
+    send(&me, &p);
+    // n0's slices arrive after the node.
+    let devices = NodeDevices { devices: vec![device("g0"), device("g1")], incomplete: Vec::new() };
+    me.send(Change::NodeDevices { node: Sym::new("n0"), devices: Arc::new(devices) });
+    me.step(1.0);
+    assert_eq!(n0(&me).node.devices.len(), 2, "the node took its slices' devices");
+    assert!(n0(&me).devices_used.is_empty());
+    // The claim arrives with its allocation: the pod is converted again and held with it.
+    let device = DeviceId { driver: Sym::new("gpu"), pool: Sym::new("n0"), device: Sym::new("g1") };
+    let allocation = ClaimAllocation {
+        claim: key,
+        devices: vec![AllocatedDevice { request: Arc::from("gpu"), device, admin_access: false }],
+        node: Some(Sym::new("n0")),
+        config: Vec::new(),
+    };
+    p.claims[0].allocation = Some(Arc::new(allocation));
+    send(&me, &p);
+    me.step(2.0);
+    assert_eq!(n0(&me).devices_used.iter().collect::<Vec<_>>(), vec![1], "g1 held by the bound pod");
+    assert_eq!(me.engine.state().placed_count(), 1, "accounted once");
+    // A node update (labels, say) keeps the devices the slices gave it.
+    me.send(Change::Node(node(0)));
+    me.step(3.0);
+    assert_eq!((n0(&me).node.devices.len(), n0(&me).devices_used.len()), (2, 1));
+}
