@@ -228,3 +228,25 @@ proptest::proptest! {
         proptest::prop_assert_eq!(held, claimed, "every placed pair holds exactly its two devices");
     }
 }
+
+#[test]
+fn a_gang_that_must_keep_to_one_rack_finds_the_only_rack_with_its_devices() {
+    // Sixteen racks of one CPU-only node each look tighter by CPU than the one rack of DRA
+    // nodes; only the DRA rack can hold the gang's claims.
+    let w = world();
+    let mut nodes: Vec<Node> =
+        (0..16).map(|r| super::test_support::gpu_node(&format!("cpu-{r}"), &format!("r{r:02}"), 0)).collect();
+    for mut n in rack(&w, 2) {
+        n.labels.insert(Sym::new(super::test_support::RACK), Sym::new("r16"));
+        nodes.push(n);
+    }
+    let mut e = engine(&nodes, 1);
+    let mut group = PodGroup::new("ml", "train", 2);
+    group.topology_key = Some(Sym::new(super::test_support::RACK));
+    e.upsert_pod_group(group, 0.0);
+    for i in 0..2 {
+        e.add_pod(member(&w, "train", i, 1), 0.0).unwrap();
+    }
+    let out = e.schedule_pending(0.0);
+    assert_eq!(out.iter().filter(|o| o.bound().is_some()).count(), 2, "{out:?}");
+}

@@ -402,6 +402,7 @@ impl Shortfall {
         reasons.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
         let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
         let within = self.domain.as_ref().map_or_else(String::new, |d| format!(" in {d}"));
-        format!("gang {key} needs {} pods, {} fit{within}: {}.", self.needed, self.fit, why.join(", "))
+        let why = if why.is_empty() { String::new() } else { format!(": {}", why.join(", ")) };
+        format!("gang {key} needs {} pods, {} fit{within}{why}.", self.needed, self.fit)
     }
 }

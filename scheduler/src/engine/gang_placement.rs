@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tessera_plugins::dra::model::{AllocationMode, DeviceRequest, ExactRequest, RequestKind};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Pod};
 use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
@@ -57,18 +58,38 @@ pub struct Plan {
 struct Demand {
     resources: ResourceVec,
     gpu_milli: u64,
+    /// DRA devices its claims take.
+    devices: u64,
 }
 
 impl Demand {
     fn of(pods: &[Arc<Pod>]) -> Demand {
         let mut resources = ResourceVec::ZERO;
         let mut gpu_milli = 0;
+        let mut devices = 0;
         for p in pods {
             resources.add(&p.requests);
             gpu_milli += p.gpu.as_ref().map_or(0, |g| g.total_milli());
+            devices += claimed_devices(p);
         }
-        Demand { resources, gpu_milli }
+        Demand { resources, gpu_milli, devices }
     }
+}
+
+/// The fewest DRA devices a pod's claims take that are not allocated yet: each request's
+/// count (its smallest `firstAvailable` option; at least one for `All`).
+fn claimed_devices(p: &Pod) -> u64 {
+    let fresh = p.claims.iter().filter(|c| !c.shared && c.allocation.is_none());
+    let specs = fresh.filter_map(|c| c.spec.as_ref().ok());
+    let count = |e: &ExactRequest| match e.mode {
+        AllocationMode::ExactCount(n) => u64::from(n),
+        AllocationMode::All => 1,
+    };
+    let per_request = |r: &DeviceRequest| match &r.kind {
+        RequestKind::Exactly(e) => count(e),
+        RequestKind::FirstAvailable(subs) => subs.iter().map(|(_, e)| count(e)).min().unwrap_or(0),
+    };
+    specs.flat_map(|s| s.requests.iter()).map(per_request).sum()
 }
 
 /// A topology domain's nodes and what they have free.
@@ -78,17 +99,24 @@ struct Domain {
     nodes: Vec<NodeId>,
     free: ResourceVec,
     gpu_free: u64,
+    /// DRA devices not held by any claim.
+    devices_free: u64,
 }
 
 impl Domain {
     fn holds(&self, d: &Demand) -> bool {
-        self.gpu_free >= d.gpu_milli && (0..MAX_RESOURCES).all(|i| self.free.0[i] >= d.resources.0[i])
+        self.gpu_free >= d.gpu_milli
+            && self.devices_free >= d.devices
+            && (0..MAX_RESOURCES).all(|i| self.free.0[i] >= d.resources.0[i])
     }
 
-    /// Room left after the gang, in the gang's scarcest kind: GPUs when it asks for any.
+    /// Room left after the gang, in the gang's scarcest kind: GPUs when it asks for any, else
+    /// DRA devices when it claims any.
     fn slack(&self, d: &Demand) -> i128 {
         if d.gpu_milli > 0 {
             i128::from(self.gpu_free) - i128::from(d.gpu_milli)
+        } else if d.devices > 0 {
+            i128::from(self.devices_free) - i128::from(d.devices)
         } else {
             i128::from(self.free.0[0]) - i128::from(d.resources.0[0])
         }
@@ -102,8 +130,16 @@ pub fn plan(snapshot: &Snapshot, pods: &[Arc<Pod>], spec: &GangSpec, hierarchy: 
     let demand = Demand::of(pods);
     if let Some(key) = spec.topology_key {
         let domains = domains(snapshot, key, spec.key);
-        let tries = fitting(&domains, &demand, worker).take(TRIES_REQUIRED).map(|d| try_of(key, d)).collect();
+        let mut picked: Vec<&Domain> = fitting(&domains, &demand, worker).take(TRIES_REQUIRED).collect();
         let roomiest = domains.iter().max_by_key(|d| (d.slack(&demand), std::cmp::Reverse(d.value.as_str())));
+        // Summed room says what may hold the gang, not what will (taints, selectors, devices
+        // of the wrong kind): the roomiest domain is tried too when its room could hold the
+        // gang, so a gang that fits there is never reported pending for want of a try.
+        let untried = |d: &&Domain| d.holds(&demand) && !picked.iter().any(|p| std::ptr::eq(*p, *d));
+        if let Some(d) = roomiest.filter(untried) {
+            picked.push(d);
+        }
+        let tries = picked.iter().map(|d| try_of(key, d)).collect();
         let fallback = roomiest.map_or_else(
             || Try { domain: Some(format!("any {key} domain (no node has the label)")), nodes: Some(Vec::new()) },
             |d| try_of(key, d),
@@ -153,7 +189,7 @@ fn domains(snapshot: &Snapshot, key: Sym, gang: GroupKey) -> Vec<Domain> {
         let i = match last {
             Some((v, i)) if v == value => i,
             _ => *index.entry(value).or_insert_with(|| {
-                out.push(Domain { value, nodes: Vec::new(), free: ResourceVec::ZERO, gpu_free: 0 });
+                out.push(Domain { value, nodes: Vec::new(), free: ResourceVec::ZERO, gpu_free: 0, devices_free: 0 });
                 out.len() - 1
             }),
         };
@@ -162,6 +198,7 @@ fn domains(snapshot: &Snapshot, key: Sym, gang: GroupKey) -> Vec<Domain> {
         d.nodes.push(n.id);
         d.free.add(&n.free());
         d.gpu_free += gpu_free(n);
+        d.devices_free += n.node.devices.len().saturating_sub(n.devices_used.len()) as u64;
     }
     for d in &mut out {
         d.nodes.sort_unstable();

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::resource::v1 as api;
-use tessera_plugins::dra::cel::{CelError, Selector, compile_cached};
+use tessera_plugins::dra::cel::compile_cached;
 use tessera_plugins::dra::model::{
     AttrValue, Capacity, ClaimAllocation, ClaimKey, ClaimProblem, ClaimSpec, Device, DeviceClass, DeviceTaint,
     PodClaim, ResourceSlice, SliceNodes,
@@ -36,12 +36,6 @@ mod spec;
 /// An object resolved for allocation, or why no node can satisfy what names it (a message
 /// naming the object, and the request when there is one).
 pub type Resolved<T> = Result<Arc<T>, ClaimProblem>;
-
-/// Compiles a CEL selector through the process-wide cache, so that every class and claim
-/// writing one expression shares one selector (and its per-device results).
-fn compile(expression: &str) -> Result<Arc<Selector>, CelError> {
-    compile_cached(expression)
-}
 
 /// Converts a ResourceSlice. Its placement is `nodeName`, `nodeSelector` or `allNodes`;
 /// `perDeviceNodeSelection`, which this model does not express, becomes an empty node
@@ -198,7 +192,7 @@ fn convert_class(c: &api::DeviceClass) -> Result<Resolved<DeviceClass>, FieldErr
         .collect::<Result<_, _>>()?;
     let mut selectors = Vec::with_capacity(expressions.len());
     for expression in expressions {
-        match compile(expression) {
+        match compile_cached(expression) {
             Ok(s) => selectors.push(s),
             Err(e) => {
                 let why = format!("deviceclass {name:?}: selector {expression:?} does not compile: {e}");

@@ -18,11 +18,13 @@ use tessera_plugins::dra::model::{
     DeviceRequest, DeviceToleration, ExactRequest, OpaqueConfig, RequestKind,
 };
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::{TaintEffect, TolerationOperator};
+use tessera_plugins::model::TaintEffect;
 use tessera_plugins::quantity::parse_milli;
 
-use super::{Resolved, compile};
+use super::Resolved;
 use crate::ingest::error::{FieldError, FieldProblem};
+use crate::ingest::pod::{TolerationFields, toleration_of};
+use tessera_plugins::dra::cel::compile_cached;
 
 /// The label a node selector may name a node by, besides the field `metadata.name`.
 const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -144,7 +146,7 @@ impl<'a> Resolver<'a> {
     fn compile_all(&mut self, expressions: &[&str], request: &str) -> Option<Vec<Arc<Selector>>> {
         let mut out = Vec::with_capacity(expressions.len());
         for expression in expressions {
-            match compile(expression) {
+            match compile_cached(expression) {
                 Ok(selector) => out.push(selector),
                 Err(e) => return self.fail(request, &format!("selector {expression:?} does not compile: {e}")),
             }
@@ -215,26 +217,13 @@ fn allocation_mode(
 
 /// A device toleration: as a pod's, but only the effects devices have.
 fn toleration(t: &api::DeviceToleration, path: &str) -> Result<DeviceToleration, FieldError> {
-    let key = t.key.as_deref().filter(|k| !k.is_empty()).map(Sym::new);
-    let operator = match t.operator.as_deref() {
-        None | Some("" | "Equal") => TolerationOperator::Equal,
-        Some("Exists") => TolerationOperator::Exists,
-        Some(other) => return Err(FieldError::unsupported(format!("{path}.operator"), other, "Equal, Exists")),
+    let fields = TolerationFields {
+        key: t.key.as_deref(),
+        operator: t.operator.as_deref(),
+        value: t.value.as_deref(),
+        effect: t.effect.as_deref(),
     };
-    let value = t.value.as_deref().unwrap_or("");
-    if operator == TolerationOperator::Exists && !value.is_empty() {
-        return Err(FieldError::invalid(format!("{path}.value"), value, "must be empty when operator is Exists"));
-    }
-    if key.is_none() && operator == TolerationOperator::Equal {
-        return Err(FieldError::invalid(format!("{path}.operator"), "Equal", "must be Exists when key is empty"));
-    }
-    let effect = match t.effect.as_deref() {
-        None | Some("") => None,
-        Some("NoSchedule") => Some(TaintEffect::NoSchedule),
-        Some("NoExecute") => Some(TaintEffect::NoExecute),
-        Some(other) => return Err(FieldError::unsupported(format!("{path}.effect"), other, "NoSchedule, NoExecute")),
-    };
-    Ok(DeviceToleration { key, operator, value: Sym::new(value), effect })
+    toleration_of(fields, path, (&[TaintEffect::NoSchedule, TaintEffect::NoExecute], "NoSchedule, NoExecute"))
 }
 
 /// `capacity.requests` in milli-units, keyed as written: a request names no driver, so a bare

@@ -10,6 +10,8 @@ mod requests;
 mod spread;
 mod tolerations;
 
+pub(crate) use tolerations::{TolerationFields, toleration_of};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
