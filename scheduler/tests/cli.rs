@@ -138,6 +138,11 @@ fn pod(name: &str, cpu: &str) -> String {
 
 // ---- the bundled sample ----
 
+/// The number of Nodes in the bundled sample, which its unschedulable messages count.
+fn sample_nodes() -> usize {
+    include_str!("../src/sim/sample/cluster.yaml").lines().filter(|l| *l == "kind: Node").count()
+}
+
 /// The bundled sample, run once as a user would: `tessera simulate` with no argument in an
 /// empty folder. Returns the output folder.
 fn sample_run() -> &'static Path {
@@ -187,8 +192,9 @@ fn the_bundled_sample_runs_and_writes_every_output() {
     // and the summary's tally agrees with those messages.
     let waiting: Vec<&HashMap<String, String>> = rows.iter().filter(|r| r["node"].is_empty()).collect();
     assert_eq!(waiting.len() as u64, unschedulable);
+    let none_of_all = format!("0/{} nodes are available: ", sample_nodes());
     for r in &waiting {
-        assert!(r["reason"].starts_with("0/320 nodes are available: "), "{r:?}");
+        assert!(r["reason"].starts_with(&none_of_all), "{r:?}");
     }
     let by_reason = s["unschedulable_by_reason"].as_object().unwrap();
     assert_eq!(by_reason.is_empty(), waiting.is_empty());
@@ -212,6 +218,44 @@ fn the_bundled_sample_runs_and_writes_every_output() {
         let svg = read(&out.join(format!("{chart}.svg")));
         assert!(svg.contains("<svg") && svg.contains("<polyline"), "{chart}.svg has no line");
         assert!(report.contains(&format!("<figure id=\"{chart}\">")), "{chart} is not in the page");
+    }
+}
+
+/// A placement's `start_s..end_s` in seconds; an empty `end_s` (still running) is endless.
+fn running_span(row: &HashMap<String, String>) -> (f64, f64) {
+    let start: f64 = row["start_s"].parse().unwrap_or_else(|e| panic!("start_s: {e}: {row:?}"));
+    let end = match row["end_s"].as_str() {
+        "" => f64::INFINITY,
+        v => v.parse().unwrap_or_else(|e| panic!("end_s: {e}: {row:?}")),
+    };
+    (start, end)
+}
+
+#[test]
+fn the_bundled_sample_places_dra_pods_on_their_own_devices() {
+    let rows = csv_rows(&sample_run().join("placements.csv"));
+    let with_devices: Vec<&HashMap<String, String>> = rows.iter().filter(|r| !r["devices"].is_empty()).collect();
+    assert!(with_devices.len() >= 30, "{} pods hold DRA devices", with_devices.len());
+    // Each device is `driver/pool/device`, from a pool local to the pod's node.
+    let mut holders: BTreeMap<&str, Vec<&HashMap<String, String>>> = BTreeMap::new();
+    for r in &with_devices {
+        assert!(!r["node"].is_empty(), "a pod with no node holds no device: {r:?}");
+        for device in r["devices"].split(';') {
+            let parts: Vec<&str> = device.split('/').collect();
+            assert_eq!(parts.len(), 3, "{device} is not driver/pool/device: {r:?}");
+            assert!(parts.iter().all(|p| !p.is_empty()), "{device}: {r:?}");
+            assert_eq!(parts[1], r["node"], "{device} is not on the pod's node: {r:?}");
+            holders.entry(device).or_default().push(r);
+        }
+    }
+    // No device is held by two pods at once.
+    for (device, rows) in &holders {
+        for (i, a) in rows.iter().enumerate() {
+            for b in &rows[i + 1..] {
+                let ((a0, a1), (b0, b1)) = (running_span(a), running_span(b));
+                assert!(a1 <= b0 || b1 <= a0, "{device} is held by two pods at once:\n{a:?}\n{b:?}");
+            }
+        }
     }
 }
 

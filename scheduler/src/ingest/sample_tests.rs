@@ -1,6 +1,6 @@
 //! The simulator's bundled sample (`tessera simulate` with no arguments) must always ingest:
-//! every node and pod converts, the counts stay in the intended range, and every gang has its
-//! PodGroup.
+//! every node and pod converts, the counts stay in the intended range, every gang has its
+//! PodGroup, and every DRA pod's claims resolve against the sample's devices.
 
 use std::collections::{HashMap, HashSet};
 
@@ -88,4 +88,34 @@ fn the_bundled_sample_has_a_pod_group_for_every_gang() {
     assert!(groups.iter().any(|g| g.min_resources.is_some() && g.schedule_timeout_s.is_none()));
     assert!(groups.iter().any(|g| g.schedule_timeout_s.is_some()));
     assert!(groups.iter().any(|g| g.priority == Some(1000)), "priorityClassName resolves");
+}
+
+#[test]
+fn the_bundled_sample_has_dra_pods_whose_claims_resolve() {
+    let objects = sample();
+    let input =
+        crate::sim::input::from_objects(&objects, crate::sim::input::OnInvalid::Stop).unwrap_or_else(|e| panic!("{e}"));
+    assert!(input.skipped.is_empty(), "{:?}", input.skipped);
+    assert!(
+        !input.unknown_kinds.keys().any(|k| k.contains("ResourceSlice")),
+        "every ResourceSlice is local to a node: {:?}",
+        input.unknown_kinds
+    );
+    let all_pods = input.pods.iter().map(|p| &p.pod).chain(&input.running).chain(&input.gated);
+    let dra: Vec<_> = all_pods.filter(|p| !p.claims.is_empty()).collect();
+    assert!((30..=60).contains(&dra.len()), "{} DRA pods", dra.len());
+    assert!(dra.iter().any(|p| p.pod_group.is_some()), "a DRA gang");
+    assert!(dra.iter().any(|p| p.claims.iter().any(|c| c.shared)), "a pod naming its claim directly");
+    assert!(dra.iter().any(|p| p.claims.iter().any(|c| !c.shared)), "pods whose claims come from a template");
+    for p in &dra {
+        for c in &p.claims {
+            assert!(c.spec.is_ok(), "{}/{} claim {}: {:?}", p.namespace.as_str(), p.name, c.name.as_str(), c.spec);
+        }
+    }
+    let with_devices: Vec<_> = input.nodes.iter().filter(|n| !n.devices.devices.is_empty()).collect();
+    assert_eq!(with_devices.len(), 16, "DRA nodes");
+    for n in &with_devices {
+        assert_eq!(n.devices.devices.len(), 16, "{} has 8 GPUs and 8 NICs", n.name.as_str());
+        assert!(n.devices.incomplete.is_empty(), "{}: {:?}", n.name.as_str(), n.devices.incomplete);
+    }
 }

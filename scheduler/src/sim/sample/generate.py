@@ -13,6 +13,11 @@ files are checked in and embedded in the binary; edit this script, re-run it, co
 every pod started on arrival), which is how the load below was tuned: CPU saturates during the
 ETL bursts, GPUs (H100s above all) are oversubscribed in the afternoon, so queueing, gangs and
 pending reasons all have something to show.
+
+DRA (resource.k8s.io/v1) has its own rack, drawn last from the random stream so that every
+other object is as it was without it: nodes that publish 8 GPUs and 8 RDMA NICs in
+ResourceSlices (not through the device plugin), and training jobs that claim GPU+NIC pairs
+under one PCIe root from a ResourceClaimTemplate.
 """
 
 import argparse
@@ -37,6 +42,13 @@ COSCHEDULING = "scheduling.x-k8s.io/v1alpha1"
 ARRIVAL = "tessera.io/arrival"
 DURATION = "tessera.io/duration"
 GPU_MILLI = "alibabacloud.com/gpu-milli"
+DRA_API = "resource.k8s.io/v1"
+GPU_DRIVER = "gpu.example.com"
+NIC_DRIVER = "rdma.example.com"
+PCIE_ROOT = "resource.kubernetes.io/pcieRoot"
+DRA_TAINT = {"key": "gpu.example.com/dra", "value": "present", "effect": "NoSchedule"}
+DRA_TOLERATION = {"key": "gpu.example.com/dra", "operator": "Exists", "effect": "NoSchedule"}
+PAIR_TEMPLATE = "gpu-nic-pair"
 
 
 class Rng:
@@ -157,9 +169,15 @@ CPU_RACKS = [("c32", 32, 128), ("c48", 48, 192), ("c64", 64, 256), ("c64", 64, 2
 GPU_RACKS = {"zone-a": ["A100", "A100", "A100", "H100"], "zone-b": ["A100", "A100", "H100", "H100"]}
 GPU_SHAPE = {"A100": (96, 1024), "H100": (128, 2048)}
 CORDONED = {"zone-a-r02-n05", "zone-b-r07-n11"}
+# One more rack in zone-a of H100 nodes whose GPUs and NICs are DRA devices: 8 GPUs and 8 NICs
+# each, a GPU and a NIC per PCIe root port slot, two of each under each of 4 roots.
+DRA_RACK = "zone-a-r10"
+DRA_NODES = 16
+DRA_DEVICES = 8
+PCIE_ROOTS = 4
 
 
-def node(name, zone, rack, cores, mem_gib, extra_labels, gpus=0, product=None):
+def node(name, zone, rack, cores, mem_gib, extra_labels, gpus=0, product=None, taint=None):
     labels = {HOST: name, ZONE: zone, RACK: rack, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
     labels.update(extra_labels)
     meta = {"name": name, "labels": labels}
@@ -167,6 +185,8 @@ def node(name, zone, rack, cores, mem_gib, extra_labels, gpus=0, product=None):
     if gpus:
         meta["annotations"] = {"tessera.io/gpu-islands": "0,0,0,0,1,1,1,1"}
         spec["taints"] = [dict(GPU_TAINT)]
+    if taint:
+        spec["taints"] = [dict(taint)]
     if name in CORDONED:
         # What `kubectl cordon` leaves: the flag, and the taint the node controller adds.
         spec["unschedulable"] = True
@@ -203,6 +223,39 @@ def cluster():
     return objs
 
 
+def dra_cluster():
+    """The DRA rack: each node followed by its two ResourceSlices (one pool per driver, named
+    after the node, complete in one slice)."""
+    objs = []
+    cores, mem = GPU_SHAPE["H100"]
+    for n in range(DRA_NODES):
+        name = f"{DRA_RACK}-n{n:02d}"
+        labels = {"node.kubernetes.io/instance-type": "gpu-8xh100-dra"}
+        # Tainted as the device-plugin GPU nodes are, so CPU work leaves them to GPU jobs.
+        objs.append(node(name, "zone-a", DRA_RACK, cores, mem, labels, taint=DRA_TAINT))
+        for driver, prefix in [(GPU_DRIVER, "gpu"), (NIC_DRIVER, "nic")]:
+            devices = []
+            for i in range(DRA_DEVICES):
+                root = i * PCIE_ROOTS // DRA_DEVICES
+                attributes = {PCIE_ROOT: {"string": f"pci0000:{root * 0x40:02x}"}, "index": {"int": i}}
+                device = {"name": f"{prefix}-{i}", "attributes": attributes}
+                if driver == GPU_DRIVER:
+                    attributes["model"] = {"string": "H100"}
+                    device["capacity"] = {"memory": {"value": "80Gi"}}
+                devices.append(device)
+            objs.append({"apiVersion": DRA_API, "kind": "ResourceSlice", "metadata": {"name": f"{name}-{driver}"},
+                         "spec": {"driver": driver, "nodeName": name,
+                                  "pool": {"name": name, "generation": 1, "resourceSliceCount": 1},
+                                  "devices": devices}})
+    return objs
+
+
+def device_classes():
+    return [{"apiVersion": DRA_API, "kind": "DeviceClass", "metadata": {"name": driver},
+             "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{driver}"'}}]}}
+            for driver in (GPU_DRIVER, NIC_DRIVER)]
+
+
 def cluster_setup():
     """Priority classes and namespaces: cluster-wide objects the workloads refer to."""
     objs = [
@@ -222,7 +275,7 @@ def cluster_setup():
         ("sandbox", {"team": "platform", "tier": "dev"}),
     ]:
         objs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}})
-    return objs
+    return objs + device_classes()
 
 
 # --- Workload --------------------------------------------------------------------------------
@@ -473,6 +526,82 @@ def never_fit(out):
     ]
 
 
+def dra_claims():
+    """What DRA pods claim from: a template of one GPU and one NIC under one PCIe root (a pod
+    takes one claim from it per pair), and a claim for one H100 of at least 40Gi, named by one
+    pod."""
+    pair = {"devices": {
+        "requests": [
+            {"name": "gpu", "exactly": {"deviceClassName": GPU_DRIVER, "count": 1}},
+            {"name": "nic", "exactly": {"deviceClassName": NIC_DRIVER, "count": 1}},
+        ],
+        "constraints": [{"requests": ["gpu", "nic"], "matchAttribute": PCIE_ROOT}],
+    }}
+    h100 = {"devices": {"requests": [{"name": "gpu", "exactly": {
+        "deviceClassName": GPU_DRIVER,
+        "selectors": [
+            {"cel": {"expression": f'device.attributes["{GPU_DRIVER}"].model == "H100"'}},
+            {"cel": {"expression": f'device.capacity["{GPU_DRIVER}"].memory.compareTo(quantity("40Gi")) >= 0'}},
+        ],
+    }}]}}
+    return [
+        {"apiVersion": DRA_API, "kind": "ResourceClaimTemplate",
+         "metadata": {"name": PAIR_TEMPLATE, "namespace": "ml"}, "spec": {"spec": pair}},
+        {"apiVersion": DRA_API, "kind": "ResourceClaim", "metadata": {"name": "notebook-h100", "namespace": "ml"},
+         "spec": h100},
+    ]
+
+
+def dra_pod_spec(pairs, extra=None):
+    """A trainer taking `pairs` GPU+NIC pairs, one claim of the template each, which its
+    container names in resources.claims as on a real cluster."""
+    spec = {"priorityClassName": "training", "restartPolicy": "Never", "tolerations": [dict(DRA_TOLERATION)]}
+    if extra:
+        spec.update(extra)
+    names = [f"pair-{k}" for k in range(pairs)]
+    c = container("trainer:2.3", str(8 * pairs), f"{80 * pairs}Gi")
+    c["resources"]["claims"] = [{"name": n} for n in names]
+    spec["containers"] = [c]
+    spec["resourceClaims"] = [{"name": n, "resourceClaimTemplateName": PAIR_TEMPLATE} for n in names]
+    return spec
+
+
+def dra_jobs(rng, out, groups):
+    """DRA training: single-pod jobs of 1, 2 or 4 GPU+NIC pairs all day, one gang of 4 pods of
+    4 pairs each, and a notebook on one H100 chosen by selectors. All of it together asks for
+    fewer GPUs than the DRA rack has, so it places."""
+    for i in range(30):
+        pairs = rng.weighted([(1, 3), (2, 3), (4, 2)])
+        arrival = rng.int(0, SPAN_S - 3600)
+        duration = rng.log_uniform(1200, 3 * 3600)
+        name = f"dra-finetune-{i:03d}"
+        labels = {"app": "dra-finetune", "job": name}
+        spec = {"template": {"metadata": {"labels": labels}, "spec": dra_pod_spec(pairs)}}
+        out.append(controller("Job", name, "ml", {"app": "dra-finetune"}, timing(arrival, duration), spec))
+    pods, pairs = 4, 4
+    name = "dra-pretrain"
+    groups[("ml", name)] = {
+        "apiVersion": K8S_SCHEDULING, "kind": "PodGroup",
+        "metadata": {"name": name, "namespace": "ml", "labels": {"app": name}},
+        "spec": {"priorityClassName": "training", "schedulingPolicy": {"gang": {"minCount": pods}},
+                 "schedulingConstraints": {"topology": [{"key": RACK}]}},
+    }
+    labels = {"app": name, "job": name}
+    extra = {"schedulingGroup": {"podGroupName": name}}
+    spec = {"completionMode": "Indexed", "completions": pods, "parallelism": pods,
+            "template": {"metadata": {"labels": labels}, "spec": dra_pod_spec(pairs, extra)}}
+    arrival = rng.int(2 * 3600, 4 * 3600)
+    duration = rng.log_uniform(3600, 4 * 3600)
+    out.append(controller("Job", name, "ml", {"app": name}, timing(arrival, duration), spec))
+    c = container("notebook:1", "4", "64Gi")
+    c["resources"]["claims"] = [{"name": "gpu"}]
+    out.append({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "notebook", "namespace": "ml", "labels": {"app": "notebook"},
+                             "annotations": timing(rng.int(600, 3600))},
+                "spec": {"tolerations": [dict(DRA_TOLERATION)], "containers": [c],
+                         "resourceClaims": [{"name": "gpu", "resourceClaimName": "notebook-h100"}]}})
+
+
 def workload(rng):
     out = []
     groups = {}
@@ -482,9 +611,11 @@ def workload(rng):
     batch_jobs(rng, out)
     training_jobs(rng, out, groups)
     never_fit(out)
+    dra_jobs(rng, out, groups)
     # Input order is arrival order, which is how people read a trace; a PodGroup (which has no
-    # arrival of its own) comes just before the Job whose pods join it.
-    work = []
+    # arrival of its own) comes just before the Job whose pods join it, and what claims are made
+    # from (no arrival either) comes first.
+    work = dra_claims()
     for o in sorted(out, key=lambda o: (arrival_of(o), o["kind"], o["metadata"]["name"])):
         group = groups.get((o["metadata"]["namespace"], o["metadata"]["name"])) if o["kind"] == "Job" else None
         if group:
@@ -510,7 +641,8 @@ def qty(s):
 
 
 def pods_of(obj):
-    """(count, cpu, gpus) as the ingest expands it; enough for a load profile."""
+    """(count, cpu, gpus, gang, h100-only, DRA GPUs) as the ingest expands it; enough for a
+    load profile. Every DRA claim of the sample holds one GPU."""
     spec = obj["spec"]
     if obj["kind"] == "Pod":
         n, pod_spec, meta = 1, spec, obj["metadata"]
@@ -527,45 +659,56 @@ def pods_of(obj):
     gpus += int(meta.get("annotations", {}).get(GPU_MILLI, 0)) / 1000
     h100 = pod_spec.get("nodeSelector", {}).get(PRODUCT) == "H100"
     gang = POD_GROUP in meta.get("labels", {}) or "schedulingGroup" in pod_spec
-    return n, qty(c["requests"]["cpu"]), gpus, gang, h100
+    return n, qty(c["requests"]["cpu"]), gpus, gang, h100, len(pod_spec.get("resourceClaims", []))
 
 
 def stats(cluster_objs, work, sizes):
     groups = [o for o in work if o["kind"] == "PodGroup"]
     apis = {api: sum(1 for g in groups if g["apiVersion"] == api) for api in (K8S_SCHEDULING, COSCHEDULING)}
-    work = [o for o in work if o["kind"] != "PodGroup"]
+    work = [o for o in work if ARRIVAL in o["metadata"].get("annotations", {})]
     nodes = [o for o in cluster_objs if o["kind"] == "Node"]
     gpu_nodes = [n for n in nodes if "nvidia.com/gpu" in n["status"]["allocatable"]]
-    cpu_cap = sum(qty(n["status"]["allocatable"]["cpu"]) for n in nodes if n not in gpu_nodes)
+    dra_nodes = {o["spec"]["nodeName"] for o in cluster_objs if o["kind"] == "ResourceSlice"}
+    cpu_nodes = [n for n in nodes if n not in gpu_nodes and n["metadata"]["name"] not in dra_nodes]
+    cpu_cap = sum(qty(n["status"]["allocatable"]["cpu"]) for n in cpu_nodes)
     gpu_cap = sum(int(n["status"]["allocatable"]["nvidia.com/gpu"]) for n in gpu_nodes)
+    dra_cap = sum(len(o["spec"]["devices"]) for o in cluster_objs
+                  if o["kind"] == "ResourceSlice" and o["spec"]["driver"] == GPU_DRIVER)
     print(f"files: {sizes}", file=sys.stderr)
-    print(f"nodes: {len(nodes)} ({len(nodes) - len(gpu_nodes)} CPU, {len(gpu_nodes)} GPU); "
-          f"CPU-node cores {cpu_cap:.0f}, GPUs {gpu_cap}", file=sys.stderr)
+    print(f"nodes: {len(nodes)} ({len(cpu_nodes)} CPU, {len(gpu_nodes)} GPU, {len(dra_nodes)} DRA); "
+          f"CPU-node cores {cpu_cap:.0f}, GPUs {gpu_cap}, DRA GPUs {dra_cap}", file=sys.stderr)
     by_kind = {}
     total = 0
     gang_pods = 0
+    dra_pods = dra_gpus = 0
     for o in work:
-        n, _, _, gang, _ = pods_of(o)
+        n, _, _, gang, _, dra = pods_of(o)
         by_kind[o["kind"]] = by_kind.get(o["kind"], 0) + n
         total += n
         gang_pods += n if gang else 0
+        dra_pods += n if dra else 0
+        dra_gpus += n * dra
     print(f"pods: {total} {by_kind}, of which in pod groups: {gang_pods}; PodGroups: {apis}", file=sys.stderr)
+    print(f"DRA pods: {dra_pods}, claiming {dra_gpus} GPUs in all", file=sys.stderr)
     h100_cap = 8 * sum(1 for n in gpu_nodes if n["metadata"]["labels"][PRODUCT] == "H100")
-    print("t      cpu-demand  gpu-demand  h100-only (as if every pod started on arrival)", file=sys.stderr)
+    print("t      cpu-demand  gpu-demand  h100-only  dra-gpus (as if every pod started on arrival)", file=sys.stderr)
     for t in range(0, SPAN_S, 900):
-        cpu = gpu = h100 = 0.0
+        cpu = gpu = h100 = dra_gpu = 0.0
         for o in work:
             a = arrival_of(o)
             d = o["metadata"]["annotations"].get(DURATION)
             end = a + sum(int(x) * {"h": 3600, "m": 60, "s": 1}[u] for x, u in re.findall(r"(\d+)([hms])", d)) if d else SPAN_S
             if a <= t < end:
-                n, c, g, _, only_h100 = pods_of(o)
+                n, c, g, _, only_h100, dra = pods_of(o)
                 if g:
                     gpu += n * g
                     h100 += n * g if only_h100 else 0
+                elif dra:
+                    dra_gpu += n * dra
                 else:
                     cpu += n * c
-        print(f"{t / 3600:4.1f}h  {cpu / cpu_cap:9.0%}  {gpu / gpu_cap:9.0%}  {h100 / h100_cap:9.0%}", file=sys.stderr)
+        print(f"{t / 3600:4.1f}h  {cpu / cpu_cap:9.0%}  {gpu / gpu_cap:9.0%}  {h100 / h100_cap:9.0%}  "
+              f"{dra_gpu / dra_cap:9.0%}", file=sys.stderr)
 
 
 def main():
@@ -576,14 +719,17 @@ def main():
     rng = Rng(args.seed)
     header = ("# Generated by generate.py (seed {seed}); edit the script and re-run it rather than this file.\n"
               "# {what}\n")
-    cluster_objs = cluster_setup() + cluster()
+    cluster_objs = cluster_setup() + cluster() + dra_cluster()
     work = workload(rng)
     files = {
         "cluster.yaml": (header.format(seed=args.seed, what="320 nodes in 2 zones x 10 racks of 16: 60% CPU, "
-                                       "40% 8-GPU (A100/H100, tainted), 2 cordoned; priority classes, namespaces."),
+                                       "40% 8-GPU (A100/H100, tainted), 2 cordoned; priority classes, namespaces.\n"
+                                       f"# DRA: one more rack of {DRA_NODES} H100 nodes ({DRA_RACK}, tainted) whose "
+                                       f"{DRA_DEVICES} GPUs and {DRA_DEVICES} RDMA NICs are in ResourceSlices; "
+                                       "their DeviceClasses."),
                          cluster_objs),
         "workload.yaml": (header.format(seed=args.seed, what=f"{HOURS} virtual hours of services, batch jobs, GPU "
-                                        "training (gangs: PodGroups of both APIs) and inference; timing in "
+                                        "training (gangs: PodGroups of both APIs; DRA GPU+NIC claims) and inference; timing in "
                                         "tessera.io/arrival and tessera.io/duration."),
                           work),
     }
