@@ -41,8 +41,11 @@ pub struct HeldClaim {
     pub devices: Vec<usize>,
     /// Other pods may use it too (the snapshot indexes where such claims are held).
     pub shared: bool,
-    /// Pods here that use it; at 0 the claim is freed.
+    /// Pods here that use it; at 0, and unpinned, the claim is freed.
     pub users: u32,
+    /// The API records it allocated here ([`NodeInfo::pin_claim`]): it holds its devices
+    /// whether or not a pod here uses it, until the API deallocates it.
+    pub pinned: bool,
 }
 
 /// A node and the pods bound or assumed on it. Cheap to share (`Arc`), copied on write.
@@ -222,17 +225,64 @@ impl NodeInfo {
             }
             let chosen = choice.claims.iter().find(|a| a.claim == pc.key);
             let Some(allocation) = chosen.or(pc.allocation.as_ref()) else { continue };
-            let devices: Vec<usize> = allocation
-                .devices
-                .iter()
-                .filter(|d| !d.admin_access)
-                .filter_map(|d| self.node.devices.index_of(&d.device))
-                .filter(|&i| !self.node.devices.devices[i].allow_multiple_allocations)
-                .collect();
-            for &d in &devices {
-                self.devices_used.insert(d);
+            self.hold(allocation.clone(), pc.shared, 1, false);
+        }
+    }
+
+    /// Holds the devices of `allocation` for a new [`HeldClaim`].
+    fn hold(&mut self, allocation: Arc<ClaimAllocation>, shared: bool, users: u32, pinned: bool) {
+        let devices: Vec<usize> = allocation
+            .devices
+            .iter()
+            .filter(|d| !d.admin_access)
+            .filter_map(|d| self.node.devices.index_of(&d.device))
+            .filter(|&i| !self.node.devices.devices[i].allow_multiple_allocations)
+            .collect();
+        for &d in &devices {
+            self.devices_used.insert(d);
+        }
+        self.claims.push(HeldClaim { allocation, devices, shared, users, pinned });
+    }
+
+    /// Records that the API has `allocation` for its claim on this node: the claim holds its
+    /// devices from now on even with no pod here using it (a pod between its claim's PreBind
+    /// and its binding, or another scheduler's), as upstream counts every allocated claim.
+    /// The API is the truth: a claim held here with another allocation (one this scheduler
+    /// chose while someone else's was written) takes the API's devices instead.
+    pub fn pin_claim(&mut self, allocation: Arc<ClaimAllocation>, shared: bool) {
+        let at = self.claims.iter().position(|h| h.allocation.claim == allocation.claim);
+        let users = match at {
+            Some(i) if self.claims[i].allocation == allocation => {
+                self.claims[i].pinned = true;
+                return;
             }
-            self.claims.push(HeldClaim { allocation: allocation.clone(), devices, shared: pc.shared, users: 1 });
+            Some(i) => {
+                let old = self.claims.swap_remove(i);
+                for d in old.devices {
+                    self.devices_used.remove(d);
+                }
+                old.users
+            }
+            None => 0,
+        };
+        self.hold(allocation, shared, users, true);
+    }
+
+    /// Records that the API no longer has claim `key` allocated here: it is freed unless a pod
+    /// here still uses it.
+    pub fn unpin_claim(&mut self, key: &ClaimKey) {
+        let Some(at) = self.claims.iter().position(|h| h.allocation.claim == *key) else { return };
+        self.claims[at].pinned = false;
+        self.free_if_unused(at);
+    }
+
+    /// Frees the claim at `at` when no pod uses it and the API does not hold it.
+    fn free_if_unused(&mut self, at: usize) {
+        if self.claims[at].users == 0 && !self.claims[at].pinned {
+            let held = self.claims.swap_remove(at);
+            for d in held.devices {
+                self.devices_used.remove(d);
+            }
         }
     }
 
@@ -243,13 +293,8 @@ impl NodeInfo {
                 continue;
             }
             let Some(at) = self.claims.iter().position(|h| h.allocation.claim == pc.key) else { continue };
-            self.claims[at].users -= 1;
-            if self.claims[at].users == 0 {
-                let held = self.claims.swap_remove(at);
-                for d in held.devices {
-                    self.devices_used.remove(d);
-                }
-            }
+            self.claims[at].users = self.claims[at].users.saturating_sub(1);
+            self.free_if_unused(at);
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::default_selector::SelectorSources;
-use crate::dra::model::ClaimKey;
+use crate::dra::model::{ClaimAllocation, ClaimKey};
 use crate::intern::Sym;
 use crate::labels::LabelSet;
 use crate::model::{Pod, PodKey};
@@ -309,6 +309,20 @@ impl Snapshot {
         }
         self.restamp(id);
         self.node(id).map(|n| n.as_ref())
+    }
+
+    /// Pins (`Some`) or unpins (`None`) claim `key` on node `id` (see
+    /// [`NodeInfo::pin_claim`]), keeping the shared-claim index.
+    pub fn pin_claim(&mut self, id: NodeId, key: &ClaimKey, pin: Option<(Arc<ClaimAllocation>, bool)>) {
+        let Some(Some(slot)) = self.slots.get_mut(id as usize) else { return };
+        let info = Arc::make_mut(slot);
+        index_claims(&mut self.claim_nodes, info, false);
+        match pin {
+            Some((allocation, shared)) => info.pin_claim(allocation, shared),
+            None => info.unpin_claim(key),
+        }
+        index_claims(&mut self.claim_nodes, info, true);
+        self.restamp(id);
     }
 
     /// The node holding shared claim `key` (one that several pods may use), if it is

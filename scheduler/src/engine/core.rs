@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tessera_plugins::default_selector::SourceChange;
+use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
@@ -95,6 +96,16 @@ impl Core<'_> {
     /// constraints only score, so no parked pod needs a retry.
     pub fn apply_selector_source(&mut self, change: SourceChange) {
         self.state.apply_selector_source(change);
+    }
+
+    /// Records what the API says of a claim's allocation (see
+    /// [`ClusterState::set_claim_allocation`]); a deallocation gives parked pods another
+    /// chance, as the devices it held may be free now.
+    pub fn set_claim_allocation(&mut self, key: ClaimKey, pin: Option<(Arc<ClaimAllocation>, bool)>, now: f64) {
+        let freeing = pin.is_none();
+        if self.state.set_claim_allocation(key, pin) && freeing {
+            self.released += self.queue.move_all_to_active_or_backoff(now);
+        }
     }
 
     /// Takes in a pod: queues it, or accounts it where it already runs.

@@ -250,3 +250,37 @@ fn a_gang_that_must_keep_to_one_rack_finds_the_only_rack_with_its_devices() {
     let out = e.schedule_pending(0.0);
     assert_eq!(out.iter().filter(|o| o.bound().is_some()).count(), 2, "{out:?}");
 }
+
+#[test]
+fn a_claim_the_api_records_allocated_holds_its_devices_without_a_pod_until_it_is_deallocated() {
+    use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation, DeviceId};
+    let w = world();
+    let nodes = rack(&w, 1);
+    let node = nodes[0].name;
+    let device = |driver: &str, name: &str| AllocatedDevice {
+        request: Arc::from(if driver == crate::bench::dra::GPU_DRIVER { "gpu" } else { "nic" }),
+        device: DeviceId { driver: Sym::new(driver), pool: node, device: Sym::new(name) },
+        admin_access: false,
+    };
+    // Allocated by an earlier scheduler for a pod it had not bound yet; listed before the node.
+    let key = ClaimKey::new("ml", "orphan-pair-0");
+    let allocation = Arc::new(ClaimAllocation {
+        claim: key,
+        devices: vec![device(crate::bench::dra::GPU_DRIVER, "gpu-0"), device(crate::bench::dra::NIC_DRIVER, "nic-0")],
+        node: Some(node),
+        config: Vec::new(),
+    });
+    let mut e = engine(&[], 1);
+    e.core().set_claim_allocation(key, Some((allocation, false)), 0.0);
+    e.upsert_node(nodes[0].clone(), 0.0);
+    let used = |e: &Engine| e.state().snapshot().nodes().map(|n| n.devices_used.len()).sum::<usize>();
+    assert_eq!(used(&e), 2, "the claim holds its GPU and NIC on a node that arrived after it");
+    let mut all = w.pod("ml", "all", 8);
+    all.scheduler_name = Sym::new("default-scheduler");
+    e.add_pod(Arc::new(all), 0.0).unwrap();
+    assert!(e.schedule_pending(0.0).iter().all(|o| o.bound().is_none()), "7 pairs free, 8 wanted");
+    e.core().set_claim_allocation(key, None, 1.0);
+    assert_eq!(used(&e), 0, "deallocated: freed");
+    let out = e.schedule_pending(2.0);
+    assert_eq!(out.iter().filter(|o| o.bound().is_some()).count(), 1, "the waiting pod is woken and fits");
+}

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tessera_plugins::default_selector::SourceChange;
+use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodKey};
@@ -51,6 +52,11 @@ pub struct ClusterState {
     /// How many pods with required anti-affinity are placed; while any are, every placement
     /// can be invalidated by a commit on another node.
     anti_affinity_pods: usize,
+    /// Claims the API records allocated, by claim, with whether other pods may share them;
+    /// pinned on their node once it exists ([`ClusterState::set_claim_allocation`]).
+    pins: HashMap<ClaimKey, (Arc<ClaimAllocation>, bool)>,
+    /// The pinned claims by the node their allocation names.
+    pins_by_node: HashMap<Sym, Vec<ClaimKey>>,
 }
 
 impl ClusterState {
@@ -91,6 +97,7 @@ impl ClusterState {
     /// are indices into the node's devices, which a new inventory renumbers.
     pub fn upsert_node(&mut self, node: Node) -> NodeId {
         let node = Arc::new(node);
+        let new = self.master.node_by_name(node.name).is_none();
         let info = match self.master.node_by_name(node.name) {
             Some(old) => {
                 let mut info = NodeInfo::clone(old);
@@ -103,10 +110,48 @@ impl ClusterState {
             }
             None => NodeInfo::new(self.allocate_id(), node),
         };
-        let id = info.id;
+        let (id, name) = (info.id, info.name());
         self.master.set_node(Arc::new(info));
+        if new {
+            // Claims are listed before nodes: those already allocated here hold their devices.
+            for key in self.pins_by_node.get(&name).cloned().unwrap_or_default() {
+                let pin = self.pins.get(&key).cloned();
+                self.master.pin_claim(id, &key, pin);
+            }
+        }
         self.touch(id);
         id
+    }
+
+    /// Records what the API says of claim `key`: allocated (with whether other pods may share
+    /// it) or not. An allocated claim holds its devices on its node whether or not a placed pod
+    /// uses it, as upstream counts every allocated claim; one deallocated is freed once no
+    /// placed pod uses it. Returns whether anything changed.
+    pub fn set_claim_allocation(&mut self, key: ClaimKey, pin: Option<(Arc<ClaimAllocation>, bool)>) -> bool {
+        if self.pins.get(&key) == pin.as_ref() {
+            return false;
+        }
+        if let Some((old, _)) = self.pins.remove(&key) {
+            let node = old.node.unwrap_or_else(|| Sym::new(""));
+            if let Some(keys) = self.pins_by_node.get_mut(&node) {
+                keys.retain(|k| *k != key);
+            }
+            self.pin_on(node, &key, None);
+        }
+        if let Some((allocation, shared)) = pin {
+            let node = allocation.node.unwrap_or_else(|| Sym::new(""));
+            self.pins_by_node.entry(node).or_default().push(key);
+            self.pins.insert(key, (allocation.clone(), shared));
+            self.pin_on(node, &key, Some((allocation, shared)));
+        }
+        true
+    }
+
+    fn pin_on(&mut self, node: Sym, key: &ClaimKey, pin: Option<(Arc<ClaimAllocation>, bool)>) {
+        if let Some(id) = self.master.node_id(node) {
+            self.master.pin_claim(id, key, pin);
+            self.touch(id);
+        }
     }
 
     /// Removes a node by name, returning the pods that were on it (now unplaced).

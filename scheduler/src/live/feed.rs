@@ -180,6 +180,7 @@ impl LiveFeed {
                     core.upsert_node(updated, now);
                 }
             }
+            Change::ClaimAllocation { key, pin } => core.set_claim_allocation(key, pin, now),
             Change::Pod(update) => self.on_pod(core, *update, now),
             Change::PodGone { namespace, name } => self.forget_pod(core, &PodKey::new(&namespace, &name), now),
             Change::Namespaces(table) => core.set_namespaces(table),

@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use tessera_plugins::default_selector::SourceChange;
 use tessera_plugins::dra::inventory::NodeDevices;
-use tessera_plugins::dra::model::ClaimKey;
+use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{Node, Pod, PodGroup};
 
@@ -149,6 +149,15 @@ pub enum Change {
         node: Sym,
         /// Its devices now.
         devices: Arc<NodeDevices>,
+    },
+    /// What the API says of a claim's allocation: the allocation, and whether pods other than
+    /// the one it was made for may use the claim; `None` when it is not (or no longer)
+    /// allocated or the claim is gone.
+    ClaimAllocation {
+        /// The claim.
+        key: ClaimKey,
+        /// Its allocation, if any.
+        pin: Option<(Arc<ClaimAllocation>, bool)>,
     },
     /// A pod was added or changed.
     Pod(Box<PodUpdate>),
@@ -358,6 +367,14 @@ impl Watched for resource::ResourceClaim {
     fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
         let mut dra = cx.dra.lock();
         convert(Self::KIND, key, cx.pods.write().dra_mut().add_claim(&self), cx)?;
+        let claim = ClaimKey::new(
+            self.metadata.namespace.as_deref().unwrap_or(""),
+            self.metadata.name.as_deref().unwrap_or(""),
+        );
+        let allocation = cx.pods.read().dra().claim(&claim).and_then(|e| e.allocation.clone());
+        // A claim the resourceclaim controller made for one pod is owned by that pod.
+        let owned = self.metadata.owner_references.iter().flatten().any(|o| o.kind == "Pod");
+        let _ = cx.changes.send(Change::ClaimAllocation { key: claim, pin: allocation.map(|a| (a, !owned)) });
         dra.put_claim(key, self);
         resolve_again(cx, dra.pods_naming_claim(key));
         Some(())
@@ -413,6 +430,7 @@ fn dra_gone(kind: Kind, key: &str, cx: &WatchContext) {
         Kind::ResourceClaim => {
             dra.drop_claim(key);
             cx.pods.write().dra_mut().remove_claim(&ClaimKey::new(namespace, name));
+            let _ = cx.changes.send(Change::ClaimAllocation { key: ClaimKey::new(namespace, name), pin: None });
             resolve_again(cx, dra.pods_naming_claim(key));
         }
         Kind::ResourceSlice => {
