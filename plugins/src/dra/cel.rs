@@ -1433,48 +1433,58 @@ impl<'d> Domains<'d> {
     }
 }
 
-impl Val for Domains<'_> {
-    fn get_type(&self) -> &Type {
-        &MAP_TYPE
-    }
+/// `Val` for a read-only map view of the device (its domains, or one domain's names): a CEL
+/// map that indexes, iterates, has a size and compares as maps do; `$clone` makes a copy of
+/// `$me`.
+macro_rules! map_val {
+    ($ty:ident, |$me:ident| $clone:expr) => {
+        impl Val for $ty<'_> {
+            fn get_type(&self) -> &Type {
+                &MAP_TYPE
+            }
 
-    fn cel_type() -> &'static Type {
-        &MAP_TYPE
-    }
+            fn cel_type() -> &'static Type {
+                &MAP_TYPE
+            }
 
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+            fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
+            where
+                Self: 'v,
+            {
+                Some(self)
+            }
 
-    fn as_container(&self) -> Option<&dyn Container> {
-        Some(self)
-    }
+            fn as_container(&self) -> Option<&dyn Container> {
+                Some(self)
+            }
 
-    fn as_iterable<'b, 'v>(&'b self) -> Option<&'b (dyn Iterable + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
+            fn as_iterable<'b, 'v>(&'b self) -> Option<&'b (dyn Iterable + 'v)>
+            where
+                Self: 'v,
+            {
+                Some(self)
+            }
 
-    fn as_sizer(&self) -> Option<&dyn Sizer> {
-        Some(self)
-    }
+            fn as_sizer(&self) -> Option<&dyn Sizer> {
+                Some(self)
+            }
 
-    fn equals(&self, other: &dyn Val) -> bool {
-        map_equals(self, other)
-    }
+            fn equals(&self, other: &dyn Val) -> bool {
+                map_equals(self, other)
+            }
 
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(Domains::new(self.device, self.part))
-    }
+            fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
+            where
+                Self: 'v,
+            {
+                let $me = self;
+                Box::new($clone)
+            }
+        }
+    };
 }
+
+map_val!(Domains, |me| Domains::new(me.device, me.part));
 
 impl<'d> Indexer for Domains<'d> {
     fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
@@ -1570,48 +1580,7 @@ fn attribute_val<'d>(key: &str, value: &'d AttrValue) -> Result<Box<dyn Val + 'd
     })
 }
 
-impl Val for Domain<'_> {
-    fn get_type(&self) -> &Type {
-        &MAP_TYPE
-    }
-
-    fn cel_type() -> &'static Type {
-        &MAP_TYPE
-    }
-
-    fn as_indexer<'b, 'v>(&'b self) -> Option<&'b (dyn Indexer + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-
-    fn as_container(&self) -> Option<&dyn Container> {
-        Some(self)
-    }
-
-    fn as_iterable<'b, 'v>(&'b self) -> Option<&'b (dyn Iterable + 'v)>
-    where
-        Self: 'v,
-    {
-        Some(self)
-    }
-
-    fn as_sizer(&self) -> Option<&dyn Sizer> {
-        Some(self)
-    }
-
-    fn equals(&self, other: &dyn Val) -> bool {
-        map_equals(self, other)
-    }
-
-    fn clone_as_boxed<'v>(&self) -> Box<dyn Val + 'v>
-    where
-        Self: 'v,
-    {
-        Box::new(Domain { device: self.device, part: self.part, domain: self.domain, keys: OnceLock::new() })
-    }
-}
+map_val!(Domain, |me| Domain { device: me.device, part: me.part, domain: me.domain, keys: OnceLock::new() });
 
 impl<'d> Indexer for Domain<'d> {
     fn get<'b, 'v>(&'b self, idx: &dyn Val) -> Result<CowVal<'b, 'v>, ExecutionError>
