@@ -10,6 +10,7 @@ use super::*;
 use crate::dra::cel::compile_cached;
 use crate::dra::inventory::{DeviceSet, NodeDevices};
 use crate::dra::model::*;
+use crate::labels::LabelSet;
 use crate::model::{TaintEffect, Toleration, TolerationOperator};
 
 const GPU: &str = "gpu.example.com";
@@ -54,7 +55,7 @@ fn inventory(devices: Vec<Arc<Device>>) -> NodeDevices {
             })
         })
         .collect();
-    NodeDevices::for_node(Sym::new("n1"), &slices)
+    NodeDevices::for_node(Sym::new("n1"), &LabelSet::default(), &slices)
 }
 
 /// A DGX-like node: `pairs` PCIe roots, each with one GPU and one NIC.

@@ -1,30 +1,47 @@
-//! What a node can allocate from: the devices of complete pools local to it, indexed densely
+//! What a node can allocate from: the devices of complete pools local to it, and those of
+//! complete pools published for a `nodeSelector` it matches or for `allNodes`, indexed densely
 //! so that device use is a bit set on the node ([`DeviceSet`]).
+//!
+//! A device that is not local to the node ([`NodeDevices::remote`]) appears in the inventory of
+//! every node that reaches it: the snapshot keeps its use in step across all of them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::dra::model::{Device, DeviceId, ResourceSlice, SliceNodes};
 use crate::intern::Sym;
+use crate::labels::LabelSet;
 
 /// A node's devices, in (driver, pool, device) order. Shared by every copy of the node.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeDevices {
     /// The devices; a device's index here is its bit in a [`DeviceSet`].
     pub devices: Vec<Arc<Device>>,
-    /// Pools local to the node that are left out because fewer slices of their newest
+    /// The devices not local to this node: published for a `nodeSelector` or `allNodes`, and
+    /// so reachable from other nodes too.
+    pub remote: DeviceSet,
+    /// Pools the node could use that are left out because fewer slices of their newest
     /// generation were seen than `resourceSliceCount` says (`driver/pool`).
     pub incomplete: Vec<(Sym, Sym)>,
 }
 
 impl NodeDevices {
-    /// The devices of `slices` local to node `node`: for each pool, its newest generation, and
-    /// only if every slice of that generation is among `slices` (a pool still being published
-    /// is not used, as upstream).
-    pub fn for_node(node: Sym, slices: &[Arc<ResourceSlice>]) -> NodeDevices {
+    /// The devices of `slices` that node `node` (with `labels`) can use: those local to it
+    /// and those of slices whose `nodeSelector` it matches or that are for `allNodes`. For
+    /// each pool, only its newest generation, and only if every slice of that generation is
+    /// among `slices` (a pool still being published is not used, as upstream). Give it the
+    /// node's own slices and every slice not local to one node; others are ignored.
+    pub fn for_node(node: Sym, labels: &LabelSet, slices: &[Arc<ResourceSlice>]) -> NodeDevices {
         let local = |s: &ResourceSlice| matches!(&s.nodes, SliceNodes::Node(n) if *n == node);
+        let mine = |s: &ResourceSlice| match &s.nodes {
+            SliceNodes::Node(n) => *n == node,
+            SliceNodes::Selector(selector) => selector.matches(labels, node),
+            SliceNodes::All => true,
+        };
+        // A pool is complete or not whichever of its slices reach this node.
+        let pooled = |s: &ResourceSlice| local(s) || !matches!(s.nodes, SliceNodes::Node(_));
         let mut pools: HashMap<(Sym, Sym), (i64, u32, u32)> = HashMap::new();
-        for s in slices.iter().filter(|s| local(s)) {
+        for s in slices.iter().filter(|s| pooled(s)) {
             let e = pools.entry((s.driver, s.pool)).or_insert((s.generation, s.slice_count, 0));
             if s.generation > e.0 {
                 *e = (s.generation, s.slice_count, 0);
@@ -33,22 +50,25 @@ impl NodeDevices {
                 e.2 += 1;
             }
         }
-        let mut out = NodeDevices::default();
-        for s in slices.iter().filter(|s| local(s)) {
+        let mut devices: Vec<(Arc<Device>, bool)> = Vec::new();
+        let mut incomplete = Vec::new();
+        for s in slices.iter().filter(|s| mine(s)) {
             let Some(&(generation, count, seen)) = pools.get(&(s.driver, s.pool)) else { continue };
-            if s.generation == generation && seen >= count {
-                out.devices.extend(s.devices.iter().cloned());
+            if s.generation != generation {
+                continue;
+            }
+            if seen >= count {
+                devices.extend(s.devices.iter().map(|d| (d.clone(), !local(s))));
+            } else if !incomplete.contains(&(s.driver, s.pool)) {
+                incomplete.push((s.driver, s.pool));
             }
         }
-        for (&(driver, pool), &(_, count, seen)) in &pools {
-            if seen < count {
-                out.incomplete.push((driver, pool));
-            }
-        }
-        out.incomplete.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
-        out.devices.sort_by(|a, b| key(a).cmp(&key(b)));
-        out.devices.dedup_by(|a, b| a.id() == b.id());
-        out
+        incomplete.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+        devices.sort_by(|a, b| key(&a.0).cmp(&key(&b.0)));
+        devices.dedup_by(|a, b| a.0.id() == b.0.id());
+        let mut remote = DeviceSet::new();
+        remote.extend(devices.iter().enumerate().filter(|(_, d)| d.1).map(|(i, _)| i));
+        NodeDevices { devices: devices.into_iter().map(|d| d.0).collect(), remote, incomplete }
     }
 
     /// How many devices.
@@ -65,6 +85,17 @@ impl NodeDevices {
     pub fn index_of(&self, id: &DeviceId) -> Option<usize> {
         let k = (id.driver.as_str(), id.pool.as_str(), id.device.as_str());
         self.devices.binary_search_by(|d| key(d).cmp(&k)).ok()
+    }
+
+    /// The devices not local to the node, with their indices.
+    pub fn remote_devices(&self) -> impl Iterator<Item = (usize, &Arc<Device>)> + '_ {
+        self.remote.iter().map(|i| (i, &self.devices[i]))
+    }
+
+    /// Whether a claim holding device `i` keeps others from it: not when the device allows
+    /// multiple allocations (consumable capacity).
+    pub fn exclusive(&self, i: usize) -> bool {
+        !self.devices[i].allow_multiple_allocations
     }
 }
 

@@ -304,7 +304,9 @@ pub struct ClaimAllocation {
     pub claim: ClaimKey,
     /// The devices, in request order.
     pub devices: Vec<AllocatedDevice>,
-    /// The node the devices are local to (`nodeSelector` matching that node's name).
+    /// The node the devices are local to (`nodeSelector` matching that node's name); `None`
+    /// when every device comes from a slice for a `nodeSelector` or `allNodes`, whose nodes
+    /// then all reach the allocation.
     pub node: Option<Sym>,
     /// The classes' and the claim's opaque config, in that order.
     pub config: Vec<OpaqueConfig>,
@@ -328,6 +330,19 @@ pub struct PodClaim {
     pub shared: bool,
     /// The allocation the claim's status already records, if any.
     pub allocation: Option<Arc<ClaimAllocation>>,
+    /// The PodGroup whose claim this is (the group's `spec.resourceClaims` entry the pod's
+    /// entry matches): every pod of the group shares it, and `reservedFor` names the group
+    /// rather than each pod.
+    pub group: Option<Arc<ClaimGroup>>,
+}
+
+/// The PodGroup a claim is reserved for (`scheduling.k8s.io` PodGroup `resourceClaims`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClaimGroup {
+    /// The PodGroup's name (in the claim's namespace).
+    pub name: Sym,
+    /// Its `metadata.uid`, which `reservedFor` records (empty in the simulator).
+    pub uid: Arc<str>,
 }
 
 impl PartialEq for PodClaim {

@@ -14,6 +14,7 @@ use tessera_plugins::dra::model::{
     PodClaim, RequestKind, ResourceSlice, SliceNodes,
 };
 use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{Node, Pod};
 use tessera_plugins::resources::ResourceVec;
 
@@ -103,7 +104,7 @@ impl DraWorld {
                 devices,
             })
         };
-        NodeDevices::for_node(node, &[slice(GPU_DRIVER, "gpu"), slice(NIC_DRIVER, "nic")])
+        NodeDevices::for_node(node, &LabelSet::default(), &[slice(GPU_DRIVER, "gpu"), slice(NIC_DRIVER, "nic")])
     }
 
     /// Pod `name` in `namespace` claiming `pairs` GPU+NIC pairs, each its own claim made from
@@ -118,6 +119,7 @@ impl DraWorld {
                 spec: Ok(self.pair.clone()),
                 shared: false,
                 allocation: None,
+                group: None,
             })
             .collect();
         p

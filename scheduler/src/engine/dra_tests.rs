@@ -128,6 +128,7 @@ fn a_claim_that_can_never_be_allocated_keeps_only_its_pod_pending() {
         spec: Err(Arc::from("resourceclaim ml/bad-extra: request \"x\": deviceclass \"nope\" not found")),
         shared: false,
         allocation: None,
+        group: None,
     });
     let mut good = w.pod("ml", "good", 1);
     good.scheduler_name = Sym::new("default-scheduler");
@@ -162,6 +163,7 @@ fn a_shared_claim_is_allocated_once_and_its_users_follow_it() {
             spec: Ok(w.pair.clone()),
             shared: true,
             allocation: None,
+            group: None,
         });
         Arc::new(p)
     };

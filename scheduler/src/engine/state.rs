@@ -433,7 +433,7 @@ mod tests {
                 allow_multiple_allocations: false,
             })
         };
-        let devices = NodeDevices { devices: devices.iter().map(device).collect(), incomplete: Vec::new() };
+        let devices = NodeDevices { devices: devices.iter().map(device).collect(), ..Default::default() };
         Node { devices: Arc::new(devices), ..node(name) }
     }
 
@@ -457,6 +457,7 @@ mod tests {
             spec: Err(Arc::from("unused")),
             shared: false,
             allocation: Some(Arc::new(allocation)),
+            group: None,
         });
         st.place(Arc::new(p), id).unwrap();
         let held = |st: &ClusterState| {

@@ -376,7 +376,7 @@ impl DraCatalog {
             Some(entry) => (entry.spec.clone(), entry.allocation.clone()),
             None => (Err(self.missing_claim(key)), None),
         };
-        PodClaim { name: Sym::new(at.name), key, spec, shared: true, allocation }
+        PodClaim { name: Sym::new(at.name), key, spec, shared: true, allocation, group: None }
     }
 
     fn templated(
@@ -412,7 +412,7 @@ impl DraCatalog {
                 (key, template_spec.cloned().unwrap_or_else(|| Err(missing())), None)
             }
         };
-        Some(PodClaim { name: Sym::new(at.name), key, spec, shared: false, allocation })
+        Some(PodClaim { name: Sym::new(at.name), key, spec, shared: false, allocation, group: None })
     }
 }
 

@@ -24,6 +24,7 @@ use k8s_openapi::api::resource::v1 as api;
 use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{ResourceSlice, SliceNodes};
 use tessera_plugins::intern::Sym;
+use tessera_plugins::labels::LabelSet;
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -104,7 +105,7 @@ impl DraObjects {
         match self.by_node.get(&node) {
             Some(local) => {
                 let slices: Vec<Arc<ResourceSlice>> = local.values().cloned().collect();
-                NodeDevices::for_node(node, &slices)
+                NodeDevices::for_node(node, &LabelSet::default(), &slices)
             }
             None => NodeDevices::default(),
         }

@@ -205,6 +205,7 @@ fn devices_and_allocations_listed_after_their_node_and_pod_are_accounted() {
         spec: Err(Arc::from("waiting for resourceclaim default/c to be created")),
         shared: false,
         allocation: None,
+        group: None,
     });
     let send = |me: &Instance, p: &Pod| {
         let update = PodUpdate { pod: p.clone(), finished: false, terminating: false, gated: false };
@@ -212,7 +213,7 @@ fn devices_and_allocations_listed_after_their_node_and_pod_are_accounted() {
     };
     send(&me, &p);
     // n0's slices arrive after the node.
-    let devices = NodeDevices { devices: vec![device("g0"), device("g1")], incomplete: Vec::new() };
+    let devices = NodeDevices { devices: vec![device("g0"), device("g1")], ..Default::default() };
     me.send(Change::NodeDevices { node: Sym::new("n0"), devices: Arc::new(devices) });
     me.step(1.0);
     assert_eq!(n0(&me).node.devices.len(), 2, "the node took its slices' devices");

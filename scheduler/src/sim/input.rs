@@ -25,11 +25,6 @@ pub const ARRIVAL_ANNOTATION: &str = "tessera.io/arrival";
 pub const DURATION_ANNOTATION: &str = "tessera.io/duration";
 /// Label openb nodes carry with their GPU model.
 pub const OPENB_MODEL_LABEL: &str = "alibabacloud.com/gpu-card-model";
-/// The [`SimInput::unknown_kinds`] entry counting ResourceSlices whose devices are not local
-/// to one node (`nodeSelector`, `allNodes`, per-device placement): the DRA allocator does not
-/// use them yet, so they are left out of every node's devices and reported once.
-pub const NON_LOCAL_SLICES: &str =
-    "ResourceSlice (devices not local to one node: nodeSelector, allNodes or perDeviceNodeSelection)";
 
 /// Why the simulator's input cannot be used.
 #[derive(Debug, Error)]
@@ -125,8 +120,7 @@ pub struct SimInput {
     /// `namespace/name` (of two with one name, the later in input order wins; see
     /// [`ingest::pod_groups`]).
     pub pod_groups: Vec<PodGroup>,
-    /// Kinds nobody understands, with counts (reported once, skipped); also
-    /// [`NON_LOCAL_SLICES`], the ResourceSlices the DRA allocator cannot use yet.
+    /// Kinds nobody understands, with counts (reported once, skipped).
     pub unknown_kinds: BTreeMap<String, usize>,
     /// The files read.
     pub sources: Vec<String>,
@@ -188,10 +182,10 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
             Err(e) => invalid(e.into(), &mut input.skipped)?,
         }
     }
-    let slices = SlicesByNode::new(slices, &mut input.unknown_kinds);
+    let slices = SlicesByNode::new(slices);
     for n in &objects.nodes {
         match ingest::node(n) {
-            Ok(node) => input.nodes.push(Node { devices: slices.devices(node.name), ..node }),
+            Ok(node) => input.nodes.push(Node { devices: slices.devices(node.name, &node.labels), ..node }),
             Err(e) => invalid(e.into(), &mut input.skipped)?,
         }
     }
@@ -211,33 +205,33 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
 }
 
 /// ResourceSlices by the node their devices are local to, so that each node's inventory
-/// reads only its own slices.
-struct SlicesByNode(HashMap<Sym, Vec<Arc<ResourceSlice>>>);
+/// reads only its own slices and those for a `nodeSelector` or `allNodes`.
+struct SlicesByNode {
+    local: HashMap<Sym, Vec<Arc<ResourceSlice>>>,
+    /// Slices not local to one node, which every node's inventory considers.
+    shared: Vec<Arc<ResourceSlice>>,
+}
 
 impl SlicesByNode {
-    /// Groups `slices` by node, counting those local to no single node under
-    /// [`NON_LOCAL_SLICES`] in `notes`.
-    fn new(slices: Vec<Arc<ResourceSlice>>, notes: &mut BTreeMap<String, usize>) -> SlicesByNode {
-        let mut by_node: HashMap<Sym, Vec<Arc<ResourceSlice>>> = HashMap::new();
-        let mut non_local = 0;
+    fn new(slices: Vec<Arc<ResourceSlice>>) -> SlicesByNode {
+        let mut by_node = SlicesByNode { local: HashMap::new(), shared: Vec::new() };
         for slice in slices {
             match slice.nodes {
-                SliceNodes::Node(node) => by_node.entry(node).or_default().push(slice),
-                _ => non_local += 1,
+                SliceNodes::Node(node) => by_node.local.entry(node).or_default().push(slice),
+                _ => by_node.shared.push(slice),
             }
         }
-        if non_local > 0 {
-            *notes.entry(NON_LOCAL_SLICES.to_string()).or_default() += non_local;
-        }
-        SlicesByNode(by_node)
+        by_node
     }
 
-    /// The devices of node `node`.
-    fn devices(&self, node: Sym) -> Arc<NodeDevices> {
-        match self.0.get(&node) {
-            Some(slices) => Arc::new(NodeDevices::for_node(node, slices)),
-            None => Arc::default(),
+    /// The devices of node `node`, which has `labels`.
+    fn devices(&self, node: Sym, labels: &LabelSet) -> Arc<NodeDevices> {
+        let local = self.local.get(&node).map_or(&[][..], Vec::as_slice);
+        if local.is_empty() && self.shared.is_empty() {
+            return Arc::default();
         }
+        let slices: Vec<Arc<ResourceSlice>> = local.iter().chain(&self.shared).cloned().collect();
+        Arc::new(NodeDevices::for_node(node, labels, &slices))
     }
 }
 
@@ -684,12 +678,17 @@ spec: {containers: [{name: c}]}
         // gpu-a: its newest generation, both slices of it; the stale slice's gpu-9 is gone.
         assert_eq!(
             devices(0),
-            ["gpu.example.com/gpu-a/gpu-0", "gpu.example.com/gpu-a/gpu-1", "gpu.example.com/gpu-a/gpu-2"]
+            [
+                "fabric.example.com/fabric/link-0",
+                "gpu.example.com/gpu-a/gpu-0",
+                "gpu.example.com/gpu-a/gpu-1",
+                "gpu.example.com/gpu-a/gpu-2"
+            ]
         );
-        assert_eq!(devices(1), ["gpu.example.com/gpu-b/gpu-0"]);
-        // The allNodes slice is left out, with one note.
-        assert_eq!(input.unknown_kinds.get(NON_LOCAL_SLICES), Some(&1));
-        assert_eq!(input.unknown_kinds.len(), 1);
+        // The allNodes slice's device is every node's, marked as not local.
+        assert_eq!(devices(1), ["fabric.example.com/fabric/link-0", "gpu.example.com/gpu-b/gpu-0"]);
+        assert_eq!(input.nodes[1].devices.remote.iter().collect::<Vec<_>>(), [0]);
+        assert!(input.unknown_kinds.is_empty());
 
         let notebook = &input.running[0];
         let allocation = notebook.claims[0].allocation.as_ref().unwrap();
@@ -716,7 +715,8 @@ spec: {containers: [{name: c}]}
         );
         let input = from_objects(&objects, OnInvalid::Skip).unwrap();
         assert_eq!(input.skipped.len(), 1);
-        assert!(input.nodes[1].devices.is_empty());
+        let left: Vec<String> = input.nodes[1].devices.devices.iter().map(|d| d.id().to_string()).collect();
+        assert_eq!(left, ["fabric.example.com/fabric/link-0"], "only the allNodes device is left");
     }
 
     #[test]
