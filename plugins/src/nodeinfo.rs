@@ -36,8 +36,9 @@ impl DeviceChoice {
 pub struct HeldClaim {
     /// The allocation.
     pub allocation: Arc<ClaimAllocation>,
-    /// The node's devices it holds (indices into the node's devices; admin-access grants and
-    /// shareable devices are not held).
+    /// The node's local devices it holds (indices into the node's devices; admin-access
+    /// grants and shareable devices are not held; the use of non-local devices is marked by the
+    /// snapshot, which sees every node that reaches them).
     pub devices: Vec<usize>,
     /// Other pods may use it too (the snapshot indexes where such claims are held).
     pub shared: bool,
@@ -231,17 +232,36 @@ impl NodeInfo {
 
     /// Holds the devices of `allocation` for a new [`HeldClaim`].
     fn hold(&mut self, allocation: Arc<ClaimAllocation>, shared: bool, users: u32, pinned: bool) {
-        let devices: Vec<usize> = allocation
-            .devices
-            .iter()
-            .filter(|d| !d.admin_access)
-            .filter_map(|d| self.node.devices.index_of(&d.device))
-            .filter(|&i| !self.node.devices.devices[i].allow_multiple_allocations)
-            .collect();
+        let devices = self.local_devices_taken(&allocation);
         for &d in &devices {
             self.devices_used.insert(d);
         }
         self.claims.push(HeldClaim { allocation, devices, shared, users, pinned });
+    }
+
+    /// The local devices `allocation` keeps others from (see [`HeldClaim::devices`]).
+    fn local_devices_taken(&self, allocation: &ClaimAllocation) -> Vec<usize> {
+        let inventory = &self.node.devices;
+        allocation
+            .devices
+            .iter()
+            .filter(|d| !d.admin_access)
+            .filter_map(|d| inventory.index_of(&d.device))
+            .filter(|&i| !inventory.remote.contains(i) && inventory.exclusive(i))
+            .collect()
+    }
+
+    /// Finds again the devices held claims take after the node's inventory changed (its
+    /// ResourceSlices were republished): held devices are indices, which a new inventory
+    /// renumbers. A device the inventory no longer has is held by nobody.
+    pub fn rehold_devices(&mut self) {
+        let mut used = DeviceSet::new();
+        for i in 0..self.claims.len() {
+            let devices = self.local_devices_taken(&self.claims[i].allocation);
+            used.extend(devices.iter().copied());
+            self.claims[i].devices = devices;
+        }
+        self.devices_used = used;
     }
 
     /// Records that the API has `allocation` for its claim on this node: the claim holds its
@@ -306,6 +326,12 @@ impl NodeInfo {
     /// The allocations of the claims `pod` uses here.
     pub fn claims_of(&self, pod: &Pod) -> Vec<Arc<ClaimAllocation>> {
         pod.claims.iter().filter_map(|pc| self.held_claim(&pc.key)).map(|h| h.allocation.clone()).collect()
+    }
+
+    /// Whether every device of `allocation` is in this node's inventory (local, or reachable
+    /// from here).
+    pub fn reaches(&self, allocation: &ClaimAllocation) -> bool {
+        allocation.devices.iter().all(|d| self.node.devices.index_of(&d.device).is_some())
     }
 
     /// Whether the devices `choice` allocates are all still free here, and its claims not

@@ -5,12 +5,14 @@
 //! pointer and that node's index contributions. The engine keeps one snapshot as the live
 //! truth and one per worker, refreshed from it in O(changed nodes).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::default_selector::SelectorSources;
-use crate::dra::model::{ClaimAllocation, ClaimKey};
+use crate::dra::held::{ClaimIndex, Holding};
+use crate::dra::model::{ClaimAllocation, ClaimKey, DeviceId};
 use crate::intern::Sym;
 use crate::labels::LabelSet;
 use crate::model::{Pod, PodKey};
@@ -39,8 +41,8 @@ pub struct Snapshot {
     image_nodes: HashMap<Arc<str>, u32>,
     /// How many nodes are held for a gang: while none is, Filter need not look.
     reserved_nodes: usize,
-    /// Where each allocated shared DRA claim is held.
-    claim_nodes: FxMap<ClaimKey, NodeId>,
+    /// Where shared DRA claims are held, and the use of devices not local to one node.
+    claims: ClaimIndex,
 }
 
 /// Changes the journal keeps (at least half of them at any time).
@@ -64,7 +66,7 @@ impl Default for Snapshot {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             image_nodes: HashMap::new(),
             reserved_nodes: 0,
-            claim_nodes: FxMap::default(),
+            claims: ClaimIndex::default(),
         }
     }
 }
@@ -86,7 +88,7 @@ impl Clone for Snapshot {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             image_nodes: self.image_nodes.clone(),
             reserved_nodes: self.reserved_nodes,
-            claim_nodes: self.claim_nodes.clone(),
+            claims: self.claims.clone(),
         }
     }
 }
@@ -238,16 +240,14 @@ impl Snapshot {
         let was_reserved = self.slots[id].as_ref().is_some_and(|o| o.reserved_for.is_some());
         self.reserved_nodes =
             self.reserved_nodes + usize::from(info.reserved_for.is_some()) - usize::from(was_reserved);
-        if let Some(old) = &self.slots[id] {
-            index_claims(&mut self.claim_nodes, old, false);
-        }
-        index_claims(&mut self.claim_nodes, &info, true);
+        let flips = self.reindex(self.slots[id].clone().as_deref(), Some(&info));
         match self.slots[id].take() {
             // Same node object: only pods moved, so recount only the pods that differ.
             Some(old) if Arc::ptr_eq(&old.node, &info.node) && old.id == info.id => {
                 self.topology.replace_pods(&info.node, &old.pods, &info.pods);
                 self.slots[id] = Some(info);
                 self.restamp(id as NodeId);
+                self.mark_remote(Some(id as NodeId), &flips);
                 return;
             }
             Some(old) => {
@@ -270,6 +270,7 @@ impl Snapshot {
         self.by_name.insert(info.name(), info.id);
         self.slots[id] = Some(info);
         self.restamp(id as NodeId);
+        self.mark_remote(Some(id as NodeId), &flips);
     }
 
     /// Whether some node is held for a gang (see [`NodeInfo::reservation_status`]).
@@ -280,13 +281,14 @@ impl Snapshot {
     /// Empties slot `id` (a node deleted).
     pub fn remove_node(&mut self, id: NodeId) -> Option<Arc<NodeInfo>> {
         let old = self.slots.get_mut(id as usize)?.take()?;
-        index_claims(&mut self.claim_nodes, &old, false);
+        let flips = self.reindex(Some(&old), None);
         self.reserved_nodes -= usize::from(old.reserved_for.is_some());
         self.topology.remove_node(&old);
         self.by_name.remove(&old.name());
         self.count_images(&old.node, -1);
         self.num_nodes -= 1;
         self.restamp(id);
+        self.mark_remote(None, &flips);
         Some(old)
     }
 
@@ -299,53 +301,154 @@ impl Snapshot {
     /// As [`Snapshot::add_pod`], the pod holding the devices of `choice` (see
     /// [`NodeInfo::add_pod_with`]).
     pub fn add_pod_with(&mut self, id: NodeId, pod: Arc<Pod>, choice: &DeviceChoice) -> Option<&NodeInfo> {
+        let choice = self.with_claims_held_elsewhere(id, &pod, choice);
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         self.topology.add_pod(&slot.node, &pod);
-        let info = Arc::make_mut(slot);
-        let before = info.claims.len();
-        info.add_pod_with(pod, choice);
-        if info.claims.len() != before {
-            index_claims(&mut self.claim_nodes, info, true);
+        if pod.claims.is_empty() {
+            Arc::make_mut(slot).add_pod_with(pod, &choice);
+            self.restamp(id);
+        } else {
+            self.change_claims(id, |info| info.add_pod_with(pod, &choice));
         }
-        self.restamp(id);
         self.node(id).map(|n| n.as_ref())
     }
 
     /// Pins (`Some`) or unpins (`None`) claim `key` on node `id` (see
     /// [`NodeInfo::pin_claim`]), keeping the shared-claim index.
     pub fn pin_claim(&mut self, id: NodeId, key: &ClaimKey, pin: Option<(Arc<ClaimAllocation>, bool)>) {
-        let Some(Some(slot)) = self.slots.get_mut(id as usize) else { return };
-        let info = Arc::make_mut(slot);
-        index_claims(&mut self.claim_nodes, info, false);
-        match pin {
+        self.change_claims(id, |info| match pin {
             Some((allocation, shared)) => info.pin_claim(allocation, shared),
             None => info.unpin_claim(key),
-        }
-        index_claims(&mut self.claim_nodes, info, true);
-        self.restamp(id);
+        });
     }
 
-    /// The node holding shared claim `key` (one that several pods may use), if it is
-    /// allocated.
+    /// Pins (`Some`) or unpins (`None`) claim `key` whose allocation has no node (all its
+    /// devices are reachable from many nodes): it holds them wherever they are reachable.
+    pub fn pin_remote_claim(&mut self, key: ClaimKey, allocation: Option<Arc<ClaimAllocation>>) {
+        let mut flips = Vec::new();
+        self.claims.pin(key, allocation, &mut flips);
+        self.mark_remote(None, &flips);
+    }
+
+    /// The node holding shared claim `key` (one that several pods may use) on devices local to
+    /// it, if it is allocated so.
     pub fn shared_claim_node(&self, key: &ClaimKey) -> Option<NodeId> {
-        self.claim_nodes.get(key).copied()
+        self.claims.get(key).filter(|h| h.allocation.node.is_some()).and_then(|h| h.nodes.first().copied())
+    }
+
+    /// Claim `key`, if it is shared or holds devices not local to one node, and is held.
+    pub fn held_claim(&self, key: &ClaimKey) -> Option<&Holding> {
+        self.claims.get(key)
+    }
+
+    /// The nodes that reach device `id`, which is not local to one node.
+    pub fn nodes_reaching(&self, id: &DeviceId) -> &[NodeId] {
+        self.claims.nodes_reaching(id)
     }
 
     /// Removes the pod `key` from node `id`, returning it if it was there.
     pub fn remove_pod(&mut self, id: NodeId, key: &PodKey) -> Option<Arc<Pod>> {
-        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
+        let slot = self.slots.get(id as usize)?.as_ref()?;
         if !slot.pods.iter().any(|p| p.namespace == key.namespace && p.name == key.name) {
             return None;
         }
-        let info = Arc::make_mut(slot);
-        // Removing the last user frees a claim: unindex the node's claims, index what is left.
-        index_claims(&mut self.claim_nodes, info, false);
-        let pod = info.remove_pod(key);
-        index_claims(&mut self.claim_nodes, info, true);
-        let pod = pod?;
-        self.topology.remove_pod(&slot.node, &pod);
-        self.restamp(id);
+        // Removing the last user frees a claim.
+        let pod = self.change_claims(id, |info| info.remove_pod(key))??;
+        let node = self.slots.get(id as usize)?.as_ref()?.node.clone();
+        self.topology.remove_pod(&node, &pod);
         Some(pod)
+    }
+
+    /// Runs `f` on node `id` (copied if shared), keeping the claim index and the use of
+    /// non-local devices in step with what the node holds afterwards.
+    fn change_claims<R>(&mut self, id: NodeId, f: impl FnOnce(&mut NodeInfo) -> R) -> Option<R> {
+        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
+        let mut flips = Vec::new();
+        self.claims.index_node(slot, false, &mut flips);
+        let info = Arc::make_mut(slot);
+        let out = f(info);
+        self.claims.index_node(info, true, &mut flips);
+        self.restamp(id);
+        self.mark_remote(Some(id), &flips);
+        Some(out)
+    }
+
+    /// Moves the claim index from node `old` to node `new` (either absent), returning the
+    /// non-local devices whose use changed.
+    fn reindex(&mut self, old: Option<&NodeInfo>, new: Option<&NodeInfo>) -> Vec<DeviceId> {
+        let same_inventory = matches!((old, new), (Some(o), Some(n)) if Arc::ptr_eq(&o.node.devices, &n.node.devices));
+        let mut flips = Vec::new();
+        if let Some(old) = old {
+            self.claims.index_node(old, false, &mut flips);
+            if !same_inventory {
+                self.claims.reach(old, false);
+            }
+        }
+        if let Some(new) = new {
+            if !same_inventory {
+                self.claims.reach(new, true);
+            }
+            self.claims.index_node(new, true, &mut flips);
+        }
+        flips
+    }
+
+    /// Marks the use of non-local devices on the nodes that reach them: every device of
+    /// `flips` on each of its nodes, and every non-local device of node `id`.
+    fn mark_remote(&mut self, id: Option<NodeId>, flips: &[DeviceId]) {
+        if let Some(id) = id {
+            let devices: Vec<DeviceId> = match self.node(id) {
+                Some(n) => n.node.devices.remote_devices().map(|(_, d)| d.id()).collect(),
+                None => Vec::new(),
+            };
+            for device in &devices {
+                self.mark_device(id, device);
+            }
+        }
+        for device in flips {
+            for node in self.claims.nodes_reaching(device).to_vec() {
+                self.mark_device(node, device);
+            }
+        }
+    }
+
+    /// Sets node `id`'s bit for non-local `device` to whether some claim takes it.
+    fn mark_device(&mut self, id: NodeId, device: &DeviceId) {
+        let taken = self.claims.is_taken(device);
+        let Some(Some(slot)) = self.slots.get_mut(id as usize) else { return };
+        let inventory = &slot.node.devices;
+        let Some(i) = inventory.index_of(device).filter(|&i| inventory.exclusive(i)) else { return };
+        if slot.devices_used.contains(i) == taken {
+            return;
+        }
+        let info = Arc::make_mut(slot);
+        if taken {
+            info.devices_used.insert(i);
+        } else {
+            info.devices_used.remove(i);
+        }
+        self.restamp(id);
+    }
+
+    /// `choice`, plus the allocations of the pod's claims held on other nodes only (a
+    /// PodGroup's claim on non-local devices): the node holds them for the pod too.
+    fn with_claims_held_elsewhere<'c>(&self, id: NodeId, pod: &Pod, choice: &'c DeviceChoice) -> Cow<'c, DeviceChoice> {
+        let Some(info) = self.node(id) else { return Cow::Borrowed(choice) };
+        let elsewhere: Vec<Arc<ClaimAllocation>> = pod
+            .claims
+            .iter()
+            .filter(|pc| pc.allocation.is_none() && info.held_claim(&pc.key).is_none())
+            .filter(|pc| !choice.claims.iter().any(|a| a.claim == pc.key))
+            .filter_map(|pc| self.claims.get(&pc.key))
+            .filter(|h| h.allocation.node.is_none())
+            .map(|h| h.allocation.clone())
+            .collect();
+        if elsewhere.is_empty() {
+            return Cow::Borrowed(choice);
+        }
+        let mut out = choice.clone();
+        out.claims.extend(elsewhere);
+        Cow::Owned(out)
     }
 
     /// Sets the generation stamp of node `id`.
@@ -357,60 +460,3 @@ impl Snapshot {
     }
 }
 
-/// Indexes (`add`) or unindexes the shared claims `info` holds.
-fn index_claims(index: &mut FxMap<ClaimKey, NodeId>, info: &NodeInfo, add: bool) {
-    for held in info.claims.iter().filter(|h| h.shared) {
-        if add {
-            index.insert(held.allocation.claim, info.id);
-        } else if index.get(&held.allocation.claim) == Some(&info.id) {
-            index.remove(&held.allocation.claim);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Node;
-    use crate::plugins::testing::node;
-
-    fn with_images(name: &str, images: &[&str]) -> Arc<Node> {
-        let mut n = node(name, 1000, 1 << 30);
-        n.images = images.iter().map(|i| (Arc::from(*i), 1)).collect();
-        Arc::new(n)
-    }
-
-    #[test]
-    fn image_counts_follow_nodes_and_count_a_node_once() {
-        let mut snap = Snapshot::new();
-        assert!(!snap.has_images());
-        snap.set_node(Arc::new(NodeInfo::new(0, with_images("a", &["x:1", "x:1", "y:1"]))));
-        snap.set_node(Arc::new(NodeInfo::new(1, with_images("b", &["x:1"]))));
-        assert_eq!((snap.nodes_with_image("x:1"), snap.nodes_with_image("y:1")), (2, 1));
-        // A refresh that keeps the node object leaves the counts; a new node object recounts.
-        let same = NodeInfo::clone(snap.node(1).map(|n| n.as_ref()).unwrap_or_else(|| panic!("node 1")));
-        snap.set_node(Arc::new(same));
-        assert_eq!(snap.nodes_with_image("x:1"), 2);
-        snap.set_node(Arc::new(NodeInfo::new(1, with_images("b", &["y:1"]))));
-        assert_eq!((snap.nodes_with_image("x:1"), snap.nodes_with_image("y:1")), (1, 2));
-        snap.remove_node(0);
-        assert_eq!((snap.nodes_with_image("x:1"), snap.nodes_with_image("y:1")), (0, 1));
-        snap.remove_node(1);
-        assert!(!snap.has_images());
-    }
-
-    #[test]
-    fn a_journal_too_far_behind_says_so() {
-        let mut snap = Snapshot::new();
-        snap.set_node(Arc::new(NodeInfo::new(0, with_images("a", &[]))));
-        assert_eq!(snap.changes_since(0), Some(&[0][..]));
-        for g in 0..JOURNAL_CAPACITY as u64 {
-            snap.set_generation(0, g);
-        }
-        assert_eq!(snap.changes_since(0), None);
-        let v = snap.version();
-        snap.set_generation(0, 1);
-        assert_eq!(snap.changes_since(v), Some(&[0][..]));
-        assert!(snap.clone().uid() != snap.uid(), "a copy is another snapshot");
-    }
-}

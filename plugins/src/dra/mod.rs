@@ -10,5 +10,6 @@
 
 pub mod allocator;
 pub mod cel;
+pub mod held;
 pub mod inventory;
 pub mod model;

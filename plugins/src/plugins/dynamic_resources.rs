@@ -4,14 +4,18 @@
 //!
 //! PreFilter rejects a pod whose claim could never be allocated (a missing claim, template or
 //! class, a selector that does not compile: UnschedulableAndUnresolvable, naming the object)
-//! and narrows the candidates to the node already holding a claim the pod shares. Filter reads
-//! only the node (its devices and the claims it holds) and the pod's claims, which the pod's
-//! node-local signature covers, so its verdicts are reused across pods of one template.
+//! and narrows the candidates to where the claims it shares are allocated already: the node
+//! holding one on its local devices, or the nodes reaching every device of one allocated on
+//! devices not local to one node (a PodGroup's claim, shared by pods on many nodes). Filter
+//! reads only the node (its devices and the claims it holds), the pod's claims, which the
+//! pod's node-local signature covers, and those claims already allocated elsewhere, whose
+//! devices' use marks every node reaching them; so its verdicts are reused across pods of one
+//! template.
 
 use std::sync::Arc;
 
 use crate::dra::allocator::{self, ClaimToAllocate, NodeView, STEP_BUDGET, Unsatisfiable};
-use crate::dra::model::ClaimAllocation;
+use crate::dra::model::{ClaimAllocation, PodClaim};
 use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, ReservePlugin};
 use crate::intern::Sym;
 use crate::model::Pod;
@@ -52,47 +56,77 @@ impl Plugin for DynamicResources {
 }
 
 impl PreFilterPlugin for DynamicResources {
-    fn pre_filter(&self, _: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Result<Option<Vec<NodeId>>, Status> {
+    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Result<Option<Vec<NodeId>>, Status> {
         if pod.claims.is_empty() {
             return Err(Status::skip());
         }
-        let mut only: Option<NodeId> = None;
+        let mut only: Option<Vec<NodeId>> = None;
+        let mut elsewhere = Vec::new();
         for pc in &pod.claims {
             if let Err(problem) = &pc.spec {
                 return Err(Status::unresolvable(problem.to_string()));
             }
-            let Some(at) = held_at(pc, snapshot)? else { continue };
-            if only.is_some_and(|o| o != at) {
-                let why = format!("resourceclaims of the pod are allocated on different nodes ({})", pc.key);
+            let Some(allocation) = allocated(pc, snapshot) else { continue };
+            let Some(nodes) = nodes_for(pc, &allocation, snapshot)? else { continue };
+            if allocation.node.is_none() {
+                elsewhere.push(allocation);
+            }
+            let nodes = match only {
+                Some(before) => before.into_iter().filter(|id| nodes.contains(id)).collect(),
+                None => nodes,
+            };
+            if nodes.is_empty() {
+                let why = format!("resourceclaims of the pod are allocated where no one node reaches them all ({})", pc.key);
                 return Err(Status::unresolvable(why));
             }
-            only = Some(at);
+            only = Some(nodes);
         }
-        Ok(only.map(|id| vec![id]))
+        if !elsewhere.is_empty() {
+            state.write(HELD_ELSEWHERE, HeldElsewhere(elsewhere));
+        }
+        Ok(only)
     }
 }
 
-/// The node a claim of the pod is already held on, if any: where the snapshot holds it (a
-/// shared claim another pod uses), else where its status says it is allocated.
-fn held_at(pc: &crate::dra::model::PodClaim, snapshot: &Snapshot) -> Result<Option<NodeId>, Status> {
-    if pc.shared
-        && let Some(id) = snapshot.shared_claim_node(&pc.key)
-    {
-        return Ok(Some(id));
+/// Where [`CycleState`] keeps the pod's claims allocated on devices not local to one node.
+const HELD_ELSEWHERE: &str = "DynamicResources/heldElsewhere";
+
+/// The pod's claims allocated already on devices not local to one node: every node that
+/// reaches their devices may use them as they are.
+struct HeldElsewhere(Vec<Arc<ClaimAllocation>>);
+
+/// The allocation claim `pc` has already: where the snapshot holds it (a shared claim another
+/// pod uses), else what its status records.
+fn allocated(pc: &PodClaim, snapshot: &Snapshot) -> Option<Arc<ClaimAllocation>> {
+    let held = pc.shared.then(|| snapshot.held_claim(&pc.key)).flatten();
+    held.map(|h| h.allocation.clone()).or_else(|| pc.allocation.clone())
+}
+
+/// The nodes that may use `allocation` of claim `pc`: its node, or those reaching all its
+/// devices (`None`: any node, for an allocation of no device).
+fn nodes_for(pc: &PodClaim, allocation: &ClaimAllocation, snapshot: &Snapshot) -> Result<Option<Vec<NodeId>>, Status> {
+    if let Some(node) = allocation.node {
+        return match snapshot.node_id(node) {
+            Some(id) => Ok(Some(vec![id])),
+            None => Err(Status::unresolvable(format!(
+                "resourceclaim {} is allocated on node {node}, which does not exist",
+                pc.key
+            ))),
+        };
     }
-    let Some(node) = pc.allocation.as_ref().and_then(|a| a.node) else { return Ok(None) };
-    match snapshot.node_id(node) {
-        Some(id) => Ok(Some(id)),
-        None => Err(Status::unresolvable(format!(
-            "resourceclaim {} is allocated on node {node}, which does not exist",
-            pc.key
-        ))),
+    let mut devices = allocation.devices.iter();
+    let Some(first) = devices.next() else { return Ok(None) };
+    let mut nodes = snapshot.nodes_reaching(&first.device).to_vec();
+    for d in devices {
+        let reaching = snapshot.nodes_reaching(&d.device);
+        nodes.retain(|id| reaching.contains(id));
     }
+    Ok(Some(nodes))
 }
 
 impl FilterPlugin for DynamicResources {
-    fn filter(&self, _: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        match allocate_on(pod, node) {
+    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        match allocate_on(state, pod, node) {
             Ok(_) => Status::success(),
             Err(s) => s,
         }
@@ -101,7 +135,7 @@ impl FilterPlugin for DynamicResources {
 
 impl ReservePlugin for DynamicResources {
     fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        match allocate_on(pod, node) {
+        match allocate_on(state, pod, node) {
             Ok(claims) => {
                 state.set_claim_allocations(claims.into_iter().map(Arc::new).collect());
                 Status::success()
@@ -113,13 +147,21 @@ impl ReservePlugin for DynamicResources {
     fn unreserve(&self, _: &mut CycleState, _: &Pod, _: &NodeInfo) {}
 }
 
-/// Allocates the pod's claims that `node` does not hold yet; deterministic, so Filter,
-/// Reserve and the binder's re-check agree.
-fn allocate_on(pod: &Pod, node: &NodeInfo) -> Result<Vec<ClaimAllocation>, Status> {
+/// Allocates the pod's claims that `node` does not hold yet and that are not allocated
+/// elsewhere already; deterministic, so Filter, Reserve and the binder's re-check agree.
+fn allocate_on(state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<Vec<ClaimAllocation>, Status> {
+    let elsewhere = state.read::<HeldElsewhere>(HELD_ELSEWHERE).map_or(&[][..], |h| h.0.as_slice());
     let mut wanted: Vec<ClaimToAllocate<'_>> = Vec::with_capacity(pod.claims.len());
     for pc in &pod.claims {
         if node.held_claim(&pc.key).is_some() || wanted.iter().any(|w| w.key == pc.key) {
             continue;
+        }
+        if let Some(a) = elsewhere.iter().find(|a| a.claim == pc.key) {
+            if node.reaches(a) {
+                continue;
+            }
+            let why = format!("resourceclaim {} is allocated on devices node {} does not reach", pc.key, node.name());
+            return Err(Status::unresolvable(why));
         }
         if let Some(a) = &pc.allocation {
             // Its status holds the devices already: on its node the pod uses them as they are

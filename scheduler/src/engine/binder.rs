@@ -139,15 +139,22 @@ impl Binder {
     }
 }
 
-/// Whether every claim of `pod` is still provided for on `node`: held there, allocated by
-/// this placement (and, if shared, not allocated elsewhere meanwhile by another worker's
-/// commit), or allocated there by its status.
+/// Whether every claim of `pod` is still provided for on `node`: allocated by this placement
+/// (and, if shared, not allocated meanwhile by another worker's commit), held there, or
+/// allocated already where the node can use it (its own devices, or devices it reaches that
+/// are not local to one node), as the live state or the claim's status records.
 fn claims_still_hold(live: &Snapshot, node: &NodeInfo, pod: &Pod, choice: &DeviceChoice) -> Result<(), String> {
     for pc in &pod.claims {
         let provided = if choice.claims.iter().any(|a| a.claim == pc.key) {
-            !(pc.shared && live.shared_claim_node(&pc.key).is_some())
+            !(pc.shared && live.held_claim(&pc.key).is_some())
+        } else if node.held_claim(&pc.key).is_some() {
+            true
         } else {
-            node.held_claim(&pc.key).is_some() || pc.allocation.as_ref().is_some_and(|a| a.node == Some(node.name()))
+            let held = live.held_claim(&pc.key).map(|h| &h.allocation).or(pc.allocation.as_ref());
+            held.is_some_and(|a| match a.node {
+                Some(at) => at == node.name(),
+                None => node.reaches(a),
+            })
         };
         if !provided {
             return Err(format!("node {}: resourceclaim {} changed since the pod was placed", node.name(), pc.key));

@@ -104,13 +104,14 @@ impl ClusterState {
                 let inventory_changed = !Arc::ptr_eq(&info.node.devices, &node.devices);
                 info.node = node;
                 if inventory_changed {
-                    rehold_claim_devices(&mut info);
+                    info.rehold_devices();
                 }
                 info
             }
             None => NodeInfo::new(self.allocate_id(), node),
         };
         let (id, name) = (info.id, info.name());
+        let since = self.master.version();
         self.master.set_node(Arc::new(info));
         if new {
             // Claims are listed before nodes: those already allocated here hold their devices.
@@ -119,7 +120,7 @@ impl ClusterState {
                 self.master.pin_claim(id, &key, pin);
             }
         }
-        self.touch(id);
+        self.touch_changed(since);
         id
     }
 
@@ -131,38 +132,49 @@ impl ClusterState {
         if self.pins.get(&key) == pin.as_ref() {
             return false;
         }
+        let since = self.master.version();
         if let Some((old, _)) = self.pins.remove(&key) {
-            let node = old.node.unwrap_or_else(|| Sym::new(""));
-            if let Some(keys) = self.pins_by_node.get_mut(&node) {
-                keys.retain(|k| *k != key);
+            match old.node {
+                Some(node) => {
+                    if let Some(keys) = self.pins_by_node.get_mut(&node) {
+                        keys.retain(|k| *k != key);
+                    }
+                    self.pin_on(node, &key, None);
+                }
+                None => self.master.pin_remote_claim(key, None),
             }
-            self.pin_on(node, &key, None);
         }
         if let Some((allocation, shared)) = pin {
-            let node = allocation.node.unwrap_or_else(|| Sym::new(""));
-            self.pins_by_node.entry(node).or_default().push(key);
             self.pins.insert(key, (allocation.clone(), shared));
-            self.pin_on(node, &key, Some((allocation, shared)));
+            match allocation.node {
+                Some(node) => {
+                    self.pins_by_node.entry(node).or_default().push(key);
+                    self.pin_on(node, &key, Some((allocation, shared)));
+                }
+                // Its devices are reachable from many nodes: held wherever they are.
+                None => self.master.pin_remote_claim(key, Some(allocation)),
+            }
         }
+        self.touch_changed(since);
         true
     }
 
     fn pin_on(&mut self, node: Sym, key: &ClaimKey, pin: Option<(Arc<ClaimAllocation>, bool)>) {
         if let Some(id) = self.master.node_id(node) {
             self.master.pin_claim(id, key, pin);
-            self.touch(id);
         }
     }
 
     /// Removes a node by name, returning the pods that were on it (now unplaced).
     pub fn remove_node(&mut self, name: Sym) -> Vec<Arc<Pod>> {
         let Some(id) = self.master.node_id(name) else { return Vec::new() };
+        let since = self.master.version();
         let Some(old) = self.master.remove_node(id) else { return Vec::new() };
         for p in &old.pods {
             self.forget(p);
         }
         self.free_ids.push(id);
-        self.bump(id);
+        self.touch_changed(since);
         old.pods.clone()
     }
 
@@ -211,9 +223,10 @@ impl ClusterState {
         if !pod.pod_anti_affinity.required.is_empty() {
             self.anti_affinity_pods += 1;
         }
+        let since = self.master.version();
         self.master.add_pod_with(id, pod, choice);
         self.placed.insert(key, id);
-        self.touch(id);
+        self.touch_changed(since);
         Ok(())
     }
 
@@ -246,11 +259,12 @@ impl ClusterState {
     /// Removes a placed pod (deleted, or an assumption undone). Returns it and its node.
     pub fn unplace(&mut self, key: &PodKey) -> Option<(NodeId, Arc<Pod>)> {
         let id = self.placed.remove(key)?;
+        let since = self.master.version();
         let pod = self.master.remove_pod(id, key)?;
         if !pod.pod_anti_affinity.required.is_empty() {
             self.anti_affinity_pods -= 1;
         }
-        self.touch(id);
+        self.touch_changed(since);
         Some((id, pod))
     }
 
@@ -301,6 +315,25 @@ impl ClusterState {
         }
     }
 
+    /// Stamps every node the live snapshot changed since its version `since` (the node an
+    /// operation was on, and those whose non-local devices it took or freed) and logs them; a
+    /// node no longer there is logged, so that refreshes drop it.
+    fn touch_changed(&mut self, since: u64) {
+        let mut ids: Vec<NodeId> = match self.master.changes_since(since) {
+            Some(changed) => changed.to_vec(),
+            None => (0..self.master.slots().len() as NodeId).collect(),
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if self.master.node(id).is_some() {
+                self.touch(id);
+            } else {
+                self.bump(id);
+            }
+        }
+    }
+
     /// Stamps node `id` with a new generation and logs it.
     fn touch(&mut self, id: NodeId) {
         self.bump(id);
@@ -325,26 +358,6 @@ impl ClusterState {
         self.log = latest.into_iter().map(|(id, g)| (g, id)).collect();
         self.log.sort_unstable();
     }
-}
-
-/// Re-derives which of `info`'s devices its held claims hold, from the allocations' device
-/// identities, as `NodeInfo` holds them (admin-access grants and devices allowing multiple
-/// allocations are not held; a device the inventory no longer has holds nothing).
-fn rehold_claim_devices(info: &mut NodeInfo) {
-    let inventory = info.node.devices.clone();
-    let mut used = tessera_plugins::dra::inventory::DeviceSet::new();
-    for held in &mut info.claims {
-        held.devices = held
-            .allocation
-            .devices
-            .iter()
-            .filter(|d| !d.admin_access)
-            .filter_map(|d| inventory.index_of(&d.device))
-            .filter(|&i| !inventory.devices[i].allow_multiple_allocations)
-            .collect();
-        used.extend(held.devices.iter().copied());
-    }
-    info.devices_used = used;
 }
 
 /// Every topology key a pod's own constraints name.

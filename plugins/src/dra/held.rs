@@ -1,0 +1,165 @@
+//! Where claims are held across nodes: the claims other pods may share, and the use of
+//! devices that are not local to one node (published for a `nodeSelector` or `allNodes`).
+//!
+//! A node's [`NodeInfo`] holds the claims its pods use and the local devices they take. A
+//! device reachable from many nodes is in every such node's inventory, so its use must show on
+//! all of them: [`ClaimIndex`] counts, per such device, the claims holding it (one per node
+//! holding the claim, plus one for a claim the API records allocated that no node here holds
+//! yet), and reports the devices whose use flipped, which the snapshot then marks on every node
+//! that reaches them. A flip changes those nodes, so their generations move and the binder's
+//! fast path and the Filter reuse cache stay exact.
+
+use std::sync::Arc;
+
+use crate::dra::model::{ClaimAllocation, ClaimKey, DeviceId};
+use crate::nodeinfo::{HeldClaim, NodeId, NodeInfo};
+use crate::topology::FxMap;
+
+/// A claim held somewhere that other pods may share, or that holds non-local devices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Holding {
+    /// The allocation (the one the first holder recorded).
+    pub allocation: Arc<ClaimAllocation>,
+    /// The nodes holding it: one for a claim on node-local devices; any number for a claim
+    /// whose devices are all non-local (a PodGroup's claim, used by pods on many nodes).
+    pub nodes: Vec<NodeId>,
+    /// The API records it allocated, whether or not a node here holds it.
+    pub pinned: bool,
+}
+
+/// A device not local to one node.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct RemoteDevice {
+    /// The nodes whose inventory has it.
+    nodes: Vec<NodeId>,
+    /// Holders: node holdings of claims that take it, plus pinned claims that take it.
+    holds: u32,
+}
+
+/// See the module docs.
+#[derive(Clone, Debug, Default)]
+pub struct ClaimIndex {
+    held: FxMap<ClaimKey, Holding>,
+    remote: FxMap<DeviceId, RemoteDevice>,
+}
+
+impl ClaimIndex {
+    /// Claim `key`, if it is shared or holds non-local devices and is held somewhere.
+    pub fn get(&self, key: &ClaimKey) -> Option<&Holding> {
+        self.held.get(key)
+    }
+
+    /// The nodes that reach non-local device `id`.
+    pub fn nodes_reaching(&self, id: &DeviceId) -> &[NodeId] {
+        self.remote.get(id).map_or(&[], |r| &r.nodes)
+    }
+
+    /// Whether non-local device `id` is taken by some claim.
+    pub fn is_taken(&self, id: &DeviceId) -> bool {
+        self.remote.get(id).is_some_and(|r| r.holds > 0)
+    }
+
+    /// Whether any node reaches a non-local device (else nothing here has work to do).
+    pub fn has_remote_devices(&self) -> bool {
+        !self.remote.is_empty()
+    }
+
+    /// Adds (`add`) or removes node `info`'s inventory from the reach of its non-local
+    /// devices.
+    pub fn reach(&mut self, info: &NodeInfo, add: bool) {
+        for (_, device) in info.node.devices.remote_devices() {
+            let id = device.id();
+            let entry = self.remote.entry(id).or_default();
+            if add {
+                entry.nodes.push(info.id);
+            } else {
+                entry.nodes.retain(|&n| n != info.id);
+                if entry.nodes.is_empty() && entry.holds == 0 {
+                    self.remote.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Adds (`add`) or removes the claims node `info` holds, appending to `flips` the
+    /// non-local devices whose use changed.
+    pub fn index_node(&mut self, info: &NodeInfo, add: bool, flips: &mut Vec<DeviceId>) {
+        for held in &info.claims {
+            let remote: Vec<DeviceId> = remote_held(info, held).collect();
+            if !held.shared && remote.is_empty() {
+                continue;
+            }
+            self.count(&remote, add, flips);
+            let key = held.allocation.claim;
+            if add {
+                let entry = self.held.entry(key).or_insert_with(|| Holding {
+                    allocation: held.allocation.clone(),
+                    nodes: Vec::new(),
+                    pinned: false,
+                });
+                entry.nodes.push(info.id);
+            } else if let Some(entry) = self.held.get_mut(&key) {
+                entry.nodes.retain(|&n| n != info.id);
+                self.forget_if_unheld(key);
+            }
+        }
+    }
+
+    /// Records that the API has (`Some`) or no longer has (`None`) an allocation of claim
+    /// `key` whose devices are all non-local: it holds them whether or not a node here holds
+    /// the claim. Devices whose use changed are appended to `flips`.
+    pub fn pin(&mut self, key: ClaimKey, allocation: Option<Arc<ClaimAllocation>>, flips: &mut Vec<DeviceId>) {
+        if let Some(entry) = self.held.get_mut(&key)
+            && entry.pinned
+        {
+            entry.pinned = false;
+            let old: Vec<DeviceId> = pinned_devices(&entry.allocation).collect();
+            self.count(&old, false, flips);
+            self.forget_if_unheld(key);
+        }
+        let Some(allocation) = allocation else { return };
+        let devices: Vec<DeviceId> = pinned_devices(&allocation).collect();
+        let entry = self.held.entry(key).or_insert_with(|| Holding { allocation, nodes: Vec::new(), pinned: false });
+        entry.pinned = true;
+        self.count(&devices, true, flips);
+    }
+
+    fn count(&mut self, devices: &[DeviceId], add: bool, flips: &mut Vec<DeviceId>) {
+        for &id in devices {
+            let entry = self.remote.entry(id).or_default();
+            let before = entry.holds > 0;
+            entry.holds = if add { entry.holds + 1 } else { entry.holds.saturating_sub(1) };
+            if before != (entry.holds > 0) {
+                flips.push(id);
+            }
+            if entry.holds == 0 && entry.nodes.is_empty() {
+                self.remote.remove(&id);
+            }
+        }
+    }
+
+    fn forget_if_unheld(&mut self, key: ClaimKey) {
+        if self.held.get(&key).is_some_and(|e| e.nodes.is_empty() && !e.pinned) {
+            self.held.remove(&key);
+        }
+    }
+}
+
+/// The non-local devices `held` takes on `info` (admin-access grants and devices allowing
+/// multiple allocations take nothing).
+fn remote_held<'a>(info: &'a NodeInfo, held: &'a HeldClaim) -> impl Iterator<Item = DeviceId> + 'a {
+    let inventory = &info.node.devices;
+    held.allocation
+        .devices
+        .iter()
+        .filter(|d| !d.admin_access)
+        .filter(|d| inventory.index_of(&d.device).is_some_and(|i| inventory.remote.contains(i) && inventory.exclusive(i)))
+        .map(|d| d.device)
+}
+
+/// The devices a pinned allocation with no node takes. Whether a device allows multiple
+/// allocations is not known without a node's inventory, so every non-admin device counts:
+/// such a device is free for others by its own flag wherever it is checked.
+fn pinned_devices(allocation: &ClaimAllocation) -> impl Iterator<Item = DeviceId> + '_ {
+    allocation.devices.iter().filter(|d| !d.admin_access).map(|d| d.device)
+}
