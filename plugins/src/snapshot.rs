@@ -459,4 +459,3 @@ impl Snapshot {
         }
     }
 }
-

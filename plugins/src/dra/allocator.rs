@@ -333,7 +333,9 @@ impl<'a> Search<'a> {
             .map(|(c, claim)| {
                 let mut devices = Vec::new();
                 let mut config = Vec::new();
+                let mut local = false;
                 for (r, (o, picked)) in self.chosen[c].iter().enumerate() {
+                    local |= picked.iter().any(|&d| !self.node.devices.remote.contains(d));
                     let opt = &self.slots[c][r].options[*o];
                     config.extend(opt.exact.class.config.iter().cloned());
                     devices.extend(picked.iter().map(|&d| AllocatedDevice {
@@ -343,7 +345,10 @@ impl<'a> Search<'a> {
                     }));
                 }
                 config.extend(claim.spec.config.iter().cloned());
-                ClaimAllocation { claim: claim.key, devices, node: Some(self.node.name), config }
+                // As upstream: one node-local device ties the claim to the node; devices all
+                // published for other nodes too leave it usable wherever they are reachable.
+                let node = local.then_some(self.node.name);
+                ClaimAllocation { claim: claim.key, devices, node, config }
             })
             .collect()
     }

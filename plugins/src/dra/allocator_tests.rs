@@ -284,6 +284,40 @@ fn a_node_one_pair_short_fails_without_trying_every_permutation() {
 }
 
 #[test]
+fn a_claim_on_devices_other_nodes_reach_too_is_tied_to_no_node_and_one_local_device_ties_it() {
+    // n1 reaches a fabric channel published for every node, besides its own GPU.
+    let fabric = Arc::new(ResourceSlice {
+        name: Arc::from("fabric"),
+        driver: Sym::new("fabric.example.com"),
+        pool: Sym::new("fabric"),
+        generation: 1,
+        slice_count: 1,
+        nodes: SliceNodes::All,
+        devices: vec![device("fabric.example.com", "channel-0", &[])],
+    });
+    let gpu = Arc::new(ResourceSlice {
+        name: Arc::from("n1-gpu"),
+        driver: Sym::new(GPU),
+        pool: Sym::new("n1"),
+        generation: 1,
+        slice_count: 1,
+        nodes: SliceNodes::Node(Sym::new("n1")),
+        devices: vec![device(GPU, "gpu-0", &[])],
+    });
+    let node = NodeDevices::for_node(Sym::new("n1"), &LabelSet::default(), &[gpu, fabric]);
+    assert_eq!(node.remote.iter().collect::<Vec<_>>(), [0], "the channel sorts first and is not local");
+    let channel = spec(vec![request("channel", exact("fabric.example.com", 1))], vec![]);
+    let both = spec(vec![request("channel", exact("fabric.example.com", 1)), request("gpu", exact(GPU, 1))], vec![]);
+    let result = run(&node, &DeviceSet::new(), &[channel, both.clone()]);
+    assert!(result.is_err(), "one channel cannot serve two claims");
+    let result =
+        run(&node, &DeviceSet::new(), &[spec(vec![request("channel", exact("fabric.example.com", 1))], vec![])]);
+    assert_eq!(result.map(|r| r[0].node), Ok(None));
+    let result = run(&node, &DeviceSet::new(), &[both]);
+    assert_eq!(result.map(|r| r[0].node), Ok(Some(Sym::new("n1"))));
+}
+
+#[test]
 fn a_selector_that_fails_to_evaluate_is_reported() {
     let node = paired_node(1);
     let missing =

@@ -84,7 +84,11 @@ impl ClaimIndex {
     /// Adds (`add`) or removes the claims node `info` holds, appending to `flips` the
     /// non-local devices whose use changed.
     pub fn index_node(&mut self, info: &NodeInfo, add: bool, flips: &mut Vec<DeviceId>) {
+        let reaches_remote = !info.node.devices.remote.is_empty();
         for held in &info.claims {
+            if !held.shared && !reaches_remote {
+                continue;
+            }
             let remote: Vec<DeviceId> = remote_held(info, held).collect();
             if !held.shared && remote.is_empty() {
                 continue;
@@ -153,7 +157,9 @@ fn remote_held<'a>(info: &'a NodeInfo, held: &'a HeldClaim) -> impl Iterator<Ite
         .devices
         .iter()
         .filter(|d| !d.admin_access)
-        .filter(|d| inventory.index_of(&d.device).is_some_and(|i| inventory.remote.contains(i) && inventory.exclusive(i)))
+        .filter(|d| {
+            inventory.index_of(&d.device).is_some_and(|i| inventory.remote.contains(i) && inventory.exclusive(i))
+        })
         .map(|d| d.device)
 }
 

@@ -158,3 +158,75 @@ impl DeviceSet {
             .flat_map(|(k, &w)| (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| k * 64 + b))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::{NodeSelector, NodeSelectorTerm, Operator, Requirement};
+
+    fn slice(
+        name: &str,
+        pool: &str,
+        nodes: SliceNodes,
+        generation: i64,
+        count: u32,
+        devices: &[&str],
+    ) -> Arc<ResourceSlice> {
+        let devices = devices
+            .iter()
+            .map(|d| {
+                Arc::new(Device {
+                    uid: Device::next_uid(),
+                    name: Sym::new(d),
+                    driver: Sym::new("x.example.com"),
+                    pool: Sym::new(pool),
+                    attributes: Default::default(),
+                    capacity: Default::default(),
+                    taints: Vec::new(),
+                    allow_multiple_allocations: false,
+                })
+            })
+            .collect();
+        Arc::new(ResourceSlice {
+            name: Arc::from(name),
+            driver: Sym::new("x.example.com"),
+            pool: Sym::new(pool),
+            generation,
+            slice_count: count,
+            nodes,
+            devices,
+        })
+    }
+
+    fn rack(value: &str) -> SliceNodes {
+        let requirement =
+            Requirement { key: Sym::new("rack"), op: Operator::In, values: vec![Sym::new(value)], bound: 0 };
+        let term = NodeSelectorTerm { match_expressions: vec![requirement], match_fields: Vec::new() };
+        SliceNodes::Selector(NodeSelector { terms: vec![term] })
+    }
+
+    fn names(d: &NodeDevices) -> Vec<String> {
+        d.devices.iter().map(|d| format!("{}/{}", d.pool, d.name)).collect()
+    }
+
+    #[test]
+    fn a_node_reaches_local_devices_and_those_of_slices_for_its_selector_or_all_nodes() {
+        let n1 = Sym::new("n1");
+        let slices = [
+            slice("own", "n1", SliceNodes::Node(n1), 1, 1, &["gpu-0"]),
+            slice("other", "n2", SliceNodes::Node(Sym::new("n2")), 1, 1, &["gpu-0"]),
+            slice("r1", "r1", rack("r1"), 1, 1, &["channel-0"]),
+            slice("r2", "r2", rack("r2"), 1, 1, &["channel-0"]),
+            slice("all", "all", SliceNodes::All, 1, 1, &["link-0"]),
+            // Two slices of generation 2 announced, one seen: the pool waits.
+            slice("half", "half", SliceNodes::All, 2, 2, &["link-9"]),
+        ];
+        let labels = LabelSet::from_pairs([("rack", "r1")]);
+        let d = NodeDevices::for_node(n1, &labels, &slices);
+        assert_eq!(names(&d), ["all/link-0", "n1/gpu-0", "r1/channel-0"]);
+        assert_eq!(d.remote.iter().collect::<Vec<_>>(), [0, 2], "only gpu-0 is local");
+        assert_eq!(d.incomplete, [(Sym::new("x.example.com"), Sym::new("half"))]);
+        let elsewhere = NodeDevices::for_node(Sym::new("n3"), &LabelSet::default(), &slices);
+        assert_eq!(names(&elsewhere), ["all/link-0"], "no rack label: only the allNodes device");
+    }
+}

@@ -56,7 +56,12 @@ impl Plugin for DynamicResources {
 }
 
 impl PreFilterPlugin for DynamicResources {
-    fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot) -> Result<Option<Vec<NodeId>>, Status> {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        snapshot: &Snapshot,
+    ) -> Result<Option<Vec<NodeId>>, Status> {
         if pod.claims.is_empty() {
             return Err(Status::skip());
         }
@@ -76,7 +81,8 @@ impl PreFilterPlugin for DynamicResources {
                 None => nodes,
             };
             if nodes.is_empty() {
-                let why = format!("resourceclaims of the pod are allocated where no one node reaches them all ({})", pc.key);
+                let why =
+                    format!("resourceclaims of the pod are allocated where no one node reaches them all ({})", pc.key);
                 return Err(Status::unresolvable(why));
             }
             only = Some(nodes);

@@ -22,6 +22,7 @@ pub type BoundWithClaims = (Arc<Pod>, Sym, Vec<Arc<ClaimAllocation>>);
 pub fn device_violations(nodes: &[Node], bound: &[BoundWithClaims]) -> Vec<Violation> {
     let by_name: HashMap<Sym, &Node> = nodes.iter().map(|n| (n.name, n)).collect();
     let mut holders: HashMap<DeviceId, ClaimKey> = HashMap::new();
+    let mut first_allocation: HashMap<ClaimKey, &ClaimAllocation> = HashMap::new();
     let mut out = Vec::new();
     for (pod, node, allocations) in bound {
         let Some(n) = by_name.get(node) else { continue };
@@ -37,6 +38,12 @@ pub fn device_violations(nodes: &[Node], bound: &[BoundWithClaims]) -> Vec<Viola
             };
             if let Err(why) = check_allocation(n, spec, a) {
                 flag(format!("resourceclaim {}: {why}", pc.key));
+            }
+            // A claim shared by pods (a PodGroup's, or one named by several pods) is allocated
+            // once: every user sees the same devices.
+            let first = first_allocation.entry(a.claim).or_insert(a);
+            if first.devices != a.devices {
+                flag(format!("resourceclaim {} is allocated twice, differently", a.claim));
             }
             for d in a.devices.iter().filter(|d| !d.admin_access) {
                 let holder = holders.entry(d.device).or_insert(a.claim);
@@ -197,5 +204,16 @@ mod tests {
         let missing = vec![(b.clone(), n.name, vec![pair(&b, n, 0, 1, 5)])];
         let v = device_violations(&nodes, &missing);
         assert!(v.iter().any(|v| v.reason == "resourceclaim ml/b-pair-1 is not allocated"), "{v:?}");
+        // Two pods sharing one claim (as a PodGroup's members do) must see one allocation.
+        let mut c = Pod::clone(&a);
+        c.name = Arc::from("c");
+        let c = Arc::new(c);
+        let same =
+            vec![(a.clone(), n.name, vec![pair(&a, n, 0, 0, 0)]), (c.clone(), n.name, vec![pair(&c, n, 0, 0, 0)])];
+        assert_eq!(device_violations(&nodes, &same), []);
+        let split =
+            vec![(a.clone(), n.name, vec![pair(&a, n, 0, 0, 0)]), (c.clone(), n.name, vec![pair(&c, n, 0, 1, 5)])];
+        let v = device_violations(&nodes, &split);
+        assert!(v.iter().any(|v| v.reason == "resourceclaim ml/a-pair-0 is allocated twice, differently"), "{v:?}");
     }
 }
