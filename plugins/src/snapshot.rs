@@ -43,7 +43,13 @@ pub struct Snapshot {
     reserved_nodes: usize,
     /// Where shared DRA claims are held, and the use of devices not local to one node.
     claims: ClaimIndex,
+    /// Claims the API records allocated on devices not local to one node: shared with
+    /// copies refreshed from this snapshot, which pin them too.
+    remote_pins: RemotePins,
 }
+
+/// Allocations of claims with no node, by claim.
+pub type RemotePins = Arc<FxMap<ClaimKey, Arc<ClaimAllocation>>>;
 
 /// Changes the journal keeps (at least half of them at any time).
 const JOURNAL_CAPACITY: usize = 1 << 16;
@@ -67,6 +73,7 @@ impl Default for Snapshot {
             image_nodes: HashMap::new(),
             reserved_nodes: 0,
             claims: ClaimIndex::default(),
+            remote_pins: RemotePins::default(),
         }
     }
 }
@@ -89,6 +96,7 @@ impl Clone for Snapshot {
             image_nodes: self.image_nodes.clone(),
             reserved_nodes: self.reserved_nodes,
             claims: self.claims.clone(),
+            remote_pins: self.remote_pins.clone(),
         }
     }
 }
@@ -325,8 +333,33 @@ impl Snapshot {
     /// Pins (`Some`) or unpins (`None`) claim `key` whose allocation has no node (all its
     /// devices are reachable from many nodes): it holds them wherever they are reachable.
     pub fn pin_remote_claim(&mut self, key: ClaimKey, allocation: Option<Arc<ClaimAllocation>>) {
+        let mut pins = FxMap::clone(&self.remote_pins);
+        match allocation {
+            Some(a) => pins.insert(key, a),
+            None => pins.remove(&key),
+        };
+        self.set_remote_pins(Arc::new(pins));
+    }
+
+    /// The claims pinned with no node ([`Snapshot::pin_remote_claim`]).
+    pub fn remote_pins(&self) -> &RemotePins {
+        &self.remote_pins
+    }
+
+    /// Pins exactly `pins` (a refresh from the snapshot that has them), unpinning the rest.
+    pub fn set_remote_pins(&mut self, pins: RemotePins) {
+        let old = std::mem::replace(&mut self.remote_pins, pins.clone());
         let mut flips = Vec::new();
-        self.claims.pin(key, allocation, &mut flips);
+        for (key, a) in old.iter() {
+            if pins.get(key) != Some(a) {
+                self.claims.pin(*key, None, &mut flips);
+            }
+        }
+        for (key, a) in pins.iter() {
+            if old.get(key) != Some(a) {
+                self.claims.pin(*key, Some(a.clone()), &mut flips);
+            }
+        }
         self.mark_remote(None, &flips);
     }
 

@@ -18,13 +18,15 @@ use crate::topology::FxMap;
 /// A claim held somewhere that other pods may share, or that holds non-local devices.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Holding {
-    /// The allocation (the one the first holder recorded).
+    /// The allocation: the API's when it records one, else the one the first holder
+    /// recorded.
     pub allocation: Arc<ClaimAllocation>,
     /// The nodes holding it: one for a claim on node-local devices; any number for a claim
     /// whose devices are all non-local (a PodGroup's claim, used by pods on many nodes).
     pub nodes: Vec<NodeId>,
-    /// The API records it allocated, whether or not a node here holds it.
-    pub pinned: bool,
+    /// The allocation the API records, which holds its devices whether or not a node here
+    /// holds the claim.
+    pub pinned: Option<Arc<ClaimAllocation>>,
 }
 
 /// A device not local to one node.
@@ -99,7 +101,7 @@ impl ClaimIndex {
                 let entry = self.held.entry(key).or_insert_with(|| Holding {
                     allocation: held.allocation.clone(),
                     nodes: Vec::new(),
-                    pinned: false,
+                    pinned: None,
                 });
                 entry.nodes.push(info.id);
             } else if let Some(entry) = self.held.get_mut(&key) {
@@ -113,18 +115,20 @@ impl ClaimIndex {
     /// `key` whose devices are all non-local: it holds them whether or not a node here holds
     /// the claim. Devices whose use changed are appended to `flips`.
     pub fn pin(&mut self, key: ClaimKey, allocation: Option<Arc<ClaimAllocation>>, flips: &mut Vec<DeviceId>) {
-        if let Some(entry) = self.held.get_mut(&key)
-            && entry.pinned
-        {
-            entry.pinned = false;
-            let old: Vec<DeviceId> = pinned_devices(&entry.allocation).collect();
+        if let Some(old) = self.held.get_mut(&key).and_then(|entry| entry.pinned.take()) {
+            let old: Vec<DeviceId> = pinned_devices(&old).collect();
             self.count(&old, false, flips);
             self.forget_if_unheld(key);
         }
         let Some(allocation) = allocation else { return };
         let devices: Vec<DeviceId> = pinned_devices(&allocation).collect();
-        let entry = self.held.entry(key).or_insert_with(|| Holding { allocation, nodes: Vec::new(), pinned: false });
-        entry.pinned = true;
+        let entry = self.held.entry(key).or_insert_with(|| Holding {
+            allocation: allocation.clone(),
+            nodes: Vec::new(),
+            pinned: None,
+        });
+        entry.allocation = allocation.clone();
+        entry.pinned = Some(allocation);
         self.count(&devices, true, flips);
     }
 
@@ -143,7 +147,7 @@ impl ClaimIndex {
     }
 
     fn forget_if_unheld(&mut self, key: ClaimKey) {
-        if self.held.get(&key).is_some_and(|e| e.nodes.is_empty() && !e.pinned) {
+        if self.held.get(&key).is_some_and(|e| e.nodes.is_empty() && e.pinned.is_none()) {
             self.held.remove(&key);
         }
     }

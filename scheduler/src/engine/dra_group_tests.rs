@@ -258,3 +258,34 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_channel_the_api_records_allocated_is_taken_on_every_node_that_arrives_until_deallocated() {
+    use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation};
+    let w = DraWorld::new().unwrap();
+    let spec = channel_spec();
+    let nodes = rack(&w, 3, 1);
+    let key = ClaimKey::new("ml", "earlier-fabric");
+    let allocation = Arc::new(ClaimAllocation {
+        claim: key,
+        devices: vec![AllocatedDevice {
+            request: Arc::from("channel"),
+            device: DeviceId { driver: Sym::new(FABRIC), pool: Sym::new("r1"), device: Sym::new("channel-0") },
+            admin_access: false,
+        }],
+        node: None,
+        config: Vec::new(),
+    });
+    // Claims are listed before nodes, as at a restart.
+    let mut e = engine(&[], 1);
+    e.core().set_claim_allocation(key, Some((allocation, true)), 0.0);
+    for n in &nodes {
+        e.upsert_node(n.clone(), 0.0);
+    }
+    assert_eq!(nodes_marking(&e, "channel-0"), 3);
+    add_gang(&mut e, &w, &spec, "late", 2, 1);
+    assert!(run(&mut e, 1).iter().all(|o| o.bound().is_none()), "the only channel is held");
+    e.core().set_claim_allocation(key, None, 1.0);
+    assert_eq!(nodes_marking(&e, "channel-0"), 0, "deallocated: freed everywhere");
+    assert_eq!(e.schedule_pending(2.0).iter().filter(|o| o.bound().is_some()).count(), 2);
+}

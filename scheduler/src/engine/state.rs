@@ -277,6 +277,9 @@ impl ClusterState {
         if !Arc::ptr_eq(snap.selector_sources(), self.master.selector_sources()) {
             snap.set_selector_sources(self.master.selector_sources().clone());
         }
+        if !Arc::ptr_eq(snap.remote_pins(), self.master.remote_pins()) {
+            snap.set_remote_pins(self.master.remote_pins().clone());
+        }
         for key in self.master.topology().tracked_keys() {
             snap.track_topology_key(key);
         }
