@@ -62,7 +62,7 @@ pub struct DraObjects {
 #[derive(Debug)]
 struct Shared {
     slice: Arc<ResourceSlice>,
-    /// `spec.nodeSelector` as written; `None` for `allNodes`.
+    /// `spec.nodeSelector` as written; `None` for `allNodes` (and `perDeviceNodeSelection`).
     selector: Option<core::NodeSelector>,
 }
 
@@ -281,10 +281,12 @@ impl DraObjects {
             .filter_map(|name| self.shared.get(name))
             .filter(|s| publishes(&s.slice))
             .max_by_key(|s| s.slice.generation)?;
-        Some(match &newest.selector {
-            Some(selector) => Reach::Selector(selector.clone()),
-            None => Reach::All,
-        })
+        match (&newest.slice.nodes, &newest.selector) {
+            (SliceNodes::All, _) => Some(Reach::All),
+            (_, Some(selector)) => Some(Reach::Selector(selector.clone())),
+            // perDeviceNodeSelection: its devices reach no node here, so none is allocated.
+            _ => None,
+        }
     }
 
     /// Remembers pod `key` if it has claim entries (forgets it otherwise). Returns whether it

@@ -143,4 +143,8 @@ fn a_device_reaches_its_node_its_selector_or_every_node() {
     );
     assert_eq!(dra.reach_of(&id("fabric", "link-0"), None), Some(Reach::All));
     assert_eq!(dra.reach_of(&id("fabric", "link-9"), None), None);
+    // Per-device placement is not read: its devices reach no node, and no allocation holds them.
+    let per_device = slice("odd", "odd", 1, &["d-0"], json!({"perDeviceNodeSelection": true}));
+    assert_eq!(put(&mut dra, &per_device), Vec::new());
+    assert_eq!(dra.reach_of(&id("odd", "d-0"), None), None);
 }
