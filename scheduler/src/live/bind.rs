@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use crate::ingest::gpu::{GPU_IDS_ANNOTATION, format_gpu_ids};
 
 use super::claims;
+use super::dra::DraObjects;
 use super::feed::BindItem;
 use super::metrics::{BindResult, Metrics};
 use super::ratelimit::RateLimiter;
@@ -90,6 +91,8 @@ pub struct BindContext {
     pub metrics: Arc<Metrics>,
     /// Where `Scheduled` events go.
     pub reports: tokio::sync::mpsc::Sender<Report>,
+    /// The watches' DRA objects: where an allocated device can be used from.
+    pub dra: Arc<parking_lot::Mutex<DraObjects>>,
 }
 
 impl std::fmt::Debug for BindContext {

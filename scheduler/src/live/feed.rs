@@ -23,6 +23,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::engine::gang::GangRecord;
 use crate::engine::{Core, Feed, Outcome};
 
+use super::claims::same_allocation;
 use super::metrics::{AttemptResult, Metrics, PendingQueue};
 use super::watch::{Change, Kind, PodUpdate};
 
@@ -387,9 +388,7 @@ impl LiveFeed {
 fn claims_accounted(node: &NodeInfo, pod: &Pod) -> bool {
     pod.claims.iter().all(|pc| match &pc.allocation {
         None => true,
-        Some(a) => {
-            node.held_claim(&pc.key).is_some_and(|h| h.allocation.devices == a.devices && h.allocation.node == a.node)
-        }
+        Some(a) => node.held_claim(&pc.key).is_some_and(|h| same_allocation(&h.allocation, a)),
     })
 }
 

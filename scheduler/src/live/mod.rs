@@ -168,6 +168,7 @@ pub async fn run(
         leading: flags.leading.clone(),
         metrics: metrics.clone(),
         reports: reports_tx.clone(),
+        dra: watch_cx.dra.clone(),
     };
     let executor = tokio::spawn(execute(decisions_rx, bind_cx, reports_tx));
     let leader_task = elector.map(|e| {

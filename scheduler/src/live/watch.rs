@@ -322,8 +322,15 @@ trait Watched: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Deserializ
 impl Watched for core::Node {
     const KIND: Kind = Kind::Node;
 
+    /// The DRA cache learns the node's labels first (a `nodeSelector` slice may reach it now
+    /// or no longer), under its lock, so that no inventory sent by a slice's task overtakes it.
     fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
-        send(cx, Change::Node(convert(Self::KIND, key, ingest::node(&self), cx)?))
+        let node = convert(Self::KIND, key, ingest::node(&self), cx)?;
+        let mut dra = cx.dra.lock();
+        if let Some(devices) = dra.put_node(node.name, &node.labels) {
+            let _ = cx.changes.send(Change::NodeDevices { node: node.name, devices });
+        }
+        send(cx, Change::Node(node))
     }
 }
 
@@ -386,8 +393,9 @@ impl Watched for resource::ResourceSlice {
 
     fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
         let slice = convert(Self::KIND, key, ingest::dra::resource_slice(&self), cx)?;
-        let changed = cx.dra.lock().put_slice(key, Some(Arc::new(slice)));
-        for (node, devices) in changed {
+        let mut dra = cx.dra.lock();
+        // Sent under the lock: a node's task sends inventories too.
+        for (node, devices) in dra.put_slice(key, Arc::new(slice), &self) {
             let _ = cx.changes.send(Change::NodeDevices { node, devices });
         }
         Some(())
@@ -434,7 +442,7 @@ fn dra_gone(kind: Kind, key: &str, cx: &WatchContext) {
             resolve_again(cx, dra.pods_naming_claim(key));
         }
         Kind::ResourceSlice => {
-            for (node, devices) in dra.put_slice(key, None) {
+            for (node, devices) in dra.drop_slice(key) {
                 let _ = cx.changes.send(Change::NodeDevices { node, devices });
             }
         }
@@ -567,7 +575,10 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
     cx.metrics.watch_event(kind.name());
     let (namespace, name) = key.split_once('/').unwrap_or(("", key));
     let change = match kind {
-        Kind::Node => Change::NodeGone(name.to_string()),
+        Kind::Node => {
+            cx.dra.lock().drop_node(Sym::new(name));
+            Change::NodeGone(name.to_string())
+        }
         Kind::Pod => {
             let mut dra = cx.dra.lock();
             dra.drop_pod(key);

@@ -3,8 +3,11 @@
 //! one PCIe root) and written to the claims' status before the binding, a pod waits for a
 //! claim that does not exist yet, a conflicting status write is read again and retried, a gang
 //! that does not fit writes no allocation, and a restart reads allocations back instead of
-//! handing the devices out twice. The test plays upstream's resourceclaim controller: it
-//! creates the claims of template entries and records them in the pods' status.
+//! handing the devices out twice. Devices of slices published for a `nodeSelector` or for
+//! `allNodes` are used from the nodes that reach them (a node's labels may make it reach them
+//! later), and their allocation is restricted by the slice's selector, not to one node. The
+//! test plays upstream's resourceclaim controller: it creates the claims of template entries
+//! and records them in the pods' status.
 
 // Test code: a failed unwrap is a failed test (the workspace denies them in shipped code).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -345,5 +348,95 @@ async fn a_claim_allocated_elsewhere_meanwhile_refuses_the_binding_and_the_pod_f
     assert_eq!(allocated(&c), BTreeSet::from(["gpu.example.com/n0/gpu-5".to_string()]), "{c}");
     assert_eq!(c["status"]["reservedFor"][0]["name"], "e", "{c}");
     assert_bound_once(&server);
+    s.stop().await;
+}
+
+/// A DeviceClass `kind.example.com` selecting its driver's devices.
+fn class(kind: &str) -> Value {
+    json!({
+        "apiVersion": RESOURCE, "kind": "DeviceClass", "metadata": {"name": format!("{kind}.example.com")},
+        "spec": {"selectors": [{"cel": {"expression": format!("device.driver == '{kind}.example.com'")}}]}
+    })
+}
+
+/// A slice `name` of driver `kind.example.com`, its own pool, with one device `device`, placed
+/// by `placement` (`nodeSelector` or `allNodes`).
+fn shared_slice(name: &str, kind: &str, device: &str, placement: Value) -> Value {
+    let mut slice = json!({
+        "apiVersion": RESOURCE, "kind": "ResourceSlice", "metadata": {"name": name},
+        "spec": {
+            "driver": format!("{kind}.example.com"),
+            "pool": {"name": name, "generation": 1, "resourceSliceCount": 1},
+            "devices": [{"name": device}]
+        }
+    });
+    for (k, v) in placement.as_object().unwrap() {
+        slice["spec"][k] = v.clone();
+    }
+    slice
+}
+
+/// `nodeSelector` of the nodes labelled `rack=value`.
+fn rack_selector(value: &str) -> Value {
+    json!({"nodeSelectorTerms": [{"matchExpressions": [{"key": "rack", "operator": "In", "values": [value]}]}]})
+}
+
+/// Node `name` (64 CPUs) labelled `rack=rack`.
+fn rack_node(name: &str, rack: &str) -> Value {
+    let mut n = node(name, "64");
+    n["metadata"]["labels"]["rack"] = json!(rack);
+    n
+}
+
+/// `spec.devices` of a claim asking one device of class `kind.example.com`.
+fn one_of(kind: &str) -> Value {
+    json!({"requests": [{"name": kind, "exactly": {"deviceClassName": format!("{kind}.example.com")}}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_for_a_node_selector_or_all_nodes_are_used_where_they_reach_and_allocated_with_their_selector() {
+    let server = TestApiServer::start().await;
+    for obj in [class("port"), class("link"), rack_node("n0", "r1"), rack_node("n1", "r2")] {
+        create(&server, obj);
+    }
+    create(&server, shared_slice("r1-switch", "port", "port-0", json!({"nodeSelector": rack_selector("r1")})));
+    create(&server, shared_slice("fabric", "link", "link-0", json!({"allNodes": true})));
+    create(&server, claim("sw-claim", one_of("port")));
+    create(&server, claim("fa-claim", one_of("link")));
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("sw", json!({"resourceClaimName": "sw-claim"})));
+    create(&server, claiming_pod("fa", json!({"resourceClaimName": "fa-claim"})));
+    until(&server, "both pods bound", |p| p["sw"].is_some() && p["fa"].is_some()).await;
+    assert_eq!(placements(&server)["sw"].as_deref(), Some("n0"), "only n0 is in rack r1");
+    let sw = claim_object(&server, "sw-claim");
+    assert_eq!(allocated(&sw), BTreeSet::from(["port.example.com/r1-switch/port-0".to_string()]), "{sw}");
+    assert_eq!(sw["status"]["allocation"]["nodeSelector"], rack_selector("r1"), "the slice's selector, not n0: {sw}");
+    assert_eq!(sw["status"]["reservedFor"][0]["name"], "sw");
+    let fa = claim_object(&server, "fa-claim");
+    assert_eq!(allocated(&fa), BTreeSet::from(["link.example.com/fabric/link-0".to_string()]), "{fa}");
+    let allocation = fa["status"]["allocation"].as_object().unwrap();
+    assert!(!allocation.contains_key("nodeSelector"), "allNodes: usable everywhere, no nodeSelector: {fa}");
+    assert_bound_once(&server);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_relabelled_into_a_slices_selector_gets_its_devices() {
+    let server = TestApiServer::start().await;
+    for obj in [class("port"), rack_node("n0", "r1")] {
+        create(&server, obj);
+    }
+    create(&server, shared_slice("r3-switch", "port", "port-0", json!({"nodeSelector": rack_selector("r3")})));
+    create(&server, claim("r3-claim", one_of("port")));
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("r3", json!({"resourceClaimName": "r3-claim"})));
+    // No node is in rack r3 yet.
+    pending_with(&server, "r3", "").await;
+    let mut n0 = server.store().get("v1", "Node", None, "n0").unwrap();
+    n0["metadata"]["labels"]["rack"] = json!("r3");
+    server.store().update(n0).unwrap();
+    until(&server, "the pod bound once n0 is in rack r3", |p| p["r3"].is_some()).await;
+    let c = claim_object(&server, "r3-claim");
+    assert_eq!(c["status"]["allocation"]["nodeSelector"], rack_selector("r3"), "{c}");
     s.stop().await;
 }
