@@ -637,3 +637,94 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
     };
     let _ = cx.changes.send(change);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::dra::DraCatalog;
+
+    /// A context resolving pods as `tessera run` does, and what it sends.
+    fn context() -> (WatchContext, crossbeam_channel::Receiver<Change>) {
+        let (changes, sent) = crossbeam_channel::unbounded();
+        let mut pods = PodContext::new();
+        *pods.dra_mut() = DraCatalog::live();
+        let cx = WatchContext {
+            changes,
+            pods: Arc::new(RwLock::new(pods)),
+            dra: Arc::default(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        (cx, sent)
+    }
+
+    fn yaml<T: DeserializeOwned>(text: &str) -> T {
+        serde_yaml_ng::from_str(text).unwrap()
+    }
+
+    /// What was sent since last asked: groups by name, pods with each claim's key, or its
+    /// problem, and whether it is the group's.
+    fn sent(rx: &crossbeam_channel::Receiver<Change>) -> Vec<String> {
+        let claim = |c: &tessera_plugins::dra::model::PodClaim| match &c.spec {
+            Ok(_) => format!("{}{}", c.key, if c.group.is_some() { " (group)" } else { "" }),
+            Err(why) => why.to_string(),
+        };
+        rx.try_iter()
+            .map(|change| match change {
+                Change::Group(g) => format!("group {}", g.key),
+                Change::GroupGone(g) => format!("group {} gone", g),
+                Change::ClaimAllocation { key, .. } => format!("claim {key}"),
+                Change::Pod(u) => {
+                    format!("pod {}: {}", u.pod.name, u.pod.claims.iter().map(claim).collect::<Vec<_>>().join(", "))
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    const GROUP: &str = "metadata: {name: train, namespace: ml, uid: pg-1}\n\
+                         spec: {schedulingPolicy: {gang: {minCount: 1}}, \
+                         resourceClaims: [{name: imex, resourceClaimTemplateName: imex}]}\n";
+
+    #[test]
+    fn a_pod_groups_claim_converts_its_pods_again_as_it_is_made_and_found() {
+        let (cx, rx) = context();
+        let class: resource::DeviceClass = yaml("metadata: {name: imex.example.com}");
+        class.pass_on("imex.example.com", &cx);
+        let pod: core::Pod = yaml(
+            "metadata: {name: w, namespace: ml}\nspec: {containers: [{name: c}], schedulingGroup: {podGroupName: train}, \
+             resourceClaims: [{name: imex, resourceClaimTemplateName: imex}]}",
+        );
+        pod.pass_on("ml/w", &cx);
+        let own = "pod w: waiting for resourceclaim of entry \"imex\" to be created from resourceclaimtemplate ml/imex \
+                   (pod.status.resourceClaimStatuses names none yet)";
+        assert_eq!(sent(&rx), [own]);
+
+        yaml::<sched::PodGroup>(GROUP).pass_on("ml/train", &cx);
+        assert_eq!(
+            sent(&rx),
+            [
+                "group ml/train",
+                "pod w: waiting for resourceclaim of entry \"imex\" to be created from resourceclaimtemplate ml/imex \
+                 for podgroup ml/train (podgroup.status.resourceClaimStatuses names none yet)"
+            ]
+        );
+        let made =
+            format!("{GROUP}status: {{resourceClaimStatuses: [{{name: imex, resourceClaimName: train-imex-x1}}]}}");
+        yaml::<sched::PodGroup>(&made).pass_on("ml/train", &cx);
+        assert_eq!(sent(&rx), ["group ml/train", "pod w: waiting for resourceclaim ml/train-imex-x1 to be created"]);
+        yaml::<sched::PodGroup>(&made).pass_on("ml/train", &cx);
+        assert_eq!(sent(&rx), ["group ml/train"], "the claims did not change: the pods are not converted again");
+
+        let claim: resource::ResourceClaim = yaml(
+            "metadata: {name: train-imex-x1, namespace: ml, ownerReferences: \
+             [{apiVersion: scheduling.k8s.io/v1alpha3, kind: PodGroup, name: train, uid: pg-1}]}\n\
+             spec: {devices: {requests: [{name: channel, exactly: {deviceClassName: imex.example.com}}]}}",
+        );
+        claim.pass_on("ml/train-imex-x1", &cx);
+        assert_eq!(sent(&rx), ["claim ml/train-imex-x1", "pod w: ml/train-imex-x1 (group)"]);
+
+        let mut known: HashSet<String> = ["ml/train".to_string()].into();
+        delete(Kind::PodGroup, "ml/train", &cx, &mut known);
+        assert_eq!(sent(&rx), ["group ml/train gone", own]);
+    }
+}
