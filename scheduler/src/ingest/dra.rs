@@ -16,14 +16,15 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::resource::v1 as api;
+use k8s_openapi::api::scheduling::v1alpha3 as sched;
 use tessera_plugins::dra::cel::compile_cached;
 use tessera_plugins::dra::model::{
-    AttrValue, Capacity, ClaimAllocation, ClaimKey, ClaimProblem, ClaimSpec, Device, DeviceClass, DeviceTaint,
-    PodClaim, ResourceSlice, SliceNodes,
+    AttrValue, Capacity, ClaimAllocation, ClaimGroup, ClaimKey, ClaimProblem, ClaimSpec, Device, DeviceClass,
+    DeviceTaint, PodClaim, ResourceSlice, SliceNodes,
 };
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::NodeSelector;
-use tessera_plugins::model::TaintEffect;
+use tessera_plugins::model::{GroupKey, TaintEffect};
 use tessera_plugins::quantity::parse_milli;
 
 use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
@@ -219,10 +220,11 @@ pub struct ClaimEntry {
     pub allocation: Option<Arc<ClaimAllocation>>,
 }
 
-/// DeviceClasses, ResourceClaimTemplates and ResourceClaims, each resolved once when added:
-/// what turns a pod's `spec.resourceClaims` into [`PodClaim`]s. Templates and claims resolve
-/// against the classes added before them, so add the classes first (and add a template or
-/// claim again after a class it names changes).
+/// DeviceClasses, ResourceClaimTemplates and ResourceClaims, each resolved once when added,
+/// and the claims of PodGroups: what turns a pod's `spec.resourceClaims` into [`PodClaim`]s.
+/// Templates and claims resolve against the classes added before them, so add the classes
+/// first (and add a template or claim again after a class it names changes); PodGroups are
+/// looked up as pods resolve, in any order.
 ///
 /// Specs are shared by content: a claim the resourceclaim controller made from a template
 /// resolves to the template's very `Arc`, as does any other claim or template asking exactly
@@ -232,6 +234,8 @@ pub struct DraCatalog {
     classes: HashMap<String, Resolved<DeviceClass>>,
     templates: HashMap<ClaimKey, Resolved<ClaimSpec>>,
     claims: HashMap<ClaimKey, ClaimEntry>,
+    /// PodGroups (`scheduling.k8s.io`) with `spec.resourceClaims`.
+    groups: HashMap<GroupKey, GroupClaims>,
     /// Usable specs by the JSON text of the `spec.devices` they were resolved from.
     specs: HashMap<String, Arc<ClaimSpec>>,
     /// A template's claim exists only once the resourceclaim controller made it (see
@@ -241,9 +245,10 @@ pub struct DraCatalog {
 
 impl DraCatalog {
     /// A catalog as a live scheduler resolves pods: a pod's claim must exist. A template entry
-    /// uses only the claim `pod.status.resourceClaimStatuses` names, which upstream's
-    /// resourceclaim controller creates (the scheduler never makes claims), and a claim not in
-    /// the catalog keeps the pod waiting with a reason naming it.
+    /// uses only the claim `pod.status.resourceClaimStatuses` names (or, for a PodGroup's
+    /// claim, the group's `status.resourceClaimStatuses`), which upstream's resourceclaim
+    /// controller creates (the scheduler never makes claims), and a claim not in the catalog
+    /// keeps the pod waiting with a reason naming it.
     pub fn live() -> DraCatalog {
         DraCatalog { waits_for_controller: true, ..DraCatalog::default() }
     }
@@ -268,6 +273,63 @@ impl DraCatalog {
     /// Forgets the ResourceClaim `key`.
     pub fn remove_claim(&mut self, key: &ClaimKey) {
         self.claims.remove(key);
+    }
+
+    /// Adds (or replaces) the claims of a PodGroup: its `spec.resourceClaims` and, for its
+    /// template entries, the claims `status.resourceClaimStatuses` says were made for it.
+    /// Returns whether what its pods resolve to may have changed (see
+    /// [`DraCatalog::put_group_claims`]).
+    pub fn put_pod_group(&mut self, pg: &sched::PodGroup) -> Result<bool, IngestError> {
+        let namespace = namespace_of(&pg.metadata);
+        let object = || ObjectRef::namespaced("PodGroup", namespace, pg.metadata.name.as_deref());
+        let put = |catalog: &mut DraCatalog| {
+            let name = required(pg.metadata.name.as_deref().unwrap_or(""), "metadata.name")?;
+            let entries = pg.spec.resource_claims.as_deref().unwrap_or_default();
+            let made = pg.status.as_ref().and_then(|s| s.resource_claim_statuses.as_deref()).unwrap_or_default();
+            let uid = pg.metadata.uid.as_deref().unwrap_or("");
+            catalog.put_group_claims(GroupKey::new(namespace, name), uid, entries, made, "spec")
+        };
+        put(self).map_err(|e| e.on(object()))
+    }
+
+    /// Adds (or replaces) the claims of PodGroup `key` (whose `metadata.uid` is `uid`):
+    /// `entries`, its `resourceClaims` found under `at` (`spec`, or the Workload template the
+    /// group is made from), and `made`, its `status.resourceClaimStatuses`. Returns whether
+    /// what its pods resolve to may have changed (a status update that only touches
+    /// conditions changes nothing).
+    pub fn put_group_claims(
+        &mut self,
+        key: GroupKey,
+        uid: &str,
+        entries: &[sched::PodGroupResourceClaim],
+        made: &[sched::PodGroupResourceClaimStatus],
+        at: &str,
+    ) -> Result<bool, FieldError> {
+        group_entries(entries, at)?;
+        if entries.is_empty() {
+            return Ok(self.groups.remove(&key).is_some());
+        }
+        let group = GroupClaims {
+            group: Arc::new(ClaimGroup { name: key.name, uid: Arc::from(uid) }),
+            entries: entries.to_vec(),
+            made: made.to_vec(),
+        };
+        Ok(self.groups.insert(key, group.clone()).is_none_or(|old| old != group))
+    }
+
+    /// Forgets the claims of PodGroup `namespace/name`. Returns whether it had any.
+    pub fn remove_pod_group(&mut self, namespace: &str, name: &str) -> bool {
+        self.groups.remove(&GroupKey::new(namespace, name)).is_some()
+    }
+
+    /// The PodGroups whose claim `key` is: named in `spec.resourceClaims`, or made for a
+    /// template entry as `status.resourceClaimStatuses` records.
+    pub fn groups_with_claim(&self, key: &ClaimKey) -> Vec<GroupKey> {
+        let names = |g: &GroupClaims| -> bool {
+            let named = g.entries.iter().any(|e| non_empty(&e.resource_claim_name) == Some(key.name.as_str()));
+            named || g.made.iter().any(|s| non_empty(&s.resource_claim_name) == Some(key.name.as_str()))
+        };
+        self.groups.iter().filter(|(k, g)| k.namespace == key.namespace && names(g)).map(|(k, _)| *k).collect()
     }
 
     /// `devices` resolved (see [`Resolver::resolve`]), a usable spec shared with every earlier
@@ -334,9 +396,18 @@ impl DraCatalog {
     /// deterministic; a [`DraCatalog::live`] catalog instead keeps the pod waiting for the
     /// controller, as it does for a named claim it does not have. Either way the claim is the
     /// pod's own (`shared: false`).
+    ///
+    /// An entry equal in every field to one of the `spec.resourceClaims` of the pod's PodGroup
+    /// (`spec.schedulingGroup.podGroupName`) is the group's claim instead, shared by all its
+    /// pods ([`PodClaim::group`]): the claim named, or the one made from the template for the
+    /// whole group, found as for a pod but through the group's
+    /// `status.resourceClaimStatuses` and named `<podgroup>-<entry>` when the simulator makes
+    /// it. An entry the group does not list, or a group the catalog does not have, leaves the
+    /// entry the pod's own.
     pub fn pod_claims(&self, p: &core::Pod, namespace: &str, pod_name: &str) -> Result<Vec<PodClaim>, FieldError> {
         let entries = p.spec.as_ref().and_then(|s| s.resource_claims.as_deref()).unwrap_or_default();
         let statuses = p.status.as_ref().and_then(|s| s.resource_claim_statuses.as_deref()).unwrap_or_default();
+        let group = claim_group_name(p).and_then(|g| self.groups.get(&GroupKey::new(namespace, g)));
         let mut out = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
             let path = format!("spec.resourceClaims[{i}]");
@@ -344,16 +415,17 @@ impl DraCatalog {
             if entries[..i].iter().any(|other| other.name == e.name) {
                 return Err(FieldError::invalid(format!("{path}.name"), name, "must be unique in the pod"));
             }
+            let source = Source::of(&e.resource_claim_name, &e.resource_claim_template_name, &path)?;
             let at = Entry { name, namespace };
-            match (non_empty(&e.resource_claim_name), non_empty(&e.resource_claim_template_name)) {
-                (Some(claim), None) => out.push(self.standalone(&at, claim)),
-                (None, Some(template)) => {
-                    let status = statuses.iter().find(|s| s.name == e.name);
-                    out.extend(self.templated(&at, template, status, pod_name));
-                }
-                _ => {
-                    let rule = "exactly one of resourceClaimName and resourceClaimTemplateName must be set";
-                    return Err(FieldError::new(path, FieldProblem::Rule(rule)));
+            if let Some(group) = group.filter(|g| g.lists(name, source)) {
+                out.extend(self.group_claim(&at, source, group));
+                continue;
+            }
+            match source {
+                Source::Claim(claim) => out.push(self.standalone(&at, claim)),
+                Source::Template(template) => {
+                    let made = statuses.iter().find(|s| s.name == e.name).map(|s| non_empty(&s.resource_claim_name));
+                    out.extend(self.templated(&at, template, made, Maker::Pod(pod_name)));
                 }
             }
         }
@@ -379,18 +451,20 @@ impl DraCatalog {
         PodClaim { name: Sym::new(at.name), key, spec, shared: true, allocation, group: None }
     }
 
+    /// The claim made from `template` for `maker`: the one `made` names (a status entry
+    /// naming none means no claim was needed: `None`), else as the resourceclaim controller
+    /// would make it (see [`DraCatalog::pod_claims`]). Not shared.
     fn templated(
         &self,
         at: &Entry<'_>,
         template: &str,
-        status: Option<&core::PodResourceClaimStatus>,
-        pod_name: &str,
+        made: Option<Option<&str>>,
+        maker: Maker<'_>,
     ) -> Option<PodClaim> {
         let template_spec = self.template(at.namespace, template);
-        let (key, spec, allocation) = match status {
-            Some(status) => {
-                let claim = status.resource_claim_name.as_deref().filter(|c| !c.is_empty())?;
-                let key = ClaimKey::new(at.namespace, claim);
+        let (key, spec, allocation) = match made {
+            Some(claim) => {
+                let key = ClaimKey::new(at.namespace, claim?);
                 match (self.claims.get(&key), template_spec) {
                     (Some(entry), _) => (key, entry.spec.clone(), entry.allocation.clone()),
                     (None, Some(spec)) if !self.waits_for_controller => (key, spec.clone(), None),
@@ -398,21 +472,144 @@ impl DraCatalog {
                 }
             }
             None if self.waits_for_controller => {
-                let key = ClaimKey::new(at.namespace, &format!("{pod_name}-{}", at.name));
+                let key = ClaimKey::new(at.namespace, &format!("{}-{}", maker.name(), at.name));
                 let why = format!(
-                    "waiting for resourceclaim of entry {:?} to be created from resourceclaimtemplate {}/{template} \
-                     (pod.status.resourceClaimStatuses names none yet)",
-                    at.name, at.namespace
+                    "waiting for resourceclaim of entry {:?} to be created from resourceclaimtemplate {}/{template}{} \
+                     ({} names none yet)",
+                    at.name,
+                    at.namespace,
+                    maker.for_whom(at.namespace),
+                    maker.status_field()
                 );
                 (key, Err(Arc::from(why)), None)
             }
             None => {
-                let key = ClaimKey::new(at.namespace, &format!("{pod_name}-{}", at.name));
+                let key = ClaimKey::new(at.namespace, &format!("{}-{}", maker.name(), at.name));
                 let missing = || Arc::from(format!("resourceclaimtemplate {}/{template} not found", at.namespace));
                 (key, template_spec.cloned().unwrap_or_else(|| Err(missing())), None)
             }
         };
         Some(PodClaim { name: Sym::new(at.name), key, spec, shared: false, allocation, group: None })
+    }
+
+    /// Entry `at` of a pod of PodGroup `group`, matching one of the group's entries: the
+    /// group's claim, which every pod of the group shares.
+    fn group_claim(&self, at: &Entry<'_>, source: Source<'_>, group: &GroupClaims) -> Option<PodClaim> {
+        let claim = match source {
+            Source::Claim(claim) => self.standalone(at, claim),
+            Source::Template(template) => {
+                let made = group.made.iter().find(|s| s.name == at.name).map(|s| non_empty(&s.resource_claim_name));
+                self.templated(at, template, made, Maker::Group(group.group.name))?
+            }
+        };
+        Some(PodClaim { shared: true, group: Some(group.group.clone()), ..claim })
+    }
+}
+
+/// The PodGroup (`scheduling.k8s.io`) whose `spec.resourceClaims` the pod's entries may
+/// match: `spec.schedulingGroup.podGroupName` (a coscheduling PodGroup has no claims).
+pub fn claim_group_name(p: &core::Pod) -> Option<&str> {
+    let group = p.spec.as_ref().and_then(|s| s.scheduling_group.as_ref());
+    group.and_then(|g| g.pod_group_name.as_deref()).filter(|g| !g.is_empty())
+}
+
+/// A PodGroup's `spec.resourceClaims`, and the claims its status says were made for them.
+#[derive(Clone, Debug, PartialEq)]
+struct GroupClaims {
+    /// The group, as its pods' claims name it.
+    group: Arc<ClaimGroup>,
+    /// `spec.resourceClaims`, each with a name and exactly one source (see [`group_entries`]).
+    entries: Vec<sched::PodGroupResourceClaim>,
+    /// `status.resourceClaimStatuses`.
+    made: Vec<sched::PodGroupResourceClaimStatus>,
+}
+
+impl GroupClaims {
+    /// Whether the group lists a claim equal in every field to the pod's entry `name` with
+    /// `source`.
+    fn lists(&self, name: &str, source: Source<'_>) -> bool {
+        self.entries.iter().any(|e| {
+            let claim = non_empty(&e.resource_claim_name);
+            let template = non_empty(&e.resource_claim_template_name);
+            e.name == name && Some(source) == Source::of_fields(claim, template)
+        })
+    }
+}
+
+/// Checks a PodGroup's `resourceClaims` (under `at`) as a pod's are checked: a unique name,
+/// and exactly one source each.
+fn group_entries(entries: &[sched::PodGroupResourceClaim], at: &str) -> Result<(), FieldError> {
+    for (i, e) in entries.iter().enumerate() {
+        let path = format!("{at}.resourceClaims[{i}]");
+        let name = required(&e.name, &format!("{path}.name"))?;
+        if entries[..i].iter().any(|other| other.name == e.name) {
+            return Err(FieldError::invalid(format!("{path}.name"), name, "must be unique in the podgroup"));
+        }
+        Source::of(&e.resource_claim_name, &e.resource_claim_template_name, &path)?;
+    }
+    Ok(())
+}
+
+/// Where a claim entry's claim comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source<'a> {
+    /// `resourceClaimName`.
+    Claim(&'a str),
+    /// `resourceClaimTemplateName`.
+    Template(&'a str),
+}
+
+impl<'a> Source<'a> {
+    /// The source of the entry at `path`, which must set exactly one of the two fields.
+    fn of(claim: &'a Option<String>, template: &'a Option<String>, path: &str) -> Result<Source<'a>, FieldError> {
+        Source::of_fields(non_empty(claim), non_empty(template)).ok_or_else(|| {
+            let rule = "exactly one of resourceClaimName and resourceClaimTemplateName must be set";
+            FieldError::new(path, FieldProblem::Rule(rule))
+        })
+    }
+
+    /// The source of the (non-empty) fields given, if exactly one is.
+    fn of_fields(claim: Option<&'a str>, template: Option<&'a str>) -> Option<Source<'a>> {
+        match (claim, template) {
+            (Some(claim), None) => Some(Source::Claim(claim)),
+            (None, Some(template)) => Some(Source::Template(template)),
+            _ => None,
+        }
+    }
+}
+
+/// Whom the resourceclaim controller makes a template's claim for.
+#[derive(Clone, Copy)]
+enum Maker<'a> {
+    /// The pod of this name.
+    Pod(&'a str),
+    /// The PodGroup of this name.
+    Group(Sym),
+}
+
+impl Maker<'_> {
+    /// The name the claim's name starts with.
+    fn name(&self) -> &str {
+        match self {
+            Maker::Pod(name) => name,
+            Maker::Group(name) => name.as_str(),
+        }
+    }
+
+    /// ` for podgroup ns/name` for a group, nothing for a pod (the pod is the one waiting).
+    fn for_whom(&self, namespace: &str) -> String {
+        match self {
+            Maker::Pod(_) => String::new(),
+            Maker::Group(name) => format!(" for podgroup {namespace}/{name}"),
+        }
+    }
+
+    /// The status field that records the claim made.
+    fn status_field(&self) -> &'static str {
+        match self {
+            Maker::Pod(_) => "pod.status.resourceClaimStatuses",
+            Maker::Group(_) => "podgroup.status.resourceClaimStatuses",
+        }
     }
 }
 

@@ -26,9 +26,6 @@ use crate::ingest::error::{FieldError, FieldProblem};
 use crate::ingest::pod::{TolerationFields, toleration_of};
 use tessera_plugins::dra::cel::compile_cached;
 
-/// The label a node selector may name a node by, besides the field `metadata.name`.
-const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
-
 /// Resolves claim specs against the classes, remembering the first problem met.
 pub(super) struct Resolver<'a> {
     /// The classes by name, each usable or with why not.
@@ -332,19 +329,18 @@ fn allocated_device(r: &api::DeviceRequestAllocationResult, path: &str) -> Resul
     Ok(AllocatedDevice { request, device, admin_access: r.admin_access == Some(true) })
 }
 
-/// The node an allocation's `nodeSelector` pins it to: one term naming one node, by the field
-/// `metadata.name` (what upstream's allocator writes) or by the hostname label.
+/// The node an allocation's devices are local to: a `nodeSelector` of exactly one term with
+/// one `matchFields` requirement `metadata.name In [node]`, what upstream's allocator writes
+/// as soon as one device comes from a slice for one node. Any other selector is the
+/// intersection of the `nodeSelector`s of the slices the devices come from, and no selector
+/// means they all are for `allNodes`: the devices are not local to any node (even a selector
+/// naming a single node by label is a slice's, reachable from whichever nodes carry it).
 fn allocated_node(selector: Option<&core::NodeSelector>) -> Option<Sym> {
     let [term] = selector?.node_selector_terms.as_slice() else { return None };
-    let fields = term.match_fields.as_deref().unwrap_or_default();
     let expressions = term.match_expressions.as_deref().unwrap_or_default();
-    let single = match (fields, expressions) {
-        ([r], []) if r.key == "metadata.name" => r,
-        ([], [r]) if r.key == HOSTNAME_LABEL => r,
-        _ => return None,
-    };
-    match (single.operator.as_str(), single.values.as_deref()) {
-        ("In", Some([node])) => Some(Sym::new(node)),
+    let ([single], []) = (term.match_fields.as_deref().unwrap_or_default(), expressions) else { return None };
+    match (single.key.as_str(), single.operator.as_str(), single.values.as_deref()) {
+        ("metadata.name", "In", Some([node])) => Some(Sym::new(node)),
         _ => None,
     }
 }

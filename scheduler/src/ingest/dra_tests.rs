@@ -440,3 +440,162 @@ fn a_live_catalog_waits_for_claims_to_be_created() {
          (pod.status.resourceClaimStatuses names none yet)"
     );
 }
+
+/// PodGroup `ml/train` with a claim from template `gpu` (entry `imex`) and the named claim
+/// `shared-gpu` (entry `fabric`), then `status`.
+fn train_group(status: &str) -> String {
+    format!(
+        "apiVersion: scheduling.k8s.io/v1alpha3\nkind: PodGroup\nmetadata: {{name: train, namespace: ml, uid: pg-1}}\n\
+         spec:\n  schedulingPolicy: {{gang: {{minCount: 3}}}}\n  resourceClaims:\n  \
+         - {{name: imex, resourceClaimTemplateName: gpu}}\n  - {{name: fabric, resourceClaimName: shared-gpu}}\n{status}"
+    )
+}
+
+/// A pod of PodGroup `group` with `claims`.
+fn member_yaml(name: &str, group: &str, claims: &str) -> String {
+    pod_yaml(name, claims)
+        .replace("resourceClaims:", &format!("schedulingGroup: {{podGroupName: {group}}}, resourceClaims:"))
+}
+
+#[test]
+fn a_group_template_entry_is_one_claim_shared_by_the_group() {
+    let entries = "[{name: imex, resourceClaimTemplateName: gpu}, {name: own, resourceClaimTemplateName: gpu}]";
+    let pods: Vec<String> = (0..3).map(|i| member_yaml(&format!("train-{i}"), "train", entries)).collect();
+    let claims = claims_of(&train_group(""), &pods);
+    let imex: Vec<&PodClaim> = claims.iter().map(|c| &c[0]).collect();
+    for c in &imex {
+        assert_eq!(c.key, ClaimKey::new("ml", "train-imex"), "one claim for the group, named after it");
+        assert!(c.shared && c.allocation.is_none());
+        assert_eq!(c.group.as_deref(), Some(&ClaimGroup { name: Sym::new("train"), uid: Arc::from("pg-1") }));
+        assert!(Arc::ptr_eq(c.spec.as_ref().unwrap(), imex[0].spec.as_ref().unwrap()));
+        assert!(c.same_needs(imex[0]));
+    }
+    // The entry the group does not list stays each pod's own.
+    let own: Vec<String> = claims.iter().map(|c| c[1].key.to_string()).collect();
+    assert_eq!(own, ["ml/train-0-own", "ml/train-1-own", "ml/train-2-own"]);
+    assert!(claims.iter().all(|c| !c[1].shared && c[1].group.is_none()));
+}
+
+#[test]
+fn a_group_named_entry_is_the_named_claim_reserved_for_the_group() {
+    let claims =
+        claims_of(&train_group(""), &[member_yaml("w", "train", "[{name: fabric, resourceClaimName: shared-gpu}]")]);
+    let c = &claims[0][0];
+    assert_eq!(c.key, ClaimKey::new("ml", "shared-gpu"));
+    assert!(c.shared && c.allocation.is_some());
+    assert_eq!(c.group.as_ref().map(|g| g.name), Some(Sym::new("train")));
+}
+
+#[test]
+fn an_entry_differing_from_the_groups_or_a_missing_group_keeps_the_pods_own_claim() {
+    let pods = [
+        // Same name, another source: not the group's claim.
+        member_yaml(
+            "a",
+            "train",
+            "[{name: imex, resourceClaimName: shared-gpu}, {name: fabric, resourceClaimTemplateName: gpu}]",
+        ),
+        // A group the input does not have.
+        member_yaml("b", "nope", "[{name: imex, resourceClaimTemplateName: gpu}]"),
+        // No group at all.
+        pod_yaml("c", "[{name: imex, resourceClaimTemplateName: gpu}]"),
+    ];
+    let claims = claims_of(&train_group(""), &pods);
+    let keys: Vec<Vec<String>> = claims.iter().map(|c| c.iter().map(|c| c.key.to_string()).collect()).collect();
+    assert_eq!(keys, [vec!["ml/shared-gpu", "ml/a-fabric"], vec!["ml/b-imex"], vec!["ml/c-imex"]]);
+    assert!(claims.iter().flatten().all(|c| c.group.is_none()));
+}
+
+#[test]
+fn a_malformed_group_entry_names_the_group_and_field() {
+    let error = |from: &str, to: &str| {
+        let objects =
+            read_objects("dra.yaml", &format!("{OBJECTS}---\n{}", train_group("").replace(from, to))).unwrap();
+        PodContext::from_objects(&objects).unwrap_err().to_string()
+    };
+    assert_eq!(
+        error(
+            "{name: fabric, resourceClaimName: shared-gpu}",
+            "{name: fabric, resourceClaimName: x, resourceClaimTemplateName: gpu}"
+        ),
+        "PodGroup ml/train: spec.resourceClaims[1]: exactly one of resourceClaimName and resourceClaimTemplateName must be set"
+    );
+    assert_eq!(
+        error("{name: fabric, resourceClaimName: shared-gpu}", "{name: fabric}"),
+        "PodGroup ml/train: spec.resourceClaims[1]: exactly one of resourceClaimName and resourceClaimTemplateName must be set"
+    );
+    assert_eq!(
+        error("name: fabric,", "name: imex,"),
+        "PodGroup ml/train: spec.resourceClaims[1].name: invalid value \"imex\": must be unique in the podgroup"
+    );
+    assert_eq!(
+        error("name: imex,", "name: '',"),
+        "PodGroup ml/train: spec.resourceClaims[0].name: required field is missing"
+    );
+}
+
+#[test]
+fn a_live_catalog_waits_for_the_groups_status_to_name_its_claim() {
+    let member = member_yaml("w", "train", "[{name: imex, resourceClaimTemplateName: gpu}]");
+    let (mut catalog, pods) = catalog_of(&member, true);
+    let problems = |catalog: &DraCatalog| -> Vec<String> {
+        catalog.pod_claims(&pods[0], "ml", "w").unwrap().iter().map(problem).collect()
+    };
+    // No group yet: the pod waits for its own claim.
+    assert_eq!(
+        problems(&catalog),
+        ["waiting for resourceclaim of entry \"imex\" to be created from resourceclaimtemplate ml/gpu \
+          (pod.status.resourceClaimStatuses names none yet)"]
+    );
+    let group = |status: &str| -> sched::PodGroup { yaml(&train_group(status)) };
+    assert!(catalog.put_pod_group(&group("")).unwrap());
+    assert_eq!(
+        problems(&catalog),
+        ["waiting for resourceclaim of entry \"imex\" to be created from resourceclaimtemplate ml/gpu \
+          for podgroup ml/train (podgroup.status.resourceClaimStatuses names none yet)"]
+    );
+    let made = group("status: {resourceClaimStatuses: [{name: imex, resourceClaimName: train-imex-x1}]}\n");
+    assert!(catalog.put_pod_group(&made).unwrap());
+    assert!(!catalog.put_pod_group(&made).unwrap(), "nothing changed");
+    assert_eq!(problems(&catalog), ["waiting for resourceclaim ml/train-imex-x1 to be created"]);
+    assert_eq!(catalog.groups_with_claim(&ClaimKey::new("ml", "train-imex-x1")), [GroupKey::new("ml", "train")]);
+    assert_eq!(catalog.groups_with_claim(&ClaimKey::new("ml", "shared-gpu")), [GroupKey::new("ml", "train")]);
+    let claim: api::ResourceClaim = yaml(
+        "metadata: {name: train-imex-x1, namespace: ml}\n\
+         spec: {devices: {requests: [{name: gpu, exactly: {deviceClassName: gpu.example.com}}]}}",
+    );
+    catalog.add_claim(&claim).unwrap();
+    let claims = catalog.pod_claims(&pods[0], "ml", "w").unwrap();
+    assert!(claims[0].spec.is_ok() && claims[0].shared && claims[0].group.is_some());
+    // The status says no claim was needed: the entry is skipped.
+    let none = group("status: {resourceClaimStatuses: [{name: imex}]}\n");
+    assert!(catalog.put_pod_group(&none).unwrap());
+    assert!(catalog.pod_claims(&pods[0], "ml", "w").unwrap().is_empty());
+    assert!(catalog.remove_pod_group("ml", "train"));
+    assert_eq!(catalog.pod_claims(&pods[0], "ml", "w").unwrap()[0].key, ClaimKey::new("ml", "w-imex"));
+}
+
+#[test]
+fn only_an_allocation_to_one_node_by_name_is_local_to_it() {
+    let allocation = |selector: &str| {
+        let a: api::AllocationResult = yaml(&format!(
+            "devices: {{results: [{{request: r, driver: imex.example.com, pool: rack-1, device: channel-0}}]}}\n{selector}"
+        ));
+        claim_allocation(ClaimKey::new("ml", "c"), &a).unwrap().node
+    };
+    let by_field =
+        "nodeSelector: {nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: In, values: [n1]}]}]}";
+    assert_eq!(allocation(by_field), Some(Sym::new("n1")));
+    assert_eq!(allocation(""), None, "allNodes devices");
+    let by_label = "nodeSelector: {nodeSelectorTerms: [{matchExpressions: \
+                    [{key: kubernetes.io/hostname, operator: In, values: [n1]}]}]}";
+    assert_eq!(allocation(by_label), None, "a slice's selector, however narrow");
+    let rack = "nodeSelector: {nodeSelectorTerms: [{matchExpressions: [{key: rack, operator: In, values: [r1]}]}]}";
+    assert_eq!(allocation(rack), None);
+    let two = "nodeSelector: {nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: In, values: [n1]}]}, \
+               {matchFields: [{key: metadata.name, operator: In, values: [n2]}]}]}";
+    assert_eq!(allocation(two), None);
+    let both =
+        "nodeSelector: {nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: In, values: [n1, n2]}]}]}";
+    assert_eq!(allocation(both), None);
+}

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, MAX_MIN_COUNT, PodGroup, PodGroupApi};
 
+use super::dra::DraCatalog;
 use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
 use super::pod::PodContext;
 use super::quantities::resource_list;
@@ -156,28 +157,89 @@ pub fn workload_pod_groups(w: &sched::Workload, cx: &PodContext) -> Result<Vec<P
 /// order wins, keeping the earlier one's position in the list.
 pub fn pod_groups(objects: &Objects, cx: &PodContext) -> Result<Vec<PodGroup>, IngestError> {
     let mut groups = Groups::default();
-    let mut instantiated = HashSet::new();
     for object in &objects.pod_groups {
         groups.put(object.convert(cx)?);
-        if let PodGroupObject::Kubernetes(pg) = object
-            && let Some(r) = &pg.spec.workload_ref
-        {
-            instantiated.insert((namespace_of(&pg.metadata), r.workload_name.as_str(), r.template_name.as_str()));
-        }
     }
-    let explicit: HashSet<GroupKey> = groups.index.keys().copied().collect();
+    let materialized = Materialized::of(objects);
     for w in &objects.workloads {
-        let namespace = namespace_of(&w.metadata);
-        let workload = w.metadata.name.as_deref().unwrap_or_default();
         let templates = w.spec.pod_group_templates.iter().flatten();
         for (group, t) in workload_pod_groups(w, cx)?.into_iter().zip(templates) {
-            let made = instantiated.contains(&(namespace, workload, t.name.as_str()));
-            if !made && !explicit.contains(&group.key) {
+            if materialized.wants(w, t) {
                 groups.put(group);
             }
         }
     }
     Ok(groups.list)
+}
+
+/// Which Workload templates the simulator makes PodGroups of (see [`pod_groups`]).
+struct Materialized<'a> {
+    /// The PodGroups of either API the input holds.
+    explicit: HashSet<GroupKey>,
+    /// (namespace, workload, template) a Kubernetes PodGroup's `spec.workloadRef` points at.
+    instantiated: HashSet<(&'a str, &'a str, &'a str)>,
+}
+
+impl<'a> Materialized<'a> {
+    fn of(objects: &'a Objects) -> Materialized<'a> {
+        let mut explicit = HashSet::new();
+        let mut instantiated = HashSet::new();
+        for object in &objects.pod_groups {
+            let meta = match object {
+                PodGroupObject::Kubernetes(pg) => &pg.metadata,
+                PodGroupObject::Coscheduling(pg) => &pg.metadata,
+            };
+            explicit.insert(GroupKey::new(namespace_of(meta), meta.name.as_deref().unwrap_or_default()));
+            if let PodGroupObject::Kubernetes(pg) = object
+                && let Some(r) = &pg.spec.workload_ref
+            {
+                instantiated.insert((namespace_of(&pg.metadata), r.workload_name.as_str(), r.template_name.as_str()));
+            }
+        }
+        Materialized { explicit, instantiated }
+    }
+
+    /// Whether template `t` of Workload `w` becomes the PodGroup `<w>-<t>`.
+    fn wants(&self, w: &sched::Workload, t: &sched::PodGroupTemplate) -> bool {
+        let namespace = namespace_of(&w.metadata);
+        let workload = w.metadata.name.as_deref().unwrap_or_default();
+        let made = self.instantiated.contains(&(namespace, workload, t.name.as_str()));
+        !made && !self.explicit.contains(&GroupKey::new(namespace, &format!("{workload}-{}", t.name)))
+    }
+}
+
+/// Adds the `resourceClaims` of the gangs [`pod_groups`] makes to `catalog`: every Kubernetes
+/// PodGroup's, in input order, so that a later group of the same name (of either API)
+/// replaces an earlier one's claims as it replaces the group, then those of the Workload
+/// templates made into PodGroups (as upstream's controller copies them into the PodGroup it
+/// creates; with no uid, as no API server gave one).
+pub fn add_group_claims(objects: &Objects, catalog: &mut DraCatalog) -> Result<(), IngestError> {
+    for object in &objects.pod_groups {
+        match object {
+            PodGroupObject::Kubernetes(pg) => {
+                catalog.put_pod_group(pg)?;
+            }
+            PodGroupObject::Coscheduling(pg) => {
+                catalog.remove_pod_group(namespace_of(&pg.metadata), pg.metadata.name.as_deref().unwrap_or(""));
+            }
+        }
+    }
+    let materialized = Materialized::of(objects);
+    for w in &objects.workloads {
+        let namespace = namespace_of(&w.metadata);
+        let object = || ObjectRef::namespaced("Workload", namespace, w.metadata.name.as_deref());
+        let workload = required_name(&w.metadata).map_err(|e| e.on(object()))?;
+        for (i, t) in w.spec.pod_group_templates.iter().flatten().enumerate() {
+            if !materialized.wants(w, t) {
+                continue;
+            }
+            let key = GroupKey::new(namespace, &format!("{workload}-{}", t.name));
+            let entries = t.resource_claims.as_deref().unwrap_or_default();
+            let at = format!("spec.podGroupTemplates[{i}]");
+            catalog.put_group_claims(key, "", entries, &[], &at).map_err(|e| e.on(object()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Groups in first-seen order, a later group replacing an earlier one of the same key.

@@ -328,3 +328,44 @@ fn objects_from_several_files_keep_their_groups() {
     assert_eq!((all.pod_groups.len(), all.workloads.len(), all.len()), (1, 1, 2));
     assert_eq!(all.clone(), all);
 }
+
+/// The key of the claim entry `entry` of pod `default/p` in group `group`, resolved against
+/// the groups of `yaml`, and the group the claim is reserved for.
+fn group_claim(yaml: &str, group: &str, entry: &str) -> (String, Option<String>) {
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {{containers: [{{name: c}}], \
+         schedulingGroup: {{podGroupName: {group}}}, resourceClaims: [{entry}]}}\n"
+    );
+    let objects = read_objects("groups.yaml", &format!("{yaml}---\n{pod}")).unwrap();
+    let cx = PodContext::from_objects(&objects).unwrap_or_else(|e| panic!("{e}"));
+    let claims = crate::ingest::pod(&objects.pods[0], &cx).unwrap().claims;
+    (claims[0].key.to_string(), claims[0].group.as_ref().map(|g| g.name.to_string()))
+}
+
+#[test]
+fn group_claims_come_from_the_group_that_wins_and_from_materialized_templates() {
+    let claims = "resourceClaims: [{name: imex, resourceClaimTemplateName: imex}]";
+    let entry = "{name: imex, resourceClaimTemplateName: imex}";
+    let with_claims = kubernetes(&format!("schedulingPolicy: {{gang: {{minCount: 2}}}}\n{claims}"));
+    assert_eq!(group_claim(&with_claims, "g", entry), ("default/g-imex".into(), Some("g".into())));
+    // A later coscheduling group of the name replaces it, claims and all.
+    let replaced = format!("{with_claims}---\n{}", coscheduling("{minMember: 2}"));
+    assert_eq!(group_claim(&replaced, "g", entry), ("default/p-imex".into(), None));
+    // A Workload's template made into a group brings its claims along; one an explicit group
+    // stands for does not.
+    let workload = format!(
+        "apiVersion: scheduling.k8s.io/v1alpha3\nkind: Workload\nmetadata: {{name: w}}\n\
+         spec: {{podGroupTemplates: [{{name: t, schedulingPolicy: {{basic: {{}}}}, {claims}}}]}}\n"
+    );
+    assert_eq!(group_claim(&workload, "w-t", entry), ("default/w-t-imex".into(), Some("w-t".into())));
+    let made = "apiVersion: scheduling.k8s.io/v1alpha3\nkind: PodGroup\nmetadata: {name: w-t-1}\n\
+                spec: {schedulingPolicy: {basic: {}}, workloadRef: {workloadName: w, templateName: t}}\n";
+    assert_eq!(group_claim(&format!("{made}---\n{workload}"), "w-t", entry), ("default/p-imex".into(), None));
+    let bad =
+        workload.replace("resourceClaimTemplateName: imex", "resourceClaimName: x, resourceClaimTemplateName: imex");
+    assert_eq!(
+        error(&bad),
+        "Workload default/w: spec.podGroupTemplates[0].resourceClaims[0]: \
+         exactly one of resourceClaimName and resourceClaimTemplateName must be set"
+    );
+}

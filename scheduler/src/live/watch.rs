@@ -31,7 +31,7 @@ use tessera_plugins::default_selector::SourceChange;
 use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::{Node, Pod, PodGroup};
+use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup};
 
 use crate::ingest::{self, PodContext, PodGroupObject, selector_sources};
 
@@ -383,7 +383,7 @@ impl Watched for resource::ResourceClaim {
         let owned = self.metadata.owner_references.iter().flatten().any(|o| o.kind == "Pod");
         let _ = cx.changes.send(Change::ClaimAllocation { key: claim, pin: allocation.map(|a| (a, !owned)) });
         dra.put_claim(key, self);
-        resolve_again(cx, dra.pods_naming_claim(key));
+        resolve_again(cx, pods_using_claim(&dra, cx, claim));
         Some(())
     }
 }
@@ -416,6 +416,31 @@ fn class_changed(dra: &DraObjects, cx: &WatchContext) {
     resolve_again(cx, dra.all_pods());
 }
 
+/// The pods to convert again after claim `key` changed: those naming it (by name or through
+/// their status), and the members of the PodGroups whose claim it is.
+fn pods_using_claim<'a>(dra: &'a DraObjects, cx: &WatchContext, key: ClaimKey) -> Vec<(&'a str, &'a core::Pod)> {
+    let mut pods = dra.pods_naming_claim(&key.to_string());
+    let groups = cx.pods.read().dra().groups_with_claim(&key);
+    if groups.is_empty() {
+        return pods;
+    }
+    let mut seen: HashSet<&str> = pods.iter().map(|(k, _)| *k).collect();
+    for group in groups {
+        pods.extend(group_members(dra, group).into_iter().filter(|(k, _)| seen.insert(k)));
+    }
+    pods
+}
+
+/// The pods with claims that belong to PodGroup `group` (`spec.schedulingGroup`), whose
+/// claims they may share.
+fn group_members(dra: &DraObjects, group: GroupKey) -> Vec<(&str, &core::Pod)> {
+    let in_group = |p: &core::Pod| {
+        let namespace = p.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
+        namespace == group.namespace.as_str() && ingest::dra::claim_group_name(p) == Some(group.name.as_str())
+    };
+    dra.all_pods().into_iter().filter(|(_, p)| in_group(p)).collect()
+}
+
 /// Converts `pods` again (a claim they name changed) and sends them.
 fn resolve_again(cx: &WatchContext, pods: Vec<(&str, &core::Pod)>) {
     for (key, p) in pods {
@@ -436,10 +461,11 @@ fn dra_gone(kind: Kind, key: &str, cx: &WatchContext) {
             class_changed(&dra, cx);
         }
         Kind::ResourceClaim => {
+            let claim = ClaimKey::new(namespace, name);
             dra.drop_claim(key);
-            cx.pods.write().dra_mut().remove_claim(&ClaimKey::new(namespace, name));
-            let _ = cx.changes.send(Change::ClaimAllocation { key: ClaimKey::new(namespace, name), pin: None });
-            resolve_again(cx, dra.pods_naming_claim(key));
+            cx.pods.write().dra_mut().remove_claim(&claim);
+            let _ = cx.changes.send(Change::ClaimAllocation { key: claim, pin: None });
+            resolve_again(cx, pods_using_claim(&dra, cx, claim));
         }
         Kind::ResourceSlice => {
             for (node, devices) in dra.drop_slice(key) {
@@ -484,8 +510,18 @@ impl Watched for RuntimeClass {
 impl Watched for sched::PodGroup {
     const KIND: Kind = Kind::PodGroup;
 
+    /// The group, and its claims into the DRA catalog: when they change (a claim made for a
+    /// template entry appears in its status), its pods with claims are converted again.
     fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
-        send(cx, group(Self::KIND, key, &PodGroupObject::Kubernetes(Box::new(self)), cx)?)
+        let dra = cx.dra.lock();
+        let group = convert(Self::KIND, key, ingest::pod_group::kubernetes_pod_group(&self, &cx.pods.read()), cx)?;
+        let changed = convert(Self::KIND, key, cx.pods.write().dra_mut().put_pod_group(&self), cx)?;
+        let members = group.key;
+        send(cx, Change::Group(group));
+        if changed {
+            resolve_again(cx, group_members(&dra, members));
+        }
+        Some(())
     }
 }
 
@@ -589,9 +625,17 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
         Kind::DeviceClass | Kind::ResourceClaim | Kind::ResourceSlice => {
             return dra_gone(kind, key, cx);
         }
-        Kind::PodGroup | Kind::CoschedulingPodGroup => {
-            Change::GroupGone(tessera_plugins::model::GroupKey::new(namespace, name))
+        Kind::PodGroup => {
+            let dra = cx.dra.lock();
+            let had_claims = cx.pods.write().dra_mut().remove_pod_group(namespace, name);
+            let group = GroupKey::new(namespace, name);
+            let _ = cx.changes.send(Change::GroupGone(group));
+            if had_claims {
+                resolve_again(cx, group_members(&dra, group));
+            }
+            return;
         }
+        Kind::CoschedulingPodGroup => Change::GroupGone(GroupKey::new(namespace, name)),
         Kind::Service | Kind::ReplicationController | Kind::ReplicaSet | Kind::StatefulSet => {
             match selector_sources::removed(kind.name(), namespace, name) {
                 Some(change) => Change::SelectorSource(change),
@@ -603,4 +647,95 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
         Kind::Namespace | Kind::PriorityClass | Kind::RuntimeClass | Kind::Workload => return,
     };
     let _ = cx.changes.send(change);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::dra::DraCatalog;
+
+    /// A context resolving pods as `tessera run` does, and what it sends.
+    fn context() -> (WatchContext, crossbeam_channel::Receiver<Change>) {
+        let (changes, sent) = crossbeam_channel::unbounded();
+        let mut pods = PodContext::new();
+        *pods.dra_mut() = DraCatalog::live();
+        let cx = WatchContext {
+            changes,
+            pods: Arc::new(RwLock::new(pods)),
+            dra: Arc::default(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        (cx, sent)
+    }
+
+    fn yaml<T: DeserializeOwned>(text: &str) -> T {
+        serde_yaml_ng::from_str(text).unwrap()
+    }
+
+    /// What was sent since last asked: groups by name, pods with each claim's key, or its
+    /// problem, and whether it is the group's.
+    fn sent(rx: &crossbeam_channel::Receiver<Change>) -> Vec<String> {
+        let claim = |c: &tessera_plugins::dra::model::PodClaim| match &c.spec {
+            Ok(_) => format!("{}{}", c.key, if c.group.is_some() { " (group)" } else { "" }),
+            Err(why) => why.to_string(),
+        };
+        rx.try_iter()
+            .map(|change| match change {
+                Change::Group(g) => format!("group {}", g.key),
+                Change::GroupGone(g) => format!("group {} gone", g),
+                Change::ClaimAllocation { key, .. } => format!("claim {key}"),
+                Change::Pod(u) => {
+                    format!("pod {}: {}", u.pod.name, u.pod.claims.iter().map(claim).collect::<Vec<_>>().join(", "))
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    const GROUP: &str = "metadata: {name: train, namespace: ml, uid: pg-1}\n\
+                         spec: {schedulingPolicy: {gang: {minCount: 1}}, \
+                         resourceClaims: [{name: imex, resourceClaimTemplateName: imex}]}\n";
+
+    #[test]
+    fn a_pod_groups_claim_converts_its_pods_again_as_it_is_made_and_found() {
+        let (cx, rx) = context();
+        let class: resource::DeviceClass = yaml("metadata: {name: imex.example.com}");
+        class.pass_on("imex.example.com", &cx);
+        let pod: core::Pod = yaml(
+            "metadata: {name: w, namespace: ml}\nspec: {containers: [{name: c}], schedulingGroup: {podGroupName: train}, \
+             resourceClaims: [{name: imex, resourceClaimTemplateName: imex}]}",
+        );
+        pod.pass_on("ml/w", &cx);
+        let own = "pod w: waiting for resourceclaim of entry \"imex\" to be created from resourceclaimtemplate ml/imex \
+                   (pod.status.resourceClaimStatuses names none yet)";
+        assert_eq!(sent(&rx), [own]);
+
+        yaml::<sched::PodGroup>(GROUP).pass_on("ml/train", &cx);
+        assert_eq!(
+            sent(&rx),
+            [
+                "group ml/train",
+                "pod w: waiting for resourceclaim of entry \"imex\" to be created from resourceclaimtemplate ml/imex \
+                 for podgroup ml/train (podgroup.status.resourceClaimStatuses names none yet)"
+            ]
+        );
+        let made =
+            format!("{GROUP}status: {{resourceClaimStatuses: [{{name: imex, resourceClaimName: train-imex-x1}}]}}");
+        yaml::<sched::PodGroup>(&made).pass_on("ml/train", &cx);
+        assert_eq!(sent(&rx), ["group ml/train", "pod w: waiting for resourceclaim ml/train-imex-x1 to be created"]);
+        yaml::<sched::PodGroup>(&made).pass_on("ml/train", &cx);
+        assert_eq!(sent(&rx), ["group ml/train"], "the claims did not change: the pods are not converted again");
+
+        let claim: resource::ResourceClaim = yaml(
+            "metadata: {name: train-imex-x1, namespace: ml, ownerReferences: \
+             [{apiVersion: scheduling.k8s.io/v1alpha3, kind: PodGroup, name: train, uid: pg-1}]}\n\
+             spec: {devices: {requests: [{name: channel, exactly: {deviceClassName: imex.example.com}}]}}",
+        );
+        claim.pass_on("ml/train-imex-x1", &cx);
+        assert_eq!(sent(&rx), ["claim ml/train-imex-x1", "pod w: ml/train-imex-x1 (group)"]);
+
+        let mut known: HashSet<String> = ["ml/train".to_string()].into();
+        delete(Kind::PodGroup, "ml/train", &cx, &mut known);
+        assert_eq!(sent(&rx), ["group ml/train gone", own]);
+    }
 }

@@ -702,6 +702,35 @@ spec: {containers: [{name: c}]}
         assert!(Arc::ptr_eq(train[0].spec.as_ref().unwrap(), train[1].spec.as_ref().unwrap()));
     }
 
+    /// A gang of three whose PodGroup claims an IMEX channel for all of them.
+    const DRA_GROUP: &str = include_str!("../../../tests/fixtures/sim/dra-group.yaml");
+
+    #[test]
+    fn the_members_of_a_pod_group_share_its_claim_and_keep_their_own() {
+        let input = from_objects(&ingest::read_objects("dra-group.yaml", DRA_GROUP).unwrap(), OnInvalid::Stop).unwrap();
+        assert_eq!(input.pod_groups.len(), 1);
+        assert_eq!(input.pod_groups[0].min_count, 3);
+        let members: Vec<&Pod> = input.pods.iter().map(|p| p.pod.as_ref()).collect();
+        assert_eq!(members.len(), 3);
+        let imex: Vec<_> = members.iter().map(|p| &p.claims[0]).collect();
+        for c in &imex {
+            assert_eq!(c.key.to_string(), "ml/train-imex", "one claim for the group");
+            assert!(c.shared && c.allocation.is_none());
+            assert_eq!(c.group.as_ref().map(|g| (g.name, &*g.uid)), Some((Sym::new("train"), "")));
+            assert!(Arc::ptr_eq(c.spec.as_ref().unwrap(), imex[0].spec.as_ref().unwrap()));
+        }
+        let gpus: Vec<String> = members.iter().map(|p| p.claims[1].key.to_string()).collect();
+        assert_eq!(gpus, ["ml/train-0-gpu", "ml/train-1-gpu", "ml/train-2-gpu"]);
+        assert!(members.iter().all(|p| !p.claims[1].shared && p.claims[1].group.is_none()));
+        // The channels are reachable from the nodes of rack r1, from none of them locally.
+        let channels = |node: usize| {
+            let remote = input.nodes[node].devices.remote_devices();
+            remote.map(|(_, d)| d.id().to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(channels(0), ["imex.example.com/imex-r1/channel-0", "imex.example.com/imex-r1/channel-1"]);
+        assert!(channels(3).is_empty(), "rack r2 reaches no channel");
+    }
+
     #[test]
     fn a_bad_slice_stops_the_input_or_is_skipped() {
         let bad = DRA.replace("{memory: {value: 24Gi}}", "{memory: {value: lots}}");

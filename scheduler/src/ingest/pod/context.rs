@@ -54,7 +54,8 @@ impl PodContext {
     }
 
     /// A context holding every PriorityClass, RuntimeClass, Namespace, DeviceClass,
-    /// ResourceClaimTemplate and ResourceClaim of `objects` (classes before what names them).
+    /// ResourceClaimTemplate and ResourceClaim of `objects` (classes before what names them),
+    /// and the claims of its PodGroups (see [`crate::ingest::pod_group::add_group_claims`]).
     pub fn from_objects(objects: &Objects) -> Result<PodContext, IngestError> {
         let mut cx = PodContext::new();
         for pc in &objects.priority_classes {
@@ -75,6 +76,7 @@ impl PodContext {
         for claim in &objects.resource_claims {
             cx.dra.add_claim(claim)?;
         }
+        crate::ingest::pod_group::add_group_claims(objects, &mut cx.dra)?;
         Ok(cx)
     }
 
