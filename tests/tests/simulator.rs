@@ -328,3 +328,22 @@ fn gated_pods_wait_and_are_reported_as_gated_not_unschedulable() {
     assert_eq!((summary.placed, summary.gated, summary.unschedulable), (1, 1, 0));
     assert!(summary.unschedulable_by_reason.is_empty(), "{:?}", summary.unschedulable_by_reason);
 }
+
+#[test]
+fn a_gang_shares_its_podgroup_claim_on_a_rack_channel_across_nodes() {
+    let input = load(&["dra-group.yaml"]);
+    let run = replay_default(&input);
+    let members: Vec<&PodRecord> = run.records.iter().filter(|r| r.key.name.starts_with("train-")).collect();
+    assert_eq!(members.len(), 3);
+    let nodes: std::collections::BTreeSet<_> = members.iter().map(|r| r.node).collect();
+    assert_eq!(nodes.len(), 3, "one member per 2-GPU node of rack r1: {members:?}");
+    assert!(nodes.iter().all(|n| n.is_some_and(|n| n.as_str().starts_with("r1-"))), "{nodes:?}");
+    for r in &members {
+        let devices: Vec<String> = r.devices.iter().map(|d| d.to_string()).collect();
+        assert!(
+            devices.contains(&"imex.example.com/imex-r1/channel-0".to_string()),
+            "the group's one channel: {devices:?}"
+        );
+        assert_eq!(devices.len(), 2, "the channel and the pod's own GPU: {devices:?}");
+    }
+}
