@@ -342,6 +342,7 @@ impl<'a> Search<'a> {
                         request: opt.name.clone(),
                         device: self.node.devices.devices[d].id(),
                         admin_access: opt.exact.admin_access,
+                        consumed: Default::default(),
                     }));
                 }
                 config.extend(claim.spec.config.iter().cloned());

@@ -28,6 +28,7 @@ fn device(driver: &str, name: &str, attrs: &[(&str, AttrValue)]) -> Arc<Device> 
         capacity: BTreeMap::new(),
         taints: Vec::new(),
         allow_multiple_allocations: false,
+        consumes_counters: Vec::new(),
     })
 }
 
@@ -52,6 +53,7 @@ fn inventory(devices: Vec<Arc<Device>>) -> NodeDevices {
                 slice_count: 1,
                 nodes: SliceNodes::Node(Sym::new("n1")),
                 devices,
+                shared_counters: Vec::new(),
             })
         })
         .collect();
@@ -248,8 +250,10 @@ fn a_tainted_device_needs_a_toleration() {
 #[test]
 fn a_capacity_request_needs_a_device_that_large() {
     let mut big = Device::clone(&device(GPU, "gpu-0", &[]));
-    big.capacity
-        .insert(Arc::from("gpu.example.com/memory"), Capacity { text: Arc::from("80Gi"), milli: (80i64 << 30) * 1000 });
+    big.capacity.insert(
+        Arc::from("gpu.example.com/memory"),
+        Capacity { text: Arc::from("80Gi"), milli: (80i64 << 30) * 1000, policy: None },
+    );
     let node = inventory(vec![Arc::new(big)]);
     let asking = |gib: i64| {
         let capacity = [(Arc::from("gpu.example.com/memory"), (gib << 30) * 1000)].into_iter().collect();
@@ -294,6 +298,7 @@ fn a_claim_on_devices_other_nodes_reach_too_is_tied_to_no_node_and_one_local_dev
         slice_count: 1,
         nodes: SliceNodes::All,
         devices: vec![device("fabric.example.com", "channel-0", &[])],
+        shared_counters: Vec::new(),
     });
     let gpu = Arc::new(ResourceSlice {
         name: Arc::from("n1-gpu"),
@@ -303,6 +308,7 @@ fn a_claim_on_devices_other_nodes_reach_too_is_tied_to_no_node_and_one_local_dev
         slice_count: 1,
         nodes: SliceNodes::Node(Sym::new("n1")),
         devices: vec![device(GPU, "gpu-0", &[])],
+        shared_counters: Vec::new(),
     });
     let node = NodeDevices::for_node(Sym::new("n1"), &LabelSet::default(), &[gpu, fabric]);
     assert_eq!(node.remote.iter().collect::<Vec<_>>(), [0], "the channel sorts first and is not local");
@@ -397,6 +403,7 @@ fn brute_force(devices: &NodeDevices, used: &DeviceSet, specs: &[Arc<ClaimSpec>]
                             request: r.clone(),
                             device: devices.devices[d].id(),
                             admin_access: false,
+                            consumed: Default::default(),
                         })
                         .collect(),
                     node: None,

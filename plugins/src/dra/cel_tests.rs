@@ -29,11 +29,12 @@ fn device(
             .iter()
             .map(|(k, v)| {
                 let milli = crate::quantity::parse_milli(v).unwrap_or(i64::MIN);
-                (Arc::from(*k), Capacity { text: Arc::from(*v), milli })
+                (Arc::from(*k), Capacity { text: Arc::from(*v), milli, policy: None })
             })
             .collect(),
         taints: Vec::new(),
         allow_multiple_allocations: allow_multiple,
+        consumes_counters: Vec::new(),
     }
 }
 

@@ -184,6 +184,7 @@ mod tests {
                     capacity: Default::default(),
                     taints: Vec::new(),
                     allow_multiple_allocations: false,
+                    consumes_counters: Vec::new(),
                 })
             })
             .collect();
@@ -195,6 +196,7 @@ mod tests {
             slice_count: count,
             nodes,
             devices,
+            shared_counters: Vec::new(),
         })
     }
 

@@ -46,6 +46,76 @@ pub struct Capacity {
     pub text: Arc<str>,
     /// In milli-units (upstream `MilliValue()`).
     pub milli: i64,
+    /// `requestPolicy`: how much of it one allocation of a device that allows multiple
+    /// allocations consumes.
+    pub policy: Option<Arc<CapacityPolicy>>,
+}
+
+impl Capacity {
+    /// What one allocation of a device allowing multiple allocations consumes of this
+    /// capacity when its request asks `requested` (`None`: the request does not name it), or
+    /// `None` when the policy cannot grant it (upstream's `calculateConsumedCapacity`): without
+    /// a policy, what is asked, or the whole capacity; with one, the policy's default when not
+    /// asked, else the smallest valid value at least as large, or the amount rounded up into
+    /// the valid range.
+    pub fn consumption(&self, requested: Option<i64>) -> Option<i64> {
+        let Some(policy) = &self.policy else { return Some(requested.unwrap_or(self.milli)) };
+        let Some(asked) = requested else { return Some(policy.default.unwrap_or(self.milli)) };
+        if !policy.valid_values.is_empty() {
+            return policy.valid_values.iter().copied().find(|&v| v >= asked);
+        }
+        let Some(range) = &policy.valid_range else { return Some(asked) };
+        let mut amount = asked.max(range.min);
+        if let Some(step) = range.step.filter(|&s| s > 0) {
+            let over = (amount - range.min) % step;
+            if over != 0 {
+                amount = amount.checked_add(step - over)?;
+            }
+        }
+        range.max.is_none_or(|max| amount <= max).then_some(amount)
+    }
+}
+
+/// `DeviceCapacity.requestPolicy`, in milli-units.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CapacityPolicy {
+    /// `default`: consumed by a request that does not name the capacity.
+    pub default: Option<i64>,
+    /// `validValues`, ascending.
+    pub valid_values: Vec<i64>,
+    /// `validRange`.
+    pub valid_range: Option<CapacityRange>,
+}
+
+/// `CapacityRequestPolicyRange`, in milli-units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CapacityRange {
+    /// `min`: a smaller request is raised to it.
+    pub min: i64,
+    /// `max`: a larger (rounded) request cannot be granted.
+    pub max: Option<i64>,
+    /// `step`: a request is rounded up to `min + n * step`.
+    pub step: Option<i64>,
+}
+
+/// A named set of counters a pool's partitionable devices draw on (`CounterSet`, in a
+/// ResourceSlice's `sharedCounters`): a device takes its share when allocated, and devices
+/// whose shares would exceed a counter cannot all be allocated (the partitions of one GPU).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CounterSet {
+    /// `name`, unique in the pool.
+    pub name: Sym,
+    /// `counters`: name to value, in milli-units.
+    pub counters: BTreeMap<Arc<str>, i64>,
+}
+
+/// What a device draws on a counter set of its pool when allocated (`consumesCounters`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CounterConsumption {
+    /// `counterSet`.
+    pub counter_set: Sym,
+    /// `counters`: name to amount, in milli-units.
+    pub counters: BTreeMap<Arc<str>, i64>,
 }
 
 /// A taint on a device (`DeviceTaint`).
@@ -84,6 +154,8 @@ pub struct Device {
     pub taints: Vec<DeviceTaint>,
     /// `allowMultipleAllocations`: several claims may hold the device (consumable capacity).
     pub allow_multiple_allocations: bool,
+    /// `consumesCounters`: what it draws on its pool's counter sets when allocated.
+    pub consumes_counters: Vec<CounterConsumption>,
 }
 
 impl Device {
@@ -156,6 +228,8 @@ pub struct ResourceSlice {
     pub nodes: SliceNodes,
     /// `spec.devices`.
     pub devices: Vec<Arc<Device>>,
+    /// `spec.sharedCounters` (a slice has these or devices, not both).
+    pub shared_counters: Vec<CounterSet>,
 }
 
 /// A `DeviceClass`, with its selectors compiled.
@@ -295,6 +369,9 @@ pub struct AllocatedDevice {
     pub device: DeviceId,
     /// Granted with `adminAccess`: does not hold the device.
     pub admin_access: bool,
+    /// `consumedCapacity`: what the allocation takes of a device that allows multiple
+    /// allocations, by qualified capacity name, in milli-units (empty for other devices).
+    pub consumed: BTreeMap<Arc<str>, i64>,
 }
 
 /// A claim's allocation (`AllocationResult`).

@@ -91,6 +91,7 @@ impl DraWorld {
                         capacity: BTreeMap::new(),
                         taints: Vec::new(),
                         allow_multiple_allocations: false,
+                        consumes_counters: Vec::new(),
                     })
                 })
                 .collect();
@@ -102,6 +103,7 @@ impl DraWorld {
                 slice_count: 1,
                 nodes: SliceNodes::Node(node),
                 devices,
+                shared_counters: Vec::new(),
             })
         };
         NodeDevices::for_node(node, &LabelSet::default(), &[slice(GPU_DRIVER, "gpu"), slice(NIC_DRIVER, "nic")])

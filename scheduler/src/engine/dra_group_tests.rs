@@ -46,6 +46,7 @@ fn rack(world: &DraWorld, n: usize, channels: usize) -> Vec<Node> {
         slice_count: 1,
         nodes: SliceNodes::Selector(selector),
         devices: (0..channels).map(|i| channel(&format!("channel-{i}"))).collect(),
+        shared_counters: Vec::new(),
     });
     crate::bench::dra::cluster(n, world, &mut rng::Rng::new(7))
         .into_iter()
@@ -59,6 +60,7 @@ fn rack(world: &DraWorld, n: usize, channels: usize) -> Vec<Node> {
                 slice_count: 1,
                 nodes: SliceNodes::Node(node.name),
                 devices: node.devices.devices.clone(),
+                shared_counters: Vec::new(),
             });
             node.devices = Arc::new(NodeDevices::for_node(node.name, &node.labels, &[local, fabric.clone()]));
             node
@@ -76,6 +78,7 @@ fn channel(name: &str) -> Arc<Device> {
         capacity: BTreeMap::new(),
         taints: Vec::new(),
         allow_multiple_allocations: false,
+        consumes_counters: Vec::new(),
     })
 }
 
@@ -272,6 +275,7 @@ fn a_channel_the_api_records_allocated_is_taken_on_every_node_that_arrives_until
             request: Arc::from("channel"),
             device: DeviceId { driver: Sym::new(FABRIC), pool: Sym::new("r1"), device: Sym::new("channel-0") },
             admin_access: false,
+            consumed: Default::default(),
         }],
         node: None,
         config: Vec::new(),

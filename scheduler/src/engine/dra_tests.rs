@@ -263,6 +263,7 @@ fn a_claim_the_api_records_allocated_holds_its_devices_without_a_pod_until_it_is
         request: Arc::from(if driver == crate::bench::dra::GPU_DRIVER { "gpu" } else { "nic" }),
         device: DeviceId { driver: Sym::new(driver), pool: node, device: Sym::new(name) },
         admin_access: false,
+        consumed: Default::default(),
     };
     // Allocated by an earlier scheduler for a pod it had not bound yet; listed before the node.
     let key = ClaimKey::new("ml", "orphan-pair-0");

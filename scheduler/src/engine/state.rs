@@ -447,6 +447,7 @@ mod tests {
                 capacity: Default::default(),
                 taints: Vec::new(),
                 allow_multiple_allocations: false,
+                consumes_counters: Vec::new(),
             })
         };
         let devices = NodeDevices { devices: devices.iter().map(device).collect(), ..Default::default() };
@@ -462,7 +463,12 @@ mod tests {
         let device = DeviceId { driver: Sym::new("d"), pool: Sym::new("p"), device: Sym::new("g2") };
         let allocation = ClaimAllocation {
             claim: key,
-            devices: vec![AllocatedDevice { request: Arc::from("r"), device, admin_access: false }],
+            devices: vec![AllocatedDevice {
+                request: Arc::from("r"),
+                device,
+                admin_access: false,
+                consumed: Default::default(),
+            }],
             node: Some(Sym::new("a")),
             config: Vec::new(),
         };

@@ -73,6 +73,7 @@ fn convert_slice(name: &str, spec: &api::ResourceSliceSpec) -> Result<ResourceSl
         slice_count,
         nodes: slice_nodes(spec)?,
         devices,
+        shared_counters: Vec::new(),
     })
 }
 
@@ -114,7 +115,7 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
     let mut capacity = BTreeMap::new();
     for (key, c) in d.capacity.iter().flatten() {
         let milli = parse_milli(&c.value.0).map_err(|e| FieldError::new(format!("{path}.capacity.{key}.value"), e))?;
-        capacity.insert(qualify(driver, key), Capacity { text: Arc::from(c.value.0.as_str()), milli });
+        capacity.insert(qualify(driver, key), Capacity { text: Arc::from(c.value.0.as_str()), milli, policy: None });
     }
     let mut taints = Vec::new();
     for (i, t) in d.taints.iter().flatten().enumerate() {
@@ -129,6 +130,7 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
         capacity,
         taints,
         allow_multiple_allocations: d.allow_multiple_allocations == Some(true),
+        consumes_counters: Vec::new(),
     }))
 }
 

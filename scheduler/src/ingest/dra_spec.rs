@@ -326,7 +326,7 @@ fn allocated_device(r: &api::DeviceRequestAllocationResult, path: &str) -> Resul
         device: field(&r.device, "device")?,
     };
     let request = Arc::from(required(&r.request, &format!("{path}.request"))?);
-    Ok(AllocatedDevice { request, device, admin_access: r.admin_access == Some(true) })
+    Ok(AllocatedDevice { request, device, admin_access: r.admin_access == Some(true), consumed: Default::default() })
 }
 
 /// The node an allocation's devices are local to: a `nodeSelector` of exactly one term with

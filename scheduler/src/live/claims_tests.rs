@@ -23,7 +23,12 @@ fn chosen(devices: &[DeviceId], node: Option<&str>) -> ClaimAllocation {
         claim: ClaimKey::new("default", "c"),
         devices: devices
             .iter()
-            .map(|&device| AllocatedDevice { request: Arc::from("r"), device, admin_access: false })
+            .map(|&device| AllocatedDevice {
+                request: Arc::from("r"),
+                device,
+                admin_access: false,
+                consumed: Default::default(),
+            })
             .collect(),
         node: node.map(Sym::new),
         config: Vec::new(),

@@ -187,6 +187,7 @@ fn device(name: &str) -> Arc<tessera_plugins::dra::model::Device> {
         capacity: Default::default(),
         taints: Vec::new(),
         allow_multiple_allocations: false,
+        consumes_counters: Vec::new(),
     })
 }
 
@@ -222,7 +223,12 @@ fn devices_and_allocations_listed_after_their_node_and_pod_are_accounted() {
     let device = DeviceId { driver: Sym::new("gpu"), pool: Sym::new("n0"), device: Sym::new("g1") };
     let allocation = ClaimAllocation {
         claim: key,
-        devices: vec![AllocatedDevice { request: Arc::from("gpu"), device, admin_access: false }],
+        devices: vec![AllocatedDevice {
+            request: Arc::from("gpu"),
+            device,
+            admin_access: false,
+            consumed: Default::default(),
+        }],
         node: Some(Sym::new("n0")),
         config: Vec::new(),
     };

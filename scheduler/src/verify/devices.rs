@@ -168,6 +168,7 @@ mod tests {
             request: Arc::from(if driver == crate::bench::dra::GPU_DRIVER { "gpu" } else { "nic" }),
             device: DeviceId { driver: Sym::new(driver), pool: node.name, device: Sym::new(&name) },
             admin_access: false,
+            consumed: Default::default(),
         };
         Arc::new(ClaimAllocation {
             claim: w.claims[i].key,
