@@ -40,6 +40,9 @@ pub struct HeldClaim {
     /// grants and shareable devices are not held; the use of non-local devices is marked by the
     /// snapshot, which sees every node that reaches them).
     pub devices: Vec<usize>,
+    /// What it draws on the node's ledger (counters of partitionable devices, capacity of
+    /// shared devices).
+    pub draws: Vec<(u32, i64)>,
     /// Other pods may use it too (the snapshot indexes where such claims are held).
     pub shared: bool,
     /// Pods here that use it; at 0, and unpinned, the claim is freed.
@@ -66,6 +69,8 @@ pub struct NodeInfo {
     pub devices_used: DeviceSet,
     /// DRA claims allocated here.
     pub claims: Vec<HeldClaim>,
+    /// Drawn on each slot of the node's device ledger (`node.devices.ledger`).
+    pub drawn: Vec<i64>,
     /// Sum of the pods' requests.
     pub requested: ResourceVec,
     /// Sum of the pods' non-zero requests (the scoring view).
@@ -98,6 +103,7 @@ impl NodeInfo {
             gpu_used: vec![0; gpus],
             devices_used: DeviceSet::new(),
             claims: Vec::new(),
+            drawn: Vec::new(),
             requested: ResourceVec::ZERO,
             non_zero_requested: ResourceVec::ZERO,
             used_ports: Vec::new(),
@@ -236,7 +242,10 @@ impl NodeInfo {
         for &d in &devices {
             self.devices_used.insert(d);
         }
-        self.claims.push(HeldClaim { allocation, devices, shared, users, pinned });
+        let ledger = &self.node.devices.ledger;
+        let draws = ledger.draws_of(&self.node.devices, &allocation);
+        ledger.apply(&mut self.drawn, &draws, 1);
+        self.claims.push(HeldClaim { allocation, devices, draws, shared, users, pinned });
     }
 
     /// The local devices `allocation` keeps others from (see [`HeldClaim::devices`]).
@@ -256,12 +265,18 @@ impl NodeInfo {
     /// renumbers. A device the inventory no longer has is held by nobody.
     pub fn rehold_devices(&mut self) {
         let mut used = DeviceSet::new();
+        let mut drawn = Vec::new();
+        let inventory = self.node.devices.clone();
         for i in 0..self.claims.len() {
             let devices = self.local_devices_taken(&self.claims[i].allocation);
             used.extend(devices.iter().copied());
             self.claims[i].devices = devices;
+            let draws = inventory.ledger.draws_of(&inventory, &self.claims[i].allocation);
+            inventory.ledger.apply(&mut drawn, &draws, 1);
+            self.claims[i].draws = draws;
         }
         self.devices_used = used;
+        self.drawn = drawn;
     }
 
     /// Records that the API has `allocation` for its claim on this node: the claim holds its
@@ -278,9 +293,7 @@ impl NodeInfo {
             }
             Some(i) => {
                 let old = self.claims.swap_remove(i);
-                for d in old.devices {
-                    self.devices_used.remove(d);
-                }
+                self.release(&old);
                 old.users
             }
             None => 0,
@@ -300,10 +313,16 @@ impl NodeInfo {
     fn free_if_unused(&mut self, at: usize) {
         if self.claims[at].users == 0 && !self.claims[at].pinned {
             let held = self.claims.swap_remove(at);
-            for d in held.devices {
-                self.devices_used.remove(d);
-            }
+            self.release(&held);
         }
+    }
+
+    /// Gives back the devices and draws of a claim no longer held.
+    fn release(&mut self, held: &HeldClaim) {
+        for &d in &held.devices {
+            self.devices_used.remove(d);
+        }
+        self.node.devices.ledger.apply(&mut self.drawn, &held.draws, -1);
     }
 
     /// Removes `pod` as a user of its claims, freeing those it was the last user of.
@@ -338,6 +357,14 @@ impl NodeInfo {
     /// already allocated here: a placement whose node changed since it was chosen is checked
     /// this way.
     pub fn claim_devices_free(&self, choice: &DeviceChoice) -> bool {
+        let inventory = &self.node.devices;
+        if !inventory.ledger.is_empty() {
+            let draws: Vec<(u32, i64)> =
+                choice.claims.iter().flat_map(|a| inventory.ledger.draws_of(inventory, a)).collect();
+            if !inventory.ledger.fits(&self.drawn, &draws) {
+                return false;
+            }
+        }
         choice.claims.iter().all(|a| {
             self.held_claim(&a.claim).is_none()
                 && a.devices.iter().filter(|d| !d.admin_access).all(|d| match self.node.devices.index_of(&d.device) {

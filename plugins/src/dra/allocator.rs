@@ -33,6 +33,8 @@ pub struct NodeView<'a> {
     pub devices: &'a NodeDevices,
     /// Devices held by claims allocated there.
     pub used: &'a DeviceSet,
+    /// What is drawn on each slot of the node's ledger (counters, shared capacity).
+    pub drawn: &'a [i64],
 }
 
 /// One claim to allocate.
@@ -108,6 +110,8 @@ struct Search<'a> {
     slots: Vec<Vec<Slot<'a>>>,
     /// Devices taken by this allocation (non-admin).
     taken: DeviceSet,
+    /// The node's ledger as drawn on, with this allocation's draws so far.
+    drawn: Vec<i64>,
     /// Per claim, per request: the option chosen and its devices.
     chosen: Vec<Vec<(usize, Vec<usize>)>>,
     /// Per claim: the first device of its first request, for interchangeable claims.
@@ -136,6 +140,7 @@ impl<'a> Search<'a> {
             claims,
             slots,
             taken: DeviceSet::new(),
+            drawn: node.drawn.to_vec(),
             chosen: claims.iter().map(|c| Vec::with_capacity(c.spec.requests.len())).collect(),
             first_device: vec![None; claims.len()],
             steps: 0,
@@ -159,7 +164,9 @@ impl<'a> Search<'a> {
             let feasible = slot.options.iter().any(|o| match o.exact.mode {
                 AllocationMode::ExactCount(n) => {
                     let free = o.matching.iter().filter(|&&d| o.exact.admin_access || self.free(d)).count();
-                    free as u64 >= u64::from(n) * u64::from(times)
+                    // A device that allows multiple allocations may serve every claim.
+                    let shared = o.matching.iter().any(|&d| self.node.devices.devices[d].allow_multiple_allocations);
+                    free as u64 >= u64::from(n) * u64::from(if shared { 1 } else { times })
                 }
                 AllocationMode::All => !o.matching.is_empty(),
             });
@@ -226,13 +233,34 @@ impl<'a> Search<'a> {
             if !self.fits_constraints(c, r, o, &picked, d) {
                 continue;
             }
+            let Some(draws) = self.draws(d, self.slots[c][r].options[o].exact) else { continue };
+            if !self.node.devices.ledger.fits(&self.drawn, &draws) {
+                continue;
+            }
+            self.node.devices.ledger.apply(&mut self.drawn, &draws, 1);
             let mut next = picked.clone();
             next.push(d);
             if self.pick(c, r, o, left - 1, i + 1, next) {
                 return true;
             }
+            self.node.devices.ledger.apply(&mut self.drawn, &draws, -1);
         }
         false
+    }
+
+    /// What device `d` draws on the node's ledger when picked for `exact`: its counters and,
+    /// on a device allowing multiple allocations, the capacity the request consumes; `None`
+    /// when the device's request policy cannot grant the request.
+    fn draws(&self, d: usize, exact: &ExactRequest) -> Option<Vec<(u32, i64)>> {
+        let ledger = &self.node.devices.ledger;
+        if ledger.is_empty() || exact.admin_access {
+            return Some(Vec::new());
+        }
+        let mut out = ledger.counters.get(d).cloned().unwrap_or_default();
+        for (name, amount) in consumed(&self.node.devices.devices[d], exact)? {
+            out.extend(ledger.capacity_slot(d, &name).map(|slot| (slot, amount)));
+        }
+        Some(out)
     }
 
     /// `All`: every matching device, each free.
@@ -243,14 +271,27 @@ impl<'a> Search<'a> {
             return false;
         }
         let all = opt.matching.clone();
+        let exact = opt.exact;
         let mut picked = Vec::with_capacity(all.len());
+        let mut draws = Vec::new();
         for d in all {
             if !self.fits_constraints(c, r, o, &picked, d) {
                 return false;
             }
+            let Some(more) = self.draws(d, exact) else { return false };
+            draws.extend(more);
             picked.push(d);
         }
-        self.commit(c, r, o, picked)
+        let ledger = &self.node.devices.ledger;
+        if !ledger.fits(&self.drawn, &draws) {
+            return false;
+        }
+        ledger.apply(&mut self.drawn, &draws, 1);
+        if self.commit(c, r, o, picked) {
+            return true;
+        }
+        self.node.devices.ledger.apply(&mut self.drawn, &draws, -1);
+        false
     }
 
     /// Records the devices of request `r` and goes on; undoes them if what follows fails.
@@ -338,11 +379,19 @@ impl<'a> Search<'a> {
                     local |= picked.iter().any(|&d| !self.node.devices.remote.contains(d));
                     let opt = &self.slots[c][r].options[*o];
                     config.extend(opt.exact.class.config.iter().cloned());
-                    devices.extend(picked.iter().map(|&d| AllocatedDevice {
-                        request: opt.name.clone(),
-                        device: self.node.devices.devices[d].id(),
-                        admin_access: opt.exact.admin_access,
-                        consumed: Default::default(),
+                    devices.extend(picked.iter().map(|&d| {
+                        let device = &self.node.devices.devices[d];
+                        let admin = opt.exact.admin_access;
+                        AllocatedDevice {
+                            request: opt.name.clone(),
+                            device: device.id(),
+                            admin_access: admin,
+                            consumed: if admin {
+                                BTreeMap::new()
+                            } else {
+                                consumed(device, opt.exact).unwrap_or_default()
+                            },
+                        }
                     }));
                 }
                 config.extend(claim.spec.config.iter().cloned());
@@ -419,16 +468,36 @@ fn matches(device: &Device, exact: &ExactRequest, error: &mut Option<String>) ->
         let taint = crate::model::Taint { key: t.key, value: t.value, effect: t.effect };
         exact.tolerations.iter().any(|tol| tol.tolerates(&taint))
     });
-    let capacity = exact.capacity.iter().all(|(name, want)| {
-        // A request names capacity without a domain when it means the device driver's.
-        let have = if name.contains('/') {
-            device.capacity.get(name)
-        } else {
-            device.capacity.get(format!("{}/{name}", device.driver).as_str())
-        };
-        have.is_some_and(|have| have.milli >= *want)
-    });
+    let capacity = exact
+        .capacity
+        .iter()
+        .all(|(name, want)| device.capacity.get(&*qualified(device, name)).is_some_and(|have| have.milli >= *want));
     tolerated && capacity
+}
+
+/// What one allocation for `exact` consumes of `device`'s capacities when the device allows
+/// multiple allocations (nothing otherwise), by qualified name; `None` when a capacity's
+/// request policy cannot grant what the request asks.
+fn consumed(device: &Device, exact: &ExactRequest) -> Option<BTreeMap<Arc<str>, i64>> {
+    if !device.allow_multiple_allocations {
+        return Some(BTreeMap::new());
+    }
+    let mut out = BTreeMap::new();
+    for (name, capacity) in &device.capacity {
+        let asked = exact.capacity.iter().find(|(n, _)| qualified(device, n) == **name).map(|(_, &v)| v);
+        out.insert(name.clone(), capacity.consumption(asked)?);
+    }
+    Some(out)
+}
+
+/// A request's capacity name as the device's capacities are keyed: a name without a domain
+/// means the device driver's.
+fn qualified<'n>(device: &Device, name: &'n str) -> std::borrow::Cow<'n, str> {
+    if name.contains('/') {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("{}/{name}", device.driver))
+    }
 }
 
 /// Devices that match `exact` on a node regardless of use: what `All` takes, and what the

@@ -115,7 +115,7 @@ fn run(
     let keys: Vec<ClaimKey> = (0..specs.len()).map(|i| ClaimKey::new("default", &format!("c{i}"))).collect();
     let claims: Vec<ClaimToAllocate<'_>> =
         keys.iter().zip(specs).map(|(key, spec)| ClaimToAllocate { key: *key, spec }).collect();
-    allocate(NodeView { name: Sym::new("n1"), devices, used }, &claims)
+    allocate(NodeView { name: Sym::new("n1"), devices, used, drawn: &[] }, &claims)
 }
 
 /// `request=device` pairs of each claim, for short expectations.
@@ -321,6 +321,126 @@ fn a_claim_on_devices_other_nodes_reach_too_is_tied_to_no_node_and_one_local_dev
     assert_eq!(result.map(|r| r[0].node), Ok(None));
     let result = run(&node, &DeviceSet::new(), &[both]);
     assert_eq!(result.map(|r| r[0].node), Ok(Some(Sym::new("n1"))));
+}
+
+/// One GPU published as partitions drawing on its counter set `gpu-0` (memory 80, sm 100):
+/// `whole` takes all, `half-0`/`half-1` half each, `quarter-0..3` a quarter each.
+fn partitioned_gpu() -> NodeDevices {
+    let counters = |memory: i64, sm: i64| {
+        let counters = [(Arc::from("memory"), memory), (Arc::from("sm"), sm)].into_iter().collect();
+        vec![CounterConsumption { counter_set: Sym::new("gpu-0"), counters }]
+    };
+    let partition = |name: &str, memory: i64, sm: i64| {
+        let mut d = Device::clone(&device(GPU, name, &[]));
+        d.consumes_counters = counters(memory, sm);
+        Arc::new(d)
+    };
+    let mut devices = vec![partition("whole", 80, 100), partition("half-0", 40, 50), partition("half-1", 40, 50)];
+    devices.extend((0..4).map(|i| partition(&format!("quarter-{i}"), 20, 25)));
+    let slice = |name: &str, devices: Vec<Arc<Device>>, shared_counters: Vec<CounterSet>| {
+        Arc::new(ResourceSlice {
+            name: Arc::from(name),
+            driver: Sym::new(GPU),
+            pool: Sym::new("n1"),
+            generation: 1,
+            slice_count: 2,
+            nodes: SliceNodes::Node(Sym::new("n1")),
+            devices,
+            shared_counters,
+        })
+    };
+    let set = CounterSet {
+        name: Sym::new("gpu-0"),
+        counters: [(Arc::from("memory"), 80), (Arc::from("sm"), 100)].into_iter().collect(),
+    };
+    NodeDevices::for_node(
+        Sym::new("n1"),
+        &LabelSet::default(),
+        &[slice("counters", vec![], vec![set]), slice("devices", devices, vec![])],
+    )
+}
+
+/// A claim for one partition of the GPU, any partition.
+fn partition_spec() -> Arc<ClaimSpec> {
+    spec(vec![request("gpu", exact(GPU, 1))], vec![])
+}
+
+#[test]
+fn partitions_of_one_gpu_never_draw_more_than_its_counters() {
+    let node = partitioned_gpu();
+    assert_eq!(node.ledger.slots.len(), 2, "memory and sm of set gpu-0");
+    let one = partition_spec();
+    // Devices in name order: half-0, half-1, quarter-0..3, whole. Greedy picks go in order.
+    let two = run(&node, &DeviceSet::new(), &[one.clone(), one.clone()]).unwrap();
+    assert_eq!(picks(&two), [["gpu=half-0"], ["gpu=half-1"]]);
+    let three = run(&node, &DeviceSet::new(), &[one.clone(), one.clone(), one.clone()]).unwrap();
+    assert_eq!(picks(&three), [["gpu=half-0"], ["gpu=quarter-0"], ["gpu=quarter-1"]], "half + quarter + quarter");
+    let five = run(&node, &DeviceSet::new(), &vec![one.clone(); 5]);
+    assert!(five.is_err(), "at most four partitions fit in the counters");
+    // The whole GPU is drawn on already: nothing else fits.
+    let whole = node.devices.iter().position(|d| d.name.as_str() == "whole").unwrap();
+    let drawn: Vec<i64> = node.ledger.counters[whole].iter().map(|&(_, amount)| amount).collect();
+    let result = allocate(
+        NodeView { name: Sym::new("n1"), devices: &node, used: &DeviceSet::new(), drawn: &drawn },
+        &[ClaimToAllocate { key: ClaimKey::new("default", "c0"), spec: &one }],
+    );
+    assert!(result.is_err(), "the whole GPU is allocated");
+}
+
+#[test]
+fn a_device_drawing_on_a_counter_its_pool_does_not_publish_is_never_allocated() {
+    let mut d = Device::clone(&device(GPU, "gpu-0", &[]));
+    let counters = [(Arc::from("memory"), 1)].into_iter().collect();
+    d.consumes_counters = vec![CounterConsumption { counter_set: Sym::new("missing"), counters }];
+    let node = inventory(vec![Arc::new(d)]);
+    assert!(run(&node, &DeviceSet::new(), &[spec(vec![request("gpu", exact(GPU, 1))], vec![])]).is_err());
+}
+
+/// A NIC shared by many claims: bandwidth 100 (milli-units here), requests rounded up to a
+/// multiple of 10 from 10.
+fn shared_nic(policy: Option<CapacityPolicy>) -> NodeDevices {
+    let mut nic = Device::clone(&device(NIC, "nic-0", &[]));
+    nic.allow_multiple_allocations = true;
+    nic.capacity.insert(
+        Arc::from("rdma.example.com/bandwidth"),
+        Capacity { text: Arc::from("100m"), milli: 100, policy: policy.map(Arc::new) },
+    );
+    inventory(vec![Arc::new(nic)])
+}
+
+fn bandwidth(amount: Option<i64>) -> Arc<ClaimSpec> {
+    let capacity = amount.map(|a| (Arc::from("bandwidth"), a)).into_iter().collect();
+    spec(vec![request("nic", ExactRequest { capacity, ..exact(NIC, 1) })], vec![])
+}
+
+#[test]
+fn claims_sharing_a_device_consume_its_capacity_as_its_request_policy_says() {
+    let range = CapacityRange { min: 10, max: Some(60), step: Some(10) };
+    let node = shared_nic(Some(CapacityPolicy { default: Some(20), valid_range: Some(range), ..Default::default() }));
+    let consumed =
+        |r: &[ClaimAllocation]| -> Vec<i64> { r.iter().map(|a| a.devices[0].consumed.values().sum()).collect() };
+    // 25 rounds up to 30; 5 is raised to the minimum 10; unnamed takes the default 20.
+    let r = run(&node, &DeviceSet::new(), &[bandwidth(Some(25)), bandwidth(Some(5)), bandwidth(None)]).unwrap();
+    assert_eq!(consumed(&r), [30, 10, 20]);
+    assert_eq!(r[0].devices[0].consumed.keys().map(|k| &**k).collect::<Vec<_>>(), ["rdma.example.com/bandwidth"]);
+    let four = vec![bandwidth(Some(30)); 4];
+    assert!(run(&node, &DeviceSet::new(), &four).is_err(), "4 x 30 passes 100");
+    assert!(run(&node, &DeviceSet::new(), &four[..3]).is_ok(), "3 x 30 share it");
+    assert!(run(&node, &DeviceSet::new(), &[bandwidth(Some(70))]).is_err(), "above the range's max");
+    // Without a policy a claim that names no bandwidth takes all of it.
+    let open = shared_nic(None);
+    assert!(run(&open, &DeviceSet::new(), &[bandwidth(None), bandwidth(Some(1))]).is_err());
+    assert!(run(&open, &DeviceSet::new(), &[bandwidth(Some(50)), bandwidth(Some(50))]).is_ok());
+}
+
+#[test]
+fn capacity_consumption_follows_valid_values() {
+    let policy = CapacityPolicy { default: Some(10), valid_values: vec![10, 40, 80], ..Default::default() };
+    let c = Capacity { text: Arc::from("80"), milli: 80, policy: Some(Arc::new(policy)) };
+    assert_eq!(
+        [c.consumption(None), c.consumption(Some(1)), c.consumption(Some(41)), c.consumption(Some(81))],
+        [Some(10), Some(10), Some(80), None]
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::dra::model::{Device, DeviceId, ResourceSlice, SliceNodes};
+use crate::dra::model::{ClaimAllocation, CounterSet, Device, DeviceId, ResourceSlice, SliceNodes};
 use crate::intern::Sym;
 use crate::labels::LabelSet;
 
@@ -23,6 +23,125 @@ pub struct NodeDevices {
     /// Pools the node could use that are left out because fewer slices of their newest
     /// generation were seen than `resourceSliceCount` says (`driver/pool`).
     pub incomplete: Vec<(Sym, Sym)>,
+    /// What allocations draw on besides the devices themselves.
+    pub ledger: Ledger,
+}
+
+/// Amounts allocations draw on besides whole devices: the counters of partitionable devices'
+/// counter sets (a GPU's memory and multiprocessors, which its partitions share), and the
+/// capacity of devices that allow multiple allocations (a NIC's bandwidth). Each is a slot
+/// with a limit; a node keeps what is drawn per slot. Empty on most nodes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ledger {
+    /// Each slot's name (`driver/pool/set/counter`, or `driver/pool/device/capacity`) and
+    /// limit, in milli-units.
+    pub slots: Vec<(Arc<str>, i64)>,
+    /// Per device: the counter slots it draws on whenever allocated, and how much.
+    pub counters: Vec<Vec<(u32, i64)>>,
+    /// Per device that allows multiple allocations: the slot of each of its capacities, by
+    /// qualified name.
+    pub capacity: Vec<Vec<(Arc<str>, u32)>>,
+}
+
+impl Ledger {
+    /// Whether nothing is drawn on (no counters, no shared capacity).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The slot of capacity `name` of device `i`, if the device shares it out.
+    pub fn capacity_slot(&self, i: usize, name: &str) -> Option<u32> {
+        self.capacity.get(i)?.iter().find(|(n, _)| &**n == name).map(|(_, slot)| *slot)
+    }
+
+    /// What `allocation` draws on this ledger, for `devices` (its node's inventory): the
+    /// counters of the devices it holds and the capacity it consumes of shared devices.
+    pub fn draws_of(&self, devices: &NodeDevices, allocation: &ClaimAllocation) -> Vec<(u32, i64)> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for d in allocation.devices.iter().filter(|d| !d.admin_access) {
+            let Some(i) = devices.index_of(&d.device) else { continue };
+            out.extend(self.counters.get(i).into_iter().flatten().copied());
+            out.extend(d.consumed.iter().filter_map(|(name, &amount)| Some((self.capacity_slot(i, name)?, amount))));
+        }
+        out
+    }
+
+    /// Whether `drawn` plus `draws` stays within every limit.
+    pub fn fits(&self, drawn: &[i64], draws: &[(u32, i64)]) -> bool {
+        let mut extra: Vec<(u32, i64)> = Vec::with_capacity(draws.len());
+        for &(slot, amount) in draws {
+            match extra.iter_mut().find(|(s, _)| *s == slot) {
+                Some(e) => e.1 += amount,
+                None => extra.push((slot, amount)),
+            }
+        }
+        extra.iter().all(|&(slot, amount)| {
+            let used = drawn.get(slot as usize).copied().unwrap_or(0);
+            self.slots.get(slot as usize).is_some_and(|(_, limit)| used.saturating_add(amount) <= *limit)
+        })
+    }
+
+    /// Adds (`sign` 1) or takes back (-1) `draws` in `drawn`, growing it to the ledger's size.
+    pub fn apply(&self, drawn: &mut Vec<i64>, draws: &[(u32, i64)], sign: i64) {
+        if drawn.len() < self.slots.len() {
+            drawn.resize(self.slots.len(), 0);
+        }
+        for &(slot, amount) in draws {
+            if let Some(d) = drawn.get_mut(slot as usize) {
+                *d += sign * amount;
+            }
+        }
+    }
+
+    /// The ledger of `devices` (sorted as the inventory) and the counter sets of their pools.
+    fn build(devices: &[Arc<Device>], sets: &[(Sym, Sym, &CounterSet)]) -> Ledger {
+        let mut ledger = Ledger::default();
+        let mut by_name: HashMap<String, u32> = HashMap::new();
+        for (driver, pool, set) in sets {
+            for (counter, &value) in &set.counters {
+                ledger.slot(&mut by_name, format!("{driver}/{pool}/{}/{counter}", set.name), value);
+            }
+        }
+        for d in devices {
+            let mut draws = Vec::new();
+            for c in &d.consumes_counters {
+                for (counter, &amount) in &c.counters {
+                    let name = format!("{}/{}/{}/{counter}", d.driver, d.pool, c.counter_set);
+                    let draw = match by_name.get(&name) {
+                        Some(&s) => (s, amount),
+                        // A counter the pool does not publish can never be drawn on: the device
+                        // is not allocatable (a slot of limit 0 that the draw exceeds).
+                        None => (ledger.slot(&mut by_name, format!("{name} (not published)"), 0), amount.max(1)),
+                    };
+                    draws.push(draw);
+                }
+            }
+            ledger.counters.push(draws);
+            let mut capacity = Vec::new();
+            if d.allow_multiple_allocations {
+                for (name, c) in &d.capacity {
+                    let slot = ledger.slot(&mut by_name, format!("{}/{}/{}/{name}", d.driver, d.pool, d.name), c.milli);
+                    capacity.push((name.clone(), slot));
+                }
+            }
+            ledger.capacity.push(capacity);
+        }
+        if ledger.slots.is_empty() { Ledger::default() } else { ledger }
+    }
+
+    /// The slot named `name`, added with `limit` if new.
+    fn slot(&mut self, by_name: &mut HashMap<String, u32>, name: String, limit: i64) -> u32 {
+        if let Some(&s) = by_name.get(&name) {
+            return s;
+        }
+        self.slots.push((Arc::from(name.as_str()), limit));
+        let s = (self.slots.len() - 1) as u32;
+        by_name.insert(name, s);
+        s
+    }
 }
 
 impl NodeDevices {
@@ -51,6 +170,7 @@ impl NodeDevices {
             }
         }
         let mut devices: Vec<(Arc<Device>, bool)> = Vec::new();
+        let mut sets: Vec<(Sym, Sym, &CounterSet)> = Vec::new();
         let mut incomplete = Vec::new();
         for s in slices.iter().filter(|s| mine(s)) {
             let Some(&(generation, count, seen)) = pools.get(&(s.driver, s.pool)) else { continue };
@@ -59,6 +179,7 @@ impl NodeDevices {
             }
             if seen >= count {
                 devices.extend(s.devices.iter().map(|d| (d.clone(), !local(s))));
+                sets.extend(s.shared_counters.iter().map(|set| (s.driver, s.pool, set)));
             } else if !incomplete.contains(&(s.driver, s.pool)) {
                 incomplete.push((s.driver, s.pool));
             }
@@ -68,7 +189,9 @@ impl NodeDevices {
         devices.dedup_by(|a, b| a.0.id() == b.0.id());
         let mut remote = DeviceSet::new();
         remote.extend(devices.iter().enumerate().filter(|(_, d)| d.1).map(|(i, _)| i));
-        NodeDevices { devices: devices.into_iter().map(|d| d.0).collect(), remote, incomplete }
+        let devices: Vec<Arc<Device>> = devices.into_iter().map(|d| d.0).collect();
+        let ledger = Ledger::build(&devices, &sets);
+        NodeDevices { devices, remote, incomplete, ledger }
     }
 
     /// How many devices.

@@ -185,7 +185,8 @@ fn allocate_on(state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<Vec<Cla
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let view = NodeView { name: node.name(), devices: &node.node.devices, used: &node.devices_used };
+    let view =
+        NodeView { name: node.name(), devices: &node.node.devices, used: &node.devices_used, drawn: &node.drawn };
     allocator::allocate(view, &wanted).map_err(|u| Status::unschedulable(reason(pod, &u)))
 }
 

@@ -314,6 +314,8 @@ impl Engine {
 #[cfg(test)]
 mod dra_group_tests;
 #[cfg(test)]
+mod dra_ledger_tests;
+#[cfg(test)]
 mod dra_tests;
 #[cfg(test)]
 mod gang_tests;

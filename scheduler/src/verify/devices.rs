@@ -1,6 +1,7 @@
 //! The DRA half of the independent check: every claim of a bound pod is allocated on its
 //! node, each allocation satisfies its claim (counts, classes, selectors, taints,
-//! constraints), and no device is held by two claims. Nothing here calls the allocator: the
+//! constraints), no device is held by two claims, and no node's counters of partitionable
+//! devices or capacity of shared devices is overdrawn. Nothing here calls the allocator: the
 //! claims' specs are read afresh against the devices.
 
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ pub fn device_violations(nodes: &[Node], bound: &[BoundWithClaims]) -> Vec<Viola
     let by_name: HashMap<Sym, &Node> = nodes.iter().map(|n| (n.name, n)).collect();
     let mut holders: HashMap<DeviceId, ClaimKey> = HashMap::new();
     let mut first_allocation: HashMap<ClaimKey, &ClaimAllocation> = HashMap::new();
+    // Per node, each distinct claim's draws on its ledger, counted once per claim.
+    let mut drawn: HashMap<Sym, (Vec<i64>, Vec<ClaimKey>)> = HashMap::new();
     let mut out = Vec::new();
     for (pod, node, allocations) in bound {
         let Some(n) = by_name.get(node) else { continue };
@@ -44,6 +47,22 @@ pub fn device_violations(nodes: &[Node], bound: &[BoundWithClaims]) -> Vec<Viola
             let first = first_allocation.entry(a.claim).or_insert(a);
             if first.devices != a.devices {
                 flag(format!("resourceclaim {} is allocated twice, differently", a.claim));
+            }
+            let ledger = &n.devices.ledger;
+            let (sums, counted) = drawn.entry(*node).or_default();
+            if !ledger.is_empty() && !counted.contains(&a.claim) {
+                counted.push(a.claim);
+                let draws = ledger.draws_of(&n.devices, a);
+                ledger.apply(sums, &draws, 1);
+                for &(slot, _) in &draws {
+                    let (name, limit) = &ledger.slots[slot as usize];
+                    if sums[slot as usize] > *limit {
+                        flag(format!(
+                            "{name} is overdrawn: {} of {limit} (resourceclaim {})",
+                            sums[slot as usize], a.claim
+                        ));
+                    }
+                }
             }
             for d in a.devices.iter().filter(|d| !d.admin_access) {
                 let holder = holders.entry(d.device).or_insert(a.claim);
