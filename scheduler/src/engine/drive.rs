@@ -177,7 +177,7 @@ struct Parts<'a> {
     binder: &'a mut super::binder::Binder,
     profiles: &'a [Arc<Profile>],
     by_scheduler: &'a std::collections::HashMap<tessera_plugins::intern::Sym, usize>,
-    reservation: &'a mut Option<super::reservation::Reservation>,
+    reservation: &'a mut Option<super::gang::reservation::Reservation>,
     gang: &'a super::gang::GangOptions,
 }
 

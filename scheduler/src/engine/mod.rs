@@ -12,11 +12,8 @@ pub mod binder;
 pub mod core;
 pub mod drive;
 pub mod gang;
-pub mod gang_placement;
-pub mod gang_status;
 mod hints;
 pub mod queue;
-pub mod reservation;
 pub mod reuse;
 pub mod rng;
 pub mod state;
@@ -34,9 +31,9 @@ pub use self::core::Core;
 pub use self::drive::Feed;
 
 use self::binder::{Binder, BinderStats};
+use self::gang::reservation::Reservation;
 use self::gang::{GangOptions, GangRecord, GangTable};
 use self::queue::{BackoffPolicy, SchedulingQueue};
-use self::reservation::Reservation;
 use self::reuse::ReuseStats;
 use self::state::{ClusterState, StateError};
 use self::worker::{Attempt, Worker};
@@ -312,13 +309,7 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod dra_group_tests;
-#[cfg(test)]
-mod dra_ledger_tests;
-#[cfg(test)]
 mod dra_tests;
-#[cfg(test)]
-mod gang_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

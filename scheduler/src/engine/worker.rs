@@ -17,7 +17,7 @@ use tessera_plugins::status::Diagnosis;
 
 use super::algorithm::{CycleOptions, Placement, schedule_pod};
 use super::gang::Shortfall;
-use super::gang_placement::{self, Try};
+use super::gang::placement::{self as gang_placement, Try};
 use super::queue::Unit;
 use super::reuse::{DEFAULT_BUDGET_BYTES, ReuseCache, ReuseStats};
 use super::rng::Rng;

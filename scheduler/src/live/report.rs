@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use super::ratelimit::RateLimiter;
 use crate::engine::gang::GangRecord;
-use crate::engine::gang_status;
+use crate::engine::gang::status as gang_status;
 
 /// Something to tell the API about.
 #[derive(Debug)]
@@ -148,7 +148,7 @@ impl Reporter {
         }
     }
 
-    /// Writes a PodGroup's status in its API's own terms (`engine::gang_status`). The patch
+    /// Writes a PodGroup's status in its API's own terms (`engine::gang::status`). The patch
     /// names only the fields the scheduler owns, so the counts a controller keeps (running,
     /// succeeded) are left alone.
     async fn group_status(&self, key: tessera_plugins::model::GroupKey, record: &GangRecord) {

@@ -17,7 +17,7 @@ use thiserror::Error;
 use super::record::{RunResult, TimelinePoint};
 use super::report::{self, Chart, Series};
 use super::summary::{Summary, round};
-use crate::engine::gang_status;
+use crate::engine::gang::status as gang_status;
 
 /// An output could not be written.
 #[derive(Debug, Error)]

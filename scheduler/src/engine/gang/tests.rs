@@ -10,9 +10,9 @@ use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodGroupApi, PodKey}
 use tessera_plugins::registry::Registry;
 use tessera_plugins::resources::ResourceVec;
 
-use super::gang::GangOptions;
-use super::test_support::{RACK, gpu_node, gpu_pod, shared_gpu_pod};
-use super::*;
+use super::GangOptions;
+use crate::engine::test_support::{RACK, gpu_node, gpu_pod, shared_gpu_pod};
+use crate::engine::*;
 
 fn member(gang: &str, i: usize, gpus: u32) -> Arc<Pod> {
     let mut p = gpu_pod(&format!("{gang}-{i}"), gpus);

@@ -7,8 +7,8 @@
 //! [`super::worker`] and [`super::binder`]). Once that unit is placed the gang is *admitted*:
 //! its other members, and members that arrive later, schedule one by one as ordinary pods.
 //!
-//! Where a gang goes ([`super::gang_placement`]) and which nodes it holds while it waits
-//! ([`super::reservation`]) are their own modules.
+//! Where a gang goes ([`placement`]) and which nodes it holds while it waits
+//! ([`reservation`]) are their own modules.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,6 +18,12 @@ use tessera_plugins::model::{GroupKey, Pod, PodGroup, PodGroupApi, PodKey};
 use tessera_plugins::resources::ResourceVec;
 
 use super::queue::Unit;
+
+pub mod placement;
+pub mod reservation;
+pub mod status;
+#[cfg(test)]
+mod tests;
 
 /// How gangs are scheduled (the `tessera.gang` block of the configuration).
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +94,7 @@ struct Gang {
     in_queue: bool,
     /// Some member has arrived (`record.first_seen` is its arrival).
     has_members: bool,
-    /// The gang has had its one reservation (see [`super::reservation`]).
+    /// The gang has had its one reservation (see [`reservation`]).
     reserved_once: bool,
     record: GangRecord,
 }

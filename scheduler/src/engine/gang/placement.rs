@@ -19,7 +19,7 @@ use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
 use tessera_plugins::resources::{MAX_RESOURCES, ResourceVec};
 use tessera_plugins::snapshot::Snapshot;
 
-use super::gang::GangSpec;
+use super::GangSpec;
 
 /// Domains tried per topology level before moving on: enough to get past a domain that
 /// fragments, few enough that a gang that fits nowhere costs a bounded number of tries.

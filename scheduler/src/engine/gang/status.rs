@@ -5,7 +5,7 @@
 use k8s_openapi::api::scheduling::v1alpha3 as native;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::gang::GangRecord;
+use super::GangRecord;
 
 /// The condition type Kubernetes' PodGroup reports gang placement with.
 pub const INITIALLY_SCHEDULED: &str = "PodGroupInitiallyScheduled";

@@ -20,7 +20,7 @@ use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
 use tessera_plugins::resources::{MAX_RESOURCES, ResourceVec};
 use tessera_plugins::snapshot::Snapshot;
 
-use super::gang_placement::gpu_free;
+use super::placement::gpu_free;
 
 /// Nodes held for a gang until a deadline.
 #[derive(Clone, Debug, PartialEq)]

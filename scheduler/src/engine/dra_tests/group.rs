@@ -18,8 +18,8 @@ use tessera_plugins::labels::{NodeSelector, NodeSelectorTerm, Operator, Requirem
 use tessera_plugins::model::{Node, Pod, PodGroup, PodKey};
 use tessera_plugins::registry::Registry;
 
-use super::*;
 use crate::bench::dra::DraWorld;
+use crate::engine::*;
 
 const FABRIC: &str = "fabric.example.com";
 const RACK: &str = "example.com/rack";

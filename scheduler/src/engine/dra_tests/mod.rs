@@ -13,6 +13,9 @@ use tessera_plugins::registry::Registry;
 use super::*;
 use crate::bench::dra::DraWorld;
 
+mod group;
+mod ledger;
+
 fn world() -> DraWorld {
     DraWorld::new().unwrap()
 }

@@ -18,8 +18,8 @@ use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{Node, Pod, PodKey};
 use tessera_plugins::registry::Registry;
 
-use super::*;
 use crate::bench::dra::DraWorld;
+use crate::engine::*;
 
 const GPU: &str = "gpu.example.com";
 const NIC: &str = "rdma.example.com";
