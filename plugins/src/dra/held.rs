@@ -173,3 +173,100 @@ fn remote_held<'a>(info: &'a NodeInfo, held: &'a HeldClaim) -> impl Iterator<Ite
 fn pinned_devices(allocation: &ClaimAllocation) -> impl Iterator<Item = DeviceId> + '_ {
     allocation.devices.iter().filter(|d| !d.admin_access).map(|d| d.device)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dra::inventory::NodeDevices;
+    use crate::dra::model::{AllocatedDevice, Device, ResourceSlice, SliceNodes};
+    use crate::intern::Sym;
+    use crate::labels::LabelSet;
+    use crate::model::Node;
+    use crate::resources::ResourceVec;
+
+    /// Node `name` reaching the cluster's one `allNodes` channel.
+    fn node(id: NodeId, name: &str) -> NodeInfo {
+        let channel = Arc::new(Device {
+            uid: Device::next_uid(),
+            name: Sym::new("channel-0"),
+            driver: Sym::new("fabric.example.com"),
+            pool: Sym::new("fabric"),
+            attributes: Default::default(),
+            capacity: Default::default(),
+            taints: Vec::new(),
+            allow_multiple_allocations: false,
+            consumes_counters: Vec::new(),
+        });
+        let slice = Arc::new(ResourceSlice {
+            name: Arc::from("fabric"),
+            driver: channel.driver,
+            pool: channel.pool,
+            generation: 1,
+            slice_count: 1,
+            nodes: SliceNodes::All,
+            devices: vec![channel],
+            shared_counters: Vec::new(),
+        });
+        let devices = NodeDevices::for_node(Sym::new(name), &LabelSet::default(), &[slice]);
+        let node = Node {
+            name: Sym::new(name),
+            labels: LabelSet::default(),
+            taints: vec![],
+            unschedulable: false,
+            allocatable: ResourceVec::cpu_mem(1000, 1 << 30),
+            allowed_pods: 110,
+            images: vec![],
+            gpus: vec![],
+            devices: Arc::new(devices),
+        };
+        NodeInfo::new(id, Arc::new(node))
+    }
+
+    fn allocation(claim: &str) -> Arc<ClaimAllocation> {
+        let device = DeviceId {
+            driver: Sym::new("fabric.example.com"),
+            pool: Sym::new("fabric"),
+            device: Sym::new("channel-0"),
+        };
+        Arc::new(ClaimAllocation {
+            claim: ClaimKey::new("ml", claim),
+            devices: vec![AllocatedDevice {
+                request: Arc::from("channel"),
+                device,
+                admin_access: false,
+                consumed: Default::default(),
+            }],
+            node: None,
+            config: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_device_is_taken_while_any_node_or_pin_holds_a_claim_on_it() {
+        let (mut a, b) = (node(0, "a"), node(1, "b"));
+        let mut index = ClaimIndex::default();
+        index.reach(&a, true);
+        index.reach(&b, true);
+        let id = allocation("g").devices[0].device;
+        assert_eq!(index.nodes_reaching(&id), [0, 1]);
+
+        a.pin_claim(allocation("g"), true);
+        let mut flips = Vec::new();
+        index.index_node(&a, true, &mut flips);
+        assert_eq!(flips, [id], "taken");
+        assert_eq!(index.get(&ClaimKey::new("ml", "g")).map(|h| h.nodes.clone()), Some(vec![0]));
+
+        flips.clear();
+        index.pin(ClaimKey::new("ml", "g"), Some(allocation("g")), &mut flips);
+        assert!(flips.is_empty(), "already taken");
+        index.index_node(&a, false, &mut flips);
+        assert!(flips.is_empty() && index.is_taken(&id), "the pin still holds it");
+        index.pin(ClaimKey::new("ml", "g"), None, &mut flips);
+        assert_eq!(flips, [id], "freed with the last holder");
+        assert!(index.get(&ClaimKey::new("ml", "g")).is_none());
+
+        index.reach(&a, false);
+        index.reach(&b, false);
+        assert!(!index.has_remote_devices(), "nothing left to track");
+    }
+}
