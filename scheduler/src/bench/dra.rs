@@ -128,7 +128,8 @@ impl DraWorld {
     }
 }
 
-fn class(driver: &str) -> Result<Arc<DeviceClass>, CelError> {
+/// The class of every device of `driver`.
+pub fn class(driver: &str) -> Result<Arc<DeviceClass>, CelError> {
     let selector = compile_cached(&format!("device.driver == {driver:?}"))?;
     Ok(Arc::new(DeviceClass { name: Sym::new(driver), selectors: vec![selector], config: Vec::new() }))
 }

@@ -7,17 +7,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tessera_plugins::dra::cel::compile_cached;
 use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{
-    AllocationMode, ClaimGroup, ClaimKey, ClaimSpec, Device, DeviceClass, DeviceId, DeviceRequest, ExactRequest,
-    PodClaim, RequestKind, ResourceSlice, SliceNodes,
+    ClaimGroup, ClaimKey, ClaimSpec, Device, DeviceId, PodClaim, ResourceSlice, SliceNodes,
 };
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::{NodeSelector, NodeSelectorTerm, Operator, Requirement};
 use tessera_plugins::model::{Node, Pod, PodGroup, PodKey};
-use tessera_plugins::registry::Registry;
 
+use super::{engine, one_device, run, verify};
 use crate::bench::dra::DraWorld;
 use crate::engine::*;
 
@@ -82,31 +80,6 @@ fn channel(name: &str) -> Arc<Device> {
     })
 }
 
-/// One fabric channel, in request `channel`.
-fn channel_spec() -> Arc<ClaimSpec> {
-    let selector = compile_cached(&format!("device.driver == {FABRIC:?}")).unwrap();
-    let class = Arc::new(DeviceClass { name: Sym::new(FABRIC), selectors: vec![selector], config: Vec::new() });
-    let exact = ExactRequest {
-        class,
-        selectors: Vec::new(),
-        mode: AllocationMode::ExactCount(1),
-        admin_access: false,
-        tolerations: Vec::new(),
-        capacity: BTreeMap::new(),
-    };
-    let request = DeviceRequest { name: Arc::from("channel"), kind: RequestKind::Exactly(exact) };
-    Arc::new(ClaimSpec { requests: vec![request], constraints: Vec::new(), config: Vec::new() })
-}
-
-fn engine(nodes: &[Node], workers: usize) -> Engine {
-    let profiles = crate::config::default_config(&Registry::builtin()).unwrap().profiles;
-    let mut e = Engine::new(profiles, EngineOptions { workers, seed: 5, ..EngineOptions::default() });
-    for n in nodes {
-        e.upsert_node(n.clone(), 0.0);
-    }
-    e
-}
-
 /// Gang `gang` of `size` pods, each with `pairs` GPU+NIC pairs of its own and the group's
 /// claim `<gang>-fabric` on one channel.
 fn add_gang(e: &mut Engine, world: &DraWorld, spec: &Arc<ClaimSpec>, gang: &str, size: usize, pairs: usize) {
@@ -128,17 +101,6 @@ fn add_gang(e: &mut Engine, world: &DraWorld, spec: &Arc<ClaimSpec>, gang: &str,
     }
 }
 
-fn run(e: &mut Engine, workers: usize) -> Vec<Outcome> {
-    if workers == 1 { e.schedule_pending(0.0) } else { e.run_parallel(&|| 0.0) }
-}
-
-fn verify(nodes: &[Node], e: &Engine, out: &[Outcome]) -> Vec<crate::verify::Violation> {
-    let bound: Vec<_> = out.iter().filter_map(Outcome::bound).collect();
-    crate::verify::verify(nodes, &bound, |p| {
-        e.profiles().iter().find(|q| q.scheduler_name == p.scheduler_name.as_str()).map(|q| q.as_ref())
-    })
-}
-
 /// How many nodes show fabric channel `name` as taken.
 fn nodes_marking(e: &Engine, name: &str) -> usize {
     let id = DeviceId { driver: Sym::new(FABRIC), pool: Sym::new("r1"), device: Sym::new(name) };
@@ -151,7 +113,7 @@ fn nodes_marking(e: &Engine, name: &str) -> usize {
 #[test]
 fn a_gang_of_17_with_4_pairs_each_and_a_group_claim_is_placed_whole_on_a_rack_of_18() {
     let w = DraWorld::new().unwrap();
-    let spec = channel_spec();
+    let spec = one_device(FABRIC, None);
     let nodes = rack(&w, 18, 1);
     for workers in [1, 2] {
         let mut e = engine(&nodes, workers);
@@ -182,7 +144,7 @@ fn a_gang_of_17_with_4_pairs_each_and_a_group_claim_is_placed_whole_on_a_rack_of
 #[test]
 fn a_second_gang_finds_the_channel_taken_and_is_not_placed_naming_its_group_claim() {
     let w = DraWorld::new().unwrap();
-    let spec = channel_spec();
+    let spec = one_device(FABRIC, None);
     let nodes = rack(&w, 18, 1);
     for workers in [1, 2] {
         let mut e = engine(&nodes, workers);
@@ -198,7 +160,7 @@ fn a_second_gang_finds_the_channel_taken_and_is_not_placed_naming_its_group_clai
                 Outcome::Bound { .. } => None,
             })
             .unwrap_or_default();
-        assert!(message.contains("cannot allocate all claims (claim fabric, request channel)"), "{message}");
+        assert!(message.contains("cannot allocate all claims (claim fabric, request dev)"), "{message}");
         assert_eq!(e.state().placed_count(), 2, "only the first gang holds anything");
     }
 }
@@ -206,7 +168,7 @@ fn a_second_gang_finds_the_channel_taken_and_is_not_placed_naming_its_group_clai
 #[test]
 fn two_gangs_take_two_channels_and_never_the_same_one() {
     let w = DraWorld::new().unwrap();
-    let spec = channel_spec();
+    let spec = one_device(FABRIC, None);
     let nodes = rack(&w, 8, 2);
     for workers in [1, 2] {
         let mut e = engine(&nodes, workers);
@@ -235,7 +197,7 @@ proptest::proptest! {
         deleted in proptest::collection::vec(proptest::bits::u8::ANY, 1),
     ) {
         let w = DraWorld::new().unwrap();
-        let spec = channel_spec();
+        let spec = one_device(FABRIC, None);
         let nodes = rack(&w, nodes, channels);
         let mut e = engine(&nodes, workers);
         for (g, &(size, pairs)) in gangs.iter().enumerate() {
@@ -266,13 +228,13 @@ proptest::proptest! {
 fn a_channel_the_api_records_allocated_is_taken_on_every_node_that_arrives_until_deallocated() {
     use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation};
     let w = DraWorld::new().unwrap();
-    let spec = channel_spec();
+    let spec = one_device(FABRIC, None);
     let nodes = rack(&w, 3, 1);
     let key = ClaimKey::new("ml", "earlier-fabric");
     let allocation = Arc::new(ClaimAllocation {
         claim: key,
         devices: vec![AllocatedDevice {
-            request: Arc::from("channel"),
+            request: Arc::from("dev"),
             device: DeviceId { driver: Sym::new(FABRIC), pool: Sym::new("r1"), device: Sym::new("channel-0") },
             admin_access: false,
             consumed: Default::default(),

@@ -7,17 +7,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tessera_plugins::dra::cel::compile_cached;
 use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{
-    AllocationMode, Capacity, CapacityPolicy, CapacityRange, ClaimKey, ClaimSpec, CounterConsumption, CounterSet,
-    Device, DeviceClass, DeviceRequest, ExactRequest, PodClaim, RequestKind, ResourceSlice, SliceNodes,
+    Capacity, CapacityPolicy, CapacityRange, ClaimKey, ClaimSpec, CounterConsumption, CounterSet, Device, PodClaim,
+    ResourceSlice, SliceNodes,
 };
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{Node, Pod, PodKey};
-use tessera_plugins::registry::Registry;
 
+use super::{engine, one_device, run_at, verify_bound};
 use crate::bench::dra::DraWorld;
 use crate::engine::*;
 
@@ -92,22 +91,6 @@ fn nodes(n: usize) -> Vec<Node> {
         .collect()
 }
 
-/// One device of `driver`, asking `capacity` of it (qualified name, milli) when given.
-fn claim_spec(driver: &str, capacity: Option<(&str, i64)>) -> Arc<ClaimSpec> {
-    let selector = compile_cached(&format!("device.driver == {driver:?}")).unwrap();
-    let class = Arc::new(DeviceClass { name: Sym::new(driver), selectors: vec![selector], config: Vec::new() });
-    let exact = ExactRequest {
-        class,
-        selectors: Vec::new(),
-        mode: AllocationMode::ExactCount(1),
-        admin_access: false,
-        tolerations: Vec::new(),
-        capacity: capacity.map(|(n, v)| (Arc::from(n), v)).into_iter().collect(),
-    };
-    let request = DeviceRequest { name: Arc::from("dev"), kind: RequestKind::Exactly(exact) };
-    Arc::new(ClaimSpec { requests: vec![request], constraints: Vec::new(), config: Vec::new() })
-}
-
 /// Pod `name` with one claim of `spec`.
 fn pod(name: &str, spec: &Arc<ClaimSpec>) -> Arc<Pod> {
     let mut p = Pod::new("ml", name, Default::default());
@@ -121,25 +104,6 @@ fn pod(name: &str, spec: &Arc<ClaimSpec>) -> Arc<Pod> {
         group: None,
     });
     Arc::new(p)
-}
-
-fn engine(nodes: &[Node], workers: usize) -> Engine {
-    let profiles = crate::config::default_config(&Registry::builtin()).unwrap().profiles;
-    let mut e = Engine::new(profiles, EngineOptions { workers, seed: 9, ..EngineOptions::default() });
-    for n in nodes {
-        e.upsert_node(n.clone(), 0.0);
-    }
-    e
-}
-
-fn run(e: &mut Engine, workers: usize, now: f64) -> Vec<Outcome> {
-    if workers == 1 { e.schedule_pending(now) } else { e.run_parallel(&|| now) }
-}
-
-fn verify(nodes: &[Node], e: &Engine, bound: &[crate::verify::BoundWithClaims]) -> Vec<crate::verify::Violation> {
-    crate::verify::verify(nodes, bound, |p| {
-        e.profiles().iter().find(|q| q.scheduler_name == p.scheduler_name.as_str()).map(|q| q.as_ref())
-    })
 }
 
 /// What every node records as drawn equals the sum of its held claims' draws.
@@ -160,8 +124,8 @@ fn ledgers_agree(e: &Engine) -> bool {
 #[test]
 fn partitions_fill_a_gpu_to_its_counters_and_a_shared_nic_to_its_bandwidth() {
     let nodes = nodes(1);
-    let partition = claim_spec(GPU, None);
-    let link = claim_spec(NIC, Some(("bandwidth", 30_000)));
+    let partition = one_device(GPU, None);
+    let link = one_device(NIC, Some(("bandwidth", 30_000)));
     let mut e = engine(&nodes, 1);
     for i in 0..5 {
         e.add_pod(pod(&format!("gpu-{i}"), &partition), 0.0).unwrap();
@@ -173,7 +137,7 @@ fn partitions_fill_a_gpu_to_its_counters_and_a_shared_nic_to_its_bandwidth() {
     // Halves go first (name order), then quarters: half + half fills the GPU's counters.
     assert_eq!(count("gpu-"), 2, "two halves draw all 80Gi and 100 SMs");
     assert_eq!(count("nic-"), 3, "3 x 30 of 100; a fourth would pass it");
-    assert_eq!(verify(&nodes, &e, &bound), []);
+    assert_eq!(verify_bound(&nodes, &e, &bound), []);
     assert!(ledgers_agree(&e));
     for i in 0..5 {
         e.core().delete_pod(&PodKey::new("ml", &format!("gpu-{i}")), 1.0);
@@ -196,17 +160,17 @@ proptest::proptest! {
         workers in 1usize..3,
     ) {
         let nodes = nodes(nodes_n);
-        let partition = claim_spec(GPU, None);
+        let partition = one_device(GPU, None);
         let mut e = engine(&nodes, workers);
         let mut bound: Vec<crate::verify::BoundWithClaims> = Vec::new();
         for (r, round) in rounds.iter().enumerate() {
             for (i, &(kind, amount)) in round.iter().enumerate() {
                 let name = format!("r{r}-{i}");
-                let spec = if kind == 0 { partition.clone() } else { claim_spec(NIC, Some(("bandwidth", amount * 7_000))) };
+                let spec = if kind == 0 { partition.clone() } else { one_device(NIC, Some(("bandwidth", amount * 7_000))) };
                 e.add_pod(pod(&name, &spec), r as f64).unwrap();
             }
-            bound.extend(run(&mut e, workers, r as f64).iter().filter_map(Outcome::bound));
-            proptest::prop_assert_eq!(verify(&nodes, &e, &bound), []);
+            bound.extend(run_at(&mut e, workers, r as f64).iter().filter_map(Outcome::bound));
+            proptest::prop_assert_eq!(verify_bound(&nodes, &e, &bound), []);
             proptest::prop_assert!(ledgers_agree(&e));
             // Every other pod bound so far leaves.
             let leaving: Vec<PodKey> = bound.iter().step_by(2).map(|(p, _, _)| p.key()).collect();
@@ -224,7 +188,7 @@ fn verify_catches_a_gpu_whose_partitions_overdraw_its_counters() {
     use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation, DeviceId};
     let nodes = nodes(1);
     let node = nodes[0].name;
-    let partition = claim_spec(GPU, None);
+    let partition = one_device(GPU, None);
     let holding = |pod_name: &str, part: &str| {
         let p = pod(pod_name, &partition);
         let device = DeviceId { driver: Sym::new(GPU), pool: node, device: Sym::new(part) };
@@ -242,9 +206,9 @@ fn verify_catches_a_gpu_whose_partitions_overdraw_its_counters() {
         (p, node, vec![Arc::new(a)])
     };
     let e = engine(&nodes, 1);
-    assert_eq!(verify(&nodes, &e, &[holding("a", "half-0"), holding("b", "half-1")]), []);
+    assert_eq!(verify_bound(&nodes, &e, &[holding("a", "half-0"), holding("b", "half-1")]), []);
     let both = [holding("a", "whole"), holding("b", "half-1")];
-    assert_eq!(verify(&nodes, &e, &both).len(), 1, "b is flagged");
+    assert_eq!(verify_bound(&nodes, &e, &both).len(), 1, "b is flagged");
     let v = crate::verify::device_violations(&nodes, &both);
     let want = format!("gpu.example.com/{node}/gpu-0/memory is overdrawn");
     assert!(v.iter().any(|v| v.pod.name.as_ref() == "b" && v.reason.starts_with(&want)), "{v:?}");

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use tessera_plugins::dra::model::{ClaimKey, PodClaim};
+use tessera_plugins::dra::model::{
+    AllocationMode, ClaimKey, ClaimSpec, DeviceRequest, ExactRequest, PodClaim, RequestKind,
+};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{Node, Pod, PodGroup, PodKey};
 use tessera_plugins::registry::Registry;
@@ -49,14 +51,38 @@ fn add_gang(e: &mut Engine, world: &DraWorld, gang: &str, size: usize, pairs: us
 }
 
 fn run(e: &mut Engine, workers: usize) -> Vec<Outcome> {
-    if workers == 1 { e.schedule_pending(0.0) } else { e.run_parallel(&|| 0.0) }
+    run_at(e, workers, 0.0)
+}
+
+/// Schedules what is pending at `now`: the step drive with one worker, else the parallel one.
+fn run_at(e: &mut Engine, workers: usize, now: f64) -> Vec<Outcome> {
+    if workers == 1 { e.schedule_pending(now) } else { e.run_parallel(&|| now) }
 }
 
 fn verify(nodes: &[Node], e: &Engine, out: &[Outcome]) -> Vec<crate::verify::Violation> {
     let bound: Vec<_> = out.iter().filter_map(Outcome::bound).collect();
-    crate::verify::verify(nodes, &bound, |p| {
+    verify_bound(nodes, e, &bound)
+}
+
+fn verify_bound(nodes: &[Node], e: &Engine, bound: &[crate::verify::BoundWithClaims]) -> Vec<crate::verify::Violation> {
+    crate::verify::verify(nodes, bound, |p| {
         e.profiles().iter().find(|q| q.scheduler_name == p.scheduler_name.as_str()).map(|q| q.as_ref())
     })
+}
+
+/// A claim for one device of `driver` (request `dev`), asking `capacity` of it (name,
+/// milli-units) when given.
+fn one_device(driver: &str, capacity: Option<(&str, i64)>) -> Arc<ClaimSpec> {
+    let exact = ExactRequest {
+        class: crate::bench::dra::class(driver).unwrap(),
+        selectors: Vec::new(),
+        mode: AllocationMode::ExactCount(1),
+        admin_access: false,
+        tolerations: Vec::new(),
+        capacity: capacity.map(|(n, v)| (Arc::from(n), v)).into_iter().collect(),
+    };
+    let request = DeviceRequest { name: Arc::from("dev"), kind: RequestKind::Exactly(exact) };
+    Arc::new(ClaimSpec { requests: vec![request], constraints: Vec::new(), config: Vec::new() })
 }
 
 #[test]
