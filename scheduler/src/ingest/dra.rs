@@ -17,10 +17,11 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::resource::v1 as api;
 use k8s_openapi::api::scheduling::v1alpha3 as sched;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use tessera_plugins::dra::cel::compile_cached;
 use tessera_plugins::dra::model::{
-    AttrValue, Capacity, ClaimAllocation, ClaimGroup, ClaimKey, ClaimProblem, ClaimSpec, Device, DeviceClass,
-    DeviceTaint, PodClaim, ResourceSlice, SliceNodes,
+    AttrValue, Capacity, CapacityPolicy, CapacityRange, ClaimAllocation, ClaimGroup, ClaimKey, ClaimProblem, ClaimSpec,
+    CounterConsumption, CounterSet, Device, DeviceClass, DeviceTaint, PodClaim, ResourceSlice, SliceNodes,
 };
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::NodeSelector;
@@ -64,7 +65,11 @@ fn convert_slice(name: &str, spec: &api::ResourceSliceSpec) -> Result<ResourceSl
         .flatten()
         .enumerate()
         .map(|(i, d)| device(d, driver, pool, &format!("spec.devices[{i}]")))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let shared_counters = counter_sets(spec.shared_counters.as_deref().unwrap_or_default())?;
+    if !devices.is_empty() && !shared_counters.is_empty() {
+        return Err(FieldError::new("spec", FieldProblem::Rule("devices and sharedCounters must not both be set")));
+    }
     Ok(ResourceSlice {
         name: Arc::from(name),
         driver,
@@ -73,7 +78,7 @@ fn convert_slice(name: &str, spec: &api::ResourceSliceSpec) -> Result<ResourceSl
         slice_count,
         nodes: slice_nodes(spec)?,
         devices,
-        shared_counters: Vec::new(),
+        shared_counters,
     })
 }
 
@@ -114,8 +119,20 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
     }
     let mut capacity = BTreeMap::new();
     for (key, c) in d.capacity.iter().flatten() {
-        let milli = parse_milli(&c.value.0).map_err(|e| FieldError::new(format!("{path}.capacity.{key}.value"), e))?;
-        capacity.insert(qualify(driver, key), Capacity { text: Arc::from(c.value.0.as_str()), milli, policy: None });
+        capacity.insert(qualify(driver, key), device_capacity(c, &format!("{path}.capacity.{key}"))?);
+    }
+    let consumes_counters = d
+        .consumes_counters
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| counter_consumption(c, &format!("{path}.consumesCounters[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, c) in consumes_counters.iter().enumerate() {
+        if consumes_counters[..i].iter().any(|other| other.counter_set == c.counter_set) {
+            let field = format!("{path}.consumesCounters[{i}].counterSet");
+            return Err(FieldError::invalid(field, c.counter_set, "must be unique in the device"));
+        }
     }
     let mut taints = Vec::new();
     for (i, t) in d.taints.iter().flatten().enumerate() {
@@ -130,8 +147,158 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
         capacity,
         taints,
         allow_multiple_allocations: d.allow_multiple_allocations == Some(true),
-        consumes_counters: Vec::new(),
+        consumes_counters,
     }))
+}
+
+/// A quantity at `path` in milli-units.
+fn milli_at(q: &Quantity, path: impl Into<String>) -> Result<i64, FieldError> {
+    parse_milli(&q.0).map_err(|e| FieldError::new(path, e))
+}
+
+/// A device capacity at `path` (`capacity.<name>`), with its `requestPolicy` checked against
+/// its value as upstream's validation does.
+fn device_capacity(c: &api::DeviceCapacity, path: &str) -> Result<Capacity, FieldError> {
+    let milli = milli_at(&c.value, format!("{path}.value"))?;
+    let policy = match &c.request_policy {
+        Some(p) => Some(Arc::new(capacity_policy(p, milli, &format!("{path}.requestPolicy"))?)),
+        None => None,
+    };
+    Ok(Capacity { text: Arc::from(c.value.0.as_str()), milli, policy })
+}
+
+/// A `requestPolicy` at `path` of a capacity of `value` milli-units. As upstream validates
+/// it: at most one of `validValues` and `validRange`; values strictly ascending and none
+/// above the capacity; a range within the capacity with a positive step; a default among
+/// the values, or in the range on a step, and never above the capacity.
+fn capacity_policy(p: &api::CapacityRequestPolicy, value: i64, path: &str) -> Result<CapacityPolicy, FieldError> {
+    let default = p.default.as_ref().map(|d| milli_at(d, format!("{path}.default"))).transpose()?;
+    let valid_values = p
+        .valid_values
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, v)| milli_at(v, format!("{path}.validValues[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let valid_range =
+        p.valid_range.as_ref().map(|r| capacity_range(r, value, &format!("{path}.validRange"))).transpose()?;
+    if !valid_values.is_empty() && valid_range.is_some() {
+        return Err(rule(path, "validValues and validRange must not both be set"));
+    }
+    check_valid_values(&valid_values, value, &format!("{path}.validValues"))?;
+    if let Some(d) = default {
+        check_default(d, value, &valid_values, valid_range, &format!("{path}.default"))?;
+    }
+    Ok(CapacityPolicy { default, valid_values, valid_range })
+}
+
+fn rule(path: &str, rule: &'static str) -> FieldError {
+    FieldError::new(path, FieldProblem::Rule(rule))
+}
+
+/// `validValues` at `path`: strictly ascending, none above the capacity's `value`.
+fn check_valid_values(values: &[i64], value: i64, path: &str) -> Result<(), FieldError> {
+    for (i, pair) in values.windows(2).enumerate() {
+        if pair[0] >= pair[1] {
+            return Err(rule(&format!("{path}[{}]", i + 1), "must be sorted ascending, without duplicates"));
+        }
+    }
+    match values.iter().position(|&v| v > value) {
+        Some(i) => Err(rule(&format!("{path}[{i}]"), "must not exceed the capacity's value")),
+        None => Ok(()),
+    }
+}
+
+/// A `validRange` at `path` of a capacity of `value`: `min <= max <= value`, `min <= value`,
+/// a positive `step`.
+fn capacity_range(r: &api::CapacityRequestPolicyRange, value: i64, path: &str) -> Result<CapacityRange, FieldError> {
+    let min = milli_at(&r.min, format!("{path}.min"))?;
+    let max = r.max.as_ref().map(|m| milli_at(m, format!("{path}.max"))).transpose()?;
+    let step = r.step.as_ref().map(|s| milli_at(s, format!("{path}.step"))).transpose()?;
+    if min < 0 {
+        return Err(rule(&format!("{path}.min"), "must not be negative"));
+    }
+    if min > value {
+        return Err(rule(&format!("{path}.min"), "must not exceed the capacity's value"));
+    }
+    if let Some(max) = max {
+        if max < min {
+            return Err(rule(&format!("{path}.max"), "must not be less than min"));
+        }
+        if max > value {
+            return Err(rule(&format!("{path}.max"), "must not exceed the capacity's value"));
+        }
+    }
+    if step.is_some_and(|s| s <= 0) {
+        return Err(rule(&format!("{path}.step"), "must be positive"));
+    }
+    Ok(CapacityRange { min, max, step })
+}
+
+/// A `default` at `path`: at most the capacity's `value`, one of `values` when they are set,
+/// else in `range` and on one of its steps when it is set.
+fn check_default(
+    default: i64,
+    value: i64,
+    values: &[i64],
+    range: Option<CapacityRange>,
+    path: &str,
+) -> Result<(), FieldError> {
+    if default > value {
+        return Err(rule(path, "must not exceed the capacity's value"));
+    }
+    if !values.is_empty() && !values.contains(&default) {
+        return Err(rule(path, "must be one of validValues"));
+    }
+    if let Some(r) = range {
+        if default < r.min || r.max.is_some_and(|max| default > max) {
+            return Err(rule(path, "must be within validRange"));
+        }
+        if r.step.is_some_and(|step| (default - r.min) % step != 0) {
+            return Err(rule(path, "must be validRange.min plus a multiple of validRange.step"));
+        }
+    }
+    Ok(())
+}
+
+/// `spec.sharedCounters`: each set named, the names unique in the slice, each counter's value
+/// a quantity (names kept as written: counters belong to no domain).
+fn counter_sets(sets: &[api::CounterSet]) -> Result<Vec<CounterSet>, FieldError> {
+    let mut out: Vec<CounterSet> = Vec::with_capacity(sets.len());
+    for (i, s) in sets.iter().enumerate() {
+        let path = format!("spec.sharedCounters[{i}]");
+        let name = required(&s.name, &format!("{path}.name"))?;
+        if out.iter().any(|other| other.name.as_str() == name) {
+            return Err(FieldError::invalid(format!("{path}.name"), name, "must be unique in the slice"));
+        }
+        let counters = counters(&s.counters, &format!("{path}.counters"))?;
+        out.push(CounterSet { name: Sym::new(name), counters });
+    }
+    Ok(out)
+}
+
+/// One entry of a device's `consumesCounters` at `path`.
+fn counter_consumption(c: &api::DeviceCounterConsumption, path: &str) -> Result<CounterConsumption, FieldError> {
+    let counter_set = required(&c.counter_set, &format!("{path}.counterSet"))?;
+    Ok(CounterConsumption {
+        counter_set: Sym::new(counter_set),
+        counters: counters(&c.counters, &format!("{path}.counters"))?,
+    })
+}
+
+/// Counters at `path` (`counters.<name>.value`), in milli-units; none may be negative.
+fn counters(counters: &BTreeMap<String, api::Counter>, path: &str) -> Result<BTreeMap<Arc<str>, i64>, FieldError> {
+    let mut out = BTreeMap::new();
+    for (name, c) in counters {
+        required(name, &format!("{path}.<name>"))?;
+        let at = format!("{path}.{name}.value");
+        let milli = milli_at(&c.value, &at)?;
+        if milli < 0 {
+            return Err(FieldError::invalid(at, &c.value.0, "must not be negative"));
+        }
+        out.insert(Arc::from(name.as_str()), milli);
+    }
+    Ok(out)
 }
 
 /// `name` qualified: a name without a domain gets the driver's, as upstream's CEL environment
