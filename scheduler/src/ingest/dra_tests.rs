@@ -785,3 +785,53 @@ fn consumed_capacity_reads_back_qualified_with_the_results_driver() {
         "{e}"
     );
 }
+
+/// One node's GPU published as a counter set and its partitions, and a shared NIC.
+const PARTITIONS: &str = include_str!("../../../tests/fixtures/sim/dra-partitions.yaml");
+
+#[test]
+fn the_partitions_fixture_loads_with_its_counters_and_policies() {
+    let objects = read_objects("dra-partitions.yaml", PARTITIONS).unwrap();
+    let slices: Vec<ResourceSlice> = objects.resource_slices.iter().map(|s| resource_slice(s).unwrap()).collect();
+    let gi = |n: i64| (n << 30) * 1000;
+    let set = |memory: i64, sm: i64| BTreeMap::from([(Arc::from("memory"), gi(memory)), (Arc::from("sm"), sm * 1000)]);
+    assert_eq!(slices[0].shared_counters, vec![CounterSet { name: Sym::new("gpu-0"), counters: set(80, 100) }]);
+    assert!(slices[0].devices.is_empty());
+    let partitions: Vec<(&str, i64, i64)> = slices[1]
+        .devices
+        .iter()
+        .map(|d| {
+            let [c] = d.consumes_counters.as_slice() else { panic!("{d:?}") };
+            assert_eq!(c.counter_set, Sym::new("gpu-0"));
+            (d.name.as_str(), c.counters["memory"], c.counters["sm"])
+        })
+        .collect();
+    assert_eq!(
+        partitions,
+        [
+            ("whole", gi(80), 100_000),
+            ("half-0", gi(40), 50_000),
+            ("half-1", gi(40), 50_000),
+            ("quarter-0", gi(20), 25_000),
+            ("quarter-1", gi(20), 25_000),
+            ("quarter-2", gi(20), 25_000),
+            ("quarter-3", gi(20), 25_000),
+        ]
+    );
+    let nic = &slices[2].devices[0];
+    assert!(nic.allow_multiple_allocations);
+    let bandwidth = &nic.capacity["nic.example.com/bandwidth"];
+    assert_eq!(bandwidth.milli, 100 * G * 1000);
+    let range = CapacityRange { min: 10 * G * 1000, max: None, step: Some(10 * G * 1000) };
+    let want = CapacityPolicy { default: Some(10 * G * 1000), valid_values: Vec::new(), valid_range: Some(range) };
+    assert_eq!(bandwidth.policy.as_deref(), Some(&want));
+    assert_eq!(bandwidth.consumption(Some(30 * G * 1000)), Some(30 * G * 1000));
+    // Every pod's claim resolves: the classes and templates are there, the selectors compile.
+    let cx = PodContext::from_objects(&objects).unwrap();
+    let names: Vec<&str> = objects.pods.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect();
+    assert_eq!(names, ["half-a", "quarter-a", "quarter-b", "net-0", "net-1", "net-2"]);
+    for p in &objects.pods {
+        let claims = pod(p, &cx).unwrap().claims;
+        assert!(claims.len() == 1 && claims[0].spec.is_ok(), "{:?}", claims[0].spec);
+    }
+}
