@@ -117,9 +117,11 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
             attributes.insert(qualify(driver, key), value);
         }
     }
+    let shared = d.allow_multiple_allocations == Some(true);
     let mut capacity = BTreeMap::new();
     for (key, c) in d.capacity.iter().flatten() {
-        capacity.insert(qualify(driver, key), device_capacity(c, &format!("{path}.capacity.{key}"))?);
+        let capacity_at = format!("{path}.capacity.{key}");
+        capacity.insert(qualify(driver, key), device_capacity(c, shared, &capacity_at)?);
     }
     let consumes_counters = d
         .consumes_counters
@@ -146,7 +148,7 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
         attributes,
         capacity,
         taints,
-        allow_multiple_allocations: d.allow_multiple_allocations == Some(true),
+        allow_multiple_allocations: shared,
         consumes_counters,
     }))
 }
@@ -156,21 +158,25 @@ fn milli_at(q: &Quantity, path: impl Into<String>) -> Result<i64, FieldError> {
     parse_milli(&q.0).map_err(|e| FieldError::new(path, e))
 }
 
-/// A device capacity at `path` (`capacity.<name>`), with its `requestPolicy` checked against
-/// its value as upstream's validation does.
-fn device_capacity(c: &api::DeviceCapacity, path: &str) -> Result<Capacity, FieldError> {
+/// A device capacity at `path` (`capacity.<name>`) of a device that allows multiple
+/// allocations (`shared`) or not: only the former may have a `requestPolicy`, which is checked
+/// against the capacity's value as upstream's validation does.
+fn device_capacity(c: &api::DeviceCapacity, shared: bool, path: &str) -> Result<Capacity, FieldError> {
     let milli = milli_at(&c.value, format!("{path}.value"))?;
     let policy = match &c.request_policy {
+        Some(_) if !shared => {
+            return Err(rule(&format!("{path}.requestPolicy"), "allowMultipleAllocations must be true"));
+        }
         Some(p) => Some(Arc::new(capacity_policy(p, milli, &format!("{path}.requestPolicy"))?)),
         None => None,
     };
     Ok(Capacity { text: Arc::from(c.value.0.as_str()), milli, policy })
 }
 
-/// A `requestPolicy` at `path` of a capacity of `value` milli-units. As upstream validates
-/// it: at most one of `validValues` and `validRange`; values strictly ascending and none
-/// above the capacity; a range within the capacity with a positive step; a default among
-/// the values, or in the range on a step, and never above the capacity.
+/// A `requestPolicy` at `path` of a capacity of `value` milli-units, checked as upstream's
+/// `validateRequestPolicy` does: not both `validValues` and `validRange`; with either, a
+/// `default` that is one of the values (ascending, none above the capacity), or in the range
+/// (within the capacity) on one of its steps.
 fn capacity_policy(p: &api::CapacityRequestPolicy, value: i64, path: &str) -> Result<CapacityPolicy, FieldError> {
     let default = p.default.as_ref().map(|d| milli_at(d, format!("{path}.default"))).transpose()?;
     let valid_values = p
@@ -180,14 +186,19 @@ fn capacity_policy(p: &api::CapacityRequestPolicy, value: i64, path: &str) -> Re
         .enumerate()
         .map(|(i, v)| milli_at(v, format!("{path}.validValues[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let valid_range =
-        p.valid_range.as_ref().map(|r| capacity_range(r, value, &format!("{path}.validRange"))).transpose()?;
-    if !valid_values.is_empty() && valid_range.is_some() {
-        return Err(rule(path, "validValues and validRange must not both be set"));
-    }
-    check_valid_values(&valid_values, value, &format!("{path}.validValues"))?;
-    if let Some(d) = default {
-        check_default(d, value, &valid_values, valid_range, &format!("{path}.default"))?;
+    let valid_range = p.valid_range.as_ref().map(|r| capacity_range(r, &format!("{path}.validRange"))).transpose()?;
+    let required = |field: &str| FieldError::new(format!("{path}.{field}"), FieldProblem::Missing);
+    match (valid_values.is_empty(), valid_range) {
+        (false, Some(_)) => return Err(rule(path, "validValues and validRange must not both be set")),
+        (false, None) => {
+            let default = default.ok_or_else(|| required("default"))?;
+            check_valid_values(&valid_values, default, value, &format!("{path}.validValues"))?;
+        }
+        (true, Some(range)) => {
+            let default = default.ok_or_else(|| required("default"))?;
+            check_range(range, default, value, &format!("{path}.validRange"))?;
+        }
+        (true, None) => {}
     }
     Ok(CapacityPolicy { default, valid_values, valid_range })
 }
@@ -196,67 +207,63 @@ fn rule(path: &str, rule: &'static str) -> FieldError {
     FieldError::new(path, FieldProblem::Rule(rule))
 }
 
-/// `validValues` at `path`: strictly ascending, none above the capacity's `value`.
-fn check_valid_values(values: &[i64], value: i64, path: &str) -> Result<(), FieldError> {
+/// `validValues` at `path`: ascending without duplicates, none above the capacity's `value`,
+/// `default` among them.
+fn check_valid_values(values: &[i64], default: i64, value: i64, path: &str) -> Result<(), FieldError> {
     for (i, pair) in values.windows(2).enumerate() {
         if pair[0] >= pair[1] {
             return Err(rule(&format!("{path}[{}]", i + 1), "must be sorted ascending, without duplicates"));
         }
     }
-    match values.iter().position(|&v| v > value) {
-        Some(i) => Err(rule(&format!("{path}[{i}]"), "must not exceed the capacity's value")),
-        None => Ok(()),
+    if let Some(i) = values.iter().position(|&v| v > value) {
+        return Err(rule(&format!("{path}[{i}]"), "must not exceed the capacity's value"));
     }
+    if !values.contains(&default) {
+        return Err(rule(path, "must contain the default"));
+    }
+    Ok(())
 }
 
-/// A `validRange` at `path` of a capacity of `value`: `min <= max <= value`, `min <= value`,
-/// a positive `step`.
-fn capacity_range(r: &api::CapacityRequestPolicyRange, value: i64, path: &str) -> Result<CapacityRange, FieldError> {
+/// A `validRange` at `path` as written (its quantities parsed; a `step` must be positive).
+fn capacity_range(r: &api::CapacityRequestPolicyRange, path: &str) -> Result<CapacityRange, FieldError> {
     let min = milli_at(&r.min, format!("{path}.min"))?;
     let max = r.max.as_ref().map(|m| milli_at(m, format!("{path}.max"))).transpose()?;
     let step = r.step.as_ref().map(|s| milli_at(s, format!("{path}.step"))).transpose()?;
-    if min < 0 {
-        return Err(rule(&format!("{path}.min"), "must not be negative"));
-    }
-    if min > value {
-        return Err(rule(&format!("{path}.min"), "must not exceed the capacity's value"));
-    }
-    if let Some(max) = max {
-        if max < min {
-            return Err(rule(&format!("{path}.max"), "must not be less than min"));
-        }
-        if max > value {
-            return Err(rule(&format!("{path}.max"), "must not exceed the capacity's value"));
-        }
-    }
     if step.is_some_and(|s| s <= 0) {
         return Err(rule(&format!("{path}.step"), "must be positive"));
     }
     Ok(CapacityRange { min, max, step })
 }
 
-/// A `default` at `path`: at most the capacity's `value`, one of `values` when they are set,
-/// else in `range` and on one of its steps when it is set.
-fn check_default(
-    default: i64,
-    value: i64,
-    values: &[i64],
-    range: Option<CapacityRange>,
-    path: &str,
-) -> Result<(), FieldError> {
-    if default > value {
-        return Err(rule(path, "must not exceed the capacity's value"));
+/// A `validRange` at `path` of a capacity of `value` with its `default`, as upstream's
+/// `validateRequestPolicyRange` checks it: `min` and `max` (and `min` plus one `step`) within
+/// the capacity, `min <= default <= max`, and `default` and `max` on a step from `min`.
+fn check_range(r: CapacityRange, default: i64, value: i64, path: &str) -> Result<(), FieldError> {
+    let at = |field: &str| format!("{path}.{field}");
+    if r.min > value {
+        return Err(rule(&at("min"), "must not exceed the capacity's value"));
     }
-    if !values.is_empty() && !values.contains(&default) {
-        return Err(rule(path, "must be one of validValues"));
+    if default < r.min {
+        return Err(rule(&at("min"), "must not exceed the default"));
     }
-    if let Some(r) = range {
-        if default < r.min || r.max.is_some_and(|max| default > max) {
-            return Err(rule(path, "must be within validRange"));
+    if let Some(max) = r.max {
+        if max < r.min {
+            return Err(rule(&at("max"), "must not be less than min"));
         }
-        if r.step.is_some_and(|step| (default - r.min) % step != 0) {
-            return Err(rule(path, "must be validRange.min plus a multiple of validRange.step"));
+        if max > value {
+            return Err(rule(&at("max"), "must not exceed the capacity's value"));
         }
+        if default > max {
+            return Err(rule(&at("max"), "must not be less than the default"));
+        }
+    }
+    let Some(step) = r.step else { return Ok(()) };
+    if r.min.checked_add(step).is_none_or(|one| one > value) {
+        return Err(rule(&at("step"), "min plus one step must not exceed the capacity's value"));
+    }
+    let on_step = |v: i64| (v - r.min) % step == 0;
+    if !on_step(default) || r.max.is_some_and(|max| !on_step(max)) {
+        return Err(rule(&at("step"), "the default and max must be min plus a multiple of step"));
     }
     Ok(())
 }
@@ -286,17 +293,13 @@ fn counter_consumption(c: &api::DeviceCounterConsumption, path: &str) -> Result<
     })
 }
 
-/// Counters at `path` (`counters.<name>.value`), in milli-units; none may be negative.
+/// Counters at `path` (`counters.<name>.value`), in milli-units (upstream takes any
+/// quantity that parses).
 fn counters(counters: &BTreeMap<String, api::Counter>, path: &str) -> Result<BTreeMap<Arc<str>, i64>, FieldError> {
     let mut out = BTreeMap::new();
     for (name, c) in counters {
         required(name, &format!("{path}.<name>"))?;
-        let at = format!("{path}.{name}.value");
-        let milli = milli_at(&c.value, &at)?;
-        if milli < 0 {
-            return Err(FieldError::invalid(at, &c.value.0, "must not be negative"));
-        }
-        out.insert(Arc::from(name.as_str()), milli);
+        out.insert(Arc::from(name.as_str()), milli_at(&c.value, format!("{path}.{name}.value"))?);
     }
     Ok(out)
 }
