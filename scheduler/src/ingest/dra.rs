@@ -41,7 +41,11 @@ pub type Resolved<T> = Result<Arc<T>, ClaimProblem>;
 
 /// Converts a ResourceSlice. Its placement is `nodeName`, `nodeSelector` or `allNodes`;
 /// `perDeviceNodeSelection`, which this model does not express, becomes an empty node
-/// selector: reachable from no node, until the allocator learns per-device placement.
+/// selector: reachable from no node, until the allocator learns per-device placement. A slice
+/// holds either devices or its pool's `sharedCounters`, never both; the devices' capacity
+/// request policies and counter consumptions are checked as upstream's API validation checks
+/// them, where that needs nothing outside the slice (a counter set named by a device is in
+/// another slice of the pool, and is not looked for here).
 pub fn resource_slice(s: &api::ResourceSlice) -> Result<ResourceSlice, IngestError> {
     let object = || ObjectRef::cluster("ResourceSlice", s.metadata.name.as_deref());
     let name = s.metadata.name.as_deref().unwrap_or("");

@@ -17,7 +17,8 @@
 //! sent: a change of such a slice (or of a node's labels) sends the new inventory of exactly
 //! the nodes whose devices it changed. With no such slice, a node's labels are only kept.
 //! PreBind reads here where an allocated device can be used from ([`DraObjects::reach_of`]),
-//! to restrict the allocation to the nodes that reach it.
+//! to restrict the allocation to the nodes that reach it, and the device itself
+//! ([`DraObjects::device_of`]), to tell whether it allows multiple allocations.
 //!
 //! Every watch task that touches this takes its lock first and converts and sends under it,
 //! so a pod never reaches the engine thread resolved against an older catalog than a
