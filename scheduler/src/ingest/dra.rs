@@ -17,10 +17,11 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::resource::v1 as api;
 use k8s_openapi::api::scheduling::v1alpha3 as sched;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use tessera_plugins::dra::cel::compile_cached;
 use tessera_plugins::dra::model::{
-    AttrValue, Capacity, ClaimAllocation, ClaimGroup, ClaimKey, ClaimProblem, ClaimSpec, Device, DeviceClass,
-    DeviceTaint, PodClaim, ResourceSlice, SliceNodes,
+    AttrValue, Capacity, CapacityPolicy, CapacityRange, ClaimAllocation, ClaimGroup, ClaimKey, ClaimProblem, ClaimSpec,
+    CounterConsumption, CounterSet, Device, DeviceClass, DeviceTaint, PodClaim, ResourceSlice, SliceNodes,
 };
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::NodeSelector;
@@ -40,7 +41,11 @@ pub type Resolved<T> = Result<Arc<T>, ClaimProblem>;
 
 /// Converts a ResourceSlice. Its placement is `nodeName`, `nodeSelector` or `allNodes`;
 /// `perDeviceNodeSelection`, which this model does not express, becomes an empty node
-/// selector: reachable from no node, until the allocator learns per-device placement.
+/// selector: reachable from no node, until the allocator learns per-device placement. A slice
+/// holds either devices or its pool's `sharedCounters`, never both; the devices' capacity
+/// request policies and counter consumptions are checked as upstream's API validation checks
+/// them, where that needs nothing outside the slice (a counter set named by a device is in
+/// another slice of the pool, and is not looked for here).
 pub fn resource_slice(s: &api::ResourceSlice) -> Result<ResourceSlice, IngestError> {
     let object = || ObjectRef::cluster("ResourceSlice", s.metadata.name.as_deref());
     let name = s.metadata.name.as_deref().unwrap_or("");
@@ -64,7 +69,11 @@ fn convert_slice(name: &str, spec: &api::ResourceSliceSpec) -> Result<ResourceSl
         .flatten()
         .enumerate()
         .map(|(i, d)| device(d, driver, pool, &format!("spec.devices[{i}]")))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let shared_counters = counter_sets(spec.shared_counters.as_deref().unwrap_or_default())?;
+    if !devices.is_empty() && !shared_counters.is_empty() {
+        return Err(FieldError::new("spec", FieldProblem::Rule("devices and sharedCounters must not both be set")));
+    }
     Ok(ResourceSlice {
         name: Arc::from(name),
         driver,
@@ -73,7 +82,7 @@ fn convert_slice(name: &str, spec: &api::ResourceSliceSpec) -> Result<ResourceSl
         slice_count,
         nodes: slice_nodes(spec)?,
         devices,
-        shared_counters: Vec::new(),
+        shared_counters,
     })
 }
 
@@ -112,10 +121,24 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
             attributes.insert(qualify(driver, key), value);
         }
     }
+    let shared = d.allow_multiple_allocations == Some(true);
     let mut capacity = BTreeMap::new();
     for (key, c) in d.capacity.iter().flatten() {
-        let milli = parse_milli(&c.value.0).map_err(|e| FieldError::new(format!("{path}.capacity.{key}.value"), e))?;
-        capacity.insert(qualify(driver, key), Capacity { text: Arc::from(c.value.0.as_str()), milli, policy: None });
+        let capacity_at = format!("{path}.capacity.{key}");
+        capacity.insert(qualify(driver, key), device_capacity(c, shared, &capacity_at)?);
+    }
+    let consumes_counters = d
+        .consumes_counters
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| counter_consumption(c, &format!("{path}.consumesCounters[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, c) in consumes_counters.iter().enumerate() {
+        if consumes_counters[..i].iter().any(|other| other.counter_set == c.counter_set) {
+            let field = format!("{path}.consumesCounters[{i}].counterSet");
+            return Err(FieldError::invalid(field, c.counter_set, "must be unique in the device"));
+        }
     }
     let mut taints = Vec::new();
     for (i, t) in d.taints.iter().flatten().enumerate() {
@@ -129,9 +152,160 @@ fn device(d: &api::Device, driver: Sym, pool: Sym, path: &str) -> Result<Arc<Dev
         attributes,
         capacity,
         taints,
-        allow_multiple_allocations: d.allow_multiple_allocations == Some(true),
-        consumes_counters: Vec::new(),
+        allow_multiple_allocations: shared,
+        consumes_counters,
     }))
+}
+
+/// A quantity at `path` in milli-units.
+fn milli_at(q: &Quantity, path: impl Into<String>) -> Result<i64, FieldError> {
+    parse_milli(&q.0).map_err(|e| FieldError::new(path, e))
+}
+
+/// A device capacity at `path` (`capacity.<name>`) of a device that allows multiple
+/// allocations (`shared`) or not: only the former may have a `requestPolicy`, which is checked
+/// against the capacity's value as upstream's validation does.
+fn device_capacity(c: &api::DeviceCapacity, shared: bool, path: &str) -> Result<Capacity, FieldError> {
+    let milli = milli_at(&c.value, format!("{path}.value"))?;
+    let policy = match &c.request_policy {
+        Some(_) if !shared => {
+            return Err(rule(&format!("{path}.requestPolicy"), "allowMultipleAllocations must be true"));
+        }
+        Some(p) => Some(Arc::new(capacity_policy(p, milli, &format!("{path}.requestPolicy"))?)),
+        None => None,
+    };
+    Ok(Capacity { text: Arc::from(c.value.0.as_str()), milli, policy })
+}
+
+/// A `requestPolicy` at `path` of a capacity of `value` milli-units, checked as upstream's
+/// `validateRequestPolicy` does: not both `validValues` and `validRange`; with either, a
+/// `default` that is one of the values (ascending, none above the capacity), or in the range
+/// (within the capacity) on one of its steps.
+fn capacity_policy(p: &api::CapacityRequestPolicy, value: i64, path: &str) -> Result<CapacityPolicy, FieldError> {
+    let default = p.default.as_ref().map(|d| milli_at(d, format!("{path}.default"))).transpose()?;
+    let valid_values = p
+        .valid_values
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, v)| milli_at(v, format!("{path}.validValues[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let valid_range = p.valid_range.as_ref().map(|r| capacity_range(r, &format!("{path}.validRange"))).transpose()?;
+    let required = |field: &str| FieldError::new(format!("{path}.{field}"), FieldProblem::Missing);
+    match (valid_values.is_empty(), valid_range) {
+        (false, Some(_)) => return Err(rule(path, "validValues and validRange must not both be set")),
+        (false, None) => {
+            let default = default.ok_or_else(|| required("default"))?;
+            check_valid_values(&valid_values, default, value, &format!("{path}.validValues"))?;
+        }
+        (true, Some(range)) => {
+            let default = default.ok_or_else(|| required("default"))?;
+            check_range(range, default, value, &format!("{path}.validRange"))?;
+        }
+        (true, None) => {}
+    }
+    Ok(CapacityPolicy { default, valid_values, valid_range })
+}
+
+fn rule(path: &str, rule: &'static str) -> FieldError {
+    FieldError::new(path, FieldProblem::Rule(rule))
+}
+
+/// `validValues` at `path`: ascending without duplicates, none above the capacity's `value`,
+/// `default` among them.
+fn check_valid_values(values: &[i64], default: i64, value: i64, path: &str) -> Result<(), FieldError> {
+    for (i, pair) in values.windows(2).enumerate() {
+        if pair[0] >= pair[1] {
+            return Err(rule(&format!("{path}[{}]", i + 1), "must be sorted ascending, without duplicates"));
+        }
+    }
+    if let Some(i) = values.iter().position(|&v| v > value) {
+        return Err(rule(&format!("{path}[{i}]"), "must not exceed the capacity's value"));
+    }
+    if !values.contains(&default) {
+        return Err(rule(path, "must contain the default"));
+    }
+    Ok(())
+}
+
+/// A `validRange` at `path` as written (its quantities parsed; a `step` must be positive).
+fn capacity_range(r: &api::CapacityRequestPolicyRange, path: &str) -> Result<CapacityRange, FieldError> {
+    let min = milli_at(&r.min, format!("{path}.min"))?;
+    let max = r.max.as_ref().map(|m| milli_at(m, format!("{path}.max"))).transpose()?;
+    let step = r.step.as_ref().map(|s| milli_at(s, format!("{path}.step"))).transpose()?;
+    if step.is_some_and(|s| s <= 0) {
+        return Err(rule(&format!("{path}.step"), "must be positive"));
+    }
+    Ok(CapacityRange { min, max, step })
+}
+
+/// A `validRange` at `path` of a capacity of `value` with its `default`, as upstream's
+/// `validateRequestPolicyRange` checks it: `min` and `max` (and `min` plus one `step`) within
+/// the capacity, `min <= default <= max`, and `default` and `max` on a step from `min`.
+fn check_range(r: CapacityRange, default: i64, value: i64, path: &str) -> Result<(), FieldError> {
+    let at = |field: &str| format!("{path}.{field}");
+    if r.min > value {
+        return Err(rule(&at("min"), "must not exceed the capacity's value"));
+    }
+    if default < r.min {
+        return Err(rule(&at("min"), "must not exceed the default"));
+    }
+    if let Some(max) = r.max {
+        if max < r.min {
+            return Err(rule(&at("max"), "must not be less than min"));
+        }
+        if max > value {
+            return Err(rule(&at("max"), "must not exceed the capacity's value"));
+        }
+        if default > max {
+            return Err(rule(&at("max"), "must not be less than the default"));
+        }
+    }
+    let Some(step) = r.step else { return Ok(()) };
+    if r.min.checked_add(step).is_none_or(|one| one > value) {
+        return Err(rule(&at("step"), "min plus one step must not exceed the capacity's value"));
+    }
+    let on_step = |v: i64| (v - r.min) % step == 0;
+    if !on_step(default) || r.max.is_some_and(|max| !on_step(max)) {
+        return Err(rule(&at("step"), "the default and max must be min plus a multiple of step"));
+    }
+    Ok(())
+}
+
+/// `spec.sharedCounters`: each set named, the names unique in the slice, each counter's value
+/// a quantity (names kept as written: counters belong to no domain).
+fn counter_sets(sets: &[api::CounterSet]) -> Result<Vec<CounterSet>, FieldError> {
+    let mut out: Vec<CounterSet> = Vec::with_capacity(sets.len());
+    for (i, s) in sets.iter().enumerate() {
+        let path = format!("spec.sharedCounters[{i}]");
+        let name = required(&s.name, &format!("{path}.name"))?;
+        if out.iter().any(|other| other.name.as_str() == name) {
+            return Err(FieldError::invalid(format!("{path}.name"), name, "must be unique in the slice"));
+        }
+        let counters = counters(&s.counters, &format!("{path}.counters"))?;
+        out.push(CounterSet { name: Sym::new(name), counters });
+    }
+    Ok(out)
+}
+
+/// One entry of a device's `consumesCounters` at `path`.
+fn counter_consumption(c: &api::DeviceCounterConsumption, path: &str) -> Result<CounterConsumption, FieldError> {
+    let counter_set = required(&c.counter_set, &format!("{path}.counterSet"))?;
+    Ok(CounterConsumption {
+        counter_set: Sym::new(counter_set),
+        counters: counters(&c.counters, &format!("{path}.counters"))?,
+    })
+}
+
+/// Counters at `path` (`counters.<name>.value`), in milli-units (upstream takes any
+/// quantity that parses).
+fn counters(counters: &BTreeMap<String, api::Counter>, path: &str) -> Result<BTreeMap<Arc<str>, i64>, FieldError> {
+    let mut out = BTreeMap::new();
+    for (name, c) in counters {
+        required(name, &format!("{path}.<name>"))?;
+        out.insert(Arc::from(name.as_str()), milli_at(&c.value, format!("{path}.{name}.value"))?);
+    }
+    Ok(out)
 }
 
 /// `name` qualified: a name without a domain gets the driver's, as upstream's CEL environment

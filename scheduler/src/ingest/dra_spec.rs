@@ -326,7 +326,23 @@ fn allocated_device(r: &api::DeviceRequestAllocationResult, path: &str) -> Resul
         device: field(&r.device, "device")?,
     };
     let request = Arc::from(required(&r.request, &format!("{path}.request"))?);
-    Ok(AllocatedDevice { request, device, admin_access: r.admin_access == Some(true), consumed: Default::default() })
+    let consumed = consumed_capacity(r.consumed_capacity.as_ref(), device.driver, &format!("{path}.consumedCapacity"))?;
+    Ok(AllocatedDevice { request, device, admin_access: r.admin_access == Some(true), consumed })
+}
+
+/// A result's `consumedCapacity` at `path`, in milli-units, each name qualified with the
+/// result's `driver` as the device's capacity names are (see [`super::qualify`]).
+fn consumed_capacity(
+    consumed: Option<&BTreeMap<String, Quantity>>,
+    driver: Sym,
+    path: &str,
+) -> Result<BTreeMap<Arc<str>, i64>, FieldError> {
+    let mut out = BTreeMap::new();
+    for (name, q) in consumed.into_iter().flatten() {
+        let milli = parse_milli(&q.0).map_err(|e| FieldError::new(format!("{path}.{name}"), e))?;
+        out.insert(super::qualify(driver, name), milli);
+    }
+    Ok(out)
 }
 
 /// The node an allocation's devices are local to: a `nodeSelector` of exactly one term with

@@ -599,3 +599,243 @@ fn only_an_allocation_to_one_node_by_name_is_local_to_it() {
         "nodeSelector: {nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: In, values: [n1, n2]}]}]}";
     assert_eq!(allocation(both), None);
 }
+
+/// A pool published as a counter slice (one GPU's memory and multiprocessors) beside a device
+/// slice of its partitions, and a shared NIC with a bandwidth policy.
+const COUNTER_SLICE: &str = r#"
+metadata: {name: n1-gpu-counters}
+spec:
+  driver: gpu.example.com
+  nodeName: n1
+  pool: {name: n1, generation: 1, resourceSliceCount: 2}
+  sharedCounters:
+  - name: gpu-0
+    counters:
+      memory: {value: 80Gi}
+      sm: {value: "100"}
+"#;
+
+const PARTITION_SLICE: &str = r#"
+metadata: {name: n1-gpu-partitions}
+spec:
+  driver: gpu.example.com
+  nodeName: n1
+  pool: {name: n1, generation: 1, resourceSliceCount: 2}
+  devices:
+  - name: half-0
+    consumesCounters:
+    - counterSet: gpu-0
+      counters: {memory: {value: 40Gi}, sm: {value: "50"}}
+  - name: nic-0
+    allowMultipleAllocations: true
+    capacity:
+      bandwidth:
+        value: 100G
+        requestPolicy:
+          default: 10G
+          validRange: {min: 10G, max: 100G, step: 10G}
+      queues:
+        value: "8"
+        requestPolicy: {default: "1", validValues: ["1", "2", "4", "8"]}
+"#;
+
+const G: i64 = 1_000_000_000;
+
+#[test]
+fn a_counter_slice_keeps_its_counter_sets_with_names_as_written() {
+    let s = resource_slice(&yaml(COUNTER_SLICE)).unwrap();
+    assert!(s.devices.is_empty());
+    let counters = BTreeMap::from([(Arc::from("memory"), (80i64 << 30) * 1000), (Arc::from("sm"), 100_000)]);
+    assert_eq!(s.shared_counters, vec![CounterSet { name: Sym::new("gpu-0"), counters }]);
+}
+
+#[test]
+fn a_partition_consumes_counters_and_a_shared_device_has_request_policies() {
+    let s = resource_slice(&yaml(PARTITION_SLICE)).unwrap();
+    assert!(s.shared_counters.is_empty());
+    let half = &s.devices[0];
+    let counters = BTreeMap::from([(Arc::from("memory"), (40i64 << 30) * 1000), (Arc::from("sm"), 50_000)]);
+    assert_eq!(half.consumes_counters, vec![CounterConsumption { counter_set: Sym::new("gpu-0"), counters }]);
+    let nic = &s.devices[1];
+    assert!(nic.consumes_counters.is_empty() && nic.allow_multiple_allocations);
+    let bandwidth = &nic.capacity["gpu.example.com/bandwidth"];
+    let range = CapacityRange { min: 10 * G * 1000, max: Some(100 * G * 1000), step: Some(10 * G * 1000) };
+    let want = CapacityPolicy { default: Some(10 * G * 1000), valid_values: Vec::new(), valid_range: Some(range) };
+    assert_eq!(bandwidth.policy.as_deref(), Some(&want));
+    assert_eq!(bandwidth.consumption(Some(30 * G * 1000)), Some(30 * G * 1000));
+    assert_eq!(bandwidth.consumption(Some(25 * G * 1000)), Some(30 * G * 1000), "rounded up onto a step");
+    let queues = nic.capacity["gpu.example.com/queues"].policy.as_deref().unwrap();
+    assert_eq!((queues.default, queues.valid_values.as_slice()), (Some(1000), &[1000, 2000, 4000, 8000][..]));
+    assert!(half.capacity.is_empty() || half.capacity.values().all(|c| c.policy.is_none()));
+}
+
+/// The error converting `PARTITION_SLICE` with `from` replaced by `to`.
+fn partition_error(from: &str, to: &str) -> String {
+    assert!(PARTITION_SLICE.contains(from), "{from}");
+    resource_slice(&yaml(&PARTITION_SLICE.replace(from, to))).unwrap_err().to_string()
+}
+
+#[test]
+fn request_policies_are_validated_as_upstream_does() {
+    let at = "ResourceSlice n1-gpu-partitions: spec.devices[1].capacity";
+    let queues = format!("{at}.queues.requestPolicy");
+    let values = |v: &str| partition_error(r#"validValues: ["1", "2", "4", "8"]"#, v);
+    let unsorted = "must be sorted ascending, without duplicates";
+    assert_eq!(values(r#"validValues: ["1", "4", "2"]"#), format!("{queues}.validValues[2]: {unsorted}"));
+    assert_eq!(values(r#"validValues: ["1", "1"]"#), format!("{queues}.validValues[1]: {unsorted}"));
+    assert_eq!(
+        values(r#"validValues: ["1", "16"]"#),
+        format!("{queues}.validValues[1]: must not exceed the capacity's value")
+    );
+    assert_eq!(values(r#"validValues: ["2", "4"]"#), format!("{queues}.validValues: must contain the default"));
+    assert!(
+        values(r#"validValues: ["1", "x"]"#).starts_with(&format!("{queues}.validValues[1]: quantity \"x\" is not"))
+    );
+    let both = r#"validValues: ["1"], validRange: {min: "1"}"#;
+    assert_eq!(values(both), format!("{queues}: validValues and validRange must not both be set"));
+    assert_eq!(
+        partition_error(r#"{default: "1", validValues"#, "{validValues"),
+        format!("{queues}.default: required field is missing")
+    );
+    let range = |r: &str| partition_error("validRange: {min: 10G, max: 100G, step: 10G}", r);
+    let bandwidth = format!("{at}.bandwidth.requestPolicy");
+    let cases = [
+        ("validRange: {min: 10G, max: 5G}", "max: must not be less than min"),
+        ("validRange: {min: 10G, max: 200G}", "max: must not exceed the capacity's value"),
+        ("validRange: {min: 200G}", "min: must not exceed the capacity's value"),
+        ("validRange: {min: 20G}", "min: must not exceed the default"),
+        ("validRange: {min: 1G, max: 5G}", "max: must not be less than the default"),
+        ("validRange: {min: 10G, step: \"0\"}", "step: must be positive"),
+        ("validRange: {min: 10G, step: 100G}", "step: min plus one step must not exceed the capacity's value"),
+        (
+            "validRange: {min: 10G, max: 95G, step: 10G}",
+            "step: the default and max must be min plus a multiple of step",
+        ),
+        ("validRange: {min: 5G, step: 10G}", "step: the default and max must be min plus a multiple of step"),
+    ];
+    for (policy, problem) in cases {
+        assert_eq!(range(policy), format!("{bandwidth}.validRange.{problem}"), "{policy}");
+    }
+    assert_eq!(
+        partition_error("        requestPolicy:\n          default: 10G\n", "        requestPolicy:\n"),
+        format!("{bandwidth}.default: required field is missing")
+    );
+    // Upstream checks nothing else of a default alone, however large.
+    let alone = PARTITION_SLICE.replace("validRange: {min: 10G, max: 100G, step: 10G}", "").replace("10G", "1T");
+    let s = resource_slice(&yaml(&alone)).unwrap();
+    assert_eq!(
+        s.devices[1].capacity["gpu.example.com/bandwidth"].policy.as_deref().unwrap().default,
+        Some(1000 * G * 1000)
+    );
+    // Only a device that allows multiple allocations has a request policy.
+    assert_eq!(
+        partition_error("allowMultipleAllocations: true", "allowMultipleAllocations: false"),
+        format!("{at}.bandwidth.requestPolicy: allowMultipleAllocations must be true")
+    );
+}
+
+#[test]
+fn counters_are_validated_naming_slice_and_field() {
+    let e = resource_slice(&yaml(&COUNTER_SLICE.replace("{value: 80Gi}", "{value: much}"))).unwrap_err().to_string();
+    assert!(
+        e.starts_with("ResourceSlice n1-gpu-counters: spec.sharedCounters[0].counters.memory.value: quantity \"much\""),
+        "{e}"
+    );
+    let twice = format!("{COUNTER_SLICE}  - name: gpu-0\n    counters: {{sm: {{value: \"1\"}}}}\n");
+    let e = resource_slice(&yaml(&twice)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "ResourceSlice n1-gpu-counters: spec.sharedCounters[1].name: invalid value \"gpu-0\": must be unique in the slice"
+    );
+    let e = resource_slice(&yaml(&COUNTER_SLICE.replace("- name: gpu-0", "- name: \"\""))).unwrap_err();
+    assert_eq!(e.to_string(), "ResourceSlice n1-gpu-counters: spec.sharedCounters[0].name: required field is missing");
+    let with_devices = format!("{COUNTER_SLICE}  devices: [{{name: gpu-0}}]\n");
+    let e = resource_slice(&yaml(&with_devices)).unwrap_err();
+    assert_eq!(e.to_string(), "ResourceSlice n1-gpu-counters: spec: devices and sharedCounters must not both be set");
+    let consumption = "    - counterSet: gpu-0\n      counters: {memory: {value: 40Gi}, sm: {value: \"50\"}}\n";
+    let e = partition_error(consumption, &format!("{consumption}{consumption}"));
+    assert_eq!(
+        e,
+        "ResourceSlice n1-gpu-partitions: spec.devices[0].consumesCounters[1].counterSet: invalid value \"gpu-0\": \
+         must be unique in the device"
+    );
+    let e = partition_error("counterSet: gpu-0", "counterSet: \"\"");
+    assert_eq!(
+        e,
+        "ResourceSlice n1-gpu-partitions: spec.devices[0].consumesCounters[0].counterSet: required field is missing"
+    );
+}
+
+#[test]
+fn consumed_capacity_reads_back_qualified_with_the_results_driver() {
+    let a: api::AllocationResult = yaml(
+        "devices: {results: [{request: r, driver: nic.example.com, pool: p, device: nic-0, shareID: \
+         0a1b2c3d-0000-8000-8000-000000000000, consumedCapacity: {bandwidth: 30G, other.example.com/x: 500m}}, \
+         {request: r, driver: nic.example.com, pool: p, device: nic-1}]}",
+    );
+    let read = claim_allocation(ClaimKey::new("ml", "c"), &a).unwrap();
+    let want = BTreeMap::from([
+        (Arc::from("nic.example.com/bandwidth"), 30 * G * 1000),
+        (Arc::from("other.example.com/x"), 500),
+    ]);
+    assert_eq!(read.devices[0].consumed, want);
+    assert!(read.devices[1].consumed.is_empty());
+    let bad: api::AllocationResult = yaml(
+        "devices: {results: [{request: r, driver: d.io, pool: p, device: x, consumedCapacity: {bandwidth: lots}}]}",
+    );
+    let e = claim_allocation(ClaimKey::new("ml", "c"), &bad).unwrap_err().to_string();
+    assert!(
+        e.starts_with("ResourceClaim ml/c: status.allocation.devices.results[0].consumedCapacity.bandwidth: quantity"),
+        "{e}"
+    );
+}
+
+/// One node's GPU published as a counter set and its partitions, and a shared NIC.
+const PARTITIONS: &str = include_str!("../../../tests/fixtures/sim/dra-partitions.yaml");
+
+#[test]
+fn the_partitions_fixture_loads_with_its_counters_and_policies() {
+    let objects = read_objects("dra-partitions.yaml", PARTITIONS).unwrap();
+    let slices: Vec<ResourceSlice> = objects.resource_slices.iter().map(|s| resource_slice(s).unwrap()).collect();
+    let gi = |n: i64| (n << 30) * 1000;
+    let set = |memory: i64, sm: i64| BTreeMap::from([(Arc::from("memory"), gi(memory)), (Arc::from("sm"), sm * 1000)]);
+    assert_eq!(slices[0].shared_counters, vec![CounterSet { name: Sym::new("gpu-0"), counters: set(80, 100) }]);
+    assert!(slices[0].devices.is_empty());
+    let partitions: Vec<(&str, i64, i64)> = slices[1]
+        .devices
+        .iter()
+        .map(|d| {
+            let [c] = d.consumes_counters.as_slice() else { panic!("{d:?}") };
+            assert_eq!(c.counter_set, Sym::new("gpu-0"));
+            (d.name.as_str(), c.counters["memory"], c.counters["sm"])
+        })
+        .collect();
+    assert_eq!(
+        partitions,
+        [
+            ("whole", gi(80), 100_000),
+            ("half-0", gi(40), 50_000),
+            ("half-1", gi(40), 50_000),
+            ("quarter-0", gi(20), 25_000),
+            ("quarter-1", gi(20), 25_000),
+            ("quarter-2", gi(20), 25_000),
+            ("quarter-3", gi(20), 25_000),
+        ]
+    );
+    let nic = &slices[2].devices[0];
+    assert!(nic.allow_multiple_allocations);
+    let bandwidth = &nic.capacity["nic.example.com/bandwidth"];
+    assert_eq!(bandwidth.milli, 100 * G * 1000);
+    let range = CapacityRange { min: 10 * G * 1000, max: None, step: Some(10 * G * 1000) };
+    let want = CapacityPolicy { default: Some(10 * G * 1000), valid_values: Vec::new(), valid_range: Some(range) };
+    assert_eq!(bandwidth.policy.as_deref(), Some(&want));
+    assert_eq!(bandwidth.consumption(Some(30 * G * 1000)), Some(30 * G * 1000));
+    // Every pod's claim resolves: the classes and templates are there, the selectors compile.
+    let cx = PodContext::from_objects(&objects).unwrap();
+    let names: Vec<&str> = objects.pods.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect();
+    assert_eq!(names, ["half-a", "quarter-a", "quarter-b", "net-0", "net-1", "net-2"]);
+    for p in &objects.pods {
+        let claims = pod(p, &cx).unwrap().claims;
+        assert!(claims.len() == 1 && claims[0].spec.is_ok(), "{:?}", claims[0].spec);
+    }
+}

@@ -20,20 +20,28 @@
 //! bound on the claim already, and whether any still needs it is more than the executor knows
 //! (upstream removes the group only when none of its pods is active any more).
 //!
-//! Upstream also puts its `resource.kubernetes.io/delete-protection` finalizer on a claim it
-//! allocates; Tessera does not (it writes only the status), so the resourceclaim controller's
-//! own bookkeeping is what keeps an allocated claim.
+//! A claim this PreBind allocates first gets the finalizer [`FINALIZER`], as upstream's
+//! DynamicResources PreBind adds it: in a write of the claim itself (`PUT resourceclaims/{name}`),
+//! since a status write cannot change metadata, then the status. Giving back an allocation
+//! this PreBind made removes the finalizer again if it added it (upstream leaves that to the
+//! resourceclaim controller, which drops it from a claim that is no longer allocated).
+//!
+//! A device that allows multiple allocations gets, in its result, the capacity the allocation
+//! consumes (`consumedCapacity`, from [`AllocatedDevice::consumed`]) and a `shareID` telling
+//! this allocation of it from others ([`share_id`]).
 
 use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
 use k8s_openapi::api::resource::v1::{
     AllocationResult, DeviceAllocationConfiguration, DeviceAllocationResult, DeviceRequestAllocationResult,
     OpaqueDeviceConfiguration, ResourceClaim, ResourceClaimConsumerReference, ResourceClaimStatus,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, PostParams};
 #[cfg(doc)]
 use tessera_plugins::dra::model::PodClaim;
-use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey, DeviceId};
+use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation, ClaimKey, DeviceId};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{Pod, PodKey};
 use thiserror::Error;
@@ -46,6 +54,10 @@ use super::feed::BindItem;
 
 /// The API group of a PodGroup consumer in `reservedFor`.
 const POD_GROUP_API_GROUP: &str = "scheduling.k8s.io";
+
+/// The finalizer that keeps an allocated claim from being deleted while it is allocated
+/// (upstream `resourceapi.Finalizer`).
+pub const FINALIZER: &str = "resource.kubernetes.io/delete-protection";
 
 /// How often a claim is read again after its write met a newer version (409).
 const MAX_CONFLICTS: u32 = 8;
@@ -104,6 +116,8 @@ pub struct Written {
     pub claim: ClaimKey,
     /// The allocation was written by this PreBind (the claim was unallocated).
     pub allocated: bool,
+    /// This PreBind added [`FINALIZER`] to the claim.
+    pub finalized: bool,
 }
 
 /// Writes the allocation and reservation of each of `item`'s claims. On a refusal, what was
@@ -135,36 +149,123 @@ pub async fn unreserve(cx: &BindContext, pod: &Pod, written: &[Written]) {
 }
 
 /// Reserves one claim for `pod` on `node`; `None` when the claim was allocated and reserved for
-/// it (or its PodGroup) already.
+/// it (or its PodGroup) already. A finalizer added on the way is removed again when the
+/// claim is not written after all (and is still unallocated).
 async fn reserve_one(
     cx: &BindContext,
     pod: &Pod,
     node: Sym,
     chosen: &ClaimAllocation,
 ) -> Result<Option<Written>, BindError> {
-    let key = pod.key();
     let api: Api<ResourceClaim> = Api::namespaced(cx.client.clone(), chosen.claim.namespace.as_str());
+    let mut finalized = false;
+    let reserved = reserve_claim(cx, &api, pod, node, chosen, &mut finalized).await;
+    if reserved.is_err()
+        && finalized
+        && let Err(e) = drop_finalizer(cx, &api, &pod.key(), chosen.claim).await
+    {
+        tracing::warn!("removing the finalizer of resourceclaim {} for pod {}: {e}", chosen.claim, pod.key());
+    }
+    reserved
+}
+
+/// [`reserve_one`]'s reads and writes; `finalized` is set once [`FINALIZER`] was added.
+async fn reserve_claim(
+    cx: &BindContext,
+    api: &Api<ResourceClaim>,
+    pod: &Pod,
+    node: Sym,
+    chosen: &ClaimAllocation,
+    finalized: &mut bool,
+) -> Result<Option<Written>, BindError> {
+    let key = pod.key();
     let consumer = consumer_of(pod, chosen.claim);
     for _ in 0..MAX_CONFLICTS {
-        let mut claim = read(cx, &api, &key, chosen.claim).await?;
+        let mut claim = read(cx, api, &key, chosen.claim).await?;
+        let claim_id = claim_identity(&claim, chosen.claim);
         let status = claim.status.get_or_insert_with(Default::default);
         let allocate = || {
             let dra = cx.dra.lock();
             let selector = node_selector(chosen, |id| dra.reach_of(id, Some(node)))?;
-            Ok(allocation_result(chosen, pod, selector))
+            let shared = |id: &DeviceId| dra.device_of(id, Some(node)).is_some_and(|d| d.allow_multiple_allocations);
+            Ok(allocation_result(chosen, pod, selector, &Sharing { claim: &claim_id, shared: &shared }))
         };
         let allocated = match plan(status, chosen, node, &consumer, allocate) {
             Ok(Some(allocated)) => allocated,
             Ok(None) => return Ok(None),
             Err(e) => return Err(refused(&key, e.status(), e.to_string())),
         };
-        match write_status(cx, &api, &key, &claim).await {
-            Ok(()) => return Ok(Some(Written { claim: chosen.claim, allocated })),
+        if allocated && !has_finalizer(&claim) {
+            match add_finalizer(cx, api, &key, &mut claim).await {
+                Ok(()) => *finalized = true,
+                Err(BindError::Refused { status: 409, .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        match write_status(cx, api, &key, &claim).await {
+            Ok(()) => return Ok(Some(Written { claim: chosen.claim, allocated, finalized: *finalized })),
             Err(BindError::Refused { status: 409, .. }) => continue,
             Err(e) => return Err(e),
         }
     }
     Err(BindError::Exhausted { pod: key, last: format!("resourceclaim {}: {MAX_CONFLICTS} conflicts", chosen.claim) })
+}
+
+/// What tells a claim apart in its shareIDs: its uid, or `namespace/name` when it has none.
+fn claim_identity(claim: &ResourceClaim, key: ClaimKey) -> String {
+    match claim.metadata.uid.as_deref().filter(|u| !u.is_empty()) {
+        Some(uid) => uid.to_string(),
+        None => key.to_string(),
+    }
+}
+
+/// Whether `claim` carries [`FINALIZER`].
+pub fn has_finalizer(claim: &ResourceClaim) -> bool {
+    claim.metadata.finalizers.iter().flatten().any(|f| f == FINALIZER)
+}
+
+/// Adds [`FINALIZER`] to `claim` as read, in a write of the claim itself guarded by its
+/// resourceVersion; `claim` then carries the metadata written (its status is kept as
+/// planned, for the status write that follows).
+async fn add_finalizer(
+    cx: &BindContext,
+    api: &Api<ResourceClaim>,
+    pod: &PodKey,
+    claim: &mut ResourceClaim,
+) -> Result<(), BindError> {
+    let mut with = claim.clone();
+    with.metadata.finalizers.get_or_insert_with(Vec::new).push(FINALIZER.to_string());
+    claim.metadata = write_claim(cx, api, pod, &with).await?.unwrap_or(with.metadata);
+    Ok(())
+}
+
+/// Removes [`FINALIZER`] from claim `key` if it is not allocated (an allocated claim keeps
+/// it: someone else's allocation needs it). A claim that is gone needs nothing.
+async fn drop_finalizer(
+    cx: &BindContext,
+    api: &Api<ResourceClaim>,
+    pod: &PodKey,
+    key: ClaimKey,
+) -> Result<(), BindError> {
+    for _ in 0..MAX_CONFLICTS {
+        let mut claim = match read(cx, api, pod, key).await {
+            Ok(c) => c,
+            Err(BindError::Refused { status: 404, .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if claim.status.as_ref().is_some_and(|s| s.allocation.is_some()) || !has_finalizer(&claim) {
+            return Ok(());
+        }
+        if let Some(finalizers) = claim.metadata.finalizers.as_mut() {
+            finalizers.retain(|f| f != FINALIZER);
+        }
+        match write_claim(cx, api, pod, &claim).await {
+            Ok(_) => return Ok(()),
+            Err(BindError::Refused { status: 409, .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(BindError::Exhausted { pod: pod.clone(), last: format!("resourceclaim {key}: {MAX_CONFLICTS} conflicts") })
 }
 
 /// Changes the `status` of a claim as read so that it holds `chosen` (made by `allocate` when
@@ -256,12 +357,14 @@ async fn unreserve_one(cx: &BindContext, pod: &Pod, w: &Written) -> Result<(), B
             // Not a user (any more): nothing of this pod's to give back.
             return Ok(());
         }
-        if users.is_empty() {
+        let deallocated = users.is_empty();
+        if deallocated {
             status.allocation = None;
         } else {
             status.reserved_for = Some(users);
         }
         match write_status(cx, &api, &key, &claim).await {
+            Ok(()) if deallocated && w.finalized => return drop_finalizer(cx, &api, &key, w.claim).await,
             Ok(()) => return Ok(()),
             Err(BindError::Refused { status: 409, .. }) => continue,
             Err(e) => return Err(e),
@@ -306,6 +409,35 @@ async fn read(
     }
 }
 
+/// Writes `claim` itself (its metadata: the API server keeps the status), guarded by the
+/// resourceVersion it was read at. Returns the metadata written, when the answer decoded.
+async fn write_claim(
+    cx: &BindContext,
+    api: &Api<ResourceClaim>,
+    pod: &PodKey,
+    claim: &ResourceClaim,
+) -> Result<Option<ObjectMeta>, BindError> {
+    let name = claim.metadata.name.as_deref().unwrap_or_default();
+    let key = format!("{}/{name}", api.namespace().unwrap_or_default());
+    let written = retry(cx, pod, || async {
+        match api.replace(name, &PostParams::default(), claim).await {
+            Ok(c) => Attempt::Done(Some(c.metadata)),
+            Err(kube::Error::Api(r)) => Attempt::from_status(r.code, None, r.message),
+            // Accepted (2xx), only the answer did not decode: written all the same.
+            Err(kube::Error::SerdeError(_)) => Attempt::Done(None),
+            Err(e) => Attempt::Transient(e.to_string(), None),
+        }
+    })
+    .await;
+    match written {
+        Err(BindError::Gone(_)) => Err(refused(pod, 404, format!("resourceclaim {key} is gone"))),
+        Err(BindError::Refused { status, message, .. }) => {
+            Err(refused(pod, status, format!("writing resourceclaim {key}: {message}")))
+        }
+        other => other,
+    }
+}
+
 /// Writes `claim`'s status, guarded by the resourceVersion it was read at.
 async fn write_status(
     cx: &BindContext,
@@ -334,11 +466,32 @@ async fn write_status(
     }
 }
 
+/// Which devices of an allocation are shared, and of which claim: what a result's `shareID`
+/// is made from.
+pub struct Sharing<'a> {
+    /// The claim's uid (or `namespace/name`), see [`share_id`].
+    pub claim: &'a str,
+    /// Whether a device allows multiple allocations (`allowMultipleAllocations`).
+    pub shared: &'a dyn Fn(&DeviceId) -> bool,
+}
+
+impl std::fmt::Debug for Sharing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sharing").field("claim", &self.claim).finish_non_exhaustive()
+    }
+}
+
 /// The `status.allocation` for `chosen` with `node_selector`, as upstream's allocator writes
 /// it. The classes' configuration comes first in the model's allocation and the claim's own
 /// last, so the last as many entries as the pod's claim spec has are `FromClaim`, the others
-/// `FromClass`.
-pub fn allocation_result(chosen: &ClaimAllocation, pod: &Pod, node_selector: Option<NodeSelector>) -> AllocationResult {
+/// `FromClass`. A device that `sharing` says is shared, or whose allocation consumes some of
+/// its capacity, gets `consumedCapacity` and a `shareID` ([`device_result`]).
+pub fn allocation_result(
+    chosen: &ClaimAllocation,
+    pod: &Pod,
+    node_selector: Option<NodeSelector>,
+    sharing: &Sharing<'_>,
+) -> AllocationResult {
     let from_claim = pod
         .claims
         .iter()
@@ -347,18 +500,7 @@ pub fn allocation_result(chosen: &ClaimAllocation, pod: &Pod, node_selector: Opt
         .map_or(0, |spec| spec.config.len())
         .min(chosen.config.len());
     let from_class = chosen.config.len() - from_claim;
-    let results = chosen
-        .devices
-        .iter()
-        .map(|d| DeviceRequestAllocationResult {
-            request: d.request.to_string(),
-            driver: d.device.driver.to_string(),
-            pool: d.device.pool.to_string(),
-            device: d.device.device.to_string(),
-            admin_access: d.admin_access.then_some(true),
-            ..Default::default()
-        })
-        .collect();
+    let results = chosen.devices.iter().map(|d| device_result(d, sharing)).collect();
     let config: Vec<DeviceAllocationConfiguration> = chosen
         .config
         .iter()
@@ -383,6 +525,83 @@ pub fn allocation_result(chosen: &ClaimAllocation, pod: &Pod, node_selector: Opt
         }),
         node_selector,
     }
+}
+
+/// One device's result. A shared one (by `sharing`, or because its allocation consumes
+/// capacity) carries its `consumedCapacity`, each name as the device publishes it (without the
+/// driver's domain, which [`AllocatedDevice::consumed`] qualifies it with), and its
+/// [`share_id`].
+pub fn device_result(d: &AllocatedDevice, sharing: &Sharing<'_>) -> DeviceRequestAllocationResult {
+    let shared = (sharing.shared)(&d.device) || !d.consumed.is_empty();
+    let consumed = d.consumed.iter().map(|(name, &milli)| (published_name(d.device.driver, name), quantity(milli)));
+    DeviceRequestAllocationResult {
+        request: d.request.to_string(),
+        driver: d.device.driver.to_string(),
+        pool: d.device.pool.to_string(),
+        device: d.device.device.to_string(),
+        admin_access: d.admin_access.then_some(true),
+        consumed_capacity: (!d.consumed.is_empty()).then(|| consumed.collect()),
+        share_id: shared.then(|| share_id(sharing.claim, &d.request, &d.device)),
+        ..Default::default()
+    }
+}
+
+/// A qualified capacity name as a device of `driver` publishes it: without the driver's
+/// domain when it is the driver's.
+fn published_name(driver: Sym, name: &str) -> String {
+    name.strip_prefix(driver.as_str()).and_then(|rest| rest.strip_prefix('/')).unwrap_or(name).to_string()
+}
+
+/// `milli` thousandths as a quantity that parses back to exactly them: whole units with the
+/// largest binary or decimal suffix that divides them (`80Gi`, `30G`), else `<milli>m`.
+pub fn quantity(milli: i64) -> Quantity {
+    if milli % 1000 != 0 {
+        return Quantity(format!("{milli}m"));
+    }
+    let units = milli / 1000;
+    if units == 0 {
+        return Quantity("0".into());
+    }
+    const SUFFIXES: [(&str, i64); 12] = [
+        ("Ei", 1 << 60),
+        ("E", 1_000_000_000_000_000_000),
+        ("Pi", 1 << 50),
+        ("P", 1_000_000_000_000_000),
+        ("Ti", 1 << 40),
+        ("T", 1_000_000_000_000),
+        ("Gi", 1 << 30),
+        ("G", 1_000_000_000),
+        ("Mi", 1 << 20),
+        ("M", 1_000_000),
+        ("Ki", 1 << 10),
+        ("k", 1_000),
+    ];
+    match SUFFIXES.iter().find(|(_, size)| units % size == 0) {
+        Some((suffix, size)) => Quantity(format!("{}{suffix}", units / size)),
+        None => Quantity(units.to_string()),
+    }
+}
+
+/// The `shareID` of the allocation of `device` for `request` of the claim `claim` (its uid,
+/// or `namespace/name`): upstream validates it as a UUID in normalized form (lowercase hex,
+/// `8-4-4-4-12`), and upstream's allocator draws a random one. This one is derived from
+/// what it identifies (a 128-bit FNV-1a hash, with the version and variant bits of an
+/// RFC 9562 version 8 UUID), so that a PreBind retried after a conflict writes the same id,
+/// and two allocations of one device differ (they differ in claim or request).
+pub fn share_id(claim: &str, request: &str, device: &DeviceId) -> String {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    let text = format!("{claim}\n{request}\n{device}");
+    let mut hash = OFFSET;
+    for b in text.bytes() {
+        hash ^= u128::from(b);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    // Version 8 (custom) and the RFC variant.
+    hash = (hash & !(0xf << 76)) | (0x8 << 76);
+    hash = (hash & !(0x3 << 62)) | (0x2 << 62);
+    let hex = format!("{hash:032x}");
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
 /// `status.allocation.nodeSelector` for `chosen`, as upstream's allocator writes it

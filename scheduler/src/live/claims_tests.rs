@@ -1,6 +1,8 @@
 //! PreBind's claim status, without an API server: the `nodeSelector` an allocation from
-//! slices not local to one node gets, and a PodGroup's claim reserved for the group once.
+//! slices not local to one node gets, a PodGroup's claim reserved for the group once, and a
+//! shared device's `consumedCapacity` and `shareID`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::NodeSelector;
@@ -11,7 +13,7 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::model::Pod;
 use tessera_plugins::resources::ResourceVec;
 
-use super::{Refusal, allocation_result, consumer_of, node_selector, plan};
+use super::{Refusal, Sharing, allocation_result, consumer_of, device_result, node_selector, plan, quantity, share_id};
 use crate::live::dra::Reach;
 
 fn device(pool: &str, name: &str) -> DeviceId {
@@ -34,6 +36,9 @@ fn chosen(devices: &[DeviceId], node: Option<&str>) -> ClaimAllocation {
         config: Vec::new(),
     }
 }
+
+/// No device is shared.
+const UNSHARED: Sharing<'static> = Sharing { claim: "uid-c", shared: &|_| false };
 
 fn selector(v: Value) -> NodeSelector {
     serde_json::from_value(v).unwrap()
@@ -120,7 +125,7 @@ fn a_group_claim_is_reserved_for_the_group_once_and_still_refuses_other_devices(
         }
     );
     let mut status = ResourceClaimStatus::default();
-    let allocate = || Ok(allocation_result(&c, &first, node_selector(&c, reach)?));
+    let allocate = || Ok(allocation_result(&c, &first, node_selector(&c, reach)?, &UNSHARED));
     assert_eq!(plan(&mut status, &c, Sym::new("n0"), &group, allocate), Ok(Some(true)), "allocated and reserved");
     assert_eq!(status.reserved_for.as_deref(), Some(&[group.clone()][..]));
     let written = status.allocation.as_ref().unwrap();
@@ -146,7 +151,7 @@ fn a_claim_of_no_group_is_reserved_for_each_pod() {
         ("pods", "solo", None)
     );
     let mut status = ResourceClaimStatus::default();
-    let allocate = || Ok(allocation_result(&c, &p, node_selector(&c, reach)?));
+    let allocate = || Ok(allocation_result(&c, &p, node_selector(&c, reach)?, &UNSHARED));
     assert_eq!(plan(&mut status, &c, Sym::new("n0"), &consumer, allocate), Ok(Some(true)));
     assert_eq!(status.allocation.as_ref().unwrap().node_selector, None, "allNodes: no nodeSelector");
     // Another pod sharing the claim is added beside it, the allocation kept.
@@ -155,4 +160,72 @@ fn a_claim_of_no_group_is_reserved_for_each_pod() {
     let unused = || -> Result<_, Refusal> { panic!("allocated already") };
     assert_eq!(plan(&mut status, &c, Sym::new("n0"), &consumer_of(&q, c.claim), unused), Ok(Some(false)));
     assert_eq!(status.reserved_for.as_ref().map(Vec::len), Some(2));
+}
+
+#[test]
+fn a_shared_devices_result_carries_consumed_capacity_as_published_and_a_share_id() {
+    let nic = device("fabric", "nic-0");
+    let mut c = chosen(&[nic, device("fabric", "link-0")], None);
+    c.devices[0].consumed = BTreeMap::from([
+        (Arc::from("fabric.example.com/bandwidth"), 30_000_000_000_000),
+        (Arc::from("other.example.com/queues"), 2000),
+        (Arc::from("fabric.example.com/slices"), 500),
+    ]);
+    let only_nic = |id: &DeviceId| id.device.as_str() == "nic-0";
+    let sharing = Sharing { claim: "uid-c", shared: &only_nic };
+    let p = member("solo");
+    let a = allocation_result(&c, &p, None, &sharing);
+    let results = a.devices.unwrap().results.unwrap();
+    let consumed = results[0].consumed_capacity.as_ref().unwrap();
+    let written: Vec<(&str, &str)> = consumed.iter().map(|(k, v)| (k.as_str(), v.0.as_str())).collect();
+    // The driver's own capacities without its domain, another domain's kept; values as quantities.
+    assert_eq!(written, [("bandwidth", "30G"), ("other.example.com/queues", "2"), ("slices", "500m")]);
+    assert_eq!(results[0].share_id.as_deref(), Some(share_id("uid-c", "r", &nic).as_str()));
+    assert_eq!((results[1].consumed_capacity.as_ref(), results[1].share_id.as_ref()), (None, None), "not shared");
+    // A shared device with nothing consumed still gets its shareID, and a device whose
+    // allocation consumes capacity is shared even when the slice is no longer known.
+    let bare = AllocatedDevice { consumed: BTreeMap::new(), ..c.devices[0].clone() };
+    assert!(device_result(&bare, &sharing).share_id.is_some());
+    assert!(device_result(&bare, &sharing).consumed_capacity.is_none());
+    assert!(device_result(&c.devices[0], &UNSHARED).share_id.is_some());
+    // Read back, the result is the allocation chosen: consumedCapacity qualifies again.
+    let back = crate::ingest::dra::claim_allocation(c.claim, &allocation_result(&c, &p, None, &sharing)).unwrap();
+    assert_eq!(back.devices, c.devices);
+}
+
+#[test]
+fn share_ids_are_normalized_uuids_stable_and_distinct_per_claim_request_and_device() {
+    let nic = device("fabric", "nic-0");
+    let id = share_id("uid-c", "r", &nic);
+    let groups: Vec<usize> = id.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+    assert!(id.chars().all(|ch| ch == '-' || ch.is_ascii_digit() || ch.is_ascii_lowercase()), "{id}");
+    assert_eq!(id.as_bytes()[14], b'8', "version 8: {id}");
+    assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "RFC variant: {id}");
+    assert_eq!(id, share_id("uid-c", "r", &nic), "stable");
+    let others = [
+        share_id("uid-d", "r", &nic),
+        share_id("uid-c", "s", &nic),
+        share_id("uid-c", "r", &device("fabric", "nic-1")),
+    ];
+    assert!(others.iter().all(|o| *o != id), "{others:?}");
+}
+
+#[test]
+fn quantities_parse_back_to_the_same_thousandths() {
+    let cases = [
+        (0, "0"),
+        (500, "500m"),
+        (1000, "1"),
+        (1_024_000, "1Ki"),
+        (30_000_000_000_000, "30G"),
+        ((80i64 << 30) * 1000, "80Gi"),
+        (1_500_000, "1500"),
+        (-2000, "-2"),
+    ];
+    for (milli, text) in cases {
+        let q = quantity(milli);
+        assert_eq!(q.0, text);
+        assert_eq!(tessera_plugins::quantity::parse_milli(&q.0), Ok(milli), "{text}");
+    }
 }

@@ -17,7 +17,8 @@
 //! sent: a change of such a slice (or of a node's labels) sends the new inventory of exactly
 //! the nodes whose devices it changed. With no such slice, a node's labels are only kept.
 //! PreBind reads here where an allocated device can be used from ([`DraObjects::reach_of`]),
-//! to restrict the allocation to the nodes that reach it.
+//! to restrict the allocation to the nodes that reach it, and the device itself
+//! ([`DraObjects::device_of`]), to tell whether it allows multiple allocations.
 //!
 //! Every watch task that touches this takes its lock first and converts and sends under it,
 //! so a pod never reaches the engine thread resolved against an older catalog than a
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::resource::v1 as api;
 use tessera_plugins::dra::inventory::NodeDevices;
-use tessera_plugins::dra::model::{DeviceId, ResourceSlice, SliceNodes};
+use tessera_plugins::dra::model::{Device, DeviceId, ResourceSlice, SliceNodes};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 
@@ -287,6 +288,22 @@ impl DraObjects {
             // perDeviceNodeSelection: its devices reach no node here, so none is allocated.
             _ => None,
         }
+    }
+
+    /// Device `id` as the newest slice publishing it says, looked for among node `node`'s own
+    /// slices first, then among the shared ones; `None` when no slice publishes it.
+    pub fn device_of(&self, id: &DeviceId, node: Option<Sym>) -> Option<Arc<Device>> {
+        let find = |s: &ResourceSlice| {
+            let ours = s.driver == id.driver && s.pool == id.pool;
+            ours.then(|| s.devices.iter().find(|d| d.name == id.device)).flatten().map(|d| (s.generation, d.clone()))
+        };
+        let local = node.and_then(|n| self.by_node.get(&n)).into_iter().flat_map(BTreeMap::values);
+        if let Some((_, d)) = local.filter_map(|s| find(s)).max_by_key(|(generation, _)| *generation) {
+            return Some(d);
+        }
+        let names = self.shared_pools.get(&(id.driver, id.pool))?;
+        let shared = names.iter().filter_map(|name| self.shared.get(name)).filter_map(|s| find(&s.slice));
+        shared.max_by_key(|(generation, _)| *generation).map(|(_, d)| d)
     }
 
     /// Remembers pod `key` if it has claim entries (forgets it otherwise). Returns whether it

@@ -1,5 +1,5 @@
 //! Inventories with slices not local to one node: who is told when such a slice or a node's
-//! labels change, and where PreBind finds a device can be used from.
+//! labels change, and where PreBind finds a device can be used from and whether it is shared.
 
 use std::sync::Arc;
 
@@ -147,4 +147,33 @@ fn a_device_reaches_its_node_its_selector_or_every_node() {
     let per_device = slice("odd", "odd", 1, &["d-0"], json!({"perDeviceNodeSelection": true}));
     assert_eq!(put(&mut dra, &per_device), Vec::new());
     assert_eq!(dra.reach_of(&id("odd", "d-0"), None), None);
+}
+
+#[test]
+fn a_device_is_found_on_its_node_or_in_the_newest_shared_slice_publishing_it() {
+    let mut dra = DraObjects::default();
+    let mut local = slice("r0-nics", "r0", 1, &["nic-0"], json!({"nodeName": "r0"}));
+    if let Some(devices) = local.spec.devices.as_mut() {
+        devices[0].allow_multiple_allocations = Some(true);
+    }
+    put(&mut dra, &local);
+    put(&mut dra, &slice("fabric-1", "fabric", 1, &["link-0"], json!({"allNodes": true})));
+    let mut newer = slice("fabric-2", "fabric", 1, &["link-0"], json!({"allNodes": true}));
+    newer.spec.pool.generation = 2;
+    if let Some(devices) = newer.spec.devices.as_mut() {
+        devices[0].allow_multiple_allocations = Some(true);
+    }
+    put(&mut dra, &newer);
+    let id = |pool: &str, device: &str| DeviceId {
+        driver: Sym::new("fabric.example.com"),
+        pool: Sym::new(pool),
+        device: Sym::new(device),
+    };
+    let shared = |pool: &str, device: &str, node: Option<Sym>| {
+        dra.device_of(&id(pool, device), node).map(|d| d.allow_multiple_allocations)
+    };
+    assert_eq!(shared("r0", "nic-0", Some(n("r0"))), Some(true));
+    assert_eq!(shared("r0", "nic-0", None), None, "local slices are looked at on their node only");
+    assert_eq!(shared("fabric", "link-0", None), Some(true), "the newer generation's device");
+    assert_eq!(shared("fabric", "link-9", Some(n("r0"))), None);
 }

@@ -5,9 +5,11 @@
 //! that does not fit writes no allocation, and a restart reads allocations back instead of
 //! handing the devices out twice. Devices of slices published for a `nodeSelector` or for
 //! `allNodes` are used from the nodes that reach them (a node's labels may make it reach them
-//! later), and their allocation is restricted by the slice's selector, not to one node. The
-//! test plays upstream's resourceclaim controller: it creates the claims of template entries
-//! and records them in the pods' status.
+//! later), and their allocation is restricted by the slice's selector, not to one node. A
+//! claim PreBind allocates gets the delete-protection finalizer (and loses it when the
+//! allocation is given back), and a device that allows multiple allocations gets a `shareID`
+//! in its result. The test plays upstream's resourceclaim controller: it creates the claims of
+//! template entries and records them in the pods' status.
 
 // Test code: a failed unwrap is a failed test (the workspace denies them in shipped code).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,6 +18,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tessera_scheduler::live::claims::{FINALIZER, share_id};
 use tessera_tests::apiserver::TestApiServer;
 
 use crate::live::{
@@ -438,5 +441,113 @@ async fn a_node_relabelled_into_a_slices_selector_gets_its_devices() {
     until(&server, "the pod bound once n0 is in rack r3", |p| p["r3"].is_some()).await;
     let c = claim_object(&server, "r3-claim");
     assert_eq!(c["status"]["allocation"]["nodeSelector"], rack_selector("r3"), "{c}");
+    s.stop().await;
+}
+
+/// The claim's `metadata.finalizers`.
+fn finalizers(claim: &Value) -> Vec<&str> {
+    claim["metadata"]["finalizers"].as_array().into_iter().flatten().map(|f| f.as_str().unwrap()).collect()
+}
+
+/// Node `n0` with a NIC `nic-0` that allows multiple allocations, its `bandwidth` capacity
+/// under a request policy, and the NIC class.
+fn shared_nic_cluster(server: &TestApiServer) {
+    create(server, class("nic"));
+    create(
+        server,
+        json!({
+            "apiVersion": RESOURCE, "kind": "ResourceSlice", "metadata": {"name": "n0-nic"},
+            "spec": {
+                "driver": "nic.example.com", "nodeName": "n0",
+                "pool": {"name": "n0", "generation": 1, "resourceSliceCount": 1},
+                "devices": [{
+                    "name": "nic-0", "allowMultipleAllocations": true,
+                    "capacity": {"bandwidth": {"value": "100G", "requestPolicy": {
+                        "default": "10G", "validRange": {"min": "10G", "step": "10G"}
+                    }}}
+                }]
+            }
+        }),
+    );
+    create(server, node("n0", "64"));
+}
+
+/// `consumedCapacity` is not asserted here: the allocator of this branch does not compute what
+/// an allocation consumes yet (`AllocatedDevice::consumed` stays empty), so that part is
+/// tested at unit level (`live::claims` tests, with a hand-built allocation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prebind_puts_the_finalizer_on_a_claim_it_allocates_and_a_share_id_on_a_shared_device() {
+    let server = TestApiServer::start().await;
+    shared_nic_cluster(&server);
+    let bandwidth = json!({"requests": [{"name": "nic", "exactly": {
+        "deviceClassName": "nic.example.com", "capacity": {"requests": {"bandwidth": "30G"}}
+    }}]});
+    create(&server, claim("s-claim", bandwidth));
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("s", json!({"resourceClaimName": "s-claim"})));
+    until(&server, "the pod with a share of the NIC bound", |p| p["s"].is_some()).await;
+    let c = claim_object(&server, "s-claim");
+    assert_eq!(finalizers(&c), [FINALIZER], "{c}");
+    assert_eq!(allocated(&c), BTreeSet::from(["nic.example.com/n0/nic-0".to_string()]), "{c}");
+    let result = &c["status"]["allocation"]["devices"]["results"][0];
+    let uid = c["metadata"]["uid"].as_str().unwrap();
+    let device = tessera_plugins::dra::model::DeviceId {
+        driver: tessera_plugins::intern::Sym::new("nic.example.com"),
+        pool: tessera_plugins::intern::Sym::new("n0"),
+        device: tessera_plugins::intern::Sym::new("nic-0"),
+    };
+    assert_eq!(result["shareID"].as_str(), Some(share_id(uid, "nic", &device).as_str()), "{c}");
+    // The finalizer is written to the claim itself, before its status, before the binding.
+    let log = server.requests();
+    let update =
+        log.iter().position(|r| r.resource == "resourceclaims" && r.verb == "update" && r.subresource.is_empty());
+    let status = log.iter().position(|r| r.resource == "resourceclaims" && r.subresource == "status");
+    let binding = log.iter().position(|r| r.subresource == "binding");
+    assert!(update.is_some() && update < status && status < binding, "{update:?} {status:?} {binding:?}");
+    assert_bound_once(&server);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_is_not_shared_gets_no_share_id() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    create(&server, claim("x-claim", gpus_devices(1)));
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, claiming_pod("x", json!({"resourceClaimName": "x-claim"})));
+    until(&server, "the pod bound", |p| p["x"].is_some()).await;
+    let c = claim_object(&server, "x-claim");
+    assert_eq!(finalizers(&c), [FINALIZER], "{c}");
+    let result = c["status"]["allocation"]["devices"]["results"][0].as_object().unwrap();
+    assert!(!result.contains_key("shareID") && !result.contains_key("consumedCapacity"), "{c}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_back_a_claims_allocation_removes_the_finalizer_prebind_added() {
+    let server = TestApiServer::start().await;
+    cluster(&server);
+    create(&server, pod_group_g(2));
+    create(&server, template("one", gpus_devices(1)));
+    // The second member's claim status is refused once: its finalizer, added just before, is
+    // removed again, and so is the first member's if its allocation was given back.
+    server.faults().fail_named("update", "resourceclaims", "status", "g-1-dev-x", 403, 1);
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    for i in 0..2 {
+        let name = format!("g-{i}");
+        create(&server, in_group_g(claiming_pod(&name, json!({"resourceClaimTemplateName": "one"}))));
+        make_claim_for(&server, &name, gpus_devices(1));
+    }
+    until(&server, "the gang bound on the second try", |p| bound_count(p, "g-") == 2).await;
+    for i in 0..2 {
+        let c = claim_object(&server, &format!("g-{i}-dev-x"));
+        assert_eq!(finalizers(&c), [FINALIZER], "once, however often it was added and removed: {c}");
+    }
+    // Each claim: added, removed (g-1 after the refusal, g-0 when its allocation was given
+    // back), added again.
+    let log = server.requests();
+    let updates =
+        log.iter().filter(|r| r.resource == "resourceclaims" && r.verb == "update" && r.subresource.is_empty()).count();
+    assert!(updates >= 6, "the finalizers were removed and added again ({updates} claim updates)");
     s.stop().await;
 }
