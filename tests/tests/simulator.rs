@@ -347,3 +347,25 @@ fn a_gang_shares_its_podgroup_claim_on_a_rack_channel_across_nodes() {
         assert_eq!(devices.len(), 2, "the channel and the pod's own GPU: {devices:?}");
     }
 }
+
+#[test]
+fn gpu_partitions_and_shared_nic_bandwidth_are_never_overdrawn() {
+    let input = load(&["dra-partitions.yaml"]);
+    let run = replay_default(&input);
+    let placed = |name: &str| record(&run, name).node.is_some();
+    for name in ["half-a", "quarter-a", "quarter-b", "net-0", "net-1", "net-2"] {
+        assert!(placed(name), "{name} fits");
+    }
+    // 40Gi + 2 x 20Gi fill the GPU's 80Gi; 3 x 30G of the NIC's 100G leave 10G.
+    for name in ["quarter-c", "net-3"] {
+        let r = record(&run, name);
+        assert_eq!(r.node, None, "{name} does not fit");
+        assert!(r.reason.contains("cannot allocate all claims"), "{name}: {}", r.reason);
+    }
+    let devices: Vec<String> = ["half-a", "quarter-a", "quarter-b"]
+        .iter()
+        .flat_map(|n| record(&run, n).devices.iter().map(|d| d.to_string()))
+        .collect();
+    let distinct: std::collections::BTreeSet<_> = devices.iter().collect();
+    assert_eq!(distinct.len(), 3, "three distinct partitions: {devices:?}");
+}

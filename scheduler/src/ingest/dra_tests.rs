@@ -833,7 +833,7 @@ fn the_partitions_fixture_loads_with_its_counters_and_policies() {
     // Every pod's claim resolves: the classes and templates are there, the selectors compile.
     let cx = PodContext::from_objects(&objects).unwrap();
     let names: Vec<&str> = objects.pods.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect();
-    assert_eq!(names, ["half-a", "quarter-a", "quarter-b", "net-0", "net-1", "net-2"]);
+    assert_eq!(names, ["half-a", "quarter-a", "quarter-b", "quarter-c", "net-0", "net-1", "net-2", "net-3"]);
     for p in &objects.pods {
         let claims = pod(p, &cx).unwrap().claims;
         assert!(claims.len() == 1 && claims[0].spec.is_ok(), "{:?}", claims[0].spec);
