@@ -365,14 +365,25 @@ impl NodeInfo {
                 return false;
             }
         }
-        choice.claims.iter().all(|a| {
-            self.held_claim(&a.claim).is_none()
-                && a.devices.iter().filter(|d| !d.admin_access).all(|d| match self.node.devices.index_of(&d.device) {
-                    Some(i) => {
-                        self.node.devices.devices[i].allow_multiple_allocations || !self.devices_used.contains(i)
-                    }
-                    None => false,
-                })
+        choice.claims.iter().all(|a| self.held_claim(&a.claim).is_none() && self.devices_free(a))
+    }
+
+    /// Whether `allocation` could be held here as it is: its devices are the node's and free,
+    /// and what it draws fits. A claim's status is read apart from the pins that hold what the
+    /// API records, so a pod may still carry an allocation given back meanwhile, whose devices
+    /// another claim has since taken: such an allocation must not be held again.
+    pub fn allocation_free(&self, allocation: &ClaimAllocation) -> bool {
+        let inventory = &self.node.devices;
+        self.devices_free(allocation)
+            && inventory.ledger.fits(&self.drawn, &inventory.ledger.draws_of(inventory, allocation))
+    }
+
+    /// Whether every device `allocation` holds is the node's and not held by another claim.
+    fn devices_free(&self, allocation: &ClaimAllocation) -> bool {
+        let inventory = &self.node.devices;
+        allocation.devices.iter().filter(|d| !d.admin_access).all(|d| match inventory.index_of(&d.device) {
+            Some(i) => !inventory.exclusive(i) || !self.devices_used.contains(i),
+            None => false,
         })
     }
 

@@ -71,10 +71,10 @@ impl PreFilterPlugin for DynamicResources {
             if let Err(problem) = &pc.spec {
                 return Err(Status::unresolvable(problem.to_string()));
             }
-            let Some(allocation) = allocated(pc, snapshot) else { continue };
+            let Some((allocation, held)) = allocated(pc, snapshot) else { continue };
             let Some(nodes) = nodes_for(pc, &allocation, snapshot)? else { continue };
             if allocation.node.is_none() {
-                elsewhere.push(allocation);
+                elsewhere.push((allocation, held));
             }
             let nodes = match only {
                 Some(before) => before.into_iter().filter(|id| nodes.contains(id)).collect(),
@@ -98,14 +98,18 @@ impl PreFilterPlugin for DynamicResources {
 const HELD_ELSEWHERE: &str = "DynamicResources/heldElsewhere";
 
 /// The pod's claims allocated already on devices not local to one node: every node that
-/// reaches their devices may use them as they are.
-struct HeldElsewhere(Vec<Arc<ClaimAllocation>>);
+/// reaches their devices may use them as they are. With each, whether the snapshot holds it
+/// (else only the claim's status says so).
+struct HeldElsewhere(Vec<(Arc<ClaimAllocation>, bool)>);
 
-/// The allocation claim `pc` has already: where the snapshot holds it (a shared claim another
-/// pod uses), else what its status records.
-fn allocated(pc: &PodClaim, snapshot: &Snapshot) -> Option<Arc<ClaimAllocation>> {
-    let held = pc.shared.then(|| snapshot.held_claim(&pc.key)).flatten();
-    held.map(|h| h.allocation.clone()).or_else(|| pc.allocation.clone())
+/// The allocation claim `pc` has already, and whether the snapshot holds it: where the
+/// snapshot holds it (a shared claim another pod uses, or one the API's pins hold), else what
+/// its status records.
+fn allocated(pc: &PodClaim, snapshot: &Snapshot) -> Option<(Arc<ClaimAllocation>, bool)> {
+    match snapshot.held_claim(&pc.key) {
+        Some(h) => Some((h.allocation.clone(), true)),
+        None => pc.allocation.clone().map(|a| (a, false)),
+    }
 }
 
 /// The nodes that may use `allocation` of claim `pc`: its node, or those reaching all its
@@ -162,20 +166,28 @@ fn allocate_on(state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<Vec<Cla
         if node.held_claim(&pc.key).is_some() || wanted.iter().any(|w| w.key == pc.key) {
             continue;
         }
-        if let Some(a) = elsewhere.iter().find(|a| a.claim == pc.key) {
-            if node.reaches(a) {
-                continue;
+        if let Some((a, held)) = elsewhere.iter().find(|(a, _)| a.claim == pc.key) {
+            if !node.reaches(a) {
+                let why =
+                    format!("resourceclaim {} is allocated on devices node {} does not reach", pc.key, node.name());
+                return Err(Status::unresolvable(why));
             }
-            let why = format!("resourceclaim {} is allocated on devices node {} does not reach", pc.key, node.name());
-            return Err(Status::unresolvable(why));
+            if !held && !node.allocation_free(a) {
+                return Err(Status::unschedulable(taken_meanwhile(pc)));
+            }
+            continue;
         }
         if let Some(a) = &pc.allocation {
             // Its status holds the devices already: on its node the pod uses them as they are
-            // (PreFilter keeps the pod off every other node).
-            if a.node == Some(node.name()) {
-                continue;
+            // (PreFilter keeps the pod off every other node), unless that allocation was given
+            // back and its devices taken since (the status and the pins arrive apart).
+            if a.node != Some(node.name()) {
+                return Err(Status::unresolvable(format!("resourceclaim {} is allocated on another node", pc.key)));
             }
-            return Err(Status::unresolvable(format!("resourceclaim {} is allocated on another node", pc.key)));
+            if !node.allocation_free(a) {
+                return Err(Status::unschedulable(taken_meanwhile(pc)));
+            }
+            continue;
         }
         match &pc.spec {
             Ok(spec) => wanted.push(ClaimToAllocate { key: pc.key, spec }),
@@ -188,6 +200,11 @@ fn allocate_on(state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<Vec<Cla
     let view =
         NodeView { name: node.name(), devices: &node.node.devices, used: &node.devices_used, drawn: &node.drawn };
     allocator::allocate(view, &wanted).map_err(|u| Status::unschedulable(reason(pod, &u)))
+}
+
+/// Why a claim whose status records an allocation the node does not hold cannot use it now.
+fn taken_meanwhile(pc: &PodClaim) -> String {
+    format!("resourceclaim {} records devices another claim holds now", pc.key)
 }
 
 /// Upstream's "cannot allocate all claims", naming the claim as the pod does (its entry in

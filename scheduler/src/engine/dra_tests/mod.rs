@@ -316,3 +316,42 @@ fn a_claim_the_api_records_allocated_holds_its_devices_without_a_pod_until_it_is
     let out = e.schedule_pending(2.0);
     assert_eq!(out.iter().filter(|o| o.bound().is_some()).count(), 1, "the waiting pod is woken and fits");
 }
+
+#[test]
+fn a_pod_still_carrying_an_allocation_given_back_meanwhile_does_not_hold_its_devices_again() {
+    use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation, DeviceId};
+    let w = world();
+    let nodes = rack(&w, 1);
+    let node = nodes[0].name;
+    let device = |driver: &str, name: &str| AllocatedDevice {
+        request: Arc::from(if driver == crate::bench::dra::GPU_DRIVER { "gpu" } else { "nic" }),
+        device: DeviceId { driver: Sym::new(driver), pool: node, device: Sym::new(name) },
+        admin_access: false,
+        consumed: Default::default(),
+    };
+    let mut e = engine(&nodes, 1);
+    // `fresh` takes gpu-0 and nic-0 (the first pair) while `stale`'s claim was given back.
+    let mut fresh = w.pod("ml", "fresh", 1);
+    fresh.scheduler_name = Sym::new("default-scheduler");
+    e.add_pod(Arc::new(fresh), 0.0).unwrap();
+    assert_eq!(e.schedule_pending(0.0).iter().filter(|o| o.bound().is_some()).count(), 1);
+    // `stale` still carries the allocation its claim's status had before the give-back.
+    let mut stale = w.pod("ml", "stale", 1);
+    stale.scheduler_name = Sym::new("default-scheduler");
+    stale.claims[0].allocation = Some(Arc::new(ClaimAllocation {
+        claim: stale.claims[0].key,
+        devices: vec![device(crate::bench::dra::GPU_DRIVER, "gpu-0"), device(crate::bench::dra::NIC_DRIVER, "nic-0")],
+        node: Some(node),
+        config: Vec::new(),
+    }));
+    e.add_pod(Arc::new(stale), 1.0).unwrap();
+    let out = e.schedule_pending(1.0);
+    assert!(out.iter().all(|o| o.bound().is_none()), "gpu-0 and nic-0 are fresh's now");
+    let message = out.iter().find_map(|o| match o {
+        Outcome::Unschedulable { message, .. } => Some(message.clone()),
+        Outcome::Bound { .. } => None,
+    });
+    assert!(message.is_some_and(|m| m.contains("records devices another claim holds now")));
+    let held: usize = e.state().snapshot().nodes().map(|n| n.devices_used.len()).sum();
+    assert_eq!(held, 2, "no device is held twice");
+}
