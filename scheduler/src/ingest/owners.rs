@@ -22,20 +22,25 @@
 //!   is replaced by its ReplicaSet or Job (upstream's `FilterActivePods`), and a Job counts
 //!   its succeeded pods against its completions. A StatefulSet's listed pods hold their
 //!   ordinals whatever their phase, since it replaces a failed pod under the same name.
+//! - A DaemonSet's active pods count for the node each is for (bound to, or pinned to by
+//!   node affinity): it adds pods only on the other nodes it admits. One on a node it no
+//!   longer admits, or that the input does not list, stays as listed.
 //! - Created pods never take a name a listed pod has in their namespace.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use super::daemon_sets::target_node;
 use super::workloads::{
     Controller, Expansion, JOB_COMPLETION_INDEX, Listed, POD_INDEX_LABEL, POD_TEMPLATE_HASH_LABEL, ReplicaSetRef,
     WorkloadKind,
 };
 
-/// What each of `controllers` adds to the `pods` the input lists, in the controllers' order.
-pub fn expand(pods: &[Pod], controllers: &[&Controller]) -> Vec<Expansion> {
+/// What each of `controllers` adds to the `pods` the input lists, in the controllers' order;
+/// a DaemonSet's pods go to the listed `nodes`.
+pub fn expand(pods: &[Pod], nodes: &[Node], controllers: &[&Controller]) -> Vec<Expansion> {
     let pods = PodIndex::new(pods, controllers);
     let families = Families::new(controllers);
     let expand_one = |(i, c): (usize, &&Controller)| {
@@ -47,6 +52,7 @@ pub fn expand(pods: &[Pod], controllers: &[&Controller]) -> Vec<Expansion> {
             WorkloadKind::ReplicaSet => pods.replica_set(c),
             WorkloadKind::StatefulSet => pods.stateful_set(c),
             WorkloadKind::Job => pods.job(c),
+            WorkloadKind::DaemonSet => pods.daemon_set(c, nodes),
         };
         c.expand(&listed)
     };
@@ -151,6 +157,13 @@ impl<'a> PodIndex<'a> {
         let counting = owned.iter().filter(|p| is_active(p) || phase(p) == Some("Succeeded"));
         let indexes = counting.filter_map(|p| completion_index(&p.metadata)).collect();
         Listed { active: owned.iter().filter(|p| is_active(p)).count(), succeeded, indexes, ..self.base(j) }
+    }
+
+    /// A DaemonSet's: the nodes its active pods are for, and the nodes to run pods on.
+    fn daemon_set<'n>(&'n self, ds: &Controller, nodes: &'n [Node]) -> Listed<'n> {
+        let owned = self.owners.owned(ds).into_iter().map(|i| &self.pods[i]);
+        let daemon_nodes = owned.filter(|p| is_active(p)).filter_map(target_node).collect();
+        Listed { nodes, daemon_nodes, ..self.base(ds) }
     }
 
     /// What every controller's [`Listed`] has: the names taken in its namespace.

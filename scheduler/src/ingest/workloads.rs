@@ -14,6 +14,7 @@
 //! | ReplicaSet | `replicas` minus its active pods; none when a listed Deployment owns it | `<replicaset>-<index>` | |
 //! | StatefulSet | the ordinals no listed pod holds | `<statefulset>-<ordinal>` | `statefulset.kubernetes.io/pod-name`, `apps.kubernetes.io/pod-index`, `controller-revision-hash` |
 //! | Job | `parallelism` capped by the completions left, minus its active pods; none while suspended or once finished | `<job>-<index>` | `batch.kubernetes.io/job-name`, `job-name`, and `batch.kubernetes.io/job-completion-index` when Indexed |
+//! | DaemonSet | one per node of the input it selects and tolerates ([`super::daemon_sets`]) that none of its active pods is for, pinned by node affinity | `<daemonset>-<node>` | `controller-revision-hash` |
 //!
 //! Names are deterministic, so that a simulation replays; an index whose name a listed pod
 //! already has is skipped. Each pod gets the template's labels, annotations and spec, the
@@ -23,9 +24,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use serde_json::Value;
 use tessera_plugins::default_selector::{ControllerKind, ControllerRef, SourceChange};
@@ -33,6 +34,7 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::{self, Operator, Requirement};
 use thiserror::Error;
 
+use super::daemon_sets::{Placement, add_daemon_tolerations, pin_to_node};
 use super::duration::{ARRIVAL_ANNOTATION, DURATION_ANNOTATION, go_duration};
 use super::error::{FieldError, FieldProblem};
 use super::selectors::{label_selector, label_set};
@@ -43,7 +45,7 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 pub const STATEFULSET_POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// Label with a StatefulSet pod's ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
-/// Label with a StatefulSet's revision (`<statefulset>-<hash>`).
+/// Label with a StatefulSet's revision (`<statefulset>-<hash>`) or a DaemonSet's (`<hash>`).
 pub const CONTROLLER_REVISION_HASH_LABEL: &str = "controller-revision-hash";
 /// Label and annotation with an Indexed Job pod's completion index.
 pub const JOB_COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -66,12 +68,19 @@ pub enum WorkloadKind {
     StatefulSet,
     /// `batch/v1` Job.
     Job,
+    /// `apps/v1` DaemonSet.
+    DaemonSet,
 }
 
 impl WorkloadKind {
     /// Every workload kind.
-    pub const ALL: [WorkloadKind; 4] =
-        [WorkloadKind::Deployment, WorkloadKind::ReplicaSet, WorkloadKind::StatefulSet, WorkloadKind::Job];
+    pub const ALL: [WorkloadKind; 5] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::Job,
+        WorkloadKind::DaemonSet,
+    ];
 
     /// The kind named `kind` (as in a manifest's `kind:`), if it is a workload kind.
     pub fn parse(kind: &str) -> Option<WorkloadKind> {
@@ -85,6 +94,7 @@ impl WorkloadKind {
             WorkloadKind::ReplicaSet => "ReplicaSet",
             WorkloadKind::StatefulSet => "StatefulSet",
             WorkloadKind::Job => "Job",
+            WorkloadKind::DaemonSet => "DaemonSet",
         }
     }
 
@@ -96,7 +106,7 @@ impl WorkloadKind {
     }
 
     /// Decodes `value` as an object of this kind and expands it into all its pods, as if the
-    /// input listed none of them.
+    /// input listed none of them (nor any node: a DaemonSet expands to no pod).
     pub fn expand(self, value: Value) -> Result<Expansion, WorkloadError> {
         Ok(Controller::read(self, value)?.expand(&Listed::default()))
     }
@@ -173,6 +183,11 @@ enum Spec {
         selector: Option<labels::LabelSelector>,
     },
     Job(JobSpec),
+    /// `revision` is ours, as `hash` is a Deployment's.
+    DaemonSet {
+        placement: Placement,
+        revision: String,
+    },
 }
 
 /// A Job's counts and how far it got (its `status`, as a dump has it).
@@ -204,6 +219,10 @@ pub struct Listed<'a> {
     pub replica_set: Option<ReplicaSetRef>,
     /// Pod names taken in the controller's namespace, which created pods must not reuse.
     pub taken: Option<&'a HashSet<&'a str>>,
+    /// The input's nodes, on each of which a DaemonSet may run a pod.
+    pub nodes: &'a [Node],
+    /// The nodes a DaemonSet's active pods are for, which get no other.
+    pub daemon_nodes: HashSet<&'a str>,
 }
 
 /// The ReplicaSet a Deployment's new pods belong to.
@@ -228,6 +247,7 @@ impl Controller {
             WorkloadKind::ReplicaSet => Controller::replica_set(decode(value)?)?,
             WorkloadKind::StatefulSet => Controller::stateful_set(decode(value)?)?,
             WorkloadKind::Job => Controller::job(decode(value)?)?,
+            WorkloadKind::DaemonSet => Controller::daemon_set(decode(value)?)?,
         };
         Ok(controller)
     }
@@ -291,6 +311,20 @@ impl Controller {
         Controller::new(WorkloadKind::Job, j.metadata, template, spec)
     }
 
+    /// A DaemonSet, whose template gets the tolerations its controller adds to every pod
+    /// before deciding where the pods may run.
+    fn daemon_set(ds: DaemonSet) -> Result<Controller, FieldError> {
+        required_name(&ds.metadata)?;
+        let spec = ds.spec;
+        let mut template = template(Some(spec.template))?;
+        check_selector(Some(&spec.selector), &template)?;
+        let revision = template_hash(&template)?;
+        let pod_spec = template.spec.get_or_insert_default();
+        add_daemon_tolerations(pod_spec);
+        let placement = Placement::read(pod_spec)?;
+        Controller::new(WorkloadKind::DaemonSet, ds.metadata, template, Spec::DaemonSet { placement, revision })
+    }
+
     fn new(
         kind: WorkloadKind,
         meta: ObjectMeta,
@@ -336,7 +370,7 @@ impl Controller {
             Spec::StatefulSet { selector, .. } => {
                 Some(self.source(ControllerKind::StatefulSet, &self.name, selector.clone()))
             }
-            Spec::Deployment { .. } | Spec::Job(_) => None,
+            Spec::Deployment { .. } | Spec::Job(_) | Spec::DaemonSet { .. } => None,
         }
     }
 
@@ -360,7 +394,36 @@ impl Controller {
                 Expansion { pods: pods.collect(), controller: self.own_selector() }
             }
             Spec::Job(job) => Expansion { pods: self.job_pods(job, listed), controller: None },
+            Spec::DaemonSet { placement, revision } => {
+                Expansion { pods: self.daemon_pods(placement, revision, listed), controller: None }
+            }
         }
+    }
+
+    /// A DaemonSet's pods: one for each node it admits that none of its listed pods is for,
+    /// in the nodes' order, each pinned to its node.
+    fn daemon_pods(&self, placement: &Placement, revision: &str, listed: &Listed) -> Vec<Pod> {
+        let owner = self.own_ref();
+        let labels = [(CONTROLLER_REVISION_HASH_LABEL, revision.to_string())];
+        let mut seen = HashSet::new();
+        let nodes = listed.nodes.iter().filter_map(|n| Some((n.metadata.name.as_deref()?, n)));
+        let wanted = nodes
+            .filter(|(name, _)| !listed.daemon_nodes.contains(name) && seen.insert(*name))
+            .filter(|(name, node)| placement.admits(name, node));
+        let pods = wanted.map(|(node, _)| {
+            let wanted = format!("{}-{node}", self.name);
+            let name = if is_taken(listed.taken, &wanted) {
+                free_names(&wanted, 1, listed.taken).next().unwrap_or_default()
+            } else {
+                wanted
+            };
+            let mut pod = self.stamp.pod(name, &owner, &labels);
+            if let Some(spec) = pod.spec.as_mut() {
+                pin_to_node(spec, node);
+            }
+            pod
+        });
+        pods.collect()
     }
 
     /// A Deployment's missing pods, owned by its current ReplicaSet: the listed one, else
@@ -620,6 +683,7 @@ fn check_count_types(kind: WorkloadKind, value: &Value) -> Result<(), FieldError
         WorkloadKind::Job => &[&["spec", "parallelism"], &["spec", "completions"]],
         WorkloadKind::StatefulSet => &[&["spec", "replicas"], &["spec", "ordinals", "start"]],
         WorkloadKind::Deployment | WorkloadKind::ReplicaSet => &[&["spec", "replicas"]],
+        WorkloadKind::DaemonSet => &[],
     };
     for path in fields {
         let found = path.iter().try_fold(value, |v, key| v.get(key));

@@ -136,7 +136,7 @@ impl Objects {
             return;
         }
         let controllers: Vec<&Controller> = self.controllers.iter().map(|p| &p.controller).collect();
-        let expansions = owners::expand(&self.pods, &controllers);
+        let expansions = owners::expand(&self.pods, &self.nodes, &controllers);
         let mut listed = std::mem::take(&mut self.pods).into_iter();
         let mut placed_so_far = 0;
         for (placed, expansion) in self.controllers.iter().zip(expansions) {

@@ -34,8 +34,8 @@ items:
   kind: PodGroup
   metadata: {name: g}
   spec: {minMember: 2}
-- apiVersion: apps/v1
-  kind: DaemonSet
+- apiVersion: batch/v1
+  kind: CronJob
   metadata: {name: d}
 ---
 apiVersion: v1
@@ -68,7 +68,7 @@ fn multi_document_files_and_lists_are_sorted_by_kind() {
     assert_eq!(claims, vec!["rc"]);
     assert!(objects.other.is_empty());
     let unknown: Vec<_> = objects.unknown_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    assert_eq!(unknown, vec![("ConfigMap", 2), ("DaemonSet", 1)]);
+    assert_eq!(unknown, vec![("ConfigMap", 2), ("CronJob", 1)]);
     assert_eq!(objects.len(), 7);
 }
 

@@ -10,7 +10,8 @@ mod requests;
 mod spread;
 mod tolerations;
 
-pub(crate) use tolerations::{TolerationFields, toleration_of};
+pub(crate) use affinity::node_affinity;
+pub(crate) use tolerations::{TolerationFields, toleration_of, tolerations};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ pub use requests::{PodRequests, pod_requests};
 
 use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
 use super::selectors::label_set;
-use affinity::{OwnPod, node_affinity, pod_affinity, pod_anti_affinity};
+use affinity::{OwnPod, pod_affinity, pod_anti_affinity};
 
 /// The scheduler a pod gets when it names none.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
