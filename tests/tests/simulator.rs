@@ -311,6 +311,25 @@ fn a_cluster_dump_simulates_each_pod_once() {
 }
 
 #[test]
+fn a_daemon_set_adds_a_pod_for_each_admitting_node_its_listed_pods_leave() {
+    let input = load(&["daemonsets.yaml"]);
+    let running: Vec<&str> = input.running.iter().map(|p| &*p.name).collect();
+    assert_eq!(running, ["node-exporter-7xk2p"]);
+    let pending: Vec<&str> = input.pods.iter().map(|p| &*p.pod.name).collect();
+    assert_eq!(pending, ["node-exporter-node-b", "node-exporter-node-full"], "none on the tainted node");
+    assert!(input.unknown_kinds.is_empty(), "{:?}", input.unknown_kinds);
+
+    let run = replay_default(&input);
+    assert_eq!(node_of(&run, "node-exporter-7xk2p"), Some("node-a"));
+    assert_eq!(node_of(&run, "node-exporter-node-b"), Some("node-b"));
+    // Pinned by node affinity, not bound: Filter runs on the one node the pin leaves, and
+    // the cordoned node's lack of CPU keeps its pod waiting.
+    let full = record(&run, "node-exporter-node-full");
+    assert_eq!(full.node, None);
+    assert_eq!(full.reason, "0/4 nodes are available: 1 Insufficient cpu.");
+}
+
+#[test]
 fn gated_pods_wait_and_are_reported_as_gated_not_unschedulable() {
     let yaml = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {allocatable: {cpu: '4', memory: 8Gi, pods: '10'}}\n---\n\
                 apiVersion: v1\nkind: Pod\nmetadata: {name: held}\n\

@@ -213,6 +213,10 @@ fn missing_templates_name_the_field() {
     );
     assert_eq!(err("Job", "kind: Job\nmetadata: {name: j}\n"), "spec.template: required field is missing");
     assert_eq!(
+        err("DaemonSet", "kind: DaemonSet\nmetadata: {name: d}\nspec: {selector: {}}\n"),
+        "spec.template: required field is missing"
+    );
+    assert_eq!(
         err("Job", "kind: Job\nmetadata: {name: j}\nspec: {template: {metadata: {labels: {a: b}}}}\n"),
         "spec.template.spec: required field is missing"
     );
