@@ -5,14 +5,14 @@
 //! requests, sidecar-aware requests, overhead, priority from PriorityClasses) and validation,
 //! so that Filter and Score never parse a quantity or walk a container list. [`yaml`] reads
 //! Kubernetes YAML files into those types. Every error names the object (or the file and
-//! document) and the field path. [`workloads`] expands controllers (Deployments, Jobs, ...)
-//! into the pods they would create, for the simulator, once [`owners`] has found what the
-//! input already has of each (a cluster dump lists a Deployment's ReplicaSets and pods too),
-//! so that only the rest is created. [`pod_group`] reads gangs from both PodGroup APIs
+//! document) and the field path. [`workloads`] expands controllers (Deployments, Jobs, ...;
+//! DaemonSets on the nodes [`daemon_sets`] picks) into the pods they would create, for the
+//! simulator, once [`owners`] has found what the input already has of each (a cluster dump
+//! lists a Deployment's ReplicaSets and pods too), so that only the rest is created. [`pod_group`] reads gangs from both PodGroup APIs
 //! (Kubernetes' and scheduler-plugins coscheduling) and from Workloads. [`dra`] reads DRA's
 //! ResourceSlices, DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`.
 
-mod daemon_sets;
+pub mod daemon_sets;
 mod depth;
 pub mod dra;
 pub mod duration;
