@@ -78,8 +78,8 @@ pub fn target_node(pod: &Pod) -> Option<&str> {
     }
     let required =
         spec.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
-    let pinned = required.node_selector_terms.iter().flat_map(|t| t.match_fields.iter().flatten());
-    let field = pinned.into_iter().find(|r| r.key == NODE_NAME_FIELD && r.operator == "In")?;
+    let mut pinned = required.node_selector_terms.iter().flat_map(|t| t.match_fields.iter().flatten());
+    let field = pinned.find(|r| r.key == NODE_NAME_FIELD && r.operator == "In")?;
     match field.values.as_deref() {
         Some([node]) => Some(node.as_str()),
         _ => None,
