@@ -12,7 +12,7 @@
 //! (Kubernetes' and scheduler-plugins coscheduling) and from Workloads. [`dra`] reads DRA's
 //! ResourceSlices, DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`.
 
-mod depth;
+pub(crate) mod depth;
 pub mod dra;
 pub mod duration;
 pub mod error;
