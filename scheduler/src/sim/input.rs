@@ -145,7 +145,7 @@ pub struct SimInput {
     pub namespaces: HashMap<Sym, LabelSet>,
     /// Selectors of Services and of the controllers owning pods, for default spreading.
     pub selector_sources: Vec<SourceChange>,
-    /// Gangs: PodGroups of both APIs and those materialized from Workloads, one per
+    /// Gangs: PodGroups of the three APIs and those materialized from Workloads, one per
     /// `namespace/name` (of two with one name, the later in input order wins; see
     /// [`ingest::pod_groups`]).
     pub pod_groups: Vec<PodGroup>,

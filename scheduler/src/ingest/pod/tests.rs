@@ -90,6 +90,18 @@ spec: {schedulingGroup: {podGroupName: native}, containers: [{name: c}]}
 }
 
 #[test]
+fn volcanos_annotation_names_the_gang_after_the_label() {
+    let group = |meta: &str| pod(&k8s(&format!("{meta}\nspec: {{containers: [{{name: c}}]}}")), &PodContext::new());
+    let annotated = "metadata: {name: p, annotations: {scheduling.k8s.io/group-name: vc}}";
+    assert_eq!(group(annotated).unwrap().pod_group, Some(Sym::new("vc")));
+    let both = "metadata: {name: p, labels: {scheduling.x-k8s.io/pod-group: cs}, \
+                annotations: {scheduling.k8s.io/group-name: vc}}";
+    assert_eq!(group(both).unwrap().pod_group, Some(Sym::new("cs")));
+    let empty = "metadata: {name: p, annotations: {scheduling.k8s.io/group-name: ''}}";
+    assert_eq!(group(empty).unwrap().pod_group, None);
+}
+
+#[test]
 fn priority_from_spec_class_or_global_default() {
     let class = |name: &str, value: i32, global: bool| -> PriorityClass {
         serde_yaml_ng::from_str(&format!("metadata: {{name: {name}}}\nvalue: {value}\nglobalDefault: {global}"))
