@@ -76,7 +76,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         images: images(spec),
         gpu_ids: super::gpu::gpu_ids(meta.annotations.as_ref(), gpu.as_ref())?,
         gpu,
-        pod_group: pod_group(spec, meta),
+        pod_group: pod_group(spec, meta, cx.volcano_groups()),
         claims: cx.dra().pod_claims(p, namespace.as_str(), name)?,
         controller: controller(meta),
         creation_s: creation_seconds(meta),
@@ -113,12 +113,13 @@ fn images(spec: &core::PodSpec) -> Vec<Arc<str>> {
 }
 
 /// The gang: Kubernetes' `spec.schedulingGroup.podGroupName`, else the scheduler-plugins
-/// PodGroup label, else Volcano's annotation, so that every kind of PodGroup finds its pods.
-fn pod_group(spec: &core::PodSpec, meta: &ObjectMeta) -> Option<Sym> {
+/// PodGroup label, else (when `volcano`: see [`PodContext::volcano_groups`]) Volcano's
+/// annotation, so that every kind of PodGroup read finds its pods.
+fn pod_group(spec: &core::PodSpec, meta: &ObjectMeta, volcano: bool) -> Option<Sym> {
     let native = spec.scheduling_group.as_ref().and_then(|g| non_empty(g.pod_group_name.as_deref()));
     let labelled = || non_empty(meta.labels.as_ref().and_then(|l| l.get(POD_GROUP_LABEL)).map(String::as_str));
-    let annotated =
-        || non_empty(meta.annotations.as_ref().and_then(|a| a.get(VOLCANO_GROUP_ANNOTATION)).map(String::as_str));
+    let annotations = meta.annotations.as_ref().filter(|_| volcano);
+    let annotated = || non_empty(annotations.and_then(|a| a.get(VOLCANO_GROUP_ANNOTATION)).map(String::as_str));
     native.or_else(labelled).or_else(annotated).map(Sym::new)
 }
 
