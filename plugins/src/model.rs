@@ -430,8 +430,8 @@ impl fmt::Debug for GroupKey {
     }
 }
 
-/// Which API a PodGroup came from. Both read into one [`PodGroup`]; pods join either the same
-/// way as far as scheduling goes.
+/// Which API a PodGroup came from. All read into one [`PodGroup`]; pods join any the same way
+/// as far as scheduling goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PodGroupApi {
     /// Kubernetes' own `scheduling.k8s.io/v1alpha3` PodGroup (pods join through
@@ -440,6 +440,10 @@ pub enum PodGroupApi {
     /// scheduler-plugins coscheduling, `scheduling.x-k8s.io/v1alpha1` (pods join through the
     /// label `scheduling.x-k8s.io/pod-group`).
     Coscheduling,
+    /// Volcano, `scheduling.volcano.sh/v1beta1` (pods join through the annotation
+    /// `scheduling.k8s.io/group-name`). Only the simulator reads it; `tessera run` does not
+    /// watch Volcano's PodGroups.
+    Volcano,
 }
 
 /// The most members a gang may require: far above any real training job, low enough that a

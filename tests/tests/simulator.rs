@@ -285,6 +285,30 @@ fn gangs_land_whole_or_wait_with_the_reason() {
 }
 
 #[test]
+fn volcano_gangs_land_whole_or_wait_with_the_reason() {
+    let input = load(&["volcano.yaml"]);
+    assert_eq!(input.pod_groups.len(), 2, "Volcano's PodGroups are read");
+    assert!(input.unknown_kinds.is_empty(), "{:?}", input.unknown_kinds);
+    let run = replay_default(&input);
+
+    // 3 + 3 + 3 CPU on three 4-CPU nodes: one pod a node, all at once.
+    let train: Vec<_> = ["train-0", "train-1", "train-2"].iter().map(|n| record(&run, n)).collect();
+    assert!(train.iter().all(|r| r.start == Some(0.0)), "{train:?}");
+    let nodes: std::collections::BTreeSet<_> = train.iter().map(|r| r.node.map(|n| n.as_str())).collect();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    for n in ["short-0", "short-1"] {
+        let r = record(&run, n);
+        assert_eq!((r.node, r.reason.as_str()), (None, "gang ml/short waits for 3 pods, 2 exist"), "{n}");
+    }
+    assert_eq!(record(&run, "stray-0").reason, "pod group ml/missing does not exist");
+
+    // podgroups.csv gives Volcano's phase: Running once placed, Pending short of minMember.
+    let csv = tessera_scheduler::sim::output::podgroups_csv(&run);
+    assert!(csv.contains("ml,train,scheduling.volcano.sh,3,3,3,0,0,Running,,\n"), "{csv}");
+    assert!(csv.contains("ml,short,scheduling.volcano.sh,3,2,0,,0,Pending,,"), "{csv}");
+}
+
+#[test]
 fn a_cluster_dump_simulates_each_pod_once() {
     let input = load(&["dump.yaml"]);
     // The Deployment's two pods and the one StatefulSet pod run; nothing of the Deployment

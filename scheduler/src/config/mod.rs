@@ -121,6 +121,9 @@ fn decode(source: &str, text: &str) -> Result<RawConfig, ConfigError> {
             message: e.to_string(),
         }
     };
+    if let Some(deep) = crate::ingest::depth::first_too_deep(text) {
+        return Err(too_deep(source, deep));
+    }
     // Parsing untyped first tells an empty document (which the typed parse would report as a
     // puzzling end-of-stream) from a real one.
     let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(yaml_error)?;
@@ -133,4 +136,20 @@ fn decode(source: &str, text: &str) -> Result<RawConfig, ConfigError> {
         });
     }
     serde_yaml_ng::from_str(text).map_err(yaml_error)
+}
+
+/// The error for a file nested deeper than [`crate::ingest::depth::MAX_DEPTH`], refused before
+/// parsing (the parser slows down with depth) as input files are.
+fn too_deep(source: &str, deep: crate::ingest::depth::Deep) -> ConfigError {
+    let max = crate::ingest::depth::MAX_DEPTH;
+    ConfigError::Yaml {
+        file: source.to_string(),
+        line: Some(deep.line),
+        column: Some(deep.column),
+        message: format!(
+            "nested more than {max} levels deep at line {}, column {}; no {KIND} nests that deep, so the file \
+             is refused before parsing",
+            deep.line, deep.column
+        ),
+    }
 }

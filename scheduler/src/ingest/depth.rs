@@ -21,7 +21,7 @@ pub const MAX_DEPTH: usize = 200;
 /// Fails when a document of `text` nests deeper than [`MAX_DEPTH`], naming the document and
 /// the line and column where it does; `source` names the file.
 pub fn check(source: &str, text: &str) -> Result<(), IngestError> {
-    let Some(deep) = first_deeper_than(text, MAX_DEPTH) else { return Ok(()) };
+    let Some(deep) = first_too_deep(text) else { return Ok(()) };
     Err(IngestError::Document {
         file: source.to_string(),
         location: Box::new(DocLocation { document: deep.document, ..DocLocation::default() }),
@@ -33,15 +33,21 @@ pub fn check(source: &str, text: &str) -> Result<(), IngestError> {
     })
 }
 
+/// Where `text` first nests deeper than [`MAX_DEPTH`], if it does: for files that are not
+/// Kubernetes objects (a `--config` file), whose errors are not [`IngestError`]s.
+pub(crate) fn first_too_deep(text: &str) -> Option<Deep> {
+    first_deeper_than(text, MAX_DEPTH)
+}
+
 /// Where nesting first passes the limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Deep {
+pub(crate) struct Deep {
     /// The document, from 1.
-    document: usize,
+    pub(crate) document: usize,
     /// The line in the file, from 1.
-    line: usize,
+    pub(crate) line: usize,
     /// The column, in characters, from 1.
-    column: usize,
+    pub(crate) column: usize,
 }
 
 /// The first place in `text` nested deeper than `limit`, if any.

@@ -8,12 +8,13 @@
 //! document) and the field path. [`workloads`] expands controllers (Deployments, Jobs, ...;
 //! DaemonSets on the nodes [`daemon_sets`] picks) into the pods they would create, for the
 //! simulator, once [`owners`] has found what the input already has of each (a cluster dump
-//! lists a Deployment's ReplicaSets and pods too), so that only the rest is created. [`pod_group`] reads gangs from both PodGroup APIs
-//! (Kubernetes' and scheduler-plugins coscheduling) and from Workloads. [`dra`] reads DRA's
-//! ResourceSlices, DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`.
+//! lists a Deployment's ReplicaSets and pods too), so that only the rest is created.
+//! [`pod_group`] reads gangs from the three PodGroup APIs (Kubernetes', scheduler-plugins
+//! coscheduling and Volcano) and from Workloads. [`dra`] reads DRA's ResourceSlices,
+//! DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`.
 
 pub mod daemon_sets;
-mod depth;
+pub(crate) mod depth;
 pub mod dra;
 pub mod duration;
 pub mod error;

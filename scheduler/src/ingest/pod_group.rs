@@ -1,13 +1,17 @@
-//! Gang definitions into [`PodGroup`]s, from both APIs that define them: Kubernetes' own
+//! Gang definitions into [`PodGroup`]s, from the three APIs that define them: Kubernetes' own
 //! `scheduling.k8s.io/v1alpha3` PodGroup (and the Workload whose templates a controller turns
-//! into PodGroups), and scheduler-plugins coscheduling's `scheduling.x-k8s.io/v1alpha1`
-//! PodGroup, so that clusters already on coscheduling work unchanged.
+//! into PodGroups), scheduler-plugins coscheduling's `scheduling.x-k8s.io/v1alpha1` PodGroup,
+//! so that clusters already on coscheduling work unchanged, and Volcano's
+//! `scheduling.volcano.sh/v1beta1` PodGroup, so that a dump of a Volcano cluster simulates
+//! with its gangs (the simulator only: `tessera run` does not watch Volcano's groups).
 //!
 //! Pods find their group by name in their own namespace (see [`super::pod`]), whichever API
 //! defined it; the API only decides which fields there are to read.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+
+use serde::Deserialize;
 
 use k8s_openapi::api::scheduling::v1alpha3 as sched;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -17,23 +21,52 @@ use tessera_plugins::model::{GroupKey, MAX_MIN_COUNT, PodGroup, PodGroupApi};
 use super::dra::DraCatalog;
 use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
 use super::pod::PodContext;
-use super::quantities::resource_list;
+use super::quantities::{ResourceList, resource_list};
 use super::yaml::Objects;
 
 /// `apiVersion` of Kubernetes' own PodGroup and Workload.
 pub const KUBERNETES_API_VERSION: &str = "scheduling.k8s.io/v1alpha3";
 /// `apiVersion` of scheduler-plugins coscheduling's PodGroup.
 pub const COSCHEDULING_API_VERSION: &str = "scheduling.x-k8s.io/v1alpha1";
+/// `apiVersion` of Volcano's PodGroup.
+pub const VOLCANO_API_VERSION: &str = "scheduling.volcano.sh/v1beta1";
 
-/// A PodGroup as read from YAML, of either API. Both share `kind: PodGroup`, so the reader
-/// keeps them in one list in input order: that order decides which of two groups with the
-/// same name wins (see [`pod_groups`]).
+/// A PodGroup as read from YAML, of any of the three APIs. They share `kind: PodGroup`, so the
+/// reader keeps them in one list in input order: that order decides which of two groups with
+/// the same name wins (see [`pod_groups`]).
 #[derive(Clone, Debug)]
 pub enum PodGroupObject {
     /// `scheduling.k8s.io/v1alpha3`.
     Kubernetes(Box<sched::PodGroup>),
     /// `scheduling.x-k8s.io/v1alpha1`.
     Coscheduling(Box<tessera_crds::PodGroup>),
+    /// `scheduling.volcano.sh/v1beta1`.
+    Volcano(Box<VolcanoPodGroup>),
+}
+
+/// The parts of a Volcano PodGroup the simulator reads. Its other fields (`queue`,
+/// `priorityClassName`, `minTaskMember`, `networkTopology`, the status) are accepted and
+/// ignored: queues are Volcano's own admission, which Tessera does not model.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct VolcanoPodGroup {
+    /// The group's name and namespace.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// What the gang needs.
+    #[serde(default)]
+    pub spec: VolcanoPodGroupSpec,
+}
+
+/// `spec` of a Volcano PodGroup, as far as it is read.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolcanoPodGroupSpec {
+    /// Pods that must be placed together (0 when absent, which is refused as coscheduling's is).
+    #[serde(default)]
+    pub min_member: i32,
+    /// The least the cluster must have free before the gang is tried.
+    #[serde(default)]
+    pub min_resources: Option<ResourceList>,
 }
 
 // The custom resource's derive gives no `PartialEq`, and `Objects` (which holds these) is
@@ -45,6 +78,7 @@ impl PartialEq for PodGroupObject {
             (PodGroupObject::Coscheduling(a), PodGroupObject::Coscheduling(b)) => {
                 a.metadata == b.metadata && a.spec == b.spec && a.status == b.status
             }
+            (PodGroupObject::Volcano(a), PodGroupObject::Volcano(b)) => a == b,
             _ => false,
         }
     }
@@ -56,6 +90,16 @@ impl PodGroupObject {
         match self {
             PodGroupObject::Kubernetes(pg) => kubernetes_pod_group(pg, cx),
             PodGroupObject::Coscheduling(pg) => coscheduling_pod_group(pg),
+            PodGroupObject::Volcano(pg) => volcano_pod_group(pg),
+        }
+    }
+
+    /// The group's `metadata`, whichever its API.
+    fn metadata(&self) -> &ObjectMeta {
+        match self {
+            PodGroupObject::Kubernetes(pg) => &pg.metadata,
+            PodGroupObject::Coscheduling(pg) => &pg.metadata,
+            PodGroupObject::Volcano(pg) => &pg.metadata,
         }
     }
 }
@@ -114,6 +158,28 @@ pub fn coscheduling_pod_group(pg: &tessera_crds::PodGroup) -> Result<PodGroup, I
     convert().map_err(|e| e.on(ObjectRef::namespaced("PodGroup", namespace, pg.metadata.name.as_deref())))
 }
 
+/// Converts a Volcano PodGroup: `minMember` and `minResources`. Volcano has no schedule
+/// timeout nor topology constraint at this level; its `queue` and `priorityClassName` are
+/// ignored (the members' own priorities order the gang).
+pub fn volcano_pod_group(pg: &VolcanoPodGroup) -> Result<PodGroup, IngestError> {
+    let namespace = namespace_of(&pg.metadata);
+    let convert = || -> Result<PodGroup, FieldError> {
+        let name = required_name(&pg.metadata)?;
+        let min_count = min_count(pg.spec.min_member, "spec.minMember")?;
+        let min_resources = resource_list(pg.spec.min_resources.as_ref(), "spec.minResources")?;
+        Ok(PodGroup {
+            key: GroupKey::new(namespace, name),
+            api: PodGroupApi::Volcano,
+            min_count,
+            topology_key: None,
+            schedule_timeout_s: None,
+            priority: None,
+            min_resources: (min_resources.present != 0).then_some(min_resources.values),
+        })
+    };
+    convert().map_err(|e| e.on(ObjectRef::namespaced("PodGroup", namespace, pg.metadata.name.as_deref())))
+}
+
 /// The PodGroups a controller would create from a Workload: one per `spec.podGroupTemplates`
 /// entry, named `<workload name>-<template name>` in the Workload's namespace, in template
 /// order, converted as [`kubernetes_pod_group`] converts a PodGroup (fields of template `i` are
@@ -143,12 +209,12 @@ pub fn workload_pod_groups(w: &sched::Workload, cx: &PodContext) -> Result<Vec<P
     convert().map_err(|e| e.on(ObjectRef::namespaced("Workload", namespace, w.metadata.name.as_deref())))
 }
 
-/// Every gang of `objects`: the PodGroups of both APIs, then the groups materialized from
-/// Workloads.
+/// Every gang of `objects`: the PodGroups of the three APIs, then the groups materialized
+/// from Workloads.
 ///
 /// Upstream, a controller creates PodGroups from a Workload's templates; the simulator stands
 /// in for it, materializing template `t` of Workload `w` as `<w>-<t>` only when the input
-/// holds no PodGroup (of either API) of that name in the Workload's namespace, and no
+/// holds no PodGroup (of any API) of that name in the Workload's namespace, and no
 /// Kubernetes PodGroup whose `spec.workloadRef` already points at that template (a dump of a
 /// real cluster, where the controller chose its own names). An explicit PodGroup always beats a
 /// template.
@@ -174,7 +240,7 @@ pub fn pod_groups(objects: &Objects, cx: &PodContext) -> Result<Vec<PodGroup>, I
 
 /// Which Workload templates the simulator makes PodGroups of (see [`pod_groups`]).
 struct Materialized<'a> {
-    /// The PodGroups of either API the input holds.
+    /// The PodGroups of any API the input holds.
     explicit: HashSet<GroupKey>,
     /// (namespace, workload, template) a Kubernetes PodGroup's `spec.workloadRef` points at.
     instantiated: HashSet<(&'a str, &'a str, &'a str)>,
@@ -185,10 +251,7 @@ impl<'a> Materialized<'a> {
         let mut explicit = HashSet::new();
         let mut instantiated = HashSet::new();
         for object in &objects.pod_groups {
-            let meta = match object {
-                PodGroupObject::Kubernetes(pg) => &pg.metadata,
-                PodGroupObject::Coscheduling(pg) => &pg.metadata,
-            };
+            let meta = object.metadata();
             explicit.insert(GroupKey::new(namespace_of(meta), meta.name.as_deref().unwrap_or_default()));
             if let PodGroupObject::Kubernetes(pg) = object
                 && let Some(r) = &pg.spec.workload_ref
@@ -209,7 +272,7 @@ impl<'a> Materialized<'a> {
 }
 
 /// Adds the `resourceClaims` of the gangs [`pod_groups`] makes to `catalog`: every Kubernetes
-/// PodGroup's, in input order, so that a later group of the same name (of either API)
+/// PodGroup's, in input order, so that a later group of the same name (of any API)
 /// replaces an earlier one's claims as it replaces the group, then those of the Workload
 /// templates made into PodGroups (as upstream's controller copies them into the PodGroup it
 /// creates; with no uid, as no API server gave one).
@@ -219,8 +282,9 @@ pub fn add_group_claims(objects: &Objects, catalog: &mut DraCatalog) -> Result<(
             PodGroupObject::Kubernetes(pg) => {
                 catalog.put_pod_group(pg)?;
             }
-            PodGroupObject::Coscheduling(pg) => {
-                catalog.remove_pod_group(namespace_of(&pg.metadata), pg.metadata.name.as_deref().unwrap_or(""));
+            PodGroupObject::Coscheduling(_) | PodGroupObject::Volcano(_) => {
+                let meta = object.metadata();
+                catalog.remove_pod_group(namespace_of(meta), meta.name.as_deref().unwrap_or(""));
             }
         }
     }

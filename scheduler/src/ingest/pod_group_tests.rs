@@ -1,4 +1,4 @@
-//! PodGroups of both APIs and Workloads, read from YAML: every field, priority resolution,
+//! PodGroups of the three APIs and Workloads, read from YAML: every field, priority resolution,
 //! materialization, which group wins, and every error naming its object and field.
 
 use super::*;
@@ -106,6 +106,42 @@ spec:
     min.set(ResourceId::of("nvidia.com/gpu").unwrap(), 16);
     assert_eq!(g.min_resources, Some(min));
     assert_eq!((g.topology_key, g.priority), (None, None));
+}
+
+#[test]
+fn a_volcano_gang_reads_min_member_and_min_resources_and_ignores_its_queue() {
+    let g = one(r#"
+apiVersion: scheduling.volcano.sh/v1beta1
+kind: PodGroup
+metadata: {name: train, namespace: ml}
+spec:
+  minMember: 3
+  minResources: {cpu: "12", nvidia.com/gpu: 3}
+  queue: research
+  priorityClassName: not-defined-anywhere
+  minTaskMember: {worker: 2}
+status: {phase: Inqueue}
+"#);
+    assert_eq!(g.key, GroupKey::new("ml", "train"));
+    assert_eq!((g.api, g.min_count), (PodGroupApi::Volcano, 3));
+    let mut min = ResourceVec::cpu_mem(12_000, 0);
+    min.set(ResourceId::of("nvidia.com/gpu").unwrap(), 3);
+    assert_eq!(g.min_resources, Some(min));
+    assert_eq!((g.topology_key, g.schedule_timeout_s, g.priority), (None, None, None));
+    // minMember is required and checked as coscheduling's is.
+    let volcano = |spec: &str| {
+        format!("apiVersion: scheduling.volcano.sh/v1beta1\nkind: PodGroup\nmetadata: {{name: g}}\nspec: {spec}\n")
+    };
+    assert_eq!(
+        error(&volcano("{queue: q}")),
+        "PodGroup default/g: spec.minMember: must be between 1 and 100000, got 0"
+    );
+    assert!(
+        error(&volcano("{minMember: 2, minResources: {cpu: lots}}"))
+            .starts_with("PodGroup default/g: spec.minResources.cpu: quantity \"lots\""),
+        "{}",
+        error(&volcano("{minMember: 2, minResources: {cpu: lots}}"))
+    );
 }
 
 #[test]
@@ -261,19 +297,23 @@ fn the_api_version_decides_which_podgroup_it_is() {
     let apis: Vec<_> = groups(list).iter().map(|g| g.api).collect();
     assert_eq!(apis, vec![PodGroupApi::Coscheduling, PodGroupApi::Kubernetes, PodGroupApi::Kubernetes]);
 
-    let volcano = "kind: Namespace\nmetadata: {name: ml}\n---\napiVersion: scheduling.volcano.sh/v1beta1\nkind: PodGroup\n\
-                   metadata: {name: g, namespace: ml}\nspec: {minMember: 2}\n";
-    // Another scheduler's PodGroup is skipped with a note (a dump of a Volcano cluster runs) ...
-    let objects = read_objects("g.yaml", volcano).unwrap();
+    let kai = "kind: Namespace\nmetadata: {name: ml}\n---\napiVersion: scheduling.run.ai/v2alpha2\nkind: PodGroup\n\
+               metadata: {name: g, namespace: ml}\nspec: {minMember: 2}\n";
+    // Another scheduler's PodGroup is skipped with a note (a dump of a KAI cluster runs) ...
+    let objects = read_objects("g.yaml", kai).unwrap();
     assert!(objects.pod_groups.is_empty());
-    assert_eq!(objects.unknown_kinds.get("PodGroup (scheduling.volcano.sh/v1beta1)"), Some(&1));
+    assert_eq!(objects.unknown_kinds.get("PodGroup (scheduling.run.ai/v2alpha2)"), Some(&1));
     // ... but another version of an API Tessera reads is a mistake to report.
-    let typo = volcano.replace("scheduling.volcano.sh/v1beta1", "scheduling.x-k8s.io/v1beta1");
-    assert_eq!(
-        read_objects("g.yaml", &typo).unwrap_err().to_string(),
-        "g.yaml: document 2 (PodGroup ml/g): unsupported apiVersion \"scheduling.x-k8s.io/v1beta1\" for PodGroup: \
-         supported: scheduling.k8s.io/v1alpha3 (Kubernetes), scheduling.x-k8s.io/v1alpha1 (scheduler-plugins coscheduling)"
-    );
+    for typo in ["scheduling.x-k8s.io/v1beta1", "scheduling.volcano.sh/v1alpha1"] {
+        assert_eq!(
+            read_objects("g.yaml", &kai.replace("scheduling.run.ai/v2alpha2", typo)).unwrap_err().to_string(),
+            format!(
+                "g.yaml: document 2 (PodGroup ml/g): unsupported apiVersion \"{typo}\" for PodGroup: supported: \
+                 scheduling.k8s.io/v1alpha3 (Kubernetes), scheduling.x-k8s.io/v1alpha1 (scheduler-plugins \
+                 coscheduling), scheduling.volcano.sh/v1beta1 (Volcano)"
+            )
+        );
+    }
     let e =
         read_objects("g.yaml", "kind: PodGroup\nmetadata: {name: g}\nspec: {minMember: 2}\n").unwrap_err().to_string();
     assert!(

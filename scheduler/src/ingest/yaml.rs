@@ -1,6 +1,6 @@
 //! Reading Kubernetes YAML: multi-document files and `kind: List` documents, into typed
-//! objects by kind. `PodGroup` is two kinds under one name (Kubernetes' and
-//! scheduler-plugins'), told apart by `apiVersion`.
+//! objects by kind. `PodGroup` is three kinds under one name (Kubernetes', scheduler-plugins'
+//! and Volcano's), told apart by `apiVersion`.
 //!
 //! Workload controllers (Deployments, Jobs, ...) are validated where they are read
 //! ([`super::workloads::Controller::read`]), so that an error names the file and document, and
@@ -24,7 +24,7 @@ use tessera_plugins::default_selector::SourceChange;
 
 use super::error::{DocLocation, IngestError};
 use super::owners;
-use super::pod_group::{COSCHEDULING_API_VERSION, KUBERNETES_API_VERSION, PodGroupObject};
+use super::pod_group::{COSCHEDULING_API_VERSION, KUBERNETES_API_VERSION, PodGroupObject, VOLCANO_API_VERSION};
 use super::selector_sources;
 use super::workloads::{Controller, WorkloadKind};
 
@@ -47,7 +47,7 @@ pub struct Objects {
     pub namespaces: Vec<Namespace>,
     /// `RuntimeClass`es.
     pub runtime_classes: Vec<RuntimeClass>,
-    /// `PodGroup`s of both APIs, in input order (which decides between two of one name).
+    /// `PodGroup`s of the three APIs, in input order (which decides between two of one name).
     pub pod_groups: Vec<PodGroupObject>,
     /// Kubernetes `Workload`s (`scheduling.k8s.io`), whose PodGroup templates
     /// [`super::pod_group::pod_groups`] materializes. Workloads of other API groups (Kueue's)
@@ -291,21 +291,23 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// A PodGroup of whichever API its `apiVersion` names. Another scheduler's (Volcano's,
-    /// KAI's) counts as an unknown kind, so a dump of a cluster running it still simulates
-    /// (one note per kind says what was skipped); any other version of the two APIs (a typo)
-    /// is an error, since its pods would silently lose their gang.
+    /// A PodGroup of whichever API its `apiVersion` names. Another scheduler's (KAI's) counts
+    /// as an unknown kind, so a dump of a cluster running it still simulates (one note per
+    /// kind says what was skipped); any other version of the three APIs (a typo) is an error,
+    /// since its pods would silently lose their gang.
     fn pod_group(&mut self, value: Value, location: DocLocation) -> Result<(), IngestError> {
         let object = match value.get("apiVersion").and_then(Value::as_str) {
             Some(KUBERNETES_API_VERSION) => PodGroupObject::Kubernetes(Box::new(self.decode(value, location)?)),
             Some(COSCHEDULING_API_VERSION) => PodGroupObject::Coscheduling(Box::new(self.decode(value, location)?)),
+            Some(VOLCANO_API_VERSION) => PodGroupObject::Volcano(Box::new(self.decode(value, location)?)),
             Some(other) if !is_gang_api_group(other) => {
                 *self.out.unknown_kinds.entry(format!("PodGroup ({other})")).or_default() += 1;
                 return Ok(());
             }
             other => {
                 let supported = format!(
-                    "{KUBERNETES_API_VERSION} (Kubernetes), {COSCHEDULING_API_VERSION} (scheduler-plugins coscheduling)"
+                    "{KUBERNETES_API_VERSION} (Kubernetes), {COSCHEDULING_API_VERSION} (scheduler-plugins \
+                     coscheduling), {VOLCANO_API_VERSION} (Volcano)"
                 );
                 return Err(self.error(location, unsupported_api_version(other, "PodGroup", &supported)));
             }
@@ -377,9 +379,12 @@ impl Reader<'_> {
 }
 
 /// Whether `api_version` is in the group of a PodGroup API Tessera reads (`scheduling.k8s.io`,
-/// `scheduling.x-k8s.io`), whatever its version.
+/// `scheduling.x-k8s.io`, `scheduling.volcano.sh`), whatever its version.
 fn is_gang_api_group(api_version: &str) -> bool {
-    matches!(api_version.split_once('/').map(|(group, _)| group), Some("scheduling.k8s.io" | "scheduling.x-k8s.io"))
+    matches!(
+        api_version.split_once('/').map(|(group, _)| group),
+        Some("scheduling.k8s.io" | "scheduling.x-k8s.io" | "scheduling.volcano.sh")
+    )
 }
 
 /// `Some(item kind)` when the document is a list: `List` (items carry their kinds) or a typed

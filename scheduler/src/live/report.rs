@@ -168,7 +168,8 @@ impl Reporter {
                 let api: Api<tessera_crds::PodGroup> = Api::namespaced(self.client.clone(), ns);
                 api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
             }
-            None => Ok(()),
+            // Volcano's PodGroups are read by the simulator only: a live gang is never one.
+            Some(PodGroupApi::Volcano) | None => Ok(()),
         };
         if let Err(e) = result {
             tracing::debug!("PodGroup {key}: writing status: {e}");

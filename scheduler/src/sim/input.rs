@@ -67,7 +67,27 @@ pub enum InputError {
         /// How many other names are given more than once.
         others: usize,
     },
-    /// An error about one pod, after where the pod is given (its document, or its controller's).
+    /// The files hold no object at all (empty, or only comments and `---`).
+    #[error("no objects in {}: the simulator needs Nodes and pods (Kubernetes YAML or openb CSV)", .files.join(", "))]
+    Empty {
+        /// The files given.
+        files: Vec<String>,
+    },
+    /// The files hold objects but no Node (or only Nodes left out as invalid): there is no
+    /// cluster to place pods on.
+    #[error(
+        "no Node in {}: the simulator needs a cluster to place pods on (kind: Node, or an openb node CSV, with --cluster){}",
+        .files.join(", "),
+        skipped_text(*.skipped)
+    )]
+    NoNodes {
+        /// The files given.
+        files: Vec<String>,
+        /// How many Nodes were left out as invalid (`--skip-invalid`).
+        skipped: usize,
+    },
+    /// An error about one pod or Node, after where it is given (its document, or for a pod its
+    /// controller's).
     #[error("{place}: {source}")]
     InFile {
         /// `file: document N (Kind name)`.
@@ -75,6 +95,15 @@ pub enum InputError {
         /// The error.
         source: Box<InputError>,
     },
+}
+
+/// `; N Nodes were left out as invalid`, or nothing.
+fn skipped_text(skipped: usize) -> String {
+    match skipped {
+        0 => String::new(),
+        1 => "; 1 Node was left out as invalid".to_string(),
+        n => format!("; {n} Nodes were left out as invalid"),
+    }
 }
 
 /// A pod as the simulator plays it.
@@ -116,7 +145,7 @@ pub struct SimInput {
     pub namespaces: HashMap<Sym, LabelSet>,
     /// Selectors of Services and of the controllers owning pods, for default spreading.
     pub selector_sources: Vec<SourceChange>,
-    /// Gangs: PodGroups of both APIs and those materialized from Workloads, one per
+    /// Gangs: PodGroups of the three APIs and those materialized from Workloads, one per
     /// `namespace/name` (of two with one name, the later in input order wins; see
     /// [`ingest::pod_groups`]).
     pub pod_groups: Vec<PodGroup>,
@@ -150,11 +179,18 @@ pub fn load(paths: &[PathBuf], on_invalid: OnInvalid) -> Result<SimInput, InputE
             objects.extend(ingest::read_objects(&path.display().to_string(), &text)?);
         }
     }
+    if objects.is_empty() && objects.unknown_kinds.is_empty() && trace_nodes.is_empty() && trace_pods.is_empty() {
+        return Err(InputError::Empty { files: sources });
+    }
     let mut input = from_objects(&objects, on_invalid).map_err(|e| duplicates::with_place(e, paths))?;
     input.nodes.extend(trace_nodes.iter().map(trace_node));
     input.pods.extend(trace_pods.iter().map(trace_pod));
-    input.sources = sources;
     duplicates::reject_duplicate_pods(paths, &input)?;
+    if input.nodes.is_empty() {
+        let skipped = objects.nodes.len();
+        return Err(InputError::NoNodes { files: sources, skipped });
+    }
+    input.sources = sources;
     Ok(input)
 }
 
@@ -323,20 +359,45 @@ mod duplicates {
         Err(InputError::DuplicatePod { pod: first.to_string(), places: places_of(&first, paths), others })
     }
 
-    /// `e`, after the place of the pod it is about when one file holds it, so that every error
-    /// names its file; other errors as they are.
+    /// `e`, after the place of the pod or Node it is about when one file holds it, so that
+    /// every error names its file; other errors as they are.
     pub(super) fn with_place(e: InputError, paths: &[PathBuf]) -> InputError {
-        let key = match &e {
+        let places = match &e {
             InputError::Ingest(ingest::IngestError::Field { object, .. }) if object.kind == "Pod" => {
-                object.namespace.as_deref().map(|ns| PodKey::new(ns, &object.name))
+                object.namespace.as_deref().map(|ns| places_of(&PodKey::new(ns, &object.name), paths))
             }
-            InputError::Annotation { pod, .. } => pod.split_once('/').map(|(ns, name)| PodKey::new(ns, name)),
+            InputError::Ingest(ingest::IngestError::Field { object, .. }) if object.kind == "Node" => {
+                Some(node_places_of(&object.name, paths))
+            }
+            InputError::Annotation { pod, .. } => {
+                pod.split_once('/').map(|(ns, name)| places_of(&PodKey::new(ns, name), paths))
+            }
             _ => None,
         };
-        match key.map(|k| places_of(&k, paths)).as_deref() {
+        match places.as_deref() {
             Some([place]) => InputError::InFile { place: place.clone(), source: Box::new(e) },
             _ => e,
         }
+    }
+
+    /// Where Node `name` is given in the YAML files of `paths` (`<unnamed>` finds the Nodes
+    /// without a name, as [`ingest::error::ObjectRef`] names them). Trace nodes are never
+    /// invalid, so node CSVs are not read.
+    fn node_places_of(name: &str, paths: &[PathBuf]) -> Vec<String> {
+        let named_so = |n: &k8s_openapi::api::core::v1::Node| {
+            n.metadata.name.as_deref().filter(|n| !n.is_empty()).unwrap_or("<unnamed>") == name
+        };
+        let is_node = |objects: &ingest::Objects| objects.nodes.iter().any(named_so);
+        let mut places = Vec::new();
+        for path in paths {
+            let Ok(text) = std::fs::read_to_string(path) else { continue };
+            let first = text.lines().next().unwrap_or("");
+            if !openb::is_pod_list(first) && !openb::is_node_list(first) {
+                let file = path.display().to_string();
+                places.extend(yaml_places_where(&is_node, &text).into_iter().map(|at| format!("{file}: {at}")));
+            }
+        }
+        places
     }
 
     /// Where pod `key` is given in `paths`: `file: line N` for a trace row, `file: document N
@@ -362,6 +423,13 @@ mod duplicates {
 
     /// The documents (and `kind: List` items) of `text` that are, or expand to, pod `key`.
     fn yaml_places_of(key: &PodKey, text: &str) -> Vec<DocLocation> {
+        yaml_places_where(&|objects| yields_pod(objects, key), text)
+    }
+
+    /// The documents (and `kind: List` items) of `text` whose objects, read alone, satisfy
+    /// `wanted`.
+    fn yaml_places_where(wanted: &dyn Fn(&ingest::Objects) -> bool, text: &str) -> Vec<DocLocation> {
+        let is = |document: &Value| ingest::read_objects("", &document.to_string()).is_ok_and(|o| wanted(&o));
         let mut places = Vec::new();
         for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             let Ok(value) = Value::deserialize(document) else { continue };
@@ -375,25 +443,26 @@ mod duplicates {
                     };
                     // Each item alone in a copy of its list, so typed lists lend it their kind.
                     let shell = Value::Object(list);
+                    let typed = shell["kind"].as_str().and_then(|k| k.strip_suffix("List")).filter(|k| !k.is_empty());
                     for (j, item) in items.into_iter().enumerate() {
                         let mut one = shell.clone();
                         one["items"] = Value::Array(vec![item]);
-                        if yields_pod(&one, key) {
-                            let item = &one["items"][0];
-                            places.push(DocLocation { item: Some(j + 1), ..named(item, at.clone()) });
+                        if is(&one) {
+                            let mut place = named(&one["items"][0], at.clone());
+                            place.kind = place.kind.or_else(|| typed.map(String::from));
+                            places.push(DocLocation { item: Some(j + 1), ..place });
                         }
                     }
                 }
-                value if yields_pod(&value, key) => places.push(named(&value, at)),
+                value if is(&value) => places.push(named(&value, at)),
                 _ => {}
             }
         }
         places
     }
 
-    /// Whether the object `document` is, or expands to, pod `key`.
-    fn yields_pod(document: &Value, key: &PodKey) -> bool {
-        let Ok(objects) = ingest::read_objects("", &document.to_string()) else { return false };
+    /// Whether `objects` (one document's) hold pod `key`, listed or expanded from a controller.
+    fn yields_pod(objects: &ingest::Objects, key: &PodKey) -> bool {
         objects.pods.iter().any(|p| {
             let namespace = p.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
             namespace == key.namespace.as_str() && p.metadata.name.as_deref() == Some(&*key.name)
@@ -485,6 +554,62 @@ mod duplicate_tests {
         let yaml = write(&dir, "d.yaml", &format!("{NODE}---\n{deployment}"));
         let e = load(std::slice::from_ref(&yaml), OnInvalid::Stop).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}: document 2 (Deployment shop/api): Pod shop/api-", yaml.display())), "{e}");
+    }
+
+    #[test]
+    fn an_error_in_a_node_names_its_file_and_document() {
+        let dir = folder("bad-node");
+        let bad = NODE.replace("{name: n1}", "{name: n2}").replace("cpu: 4", "cpu: abc");
+        let list =
+            "apiVersion: v1\nkind: NodeList\nitems:\n- metadata: {name: n3}\n  status: {allocatable: {cpu: x}}\n";
+        let yaml = write(&dir, "c.yaml", &format!("{NODE}---\n{bad}---\n{}", pod("shop", "web")));
+        let e = load(std::slice::from_ref(&yaml), OnInvalid::Stop).unwrap_err().to_string();
+        let want = format!("{}: document 2 (Node n2): Node n2: status.allocatable.cpu: ", yaml.display());
+        assert!(e.starts_with(&want), "{e}");
+        // An item of a typed list: the item is named.
+        let yaml = write(&dir, "l.yaml", &format!("{NODE}---\n{list}"));
+        let e = load(std::slice::from_ref(&yaml), OnInvalid::Stop).unwrap_err().to_string();
+        let want = format!("{}: document 2, item 1 (Node n3): Node n3: status.allocatable.cpu: ", yaml.display());
+        assert!(e.starts_with(&want), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_with_no_objects_stop_the_run_naming_them() {
+        let dir = folder("empty");
+        let empty = write(&dir, "empty.yaml", "");
+        let comments = write(&dir, "comments.yaml", "# nothing yet\n---\n---\n");
+        let e = load(&[empty.clone(), comments.clone()], OnInvalid::Stop).unwrap_err();
+        assert!(matches!(e, InputError::Empty { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no objects in {}, {}: the simulator needs Nodes and pods (Kubernetes YAML or openb CSV)",
+                empty.display(),
+                comments.display()
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cluster_with_no_node_stops_the_run_naming_the_files() {
+        let dir = folder("no-nodes");
+        let yaml = write(&dir, "w.yaml", &pod("shop", "web"));
+        let e = load(std::slice::from_ref(&yaml), OnInvalid::Stop).unwrap_err();
+        assert!(matches!(e, InputError::NoNodes { skipped: 0, .. }), "{e:?}");
+        assert!(e.to_string().starts_with(&format!("no Node in {}: ", yaml.display())), "{e}");
+        // Every Node left out as invalid leaves no cluster either, and the message says why.
+        let bad = NODE.replace("cpu: 4", "cpu: abc");
+        let yaml = write(&dir, "c.yaml", &format!("{bad}---\n{}", pod("shop", "web")));
+        let e = load(std::slice::from_ref(&yaml), OnInvalid::Skip).unwrap_err();
+        assert!(matches!(e, InputError::NoNodes { skipped: 1, .. }), "{e:?}");
+        assert!(e.to_string().ends_with("; 1 Node was left out as invalid"), "{e}");
+        // A trace's nodes are a cluster.
+        let nodes = write(&dir, "nodes.csv", "sn,cpu_milli,memory_mib,gpu,model\nn1,4000,8192,0,\n");
+        let csv = write(&dir, "t.csv", TRACE);
+        assert!(load(&[nodes, csv], OnInvalid::Stop).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -124,8 +124,8 @@ pub fn placements_csv(run: &RunResult) -> String {
 
 /// `namespace,name,api,min_count,members,bound,admitted_s,timeouts,status,reason,message`: each
 /// PodGroup's status at the end as its API would show it. For Kubernetes' PodGroup, `status`
-/// and `reason` are its `PodGroupInitiallyScheduled` condition's; for scheduler-plugins',
-/// `status` is the phase.
+/// and `reason` are its `PodGroupInitiallyScheduled` condition's; for scheduler-plugins' and
+/// Volcano's, `status` is the phase.
 pub fn podgroups_csv(run: &RunResult) -> String {
     let mut s = String::from("namespace,name,api,min_count,members,bound,admitted_s,timeouts,status,reason,message\n");
     for (key, g) in &run.gangs {
@@ -135,6 +135,11 @@ pub fn podgroups_csv(run: &RunResult) -> String {
                 let why =
                     if g.admitted_at.is_none() { g.last_failure.clone().unwrap_or_default() } else { String::new() };
                 ("scheduling.x-k8s.io", gang_status::coscheduling_phase(g).to_string(), String::new(), why)
+            }
+            Some(PodGroupApi::Volcano) => {
+                let why =
+                    if g.admitted_at.is_none() { g.last_failure.clone().unwrap_or_default() } else { String::new() };
+                ("scheduling.volcano.sh", gang_status::volcano_phase(g).to_string(), String::new(), why)
             }
             _ => {
                 let c = gang_status::initially_scheduled(g, None, Time(Default::default()));

@@ -114,7 +114,7 @@ pub struct Summary {
     pub gangs: Option<GangSummary>,
 }
 
-/// What became of the gangs (PodGroups of either API).
+/// What became of the gangs (PodGroups of any API).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct GangSummary {
     /// PodGroups in the input.

@@ -73,3 +73,27 @@ fn a_missing_file_names_the_path() {
     assert!(matches!(&e, ConfigError::Io { file, .. } if file.ends_with("no-such-file.yaml")), "{e:?}");
     assert!(e.to_string().contains("no-such-file.yaml: cannot read"), "{e}");
 }
+
+#[test]
+fn a_file_nested_too_deep_is_refused_before_parsing_naming_it() {
+    let dir = std::env::temp_dir().join(format!("tessera-config-{}-deep", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("deep.yaml");
+    let text = format!(
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles: {}{}\n",
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    std::fs::write(&path, text).unwrap();
+    let e = load_config(&path, &Registry::builtin()).unwrap_err();
+    assert!(matches!(&e, ConfigError::Yaml { line: Some(3), column: Some(210), .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: nested more than 200 levels deep at line 3, column 210; no KubeSchedulerConfiguration nests \
+             that deep, so the file is refused before parsing",
+            path.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -233,7 +233,7 @@ impl GangTable {
         let priority = group.priority.unwrap_or_else(|| pods.iter().map(|p| p.priority).max().unwrap_or(0));
         let timeout_s = group.schedule_timeout_s.or(match group.api {
             PodGroupApi::Coscheduling => Some(default_timeout),
-            PodGroupApi::Kubernetes => None,
+            PodGroupApi::Kubernetes | PodGroupApi::Volcano => None,
         });
         gang.in_queue = true;
         Some(Unit {

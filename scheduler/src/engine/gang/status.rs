@@ -1,6 +1,7 @@
 //! What a gang's PodGroup status says, in each API's own terms: Kubernetes'
-//! `PodGroupInitiallyScheduled` condition, scheduler-plugins' phase and counters. The
-//! simulator writes them to `podgroups.csv`; a live scheduler writes them to the API server.
+//! `PodGroupInitiallyScheduled` condition, scheduler-plugins' phase and counters, Volcano's
+//! phase. The simulator writes them to `podgroups.csv`; a live scheduler writes them to the
+//! API server (Volcano's only to `podgroups.csv`: `tessera run` does not read Volcano's groups).
 
 use k8s_openapi::api::scheduling::v1alpha3 as native;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -54,6 +55,19 @@ pub fn coscheduling_phase(record: &GangRecord) -> &'static str {
     }
 }
 
+/// Volcano's phase: `Pending` until `minMember` pods exist, `Inqueue` while they wait to be
+/// placed together, `Running` once they were. (Volcano counts running pods from the kubelet's
+/// view, which the scheduler does not have: a placed gang stands for a running one.)
+pub fn volcano_phase(record: &GangRecord) -> &'static str {
+    if record.admitted_at.is_some() {
+        "Running"
+    } else if record.members >= record.min_count as usize {
+        "Inqueue"
+    } else {
+        "Pending"
+    }
+}
+
 /// The status of a scheduler-plugins (`scheduling.x-k8s.io/v1alpha1`) PodGroup.
 pub fn coscheduling_status(record: &GangRecord, started: Option<Time>) -> tessera_crds::PodGroupStatus {
     let scheduled = i32::try_from(record.bound).unwrap_or(i32::MAX);
@@ -78,6 +92,7 @@ mod tests {
         let mut r = GangRecord { min_count: 4, members: 4, ..GangRecord::default() };
         assert_eq!(initially_scheduled(&r, Some(1), now()), None, "not tried yet");
         assert_eq!(coscheduling_phase(&r), "Scheduling");
+        assert_eq!(volcano_phase(&r), "Inqueue");
         r.last_failure = Some("gang ml/g needs 4 pods, 2 fit: 2 Insufficient nvidia.com/gpu.".into());
         let c = initially_scheduled(&r, Some(1), now()).unwrap();
         assert_eq!(
@@ -90,6 +105,8 @@ mod tests {
         assert_eq!(s.conditions.unwrap()[0].status, "True");
         let cs = coscheduling_status(&r, None);
         assert_eq!((cs.phase.as_deref(), cs.scheduled), (Some("Scheduled"), 4));
-        assert_eq!(coscheduling_phase(&GangRecord { min_count: 4, members: 3, ..GangRecord::default() }), "Pending");
+        assert_eq!(volcano_phase(&r), "Running");
+        let short = GangRecord { min_count: 4, members: 3, ..GangRecord::default() };
+        assert_eq!((coscheduling_phase(&short), volcano_phase(&short)), ("Pending", "Pending"));
     }
 }

@@ -31,6 +31,9 @@ pub struct PodContext {
     runtime_overheads: HashMap<String, Amounts>,
     namespaces: HashMap<Sym, LabelSet>,
     dra: DraCatalog,
+    /// Whether pods join Volcano's PodGroups through its annotation (see
+    /// [`PodContext::volcano_groups`]).
+    volcano_groups: bool,
 }
 
 impl Default for PodContext {
@@ -50,14 +53,17 @@ impl PodContext {
             runtime_overheads: HashMap::new(),
             namespaces: HashMap::new(),
             dra: DraCatalog::default(),
+            volcano_groups: false,
         }
     }
 
     /// A context holding every PriorityClass, RuntimeClass, Namespace, DeviceClass,
     /// ResourceClaimTemplate and ResourceClaim of `objects` (classes before what names them),
     /// and the claims of its PodGroups (see [`crate::ingest::pod_group::add_group_claims`]).
+    /// Pods join Volcano's PodGroups through its annotation here, as the simulator reads
+    /// those groups.
     pub fn from_objects(objects: &Objects) -> Result<PodContext, IngestError> {
-        let mut cx = PodContext::new();
+        let mut cx = PodContext { volcano_groups: true, ..PodContext::new() };
         for pc in &objects.priority_classes {
             cx.add_priority_class(pc)?;
         }
@@ -137,6 +143,20 @@ impl PodContext {
     /// The labels of namespace `name`, if known.
     pub fn namespace_labels(&self, name: &str) -> Option<&LabelSet> {
         Sym::get(name).and_then(|ns| self.namespaces.get(&ns))
+    }
+
+    /// Whether a pod's annotation `scheduling.k8s.io/group-name` puts it in a Volcano
+    /// PodGroup: true for a context made [`PodContext::from_objects`] (the simulator's, which
+    /// reads Volcano's groups), false for [`PodContext::new`] (a live scheduler's, which does
+    /// not watch them and would otherwise hold the pod for a group it never sees).
+    pub fn volcano_groups(&self) -> bool {
+        self.volcano_groups
+    }
+
+    /// The same context, with pods joining Volcano's PodGroups or not.
+    #[cfg(test)]
+    pub(crate) fn with_volcano_groups(self, volcano_groups: bool) -> PodContext {
+        PodContext { volcano_groups, ..self }
     }
 
     /// The DRA classes, templates and claims pods' `spec.resourceClaims` resolve against.

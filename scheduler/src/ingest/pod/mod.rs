@@ -13,7 +13,6 @@ mod tolerations;
 pub(crate) use affinity::node_affinity;
 pub(crate) use tolerations::{TolerationFields, toleration_of, tolerations};
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
@@ -33,6 +32,8 @@ use affinity::{OwnPod, pod_affinity, pod_anti_affinity};
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 /// The label with which scheduler-plugins' coscheduling puts a pod in a PodGroup.
 pub const POD_GROUP_LABEL: &str = "scheduling.x-k8s.io/pod-group";
+/// The annotation with which Volcano puts a pod in a PodGroup (its `KubeGroupNameAnnotationKey`).
+pub const VOLCANO_GROUP_ANNOTATION: &str = "scheduling.k8s.io/group-name";
 
 /// Converts a pod, resolving its priority, overhead and DRA claims through `cx`.
 pub fn pod(p: &core::Pod, cx: &PodContext) -> Result<Pod, IngestError> {
@@ -76,7 +77,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         images: images(spec),
         gpu_ids: super::gpu::gpu_ids(meta.annotations.as_ref(), gpu.as_ref())?,
         gpu,
-        pod_group: pod_group(spec, meta.labels.as_ref()),
+        pod_group: pod_group(spec, meta, cx.volcano_groups()),
         claims: cx.dra().pod_claims(p, namespace.as_str(), name)?,
         controller: controller(meta),
         creation_s: creation_seconds(meta),
@@ -113,11 +114,14 @@ fn images(spec: &core::PodSpec) -> Vec<Arc<str>> {
 }
 
 /// The gang: Kubernetes' `spec.schedulingGroup.podGroupName`, else the scheduler-plugins
-/// PodGroup label, so that both kinds of PodGroup find their pods.
-fn pod_group(spec: &core::PodSpec, labels: Option<&BTreeMap<String, String>>) -> Option<Sym> {
+/// PodGroup label, else (when `volcano`: see [`PodContext::volcano_groups`]) Volcano's
+/// annotation, so that every kind of PodGroup read finds its pods.
+fn pod_group(spec: &core::PodSpec, meta: &ObjectMeta, volcano: bool) -> Option<Sym> {
     let native = spec.scheduling_group.as_ref().and_then(|g| non_empty(g.pod_group_name.as_deref()));
-    let labelled = || non_empty(labels.and_then(|l| l.get(POD_GROUP_LABEL)).map(String::as_str));
-    native.or_else(labelled).map(Sym::new)
+    let labelled = || non_empty(meta.labels.as_ref().and_then(|l| l.get(POD_GROUP_LABEL)).map(String::as_str));
+    let annotations = meta.annotations.as_ref().filter(|_| volcano);
+    let annotated = || non_empty(annotations.and_then(|a| a.get(VOLCANO_GROUP_ANNOTATION)).map(String::as_str));
+    native.or_else(labelled).or_else(annotated).map(Sym::new)
 }
 
 /// Whether the pod ran to completion (`Succeeded` or `Failed`), so it holds nothing on its node.

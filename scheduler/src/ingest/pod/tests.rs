@@ -90,6 +90,22 @@ spec: {schedulingGroup: {podGroupName: native}, containers: [{name: c}]}
 }
 
 #[test]
+fn volcanos_annotation_names_the_gang_after_the_label_in_the_simulator_only() {
+    let simulator = PodContext::new().with_volcano_groups(true);
+    let group = |meta: &str| pod(&k8s(&format!("{meta}\nspec: {{containers: [{{name: c}}]}}")), &simulator);
+    let annotated = "metadata: {name: p, annotations: {scheduling.k8s.io/group-name: vc}}";
+    assert_eq!(group(annotated).unwrap().pod_group, Some(Sym::new("vc")));
+    // A live scheduler does not watch Volcano's groups: the pod is no gang's.
+    let live = pod(&k8s(&format!("{annotated}\nspec: {{containers: [{{name: c}}]}}")), &PodContext::new());
+    assert_eq!(live.unwrap().pod_group, None);
+    let both = "metadata: {name: p, labels: {scheduling.x-k8s.io/pod-group: cs}, \
+                annotations: {scheduling.k8s.io/group-name: vc}}";
+    assert_eq!(group(both).unwrap().pod_group, Some(Sym::new("cs")));
+    let empty = "metadata: {name: p, annotations: {scheduling.k8s.io/group-name: ''}}";
+    assert_eq!(group(empty).unwrap().pod_group, None);
+}
+
+#[test]
 fn priority_from_spec_class_or_global_default() {
     let class = |name: &str, value: i32, global: bool| -> PriorityClass {
         serde_yaml_ng::from_str(&format!("metadata: {{name: {name}}}\nvalue: {value}\nglobalDefault: {global}"))
