@@ -282,18 +282,24 @@ fn a_gang_that_must_keep_to_one_rack_finds_the_only_rack_with_its_devices() {
     assert_eq!(out.iter().filter(|o| o.bound().is_some()).count(), 2, "{out:?}");
 }
 
+/// Device `name` of the DRA world's node `node`, allocated for the pair template's request of
+/// its driver.
+fn pair_device(node: Sym, driver: &str, name: &str) -> tessera_plugins::dra::model::AllocatedDevice {
+    tessera_plugins::dra::model::AllocatedDevice {
+        request: Arc::from(if driver == crate::bench::dra::GPU_DRIVER { "gpu" } else { "nic" }),
+        device: tessera_plugins::dra::model::DeviceId { driver: Sym::new(driver), pool: node, device: Sym::new(name) },
+        admin_access: false,
+        consumed: Default::default(),
+    }
+}
+
 #[test]
 fn a_claim_the_api_records_allocated_holds_its_devices_without_a_pod_until_it_is_deallocated() {
-    use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation, DeviceId};
+    use tessera_plugins::dra::model::ClaimAllocation;
     let w = world();
     let nodes = rack(&w, 1);
     let node = nodes[0].name;
-    let device = |driver: &str, name: &str| AllocatedDevice {
-        request: Arc::from(if driver == crate::bench::dra::GPU_DRIVER { "gpu" } else { "nic" }),
-        device: DeviceId { driver: Sym::new(driver), pool: node, device: Sym::new(name) },
-        admin_access: false,
-        consumed: Default::default(),
-    };
+    let device = |driver: &str, name: &str| pair_device(node, driver, name);
     // Allocated by an earlier scheduler for a pod it had not bound yet; listed before the node.
     let key = ClaimKey::new("ml", "orphan-pair-0");
     let allocation = Arc::new(ClaimAllocation {
@@ -319,16 +325,11 @@ fn a_claim_the_api_records_allocated_holds_its_devices_without_a_pod_until_it_is
 
 #[test]
 fn a_pod_still_carrying_an_allocation_given_back_meanwhile_does_not_hold_its_devices_again() {
-    use tessera_plugins::dra::model::{AllocatedDevice, ClaimAllocation, DeviceId};
+    use tessera_plugins::dra::model::ClaimAllocation;
     let w = world();
     let nodes = rack(&w, 1);
     let node = nodes[0].name;
-    let device = |driver: &str, name: &str| AllocatedDevice {
-        request: Arc::from(if driver == crate::bench::dra::GPU_DRIVER { "gpu" } else { "nic" }),
-        device: DeviceId { driver: Sym::new(driver), pool: node, device: Sym::new(name) },
-        admin_access: false,
-        consumed: Default::default(),
-    };
+    let device = |driver: &str, name: &str| pair_device(node, driver, name);
     let mut e = engine(&nodes, 1);
     // `fresh` takes gpu-0 and nic-0 (the first pair) while `stale`'s claim was given back.
     let mut fresh = w.pod("ml", "fresh", 1);
