@@ -398,15 +398,13 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
         return Ok(());
     }
     for s in &summaries {
-        let gpu = s.allocation.get("gpu").map_or(0.0, |a| a.final_pct);
         outln!(
-            "{}: {} pods, {} scheduled, {} unschedulable; GPU allocated {:.1}%, fragmentation {:.2}%; {:.0} pods/s",
+            "{}: {} pods, {} scheduled, {} unschedulable; {}; {:.0} pods/s",
             s.config,
             s.pods_total,
             s.scheduled,
             s.unschedulable,
-            gpu,
-            s.gpu_fragmentation.amount_pct,
+            headline_allocation(s),
             s.pods_per_sec
         )?;
         if let Some(f) = &s.fill {
@@ -574,4 +572,18 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The allocation a run is summed up by: GPUs on a cluster that has them (with FGD's
+/// fragmentation), else CPU; each as its mean over the run and its peak, since the value at
+/// the end is low once the workload has left.
+fn headline_allocation(s: &sim::summary::Summary) -> String {
+    let (name, a) =
+        if s.cluster_gpus > 0.0 { ("GPU", s.allocation.get("gpu")) } else { ("CPU", s.allocation.get("cpu")) };
+    let Some(a) = a else { return String::new() };
+    let mut out = format!("{name} allocated {:.1}% mean, {:.1}% peak", a.time_weighted_mean_pct, a.peak_pct);
+    if s.cluster_gpus > 0.0 {
+        out.push_str(&format!(", fragmentation {:.2}%", s.gpu_fragmentation.amount_pct));
+    }
+    out
 }

@@ -281,8 +281,8 @@ impl Core<'_> {
                     _ => diagnosis.message(),
                 };
                 let reasons = match &shortfall {
-                    Some(s) => s.reasons.keys().cloned().collect(),
-                    None => diagnosis.pre_filter_message.iter().cloned().chain(diagnosis.reasons.into_keys()).collect(),
+                    Some(s) => most_first(s.reasons.clone()),
+                    None => diagnosis.pre_filter_message.iter().cloned().chain(most_first(diagnosis.reasons)).collect(),
                 };
                 self.unschedulable(unit, (message, reasons), now, cycle_s)
             }
@@ -407,4 +407,12 @@ impl Core<'_> {
             self.released += self.queue.move_all_to_active_or_backoff(now);
         }
     }
+}
+
+/// Reasons ordered by how many nodes (or gang members) each kept out, most first, ties by
+/// name: the first is the pod's main reason.
+fn most_first(counts: std::collections::BTreeMap<String, usize>) -> Vec<String> {
+    let mut reasons: Vec<(String, usize)> = counts.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    reasons.into_iter().map(|(r, _)| r).collect()
 }

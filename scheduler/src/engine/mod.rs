@@ -93,7 +93,8 @@ pub enum Outcome {
         pods: Vec<Arc<Pod>>,
         /// The message a pending pod's `PodScheduled` condition shows.
         message: String,
-        /// The distinct reasons inside the message ("Insufficient cpu"), for tallies.
+        /// The distinct reasons inside the message ("Insufficient cpu"), for tallies; the one
+        /// that kept the pod off the most nodes first.
         reasons: Vec<String>,
         /// Attempts so far.
         attempts: u32,

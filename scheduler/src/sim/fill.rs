@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tessera_plugins::model::{Pod, PodKey};
+use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
 use thiserror::Error;
 
 use super::frag::{cluster_fragmentation, typical_pods};
@@ -242,6 +242,7 @@ pub fn fill(
         fragmentation,
         wall_s: started.elapsed().as_secs_f64(),
         final_allocation: usage.percent(),
+        cluster_gpus: usage.gpu_capacity() / GPU_MILLI as f64,
     }
 }
 

@@ -170,6 +170,8 @@ pub struct RunResult {
     pub wall_s: f64,
     /// Final allocation (cpu, memory, gpu) %.
     pub final_allocation: [f64; 3],
+    /// GPUs in the cluster (whole GPUs; 0 on a cluster without them).
+    pub cluster_gpus: f64,
     /// Every gang's fate, by `namespace/name`.
     pub gangs: BTreeMap<String, GangRecord>,
 }

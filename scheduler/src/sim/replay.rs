@@ -9,7 +9,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tessera_plugins::model::{Pod, PodKey};
+use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
 
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
@@ -205,6 +205,7 @@ impl Replay<'_> {
             fragmentation,
             wall_s: started.elapsed().as_secs_f64(),
             final_allocation: self.usage.percent(),
+            cluster_gpus: self.usage.gpu_capacity() / GPU_MILLI as f64,
             gangs: self.engine.gang_records(),
         }
     }

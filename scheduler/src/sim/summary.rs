@@ -15,6 +15,8 @@ pub struct Allocation {
     pub final_pct: f64,
     /// Averaged over (virtual) time, % of capacity.
     pub time_weighted_mean_pct: f64,
+    /// The highest it reached, % of capacity.
+    pub peak_pct: f64,
 }
 
 /// GPU fragmentation (FGD's measure).
@@ -81,6 +83,8 @@ pub struct Summary {
     pub seeds: Vec<u64>,
     /// Pods in the (first seed's) run.
     pub pods_total: usize,
+    /// GPUs in the cluster (whole GPUs); the GPU figures mean something only where it is not 0.
+    pub cluster_gpus: f64,
     /// Pods that got a node: `already_bound` plus `placed`.
     pub scheduled: usize,
     /// Pods bound in the input (`spec.nodeName`), running from the start.
@@ -91,8 +95,13 @@ pub struct Summary {
     pub unschedulable: usize,
     /// Pods that waited for their scheduling gates, never tried.
     pub gated: usize,
-    /// For the pods that never got a node: how many were held back by each reason.
+    /// For the pods that never got a node: how many were held back by each reason. A pod
+    /// counts once under every reason its message gives, so this counts (pod, reason) pairs
+    /// and may sum to more than `unschedulable`.
     pub unschedulable_by_reason: BTreeMap<String, usize>,
+    /// For the pods that never got a node: how many had each reason as their main one (the
+    /// reason that kept the pod off the most nodes); sums to `unschedulable`.
+    pub unschedulable_by_main_reason: BTreeMap<String, usize>,
     /// Allocation per resource (`cpu`, `memory`, `gpu`).
     pub allocation: BTreeMap<&'static str, Allocation>,
     /// GPU fragmentation at the end.
@@ -138,20 +147,26 @@ pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary
     let already_bound = first.records.iter().filter(|r| r.already_bound).count();
     let gated = first.records.iter().filter(|r| r.gated).count();
     let mut by_reason = BTreeMap::new();
+    let mut by_main_reason = BTreeMap::new();
     for r in first.records.iter().filter(|r| r.start.is_none() && !r.gated) {
         for reason in &r.reasons {
             *by_reason.entry(reason.clone()).or_insert(0) += 1;
         }
+        let main = r.reasons.first().unwrap_or(&r.reason);
+        *by_main_reason.entry(main.clone()).or_insert(0) += 1;
     }
     let mut waits: Vec<f64> = first.records.iter().filter_map(|r| r.start.map(|s| s - r.arrival)).collect();
     let wall: f64 = runs.iter().map(|r| r.wall_s).sum();
     let makespan = first.records.iter().filter_map(|r| r.end.or(r.start)).fold(0.0, f64::max);
     let means = time_weighted(&first.timeline);
+    let peaks = peaks(&first.timeline);
     let allocation = ["cpu", "memory", "gpu"]
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            (*name, Allocation { final_pct: round(first.final_allocation[i]), time_weighted_mean_pct: round(means[i]) })
+            let final_pct = round(first.final_allocation[i]);
+            let peak_pct = round(peaks[i].max(first.final_allocation[i]));
+            (*name, Allocation { final_pct, time_weighted_mean_pct: round(means[i]), peak_pct })
         })
         .collect();
     Some(Summary {
@@ -159,12 +174,14 @@ pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary
         mode,
         seeds: runs.iter().map(|r| r.seed).collect(),
         pods_total: first.records.len(),
+        cluster_gpus: first.cluster_gpus,
         scheduled,
         already_bound,
         placed: scheduled - already_bound,
         unschedulable: first.records.len() - scheduled - gated,
         gated,
         unschedulable_by_reason: by_reason,
+        unschedulable_by_main_reason: by_main_reason,
         allocation,
         gpu_fragmentation: Fragmentation {
             amount_pct: round(first.fragmentation.0),
@@ -258,6 +275,11 @@ fn time_weighted(timeline: &[TimelinePoint]) -> [f64; 3] {
     acc.map(|a| a / span)
 }
 
+/// The highest (cpu, memory, gpu) allocation over the timeline.
+fn peaks(timeline: &[TimelinePoint]) -> [f64; 3] {
+    timeline.iter().fold([0.0; 3], |m, p| [m[0].max(p.cpu), m[1].max(p.memory), m[2].max(p.gpu)])
+}
+
 /// Four decimals: stable output, no float noise in diffs.
 pub fn round(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
@@ -282,5 +304,38 @@ mod tests {
         let p = |t, v| TimelinePoint { t, pending: 0, running: 0, cpu: v, memory: v, gpu: v };
         let m = time_weighted(&[p(0.0, 10.0), p(1.0, 50.0), p(4.0, 0.0)]);
         assert_eq!(m[0], (10.0 * 1.0 + 50.0 * 3.0) / 4.0);
+        assert_eq!(peaks(&[p(0.0, 10.0), p(1.0, 50.0), p(4.0, 0.0)]), [50.0; 3], "the peak, not the end");
+    }
+
+    #[test]
+    fn each_pending_pod_counts_once_under_its_main_reason_and_under_every_reason() {
+        use tessera_plugins::model::Pod;
+        use tessera_plugins::resources::ResourceVec;
+        let pending = |name: &str, reasons: &[&str]| {
+            let mut r = super::super::record::PodRecord::arrived(&Pod::new("default", name, ResourceVec::ZERO), 0.0);
+            r.reasons = reasons.iter().map(|s| s.to_string()).collect();
+            r
+        };
+        let run = RunResult {
+            config: "default".into(),
+            seed: 1,
+            records: vec![
+                pending("a", &["Insufficient cpu", "node(s) had untolerated taint(s)"]),
+                pending("b", &["node(s) had untolerated taint(s)"]),
+            ],
+            timeline: Vec::new(),
+            fill: None,
+            fragmentation: (0.0, 0.0),
+            wall_s: 1.0,
+            final_allocation: [0.0; 3],
+            cluster_gpus: 0.0,
+            gangs: BTreeMap::new(),
+        };
+        let s = summarize(&[run], Mode::Replay, 1.3).unwrap();
+        assert_eq!(s.unschedulable, 2);
+        let pairs: usize = s.unschedulable_by_reason.values().sum();
+        let pods: usize = s.unschedulable_by_main_reason.values().sum();
+        assert_eq!((pairs, pods), (3, 2));
+        assert_eq!(s.unschedulable_by_main_reason["Insufficient cpu"], 1);
     }
 }
