@@ -297,14 +297,13 @@ async fn a_restarted_scheduler_reads_allocations_back_and_allocates_other_device
     second.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gang_member_refused_at_its_claim_gives_back_what_the_others_wrote() {
+/// A gang of two, each member with a GPU claim of its own, whose second member's claim status
+/// write is refused once; returns once the gang is bound on the second try.
+async fn gang_whose_second_claim_write_is_refused_once() -> (TestApiServer, Scheduler) {
     let server = TestApiServer::start().await;
     cluster(&server);
     create(&server, pod_group_g(2));
     create(&server, template("one", gpus_devices(1)));
-    // Writing the second member's claim is refused once: the first member's claim, written
-    // by then or not, must not keep an allocation for a gang that was not bound.
     server.faults().fail_named("update", "resourceclaims", "status", "g-1-dev-x", 403, 1);
     let s = Scheduler::start(&server, SECONDARY, false).await;
     for i in 0..2 {
@@ -313,6 +312,14 @@ async fn a_gang_member_refused_at_its_claim_gives_back_what_the_others_wrote() {
         make_claim_for(&server, &name, gpus_devices(1));
     }
     until(&server, "the gang bound on the second try", |p| bound_count(p, "g-") == 2).await;
+    (server, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gang_member_refused_at_its_claim_gives_back_what_the_others_wrote() {
+    // The first member's claim, written by then or not, must not keep an allocation for a gang
+    // that was not bound.
+    let (server, s) = gang_whose_second_claim_write_is_refused_once().await;
     assert_bound_once(&server);
     let log = server.requests();
     let first_binding = log.iter().position(|r| r.subresource == "binding").unwrap();
@@ -525,20 +532,9 @@ async fn a_device_that_is_not_shared_gets_no_share_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn giving_back_a_claims_allocation_removes_the_finalizer_prebind_added() {
-    let server = TestApiServer::start().await;
-    cluster(&server);
-    create(&server, pod_group_g(2));
-    create(&server, template("one", gpus_devices(1)));
-    // The second member's claim status is refused once: its finalizer, added just before, is
-    // removed again, and so is the first member's if its allocation was given back.
-    server.faults().fail_named("update", "resourceclaims", "status", "g-1-dev-x", 403, 1);
-    let s = Scheduler::start(&server, SECONDARY, false).await;
-    for i in 0..2 {
-        let name = format!("g-{i}");
-        create(&server, in_group_g(claiming_pod(&name, json!({"resourceClaimTemplateName": "one"}))));
-        make_claim_for(&server, &name, gpus_devices(1));
-    }
-    until(&server, "the gang bound on the second try", |p| bound_count(p, "g-") == 2).await;
+    // The second member's finalizer, added just before, is removed again, and so is the first
+    // member's if its allocation was given back.
+    let (server, s) = gang_whose_second_claim_write_is_refused_once().await;
     for i in 0..2 {
         let c = claim_object(&server, &format!("g-{i}-dev-x"));
         assert_eq!(finalizers(&c), [FINALIZER], "once, however often it was added and removed: {c}");
