@@ -46,25 +46,25 @@ pub fn native_status(record: &GangRecord, generation: Option<i64>, now: Time) ->
 /// wait to be placed together, `Scheduled` once they were. (`Running`, `Finished` and
 /// `Failed` come from the kubelet's view of the pods, which the scheduler does not have.)
 pub fn coscheduling_phase(record: &GangRecord) -> &'static str {
-    if record.admitted_at.is_some() {
-        "Scheduled"
-    } else if record.members >= record.min_count as usize {
-        "Scheduling"
-    } else {
-        "Pending"
-    }
+    phase(record, ["Pending", "Scheduling", "Scheduled"])
 }
 
 /// Volcano's phase: `Pending` until `minMember` pods exist, `Inqueue` while they wait to be
 /// placed together, `Running` once they were. (Volcano counts running pods from the kubelet's
 /// view, which the scheduler does not have: a placed gang stands for a running one.)
 pub fn volcano_phase(record: &GangRecord) -> &'static str {
+    phase(record, ["Pending", "Inqueue", "Running"])
+}
+
+/// The name an API gives each stage of a gang: too few members yet, all there and waiting to
+/// be placed together, placed.
+fn phase(record: &GangRecord, [short, waiting, placed]: [&'static str; 3]) -> &'static str {
     if record.admitted_at.is_some() {
-        "Running"
+        placed
     } else if record.members >= record.min_count as usize {
-        "Inqueue"
+        waiting
     } else {
-        "Pending"
+        short
     }
 }
 
