@@ -211,14 +211,51 @@ pub trait FilterPlugin {
 
 /// Runs when no node fits (preemption).
 pub trait PostFilterPlugin {
-    /// A node the pod could use after victims leave, or why there is none.
-    fn post_filter(
-        &self,
-        state: &CycleState,
-        pod: &Pod,
-        snapshot: &Snapshot,
-        diagnosis: &Diagnosis,
-    ) -> Result<Sym, Status>;
+    /// Whether, and how, the pod could be made to fit by evicting others.
+    fn post_filter(&self, input: &PostFilterInput<'_>) -> PostFilterResult;
+}
+
+/// What a PostFilter plugin sees of a pod that fit nowhere.
+#[derive(Clone, Copy, Debug)]
+pub struct PostFilterInput<'a> {
+    /// The profile, whose Filter plugins decide whether the pod fits once victims are gone.
+    pub profile: &'a Profile,
+    /// The cycle state PreFilter left.
+    pub state: &'a CycleState,
+    /// The pod.
+    pub pod: &'a Pod,
+    /// The view the cycle ran on.
+    pub snapshot: &'a Snapshot,
+    /// Why each node failed.
+    pub diagnosis: &'a Diagnosis,
+    /// The pod's standing nomination from an earlier preemption, if any.
+    pub nominated: Option<&'a Nomination>,
+}
+
+/// A preemption decided: the node the pod is nominated to and the pods to evict for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Nomination {
+    /// The node.
+    pub node: NodeId,
+    /// The node's generation in the snapshot the victims were chosen on: the engine commits the
+    /// preemption only if the node has not changed since, as the binder does a placement.
+    pub seen_generation: u64,
+    /// The pods to evict, most important first.
+    pub victims: Vec<Arc<Pod>>,
+    /// How many victims break a PodDisruptionBudget (0 when a choice without existed).
+    pub pdb_violations: usize,
+}
+
+/// What PostFilter made of a pod that fit nowhere.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PostFilterResult {
+    /// Evict the victims and nominate the pod to the node.
+    Nominate(Nomination),
+    /// Nothing to do now, and any standing nomination stands (the pod waits for the victims
+    /// it already chose); the status says why.
+    Keep(Status),
+    /// No eviction would make the pod fit; any standing nomination is cleared.
+    Clear(Status),
 }
 
 /// Runs once per pod before Score, with the feasible nodes.
@@ -472,6 +509,37 @@ impl Profile {
             }
         }
         Status::success()
+    }
+
+    /// Runs Filter plugins on one node as upstream's `RunFilterPluginsWithNominatedPods`: when
+    /// pods of at least the pod's priority are nominated there, the pod must fit both with them
+    /// and without them (the second pass keeps a nominated pod from satisfying an affinity it
+    /// would not once it went elsewhere).
+    pub fn run_filter_with_nominated(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        if !node.nominated.is_empty()
+            && let Some(view) = node.with_nominated_for(pod)
+        {
+            let s = self.run_filter(state, pod, &view);
+            if !s.is_success() {
+                return s;
+            }
+        }
+        self.run_filter(state, pod, node)
+    }
+
+    /// Runs PostFilter plugins in order: the first nomination wins; otherwise the last
+    /// plugin's answer stands. `None` when the profile has no PostFilter plugin.
+    pub fn run_post_filter(&self, input: &PostFilterInput<'_>) -> Option<PostFilterResult> {
+        let mut last = None;
+        for p in &self.post_filter {
+            let Some(pf) = p.as_post_filter() else { continue };
+            match pf.post_filter(input) {
+                PostFilterResult::Nominate(n) => return Some(PostFilterResult::Nominate(n)),
+                PostFilterResult::Keep(s) => last = Some(PostFilterResult::Keep(s.with_plugin(p.name()))),
+                PostFilterResult::Clear(s) => last = Some(PostFilterResult::Clear(s.with_plugin(p.name()))),
+            }
+        }
+        last
     }
 
     /// Runs PreScore plugins over the feasible nodes.

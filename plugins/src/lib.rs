@@ -13,6 +13,7 @@
 //! FGD paper's GPU fragmentation measure, shared by GpuTopology and the simulator's reports.
 
 pub mod default_selector;
+pub mod disruption;
 pub mod dra;
 pub mod framework;
 pub mod gpu_frag;

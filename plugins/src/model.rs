@@ -283,6 +283,10 @@ pub struct Pod {
     pub host_ports: Vec<HostPort>,
     /// Resolved priority.
     pub priority: i32,
+    /// `spec.priorityClassName` (empty when none), for reports per class.
+    pub priority_class: Sym,
+    /// `spec.preemptionPolicy`.
+    pub preemption_policy: PreemptionPolicy,
     /// `spec.schedulerName`.
     pub scheduler_name: Sym,
     /// `spec.topologySpreadConstraints`.
@@ -327,6 +331,8 @@ impl Pod {
             tolerations: Vec::new(),
             host_ports: Vec::new(),
             priority: 0,
+            priority_class: Sym::new(""),
+            preemption_policy: PreemptionPolicy::PreemptLowerPriority,
             scheduler_name: Sym::new("tessera"),
             spread_constraints: Vec::new(),
             pod_affinity: PodAffinity::default(),
@@ -358,6 +364,16 @@ impl Pod {
             || !self.pod_affinity.required.is_empty()
             || !self.pod_anti_affinity.required.is_empty()
     }
+}
+
+/// Whether a pod may preempt others (`spec.preemptionPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PreemptionPolicy {
+    /// It may evict pods of lower priority to make room (the default).
+    #[default]
+    PreemptLowerPriority,
+    /// It waits for room like any pod, only ahead of lower priorities in the queue.
+    Never,
 }
 
 /// Replaces zero CPU and memory requests with the upstream scoring defaults. Applied to the

@@ -86,6 +86,13 @@ pub struct NodeInfo {
     /// The waiting gang this node is held for: no other pod may land here until the gang is
     /// placed or the reservation lapses (see the engine's gang module).
     pub reserved_for: Option<GroupKey>,
+    /// The lowest priority of the pods here (`i32::MAX` with none): preemption skips a node
+    /// with nothing below the preemptor's priority without looking at its pods.
+    pub lowest_priority: i32,
+    /// Pods that preempted others here and wait for them to leave (upstream's nominated
+    /// pods): they hold their room against pods of lower or equal priority
+    /// ([`NodeInfo::with_nominated_for`]), not against higher ones.
+    pub nominated: Vec<Arc<Pod>>,
 }
 
 /// The reason a node held for a waiting gang gives every other pod.
@@ -111,7 +118,37 @@ impl NodeInfo {
             pods_with_affinity: 0,
             generation: 0,
             reserved_for: None,
+            lowest_priority: i32::MAX,
+            nominated: Vec::new(),
         }
+    }
+
+    /// The node as `pod` must see it when filtering: with the nominated pods of at least its
+    /// priority (other than itself) added, as upstream's `addNominatedPods`; `None` when there
+    /// are none to add, and the node is seen as it is.
+    pub fn with_nominated_for(&self, pod: &Pod) -> Option<NodeInfo> {
+        let counts = |n: &&Arc<Pod>| n.priority >= pod.priority && (n.namespace != pod.namespace || n.name != pod.name);
+        if !self.nominated.iter().any(|n| counts(&n)) {
+            return None;
+        }
+        let mut view = self.clone();
+        for n in self.nominated.iter().filter(counts) {
+            view.add_pod(n.clone());
+        }
+        Some(view)
+    }
+
+    /// Records `pod` as nominated here (replacing an earlier nomination of it).
+    pub fn nominate(&mut self, pod: Arc<Pod>) {
+        self.unnominate(&pod.key());
+        self.nominated.push(pod);
+    }
+
+    /// Forgets the nomination of the pod with `key`; whether there was one.
+    pub fn unnominate(&mut self, key: &PodKey) -> bool {
+        let before = self.nominated.len();
+        self.nominated.retain(|n| n.namespace != key.namespace || n.name != key.name);
+        self.nominated.len() != before
     }
 
     /// Why `pod` may not land here because the node is held for another gang, if it is.
@@ -216,6 +253,7 @@ impl NodeInfo {
         if !pod.pod_affinity.is_empty() || !pod.pod_anti_affinity.is_empty() {
             self.pods_with_affinity += 1;
         }
+        self.lowest_priority = self.lowest_priority.min(pod.priority);
         self.pods.push(pod);
     }
 
@@ -417,6 +455,9 @@ impl NodeInfo {
         }
         if !pod.pod_affinity.is_empty() || !pod.pod_anti_affinity.is_empty() {
             self.pods_with_affinity -= 1;
+        }
+        if pod.priority == self.lowest_priority {
+            self.lowest_priority = self.pods.iter().map(|p| p.priority).min().unwrap_or(i32::MAX);
         }
         Some(pod)
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::default_selector::SelectorSources;
+use crate::disruption::Budgets;
 use crate::dra::held::{ClaimIndex, Holding};
 use crate::dra::model::{ClaimAllocation, ClaimKey, DeviceId};
 use crate::intern::Sym;
@@ -46,6 +47,9 @@ pub struct Snapshot {
     /// Claims the API records allocated on devices not local to one node: shared with
     /// copies refreshed from this snapshot, which pin them too.
     remote_pins: RemotePins,
+    /// The PodDisruptionBudgets preemption respects: shared with copies refreshed from this
+    /// snapshot.
+    budgets: Arc<Budgets>,
 }
 
 /// Allocations of claims with no node, by claim.
@@ -74,6 +78,7 @@ impl Default for Snapshot {
             reserved_nodes: 0,
             claims: ClaimIndex::default(),
             remote_pins: RemotePins::default(),
+            budgets: Arc::default(),
         }
     }
 }
@@ -97,11 +102,27 @@ impl Clone for Snapshot {
             reserved_nodes: self.reserved_nodes,
             claims: self.claims.clone(),
             remote_pins: self.remote_pins.clone(),
+            budgets: self.budgets.clone(),
         }
     }
 }
 
 impl Snapshot {
+    /// The PodDisruptionBudgets.
+    pub fn budgets(&self) -> &Arc<Budgets> {
+        &self.budgets
+    }
+
+    /// Replaces the budgets with those of another snapshot (a refresh).
+    pub fn set_budgets(&mut self, budgets: Arc<Budgets>) {
+        self.budgets = budgets;
+    }
+
+    /// The budgets to change (copied first when a refreshed snapshot shares them).
+    pub fn budgets_mut(&mut self) -> &mut Budgets {
+        Arc::make_mut(&mut self.budgets)
+    }
+
     /// An empty snapshot.
     pub fn new() -> Snapshot {
         Snapshot::default()

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::nodeinfo::NodeId;
+
 /// A plugin's verdict, named as in kube-scheduler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Code {
@@ -104,6 +106,13 @@ pub struct Diagnosis {
     pub pre_filter_message: Option<String>,
     /// The plugins that rejected at least one node, for requeueing on relevant events.
     pub unschedulable_plugins: Vec<&'static str>,
+    /// The nodes that rejected the pod as [`Code::Unschedulable`]: where removing pods might
+    /// make room, so the only nodes preemption looks at (upstream's
+    /// `nodesWherePreemptionMightHelp`).
+    pub resolvable: Vec<NodeId>,
+    /// What PostFilter (preemption) made of the failure, appended to the message as upstream
+    /// does ("preemption: 0/3 nodes are available: ...").
+    pub post_filter_message: Option<Box<str>>,
 }
 
 impl Diagnosis {
@@ -124,6 +133,14 @@ impl Diagnosis {
         }
     }
 
+    /// Records that node `id` failed with `status`, remembering whether preemption might help.
+    pub fn add_node(&mut self, id: NodeId, status: &Status) {
+        if status.code == Code::Unschedulable {
+            self.resolvable.push(id);
+        }
+        self.add_node_status(status);
+    }
+
     /// Folds another diagnosis (from a parallel chunk) into this one.
     pub fn merge(&mut self, other: Diagnosis) {
         for (r, n) in other.reasons {
@@ -134,21 +151,28 @@ impl Diagnosis {
                 self.unschedulable_plugins.push(p);
             }
         }
+        self.resolvable.extend(other.resolvable);
     }
 
     /// The upstream `FitError` message, as shown in a pending pod's `PodScheduled` condition:
     /// "0/5 nodes are available: 3 Insufficient cpu, 2 node(s) had untolerated taint(s)."
+    /// followed by what preemption made of it, each part closed by a period as upstream's
+    /// `SeparatorFormat` does (so a preemption message ends in "..").
     pub fn message(&self) -> String {
-        let head = format!("0/{} nodes are available", self.num_all_nodes);
+        let mut out = format!("0/{} nodes are available", self.num_all_nodes);
         if let Some(m) = &self.pre_filter_message {
-            return format!("{head}: {m}.");
+            out = format!("{out}: {m}.");
+        } else if self.reasons.is_empty() {
+            out.push('.');
+        } else {
+            let mut parts: Vec<String> = self.reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+            parts.sort();
+            out = format!("{out}: {}.", parts.join(", "));
         }
-        if self.reasons.is_empty() {
-            return format!("{head}.");
+        if let Some(m) = &self.post_filter_message {
+            out = format!("{out} {m}.");
         }
-        let mut parts: Vec<String> = self.reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
-        parts.sort();
-        format!("{head}: {}.", parts.join(", "))
+        out
     }
 }
 

@@ -586,7 +586,12 @@ fn a_pod_that_never_fits_is_unschedulable_not_an_error() {
     let huge = rows.iter().find(|r| r["name"] == "huge").unwrap();
     assert_eq!(huge["node"], "");
     assert_eq!(huge["start_s"], "");
-    assert_eq!(huge["reason"], "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s).");
+    // Upstream's message, with what preemption made of it: no node is worth evicting from.
+    assert_eq!(
+        huge["reason"],
+        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s). \
+         preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
+    );
     let small = rows.iter().find(|r| r["name"] == "small").unwrap();
     assert_eq!((small["node"].as_str(), small["reason"].as_str()), ("n1", ""));
     let _ = fs::remove_dir_all(&dir);

@@ -2,6 +2,7 @@
 
 use crate::registry::Factory;
 
+pub mod default_preemption;
 pub mod dynamic_resources;
 pub mod gpu_topology;
 pub mod image_locality;
@@ -21,6 +22,7 @@ pub(crate) mod testing;
 
 /// Every built-in plugin's name and factory.
 pub const BUILTIN: &[(&str, Factory)] = &[
+    (default_preemption::NAME, default_preemption::new),
     (dynamic_resources::NAME, dynamic_resources::new),
     (gpu_topology::NAME, gpu_topology::new),
     (image_locality::NAME, image_locality::new),

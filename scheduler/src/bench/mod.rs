@@ -8,9 +8,10 @@
 //! own bookkeeping is not what checks it.
 
 pub mod dra;
+pub mod preemption;
 pub mod synth;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,10 +19,11 @@ use serde::Serialize;
 use tessera_plugins::dra::cel::CelError;
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::{GPU_MILLI, GroupKey, Node, Pod, PodGroup};
+use tessera_plugins::model::{GPU_MILLI, GroupKey, Node, Pod, PodGroup, PodKey};
 
 use self::synth::Mix;
 use crate::engine::gang::GangOptions;
+use crate::engine::queue::BackoffPolicy;
 use crate::engine::rng::Rng;
 use crate::engine::{Engine, EngineOptions, Outcome};
 
@@ -111,6 +113,23 @@ pub struct BenchReport {
     /// The gang mix only: what became of the gangs.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub gang: Option<GangReport>,
+    /// The preemption mix only: what preemption did.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub preemption: Option<PreemptionReport>,
+}
+
+/// What preemption did in the preemption mix.
+#[derive(Clone, Debug, Serialize)]
+pub struct PreemptionReport {
+    /// Preemptions decided and committed (victims chosen, preemptor nominated).
+    pub preemptions: u64,
+    /// Preemptions decided per second of wall time (the whole run: failed cycles, victim
+    /// choice, eviction and the preemptors' second cycles).
+    pub preemptions_per_sec: f64,
+    /// Pods evicted.
+    pub victims: usize,
+    /// Preemptions dropped because their node changed after the victims were chosen.
+    pub preemption_conflicts: u64,
 }
 
 /// What became of the gang mix's gangs, counted from the bound pods and node labels alone.
@@ -164,6 +183,7 @@ pub fn run(opts: &BenchOptions, profiles: Vec<Profile>) -> Result<BenchReport, C
             let nodes = dra::cluster(opts.nodes, &world, &mut rng);
             (nodes, dra::workload(opts.pods, &world, &mut rng), Vec::new())
         }
+        Mix::Preemption => return Ok(run_preemption(opts, profiles, &mut rng)),
         _ => {
             let nodes = synth::cluster(opts.nodes, opts.mix, &mut rng);
             (nodes, synth::workload(opts.pods, opts.mix, &mut rng), Vec::new())
@@ -200,6 +220,48 @@ pub fn run(opts: &BenchOptions, profiles: Vec<Profile>) -> Result<BenchReport, C
     Ok(report(opts, &engine, workload, &outcomes, wall_s))
 }
 
+/// The preemption mix: the running pods are accounted on their nodes before the clock starts;
+/// a preemptor whose victims left is tried again at once (no backoff), so the run measures
+/// decisions, not the queue's timers.
+fn run_preemption(opts: &BenchOptions, profiles: Vec<Profile>, rng: &mut Rng) -> BenchReport {
+    let world = preemption::world(opts.nodes, opts.pods, rng);
+    let engine_opts = EngineOptions {
+        workers: opts.workers.max(1),
+        seed: opts.seed,
+        backoff: BackoffPolicy { initial_s: 0.0, max_s: 0.0 },
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::new(profiles, engine_opts);
+    for n in &world.nodes {
+        engine.upsert_node(n.clone(), 0.0);
+    }
+    for p in &world.running {
+        let _ = engine.add_pod(p.clone(), 0.0);
+    }
+    engine.set_budgets(world.budgets.clone());
+    for p in &world.pods {
+        let _ = engine.add_pod(p.clone(), 0.0);
+    }
+    let start = Instant::now();
+    let clock = move || start.elapsed().as_secs_f64();
+    let outcomes = engine.run_parallel(&clock);
+    let wall_s = start.elapsed().as_secs_f64();
+    let workload = Workload { nodes: &world.nodes, pods: &world.pods, groups: &[] };
+    let mut r = report(opts, &engine, workload, &outcomes, wall_s);
+    let stats = engine.stats().binder;
+    let victims = outcomes.iter().filter(|o| matches!(o, Outcome::Preempted { .. })).count();
+    r.preemption = Some(PreemptionReport {
+        preemptions: stats.preemptions,
+        preemptions_per_sec: if wall_s > 0.0 { stats.preemptions as f64 / wall_s } else { 0.0 },
+        victims,
+        preemption_conflicts: stats.preemption_conflicts,
+    });
+    if opts.verify {
+        r.violations = Some(preemption::violations(&world, &outcomes, engine.profiles()));
+    }
+    r
+}
+
 /// What the bench gave the engine.
 #[derive(Clone, Copy)]
 struct Workload<'a> {
@@ -218,16 +280,23 @@ fn report(
     let nodes = workload.nodes;
     let mut bound: Vec<(Arc<Pod>, Sym)> = Vec::new();
     let mut latencies = Vec::new();
-    let mut unschedulable = 0;
+    // A pod may fail before it binds (a preemptor waits for its victims): count each pod once,
+    // as it ended.
+    let mut failed: HashSet<PodKey> = HashSet::new();
     for o in outcomes {
         match o {
             Outcome::Bound { pod, node, queued_at, at, .. } => {
                 bound.push((pod.clone(), *node));
                 latencies.push((at - queued_at) * 1000.0);
             }
-            Outcome::Unschedulable { pods, .. } => unschedulable += pods.len(),
+            Outcome::Unschedulable { pods, .. } => failed.extend(pods.iter().map(|p| p.key())),
+            Outcome::Preempted { .. } => {}
         }
     }
+    for (p, _) in &bound {
+        failed.remove(&p.key());
+    }
+    let unschedulable = failed.len();
     let with_claims: Vec<_> = outcomes.iter().filter_map(Outcome::bound).collect();
     let stats = engine.stats();
     let proposals = stats.binder.accepted + stats.binder.rejected;
@@ -259,6 +328,7 @@ fn report(
         violations,
         placement_hash: placement_hash(&bound),
         gang,
+        preemption: None,
     }
 }
 

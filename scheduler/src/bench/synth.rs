@@ -20,7 +20,8 @@ use tessera_plugins::resources::ResourceVec;
 
 use crate::engine::rng::Rng;
 
-const GI: i64 = 1 << 30;
+/// A gibibyte.
+pub const GI: i64 = 1 << 30;
 const MI: i64 = 1 << 20;
 /// The zone label.
 pub const ZONE: &str = "topology.kubernetes.io/zone";
@@ -57,6 +58,9 @@ pub enum Mix {
     /// Pods claiming 1–8 GPU+RDMA NIC pairs through DRA, each pair under one PCIe root, on
     /// nodes publishing 8 of each.
     Dra,
+    /// Nodes full of running pods of low priority, some protected by budgets, and pods of
+    /// high priority that each must preempt (see `bench::preemption`).
+    Preemption,
 }
 
 /// A cluster of `n` nodes.
@@ -173,8 +177,9 @@ fn pod(dep: usize, replica: usize, cpu: i64, mem: i64, kind: Mix) -> Pod {
     p.creation_s = dep as f64;
     let own = selector("app", &app);
     match kind {
-        // Gang pods are built by `gang_pod`; `workload` never asks for them here.
-        Mix::Basic | Mix::Gang | Mix::Dra => {}
+        // Gang, DRA and preemption pods are built by their own modules; `workload` never asks
+        // for them here.
+        Mix::Basic | Mix::Gang | Mix::Dra | Mix::Preemption => {}
         Mix::Affinity => {
             p.pod_anti_affinity.required.push(term(own, HOSTNAME));
             let sibling = format!("dep-{:05}", dep ^ 1);

@@ -6,7 +6,9 @@
 //! outcome is identical to the sequential walk whatever the thread count.
 
 use rayon::prelude::*;
-use tessera_plugins::framework::{CycleState, FilterPlugin, Profile, ScoreBatch, ScorePlugin, TieBreak};
+use tessera_plugins::framework::{
+    CycleState, FilterPlugin, Nomination, PostFilterInput, PostFilterResult, Profile, ScoreBatch, ScorePlugin, TieBreak,
+};
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
 use tessera_plugins::snapshot::Snapshot;
@@ -103,6 +105,30 @@ pub fn schedule_pod(
         return Err(diagnosis);
     }
     Ok(Placement { node: best.id, seen_generation: best.generation, devices: state.take_device_choice() })
+}
+
+/// Runs PostFilter (preemption) for `pod` after its cycle failed with `diagnosis`, on the
+/// same snapshot; `nominated` is its standing nomination. `None` when the profile has no
+/// PostFilter plugin. PreFilter runs again for the cycle state the plugins' Filters read, but
+/// only when some node could yield a victim: most failed pods cost a scan of the failed nodes.
+pub fn post_filter(
+    profile: &Profile,
+    snapshot: &Snapshot,
+    pod: &Pod,
+    diagnosis: &Diagnosis,
+    nominated: Option<&Nomination>,
+) -> Option<PostFilterResult> {
+    if profile.post_filter.is_empty() {
+        return None;
+    }
+    let mut state = CycleState::new();
+    let victims_possible =
+        diagnosis.resolvable.iter().any(|id| snapshot.node(*id).is_some_and(|n| n.lowest_priority < pod.priority));
+    if victims_possible && profile.run_pre_filter(&mut state, pod, snapshot).is_err() {
+        state = CycleState::new();
+    }
+    let input = PostFilterInput { profile, state: &state, pod, snapshot, diagnosis, nominated };
+    profile.run_post_filter(&input)
 }
 
 /// PreFilter's candidate nodes, narrowed to `within` when given.
@@ -253,7 +279,7 @@ impl<'a, 's> Walk<'a, 's> {
                             found.ids.push(id);
                             found.nodes.push(node);
                         }
-                        Some(s) => diagnosis.add_node_status(&s),
+                        Some(s) => diagnosis.add_node(id, &s),
                     }
                     if found.nodes.len() >= want {
                         break;
@@ -268,7 +294,24 @@ impl<'a, 's> Walk<'a, 's> {
             for (id, node) in (0..total).filter_map(node_at) {
                 processed += 1;
                 if let Some(s) = reservations.then(|| node.reservation_status(self.pod)).flatten() {
+                    // Not a failure evicting pods could mend: recorded without the node.
                     diagnosis.add_node_status(&s);
+                    continue;
+                }
+                // Pods nominated here count against this pod (see
+                // `Profile::run_filter_with_nominated`); verdicts that depend on them are not
+                // the node's own, so they bypass the reuse cache.
+                if !node.nominated.is_empty() {
+                    let s = profile.run_filter_with_nominated(self.state, self.pod, node);
+                    if s.is_success() {
+                        found.ids.push(id);
+                        found.nodes.push(node);
+                        if found.nodes.len() >= want {
+                            break;
+                        }
+                    } else {
+                        diagnosis.add_node(id, &s);
+                    }
                     continue;
                 }
                 // The common case, kept small: every Filter is node-local and the node passed
@@ -297,10 +340,10 @@ impl<'a, 's> Walk<'a, 's> {
                             break;
                         }
                     }
-                    Verdict::Fail(s) => diagnosis.add_node_status(&s),
+                    Verdict::Fail(s) => diagnosis.add_node(id, &s),
                     Verdict::Cached(k) => {
                         if let Some(s) = cache.as_ref().and_then(|(e, _)| e.status(k)) {
-                            diagnosis.add_node_status(s);
+                            diagnosis.add_node(id, s);
                         }
                     }
                 }
@@ -400,7 +443,7 @@ fn evaluate_parallel<'s>(
         .into_par_iter()
         .filter_map(|i| {
             node_at(i).map(|(id, n)| {
-                let s = n.reservation_status(pod).unwrap_or_else(|| profile.run_filter(state, pod, n));
+                let s = n.reservation_status(pod).unwrap_or_else(|| profile.run_filter_with_nominated(state, pod, n));
                 (id, n, if s.is_success() { None } else { Some(s) })
             })
         })

@@ -45,6 +45,10 @@ pub struct BinderStats {
     pub fast_path: u64,
     /// Placements re-filtered on live state.
     pub rechecked: u64,
+    /// Preemptions committed: victims evicted, preemptor nominated.
+    pub preemptions: u64,
+    /// Preemptions dropped because their node changed after the victims were chosen.
+    pub preemption_conflicts: u64,
 }
 
 /// See the module docs.
@@ -121,7 +125,7 @@ impl Binder {
             Ok(_) => {}
             Err(s) => return Err(s.to_string()),
         }
-        let s = profile.run_filter(&cycle, pod, node);
+        let s = profile.run_filter_with_nominated(&cycle, pod, node);
         if !s.is_success() {
             return Err(format!("node {}: {s}", node.name()));
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tessera_plugins::default_selector::SourceChange;
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
-use tessera_plugins::framework::Profile;
+use tessera_plugins::framework::{PostFilterResult, Profile};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
@@ -35,6 +35,8 @@ pub struct Core<'a> {
     pub(super) queue: &'a mut SchedulingQueue,
     pub(super) reservation: &'a mut Option<Reservation>,
     pub(super) gang: &'a GangOptions,
+    /// How preemption's victims leave.
+    pub(super) eviction: super::Eviction,
     /// Units that events or a released reservation sent to the active queue since the last
     /// [`Core::take_released`] (the parallel drive counts them as work still to do).
     pub(super) released: usize,
@@ -50,7 +52,7 @@ pub(super) struct Resolved {
 }
 
 impl Resolved {
-    fn requeued() -> Resolved {
+    pub(super) fn requeued() -> Resolved {
         Resolved { outcomes: Vec::new(), finished: 0, spawned: 0 }
     }
 }
@@ -133,6 +135,7 @@ impl Core<'_> {
     /// A pod is gone (finished or deleted): frees its node or drops it from the queue, and
     /// gives the parked pods it could help another chance ([`super::hints`]).
     pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
+        self.state.unnominate(key);
         if let Some((id, pod)) = self.state.unplace(key) {
             if let Some(gang) = pod.group_key() {
                 self.queue.gangs.member_gone(gang);
@@ -271,11 +274,12 @@ impl Core<'_> {
                         attempts: unit.attempts,
                         at: now,
                         cycle_s,
+                        nominated: None,
                     };
                     Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
                 }
             },
-            Attempt::Unschedulable { unit, diagnosis, shortfall } => {
+            Attempt::Unschedulable { mut unit, diagnosis, shortfall, post_filter } => {
                 let message = match (&unit.gang, &shortfall) {
                     (Some(g), Some(s)) => s.message(g.key),
                     _ => diagnosis.message(),
@@ -284,7 +288,14 @@ impl Core<'_> {
                     Some(s) => most_first(s.reasons.clone()),
                     None => diagnosis.pre_filter_message.iter().cloned().chain(most_first(diagnosis.reasons)).collect(),
                 };
-                self.unschedulable(unit, (message, reasons), now, cycle_s)
+                match post_filter {
+                    Some(PostFilterResult::Nominate(n)) => self.preempt(unit, n, (message, reasons), now, cycle_s),
+                    Some(PostFilterResult::Keep(_)) => self.unschedulable(unit, (message, reasons), now, cycle_s),
+                    Some(PostFilterResult::Clear(_)) | None => {
+                        self.clear_nomination(&mut unit);
+                        self.unschedulable(unit, (message, reasons), now, cycle_s)
+                    }
+                }
             }
         }
     }
@@ -306,6 +317,9 @@ impl Core<'_> {
             && placements.iter().all(|p| p.node != offered)
         {
             self.offer_room(offered, None, now);
+        }
+        for pod in &unit.pods {
+            self.state.unnominate(&pod.key());
         }
         let attempts = unit.attempts + 1;
         let snapshot = self.state.snapshot();
@@ -344,7 +358,13 @@ impl Core<'_> {
     }
 
     /// Parks (or backs off) a unit that fit nowhere; `why` is its message and reasons.
-    fn unschedulable(&mut self, mut unit: Unit, why: (String, Vec<String>), now: f64, cycle_s: f64) -> Resolved {
+    pub(super) fn unschedulable(
+        &mut self,
+        mut unit: Unit,
+        why: (String, Vec<String>),
+        now: f64,
+        cycle_s: f64,
+    ) -> Resolved {
         let (message, reasons) = why;
         unit.attempts += 1;
         unit.last_failure = Some(message.clone());
@@ -355,6 +375,7 @@ impl Core<'_> {
             attempts: unit.attempts,
             at: now,
             cycle_s,
+            nominated: self.nominated_name(&unit),
         };
         if let Some(g) = &unit.gang {
             self.queue.gangs.failed(g.key, unit.last_failure.as_deref().unwrap_or_default());

@@ -105,6 +105,7 @@ impl Engine {
                     by_scheduler: &self.by_scheduler,
                     reservation: &mut self.reservation,
                     gang: &self.gang,
+                    eviction: self.eviction,
                 },
                 clock,
                 lanes,
@@ -179,6 +180,7 @@ struct Parts<'a> {
     by_scheduler: &'a std::collections::HashMap<tessera_plugins::intern::Sym, usize>,
     reservation: &'a mut Option<super::gang::reservation::Reservation>,
     gang: &'a super::gang::GangOptions,
+    eviction: super::Eviction,
 }
 
 struct BinderThread<'a, 'b> {
@@ -278,7 +280,7 @@ impl BinderThread<'_, '_> {
     }
 
     fn core<'c>(&'c mut self, state: &'c mut ClusterState, queue: &'c mut SchedulingQueue) -> Core<'c> {
-        let Parts { binder, profiles, by_scheduler, reservation, gang } = &mut self.parts;
-        Core { binder, state, profiles, by_scheduler, queue, reservation, gang, released: 0 }
+        let Parts { binder, profiles, by_scheduler, reservation, gang, eviction } = &mut self.parts;
+        Core { binder, state, profiles, by_scheduler, queue, reservation, gang, eviction: *eviction, released: 0 }
     }
 }

@@ -93,7 +93,7 @@ impl<'a> Departure<'a> {
         let mut cycle = CycleState::new();
         match profile.run_pre_filter(&mut cycle, pod, self.snapshot) {
             Ok(Some(nodes)) if !nodes.contains(&node.id) => false,
-            Ok(_) => profile.run_filter(&cycle, pod, node).is_success(),
+            Ok(_) => profile.run_filter_with_nominated(&cycle, pod, node).is_success(),
             Err(_) => false,
         }
     }

@@ -13,6 +13,7 @@ pub mod core;
 pub mod drive;
 pub mod gang;
 mod hints;
+mod preemption;
 pub mod queue;
 pub mod reuse;
 pub mod rng;
@@ -51,6 +52,20 @@ pub struct EngineOptions {
     pub backoff: BackoffPolicy,
     /// Gang scheduling.
     pub gang: GangOptions,
+    /// How preemption's victims leave.
+    pub eviction: Eviction,
+}
+
+/// How the victims of a preemption leave the cluster state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Eviction {
+    /// At once, when the preemption is decided: the simulator's and the bench's in-memory
+    /// "API" deletes a pod the moment it is asked to.
+    #[default]
+    AtOnce,
+    /// When the API says they are gone: the live scheduler deletes them through the API and
+    /// they hold their room until their deletion event (graceful termination).
+    ByApi,
 }
 
 impl Default for EngineOptions {
@@ -61,6 +76,7 @@ impl Default for EngineOptions {
             parallel_filter: false,
             backoff: BackoffPolicy::default(),
             gang: GangOptions::default(),
+            eviction: Eviction::default(),
         }
     }
 }
@@ -102,6 +118,22 @@ pub enum Outcome {
         at: f64,
         /// Seconds the worker's scheduling cycle took.
         cycle_s: f64,
+        /// The node the pod is nominated to: it preempted pods there and waits for them
+        /// (upstream's `status.nominatedNodeName`).
+        nominated: Option<Sym>,
+    },
+    /// A pod is evicted to make room for a preemptor of higher priority (upstream's
+    /// `Preempted` event). With [`Eviction::AtOnce`] it is already gone from the state; with
+    /// [`Eviction::ByApi`] the driver deletes it.
+    Preempted {
+        /// The victim.
+        pod: Arc<Pod>,
+        /// Its node.
+        node: Sym,
+        /// The preemptor.
+        by: PodKey,
+        /// When.
+        at: f64,
     },
 }
 
@@ -111,7 +143,7 @@ impl Outcome {
     pub fn bound(&self) -> Option<crate::verify::BoundWithClaims> {
         match self {
             Outcome::Bound { pod, node, claims, .. } => Some((pod.clone(), *node, claims.clone())),
-            Outcome::Unschedulable { .. } => None,
+            Outcome::Unschedulable { .. } | Outcome::Preempted { .. } => None,
         }
     }
 }
@@ -153,6 +185,7 @@ pub struct Engine {
     attempts: u64,
     gang: GangOptions,
     reservation: Option<Reservation>,
+    eviction: Eviction,
 }
 
 impl Engine {
@@ -178,6 +211,7 @@ impl Engine {
             attempts: 0,
             gang: opts.gang,
             reservation: None,
+            eviction: opts.eviction,
         }
     }
 
@@ -217,6 +251,7 @@ impl Engine {
             queue: &mut self.queue,
             reservation: &mut self.reservation,
             gang: &self.gang,
+            eviction: self.eviction,
             released: 0,
         }
     }
@@ -260,6 +295,11 @@ impl Engine {
     /// A pod is gone (finished or deleted): frees its node or drops it from the queue.
     pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
         self.core().delete_pod(key, now)
+    }
+
+    /// Replaces the PodDisruptionBudgets (see [`ClusterState::set_budgets`]).
+    pub fn set_budgets(&mut self, budgets: tessera_plugins::disruption::Budgets) {
+        self.state.set_budgets(budgets);
     }
 
     /// Every gang with a PodGroup and what became of it.
@@ -311,6 +351,8 @@ impl Engine {
 
 #[cfg(test)]
 mod dra_tests;
+#[cfg(test)]
+mod preemption_tests;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
+use tessera_plugins::framework::Nomination;
 use tessera_plugins::model::{GroupKey, Pod, PodKey};
 use tessera_plugins::nodeinfo::NodeId;
 
@@ -37,6 +38,9 @@ pub struct Unit {
     /// The node whose freed room woke the unit ([`Wake::ForRoomOn`]): if the unit does not
     /// take it, the room is offered to the next parked unit.
     pub offered: Option<NodeId>,
+    /// The unit's pod preempted others and waits for them: where, and whom (a single pod's
+    /// unit only). Its room on that node is held against pods of lower or equal priority.
+    pub nominated: Option<Arc<Nomination>>,
 }
 
 impl Unit {
@@ -52,6 +56,7 @@ impl Unit {
             last_failure: None,
             gang: None,
             offered: None,
+            nominated: None,
         }
     }
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tessera_plugins::default_selector::SourceChange;
+use tessera_plugins::disruption::Budgets;
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
@@ -57,6 +58,8 @@ pub struct ClusterState {
     pins: HashMap<ClaimKey, (Arc<ClaimAllocation>, bool)>,
     /// The pinned claims by the node their allocation names.
     pins_by_node: HashMap<Sym, Vec<ClaimKey>>,
+    /// Pods nominated by preemption, and where ([`ClusterState::nominate`]).
+    nominations: HashMap<PodKey, NodeId>,
 }
 
 impl ClusterState {
@@ -172,6 +175,7 @@ impl ClusterState {
         let Some(old) = self.master.remove_node(id) else { return Vec::new() };
         for p in &old.pods {
             self.forget(p);
+            self.count_in_budgets(p, -1);
         }
         self.free_ids.push(id);
         self.touch_changed(since);
@@ -224,10 +228,65 @@ impl ClusterState {
             self.anti_affinity_pods += 1;
         }
         let since = self.master.version();
+        self.count_in_budgets(&pod, 1);
         self.master.add_pod_with(id, pod, choice);
         self.placed.insert(key, id);
         self.touch_changed(since);
         Ok(())
+    }
+
+    /// Nominates `pod` to node `id` (it preempted pods there and waits for them to leave),
+    /// replacing any earlier nomination of it: the node holds the pod's room against pods of
+    /// lower or equal priority, a change like any other.
+    pub fn nominate(&mut self, pod: Arc<Pod>, id: NodeId) {
+        let key = pod.key();
+        self.unnominate(&key);
+        let Some(node) = self.master.node(id) else { return };
+        let mut info = NodeInfo::clone(node);
+        info.nominate(pod);
+        self.master.set_node(Arc::new(info));
+        self.touch(id);
+        self.nominations.insert(key, id);
+    }
+
+    /// Forgets the nomination of pod `key` (it was bound, deleted, or preemption gave up on
+    /// it); whether it had one.
+    pub fn unnominate(&mut self, key: &PodKey) -> bool {
+        let Some(id) = self.nominations.remove(key) else { return false };
+        if let Some(node) = self.master.node(id) {
+            let mut info = NodeInfo::clone(node);
+            if info.unnominate(key) {
+                self.master.set_node(Arc::new(info));
+                self.touch(id);
+            }
+        }
+        true
+    }
+
+    /// The node pod `key` is nominated to, if any.
+    pub fn nominated_node(&self, key: &PodKey) -> Option<NodeId> {
+        self.nominations.get(key).copied()
+    }
+
+    /// Replaces the PodDisruptionBudgets; those with a rule count the pods placed now.
+    pub fn set_budgets(&mut self, mut budgets: Budgets) {
+        for b in &mut budgets.budgets {
+            b.healthy = 0;
+            b.expected = 0;
+        }
+        for node in self.master.nodes() {
+            for pod in &node.pods {
+                budgets.count(pod, 1);
+            }
+        }
+        self.master.set_budgets(Arc::new(budgets));
+    }
+
+    /// Counts `pod` placed (`delta` 1) or gone (-1) in the budgets that cover it.
+    fn count_in_budgets(&mut self, pod: &Pod, delta: i32) {
+        if self.master.budgets().counts(pod) {
+            self.master.budgets_mut().count(pod, delta);
+        }
     }
 
     /// Places `pod` on the node it names in `spec.nodeName` (a pod already running), on the
@@ -264,6 +323,7 @@ impl ClusterState {
         if !pod.pod_anti_affinity.required.is_empty() {
             self.anti_affinity_pods -= 1;
         }
+        self.count_in_budgets(&pod, -1);
         self.touch_changed(since);
         Some((id, pod))
     }
@@ -279,6 +339,9 @@ impl ClusterState {
         }
         if !Arc::ptr_eq(snap.remote_pins(), self.master.remote_pins()) {
             snap.set_remote_pins(self.master.remote_pins().clone());
+        }
+        if !Arc::ptr_eq(snap.budgets(), self.master.budgets()) {
+            snap.set_budgets(self.master.budgets().clone());
         }
         for key in self.master.topology().tracked_keys() {
             snap.track_topology_key(key);

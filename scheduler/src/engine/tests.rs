@@ -68,7 +68,7 @@ fn bound(outcomes: &[Outcome]) -> Vec<(Arc<Pod>, Sym)> {
         .iter()
         .filter_map(|o| match o {
             Outcome::Bound { pod, node, .. } => Some((pod.clone(), *node)),
-            Outcome::Unschedulable { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -92,7 +92,7 @@ fn step_drive_fills_then_reports_why() {
         .iter()
         .filter_map(|o| match o {
             Outcome::Unschedulable { message, .. } => Some(message.as_str()),
-            Outcome::Bound { .. } => None,
+            _ => None,
         })
         .collect();
     assert_eq!(msgs, ["0/3 nodes are available: 3 Insufficient cpu."]);

@@ -8,14 +8,14 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use tessera_plugins::framework::{Profile, same_node_local_signature};
+use tessera_plugins::framework::{PostFilterResult, Profile, same_node_local_signature};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::{DeviceChoice, NodeId};
 use tessera_plugins::snapshot::Snapshot;
 use tessera_plugins::status::Diagnosis;
 
-use super::algorithm::{CycleOptions, Placement, schedule_pod};
+use super::algorithm::{self, CycleOptions, Placement, schedule_pod};
 use super::gang::Shortfall;
 use super::gang::placement::{self as gang_placement, Try};
 use super::queue::Unit;
@@ -51,6 +51,8 @@ pub enum Attempt {
         diagnosis: Diagnosis,
         /// For a gang: how many of its pods fit and why the others did not.
         shortfall: Option<Shortfall>,
+        /// What PostFilter (preemption) made of a single pod's failure.
+        post_filter: Option<PostFilterResult>,
     },
 }
 
@@ -136,9 +138,16 @@ impl Worker {
     /// in the overlay until the binder answers.
     pub fn schedule(&mut self, profile: &Profile, unit: Unit) -> Attempt {
         let Some(spec) = unit.gang.clone() else {
+            // A pod that preempted tries its nominated node first, and takes it when it fits
+            // (upstream's `evaluateNominatedNode`): the room it made is there.
+            if let Some(n) = unit.nominated.clone()
+                && let Ok(placements) = self.place_all(profile, &unit.pods, Some(&[n.node]))
+            {
+                return self.propose(unit, placements);
+            }
             return match self.place_all(profile, &unit.pods, None) {
                 Ok(placements) => self.propose(unit, placements),
-                Err(diagnosis) => Attempt::Unschedulable { unit, diagnosis, shortfall: None },
+                Err(diagnosis) => self.post_filter(profile, unit, diagnosis),
             };
         };
         if let Some(min) = &spec.min_resources {
@@ -147,7 +156,12 @@ impl Worker {
                 let why = format!("Insufficient {} for minResources", missing.join(", "));
                 let reasons = [(why, unit.pods.len())].into_iter().collect();
                 let shortfall = Shortfall { needed: unit.pods.len(), fit: 0, reasons, domain: None };
-                return Attempt::Unschedulable { unit, diagnosis: Diagnosis::default(), shortfall: Some(shortfall) };
+                return Attempt::Unschedulable {
+                    unit,
+                    diagnosis: Diagnosis::default(),
+                    shortfall: Some(shortfall),
+                    post_filter: None,
+                };
             }
         }
         let plan = gang_placement::plan(&self.snapshot, &unit.pods, &spec, &self.hierarchy, self.id);
@@ -162,7 +176,19 @@ impl Worker {
         }
         let (shortfall, diagnosis) = self.count_fit(profile, &unit.pods, &plan.fallback);
         let diagnosis = first_failure.or(diagnosis).unwrap_or_default();
-        Attempt::Unschedulable { unit, diagnosis, shortfall: Some(shortfall) }
+        Attempt::Unschedulable { unit, diagnosis, shortfall: Some(shortfall), post_filter: None }
+    }
+
+    /// A lone pod fit nowhere: PostFilter may find victims to evict for it. Its message gains
+    /// what PostFilter said, as upstream's does.
+    fn post_filter(&mut self, profile: &Profile, unit: Unit, mut diagnosis: Diagnosis) -> Attempt {
+        let post_filter = unit.pods.first().and_then(|pod| {
+            algorithm::post_filter(profile, &self.snapshot, pod, &diagnosis, unit.nominated.as_deref())
+        });
+        if let Some(PostFilterResult::Keep(s) | PostFilterResult::Clear(s)) = &post_filter {
+            diagnosis.post_filter_message = Some(s.to_string().into());
+        }
+        Attempt::Unschedulable { unit, diagnosis, shortfall: None, post_filter }
     }
 
     /// Places `pods` one after another, each seeing the ones before, within `within` when

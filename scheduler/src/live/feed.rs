@@ -63,6 +63,17 @@ pub enum Decision {
         pods: Vec<Arc<Pod>>,
         /// The message for their `PodScheduled` condition.
         message: String,
+        /// The node preemption nominated the pod to, if it did.
+        nominated: Option<Sym>,
+    },
+    /// Evict a pod for a preemptor (see [`super::evict`]).
+    Evict {
+        /// The victim.
+        victim: Arc<Pod>,
+        /// Its node.
+        node: Sym,
+        /// The preemptor.
+        by: PodKey,
     },
 }
 
@@ -345,11 +356,15 @@ impl LiveFeed {
                     _ => binds.push(vec![item]),
                 }
             }
-            Outcome::Unschedulable { pods, message, cycle_s, .. } => {
+            Outcome::Unschedulable { pods, message, cycle_s, nominated, .. } => {
                 for p in &pods {
                     self.metrics.schedule_attempt(p.scheduler_name.as_str(), AttemptResult::Unschedulable, cycle_s);
                 }
-                let _ = self.decisions.send(Decision::Unschedulable { pods, message });
+                let _ = self.decisions.send(Decision::Unschedulable { pods, message, nominated });
+            }
+            Outcome::Preempted { pod, node, by, .. } => {
+                self.metrics.preemption_victim();
+                let _ = self.decisions.send(Decision::Evict { victim: pod, node, by });
             }
         }
     }

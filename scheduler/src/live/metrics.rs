@@ -163,6 +163,7 @@ pub struct Metrics {
     sli_duration: Family<AttemptsLabels, Histogram, HistogramCtor>,
     queue_incoming: Family<IncomingLabels, Counter>,
     binder_conflicts: Counter,
+    preemption_victims: Counter,
     proposals: Counter,
     snapshot_refreshes: Counter,
     bind_queue_depth: Gauge,
@@ -196,6 +197,7 @@ impl Metrics {
             sli_duration: Family::new_with_constructor(sli_histogram as HistogramCtor),
             queue_incoming: Family::default(),
             binder_conflicts: Counter::default(),
+            preemption_victims: Counter::default(),
             proposals: Counter::default(),
             snapshot_refreshes: Counter::default(),
             bind_queue_depth: Gauge::default(),
@@ -263,6 +265,11 @@ impl Metrics {
             "tessera_binder_conflicts",
             "Proposals the binder rejected because a node changed since the worker's snapshot",
             self.binder_conflicts.clone(),
+        );
+        r.register(
+            "tessera_preemption_victims",
+            "Pods preemption evicted to make room for pods of higher priority",
+            self.preemption_victims.clone(),
         );
         r.register("tessera_proposals", "Placements proposed by workers to the binder", self.proposals.clone());
         r.register(
@@ -336,6 +343,11 @@ impl Metrics {
     pub fn bind_request(&self, result: BindResult, seconds: f64) {
         self.bind_requests.get_or_create(&ResultLabels { result: result.as_str() }).inc();
         self.bind_duration.observe(seconds);
+    }
+
+    /// Counts a pod evicted by preemption.
+    pub fn preemption_victim(&self) {
+        self.preemption_victims.inc();
     }
 
     /// Adds `n` proposals the binder rejected for being stale.

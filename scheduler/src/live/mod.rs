@@ -20,6 +20,7 @@
 pub mod bind;
 pub mod claims;
 pub mod dra;
+pub mod evict;
 pub mod feed;
 pub mod leader;
 mod lenient;
@@ -44,7 +45,7 @@ use tokio::sync::{Semaphore, mpsc, watch as tokio_watch};
 
 use crate::config::SchedulerConfig;
 use crate::engine::queue::BackoffPolicy;
-use crate::engine::{Engine, EngineOptions, Feed};
+use crate::engine::{Engine, EngineOptions, Eviction, Feed};
 use crate::ingest::PodContext;
 use crate::ingest::dra::DraCatalog;
 
@@ -235,6 +236,7 @@ fn engine_for(config: &SchedulerConfig, workers: usize) -> Engine {
             max_s: config.pod_max_backoff.as_secs_f64(),
         },
         gang: config.gang.clone(),
+        eviction: Eviction::ByApi,
     };
     Engine::new(config.profiles.clone(), opts)
 }
@@ -273,10 +275,14 @@ async fn execute(mut decisions: mpsc::UnboundedReceiver<Decision>, cx: BindConte
             Decision::Forget(key) => {
                 let _ = reports.try_send(Report::Forget(key));
             }
-            Decision::Unschedulable { pods, message } => {
-                if reports.try_send(Report::Unschedulable { pods, message }).is_err() {
+            Decision::Unschedulable { pods, message, nominated } => {
+                let nominated = nominated.map(|n| n.as_str().to_string());
+                if reports.try_send(Report::Unschedulable { pods, message, nominated }).is_err() {
                     tracing::debug!("report queue full; a FailedScheduling report was dropped");
                 }
+            }
+            Decision::Evict { victim, node, by } => {
+                tokio::spawn(evict::evict(cx.clone(), victim, node, by));
             }
         }
     }

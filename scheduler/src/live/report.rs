@@ -41,6 +41,15 @@ pub enum Report {
         pods: Vec<Arc<Pod>>,
         /// The message.
         message: String,
+        /// The node the pod is nominated to by preemption (`status.nominatedNodeName`).
+        nominated: Option<String>,
+    },
+    /// A pod was evicted to make room for a preemptor.
+    Preempted {
+        /// The victim.
+        pod: Arc<Pod>,
+        /// Who for, and where.
+        note: String,
     },
     /// A gang's PodGroup status changed (phase, counts, or why it does not fit).
     Group {
@@ -109,10 +118,17 @@ impl Reporter {
                 self.written.lock().remove(&key);
             }
             Report::Group { key, record } => self.group_status(key, &record).await,
-            Report::Unschedulable { pods, message } => {
-                let fresh: Vec<&Arc<Pod>> = pods.iter().filter(|p| self.changed(p, &message)).collect();
+            Report::Preempted { pod, note } => {
+                self.event(&pod, "Normal", "Preempted", "Preempting", note).await;
+            }
+            Report::Unschedulable { pods, message, nominated } => {
+                let shown = match &nominated {
+                    Some(node) => format!("{message}\u{0}{node}"),
+                    None => message.clone(),
+                };
+                let fresh: Vec<&Arc<Pod>> = pods.iter().filter(|p| self.changed(p, &shown)).collect();
                 for pod in &fresh {
-                    self.condition(pod, &message).await;
+                    self.condition(pod, &message, nominated.as_deref()).await;
                 }
                 if let Some(first) = fresh.first() {
                     let note = match pods.len() {
@@ -133,14 +149,16 @@ impl Reporter {
         self.written.lock().insert(pod.key(), hash) != Some(hash)
     }
 
-    async fn condition(&self, pod: &Pod, message: &str) {
+    /// Writes the pod's `PodScheduled` condition and its `nominatedNodeName` (removed when
+    /// `None`: preemption gave up on the node).
+    async fn condition(&self, pod: &Pod, message: &str, nominated: Option<&str>) {
         let patch = serde_json::json!({"status": {"conditions": [{
             "type": "PodScheduled",
             "status": "False",
             "reason": "Unschedulable",
             "message": message,
             "lastTransitionTime": Timestamp::now().to_string(),
-        }]}});
+        }], "nominatedNodeName": nominated}});
         self.limiter.acquire().await;
         let api: Api<K8sPod> = Api::namespaced(self.client.clone(), pod.namespace.as_str());
         if let Err(e) = api.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
@@ -224,7 +242,7 @@ mod tests {
     async fn a_pending_pod_deleted_is_forgotten() {
         let r = reporter();
         let pod = Arc::new(Pod::new("ns", "p", tessera_plugins::resources::ResourceVec::default()));
-        r.write(Report::Unschedulable { pods: vec![pod.clone()], message: "0/1 nodes".into() }).await;
+        r.write(Report::Unschedulable { pods: vec![pod.clone()], message: "0/1 nodes".into(), nominated: None }).await;
         assert!(!r.changed(&pod, "0/1 nodes"), "the same message is not written twice");
         r.write(Report::Forget(pod.key())).await;
         assert!(r.written.lock().is_empty(), "nothing is kept for a deleted pod");

@@ -24,7 +24,7 @@ use thiserror::Error;
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
 use super::record::{FillTrace, PodRecord, RunResult, TimelinePoint, Usage};
-use super::{NamedConfig, build_engine};
+use super::{NamedConfig, Preemption, build_engine};
 use crate::engine::Outcome;
 use crate::engine::rng::Rng;
 
@@ -188,7 +188,7 @@ pub fn fill(
     let started = Instant::now();
     let pods = workload(input, fill_to, seed);
     let typical = typical_pods(pods.iter().map(|p| p.as_ref()));
-    let mut engine = build_engine(input, config, seed, threads);
+    let mut engine = build_engine(input, config, seed, threads, Preemption::Off);
     let mut usage = Usage::new(input.nodes.iter());
     let capacity = usage.gpu_capacity().max(1.0);
     let mut trace = FillTrace::default();
@@ -214,6 +214,8 @@ pub fn fill(
                     engine.delete_pod(&pod.key(), now);
                     (rec.reason, rec.reasons, rec.attempts) = (message, reasons, attempts);
                 }
+                // The engine is built without preemption for fill mode: pods never leave.
+                Outcome::Preempted { .. } => {}
             }
         }
         let [cpu, memory, gpu] = usage.percent();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
 use tessera_plugins::default_selector::SourceChange;
+use tessera_plugins::disruption::Budgets;
 use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{ResourceSlice, SliceNodes};
 use tessera_plugins::intern::Sym;
@@ -149,6 +150,8 @@ pub struct SimInput {
     /// `namespace/name` (of two with one name, the later in input order wins; see
     /// [`ingest::pod_groups`]).
     pub pod_groups: Vec<PodGroup>,
+    /// PodDisruptionBudgets, which preemption respects where it can.
+    pub budgets: Budgets,
     /// Kinds nobody understands, with counts (reported once, skipped).
     pub unknown_kinds: BTreeMap<String, usize>,
     /// The files read.

@@ -30,7 +30,7 @@ use self::record::RunResult;
 use crate::config::SchedulerConfig;
 use crate::engine::gang::GangOptions;
 use crate::engine::queue::BackoffPolicy;
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions, Eviction};
 
 /// The bundled cluster, used when no `--cluster`/`--workload` is given.
 pub const SAMPLE_CLUSTER: &str = include_str!("sample/cluster.yaml");
@@ -197,9 +197,25 @@ impl Progress {
     }
 }
 
-/// An engine with `config`'s settings, loaded with the input's cluster (nodes, namespaces
-/// and PodGroups).
-pub fn build_engine(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize) -> Engine {
+/// Whether a simulation preempts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preemption {
+    /// As the profiles say (replay).
+    AsConfigured,
+    /// Never: fill mode follows the FGD paper's method, where a pod gets one attempt and
+    /// placed pods never leave.
+    Off,
+}
+
+/// An engine with `config`'s settings, loaded with the input's cluster (nodes, namespaces,
+/// PodGroups and PodDisruptionBudgets).
+pub fn build_engine(
+    input: &SimInput,
+    config: &NamedConfig,
+    seed: u64,
+    threads: usize,
+    preemption: Preemption,
+) -> Engine {
     let profiles = &config.profiles;
     // Plugins that learn from pods (FGD's workload model) start afresh: seeds must not leak.
     // A stable tie-break draws its node order from the run's seed, as the FGD paper's runs do.
@@ -210,6 +226,9 @@ pub fn build_engine(input: &SimInput, config: &NamedConfig, seed: u64, threads: 
             if let TieBreak::Stable(_) = p.tie_break {
                 p.tie_break = TieBreak::Stable(seed);
             }
+            if preemption == Preemption::Off {
+                p.post_filter.clear();
+            }
             p
         })
         .collect();
@@ -219,6 +238,7 @@ pub fn build_engine(input: &SimInput, config: &NamedConfig, seed: u64, threads: 
         parallel_filter: threads > 1,
         backoff: config.backoff,
         gang: config.gang.clone(),
+        eviction: Eviction::AtOnce,
     };
     let mut engine = Engine::new(profiles, opts);
     engine.set_namespaces(input.namespaces.clone());
@@ -231,6 +251,7 @@ pub fn build_engine(input: &SimInput, config: &NamedConfig, seed: u64, threads: 
     for g in &input.pod_groups {
         engine.upsert_pod_group(g.clone(), 0.0);
     }
+    engine.set_budgets(input.budgets.clone());
     engine
 }
 

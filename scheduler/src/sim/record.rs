@@ -37,6 +37,12 @@ pub struct PodRecord {
     pub already_bound: bool,
     /// It waits for its scheduling gates to be removed: never tried, not unschedulable.
     pub gated: bool,
+    /// Its priority class (empty when none), for preemptions per class.
+    pub priority_class: Sym,
+    /// It was evicted to make room for this pod (its `end` is when).
+    pub preempted_by: Option<PodKey>,
+    /// How many pods it evicted to make room for itself.
+    pub victims: u32,
 }
 
 impl PodRecord {
@@ -55,6 +61,9 @@ impl PodRecord {
             devices: Vec::new(),
             already_bound: false,
             gated: false,
+            priority_class: pod.priority_class,
+            preempted_by: None,
+            victims: 0,
         }
     }
 }

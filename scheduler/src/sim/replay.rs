@@ -14,7 +14,7 @@ use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
 use super::record::{PodRecord, RunResult, TimelinePoint, Usage};
-use super::{NamedConfig, Progress, build_engine};
+use super::{NamedConfig, Preemption, Progress, build_engine};
 use crate::engine::{Engine, Outcome};
 
 /// Virtual time in microseconds: an exact, totally ordered event key.
@@ -52,7 +52,7 @@ pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize,
     let started = Instant::now();
     let mut r = Replay {
         input,
-        engine: build_engine(input, config, seed, threads),
+        engine: build_engine(input, config, seed, threads, Preemption::AsConfigured),
         events: input.pods.iter().enumerate().map(|(i, p)| Reverse((tick(p.arrival), Event::Arrive(i)))).collect(),
         records: Vec::with_capacity(input.pods.len() + input.running.len()),
         durations: Vec::with_capacity(input.pods.len() + input.running.len()),
@@ -145,6 +145,10 @@ impl Replay<'_> {
     }
 
     fn depart(&mut self, i: usize, now: f64) {
+        if self.records[i].preempted_by.is_some() {
+            // Evicted before its time: it left then.
+            return;
+        }
         let key = self.records[i].key.clone();
         if let Some(pod) = self.pod_of(i) {
             self.usage.apply(&pod, -1.0);
@@ -181,6 +185,18 @@ impl Replay<'_> {
                         (rec.reason, rec.reasons, rec.attempts) = (message.clone(), reasons.clone(), attempts);
                     }
                 }
+            }
+            // The engine evicted the victim already (the simulator's API deletes at once).
+            Outcome::Preempted { pod, by, .. } => {
+                if let Some(&i) = self.index.get(&by) {
+                    self.records[i].victims += 1;
+                }
+                let Some(&i) = self.index.get(&pod.key()) else { return };
+                self.usage.apply(&pod, -1.0);
+                let rec = &mut self.records[i];
+                rec.end = Some(now);
+                rec.reason = format!("preempted by {by}");
+                rec.preempted_by = Some(by);
             }
         }
     }

@@ -23,6 +23,7 @@ const DEFAULTS: &[(&str, i64)] = &[
     ("PodTopologySpread", 2),
     ("InterPodAffinity", 2),
     ("DynamicResources", 1),
+    ("DefaultPreemption", 1),
     ("NodeResourcesBalancedAllocation", 1),
     ("ImageLocality", 1),
 ];

@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tessera_plugins::framework::{
-    BindPlugin, CycleState, FilterPlugin, PermitPlugin, Plugin, PostBindPlugin, PostFilterPlugin, PreBindPlugin,
-    PreEnqueuePlugin, PreFilterPlugin, PreScorePlugin, QueueSortPlugin, QueuedPod, ReservePlugin, ScorePlugin,
+    BindPlugin, CycleState, FilterPlugin, PermitPlugin, Plugin, PostBindPlugin, PostFilterInput, PostFilterPlugin,
+    PostFilterResult, PreBindPlugin, PreEnqueuePlugin, PreFilterPlugin, PreScorePlugin, QueueSortPlugin, QueuedPod,
+    ReservePlugin, ScorePlugin,
 };
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
 use tessera_plugins::registry::{PluginArgs, PluginError, Registry, decode_args};
 use tessera_plugins::snapshot::Snapshot;
-use tessera_plugins::status::{Diagnosis, Status};
+use tessera_plugins::status::Status;
 
 use crate::config::ExtensionPoint as E;
 
@@ -93,8 +94,8 @@ impl FilterPlugin for Fake {
     }
 }
 impl PostFilterPlugin for Fake {
-    fn post_filter(&self, _: &CycleState, _: &Pod, _: &Snapshot, _: &Diagnosis) -> Result<Sym, Status> {
-        Err(Status::unschedulable("fake"))
+    fn post_filter(&self, _: &PostFilterInput<'_>) -> PostFilterResult {
+        PostFilterResult::Clear(Status::unschedulable("fake"))
     }
 }
 impl PreScorePlugin for Fake {

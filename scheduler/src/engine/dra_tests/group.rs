@@ -157,7 +157,7 @@ fn a_second_gang_finds_the_channel_taken_and_is_not_placed_naming_its_group_clai
             .iter()
             .find_map(|o| match o {
                 Outcome::Unschedulable { message, .. } => Some(message.clone()),
-                Outcome::Bound { .. } => None,
+                _ => None,
             })
             .unwrap_or_default();
         assert!(message.contains("cannot allocate all claims (claim fabric, request dev)"), "{message}");

@@ -112,7 +112,7 @@ fn a_gang_that_needs_more_pairs_than_the_rack_has_is_not_placed_and_says_which_c
         assert!(out.iter().all(|o| o.bound().is_none()), "{workers} workers: nothing of the gang is bound");
         let message = out.iter().find_map(|o| match o {
             Outcome::Unschedulable { message, .. } => Some(message.clone()),
-            Outcome::Bound { .. } => None,
+            _ => None,
         });
         let message = message.unwrap_or_default();
         assert!(message.contains("needs 3 pods, 2 fit"), "{message}");
@@ -136,11 +136,14 @@ fn pods_never_share_a_device_and_a_full_node_turns_the_next_pod_away() {
     assert_eq!(verify(&nodes, &e, &out), []);
     let m = out.iter().find_map(|o| match o {
         Outcome::Unschedulable { message, .. } => Some(message.clone()),
-        Outcome::Bound { .. } => None,
+        _ => None,
     });
     assert_eq!(
         m.as_deref(),
-        Some("0/1 nodes are available: 1 cannot allocate all claims (claim pair-0, request gpu).")
+        Some(
+            "0/1 nodes are available: 1 cannot allocate all claims (claim pair-0, request gpu). \
+             preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
+        )
     );
 }
 
@@ -168,7 +171,7 @@ fn a_claim_that_can_never_be_allocated_keeps_only_its_pod_pending() {
     assert_eq!(bound, ["good"]);
     let m = out.iter().find_map(|o| match o {
         Outcome::Unschedulable { message, .. } => Some(message.clone()),
-        Outcome::Bound { .. } => None,
+        _ => None,
     });
     assert!(m.unwrap_or_default().contains("deviceclass \"nope\" not found"));
     assert_eq!(
@@ -350,7 +353,7 @@ fn a_pod_still_carrying_an_allocation_given_back_meanwhile_does_not_hold_its_dev
     assert!(out.iter().all(|o| o.bound().is_none()), "gpu-0 and nic-0 are fresh's now");
     let message = out.iter().find_map(|o| match o {
         Outcome::Unschedulable { message, .. } => Some(message.clone()),
-        Outcome::Bound { .. } => None,
+        _ => None,
     });
     assert!(message.is_some_and(|m| m.contains("records devices another claim holds now")));
     let held: usize = e.state().snapshot().nodes().map(|n| n.devices_used.len()).sum();

@@ -252,6 +252,7 @@ impl GangTable {
                 timeout_s,
                 min_resources: group.min_resources,
             }),
+            nominated: None,
         })
     }
 

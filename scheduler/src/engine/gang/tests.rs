@@ -67,7 +67,7 @@ fn messages(outcomes: &[Outcome]) -> Vec<String> {
         .iter()
         .filter_map(|o| match o {
             Outcome::Unschedulable { message, .. } => Some(message.clone()),
-            Outcome::Bound { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -328,7 +328,11 @@ fn a_reservation_holds_nodes_against_other_pods_until_the_gang_lands() {
     assert!(e.state().snapshot().has_reservations());
     e.add_pod(solo("small", 0), 1.0).unwrap();
     let m = messages(&e.schedule_pending(1.0));
-    assert_eq!(m, ["0/2 nodes are available: 2 node(s) were reserved for a waiting gang."]);
+    assert_eq!(
+        m,
+        ["0/2 nodes are available: 2 node(s) were reserved for a waiting gang. \
+         preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."]
+    );
     e.delete_pod(&PodKey::new("ml", "busy"), 2.0);
     let out = e.schedule_pending(12.0);
     assert_eq!(bound_by_gang(&out)["g"].len(), 2, "{out:?}");

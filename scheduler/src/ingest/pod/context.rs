@@ -1,7 +1,7 @@
 //! What converting a pod needs from other objects: PriorityClasses, RuntimeClasses,
 //! Namespaces and DRA's classes and claims, each converted once when added.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::node::v1::RuntimeClass;
@@ -26,6 +26,8 @@ const SYSTEM_PRIORITY_CLASSES: [(&str, i32); 2] =
 #[derive(Clone, Debug)]
 pub struct PodContext {
     priority_classes: HashMap<String, i32>,
+    /// Classes whose `preemptionPolicy` is `Never`: admission copies it into their pods.
+    never_preempt: HashSet<String>,
     /// The `globalDefault` class: (name, value).
     global_default: Option<(String, i32)>,
     runtime_overheads: HashMap<String, Amounts>,
@@ -49,6 +51,7 @@ impl PodContext {
         let priority_classes = SYSTEM_PRIORITY_CLASSES.iter().map(|(n, v)| (n.to_string(), *v)).collect();
         PodContext {
             priority_classes,
+            never_preempt: HashSet::new(),
             global_default: None,
             runtime_overheads: HashMap::new(),
             namespaces: HashMap::new(),
@@ -93,6 +96,11 @@ impl PodContext {
         let name = required_name(pc.metadata.name.as_deref()).map_err(|e| e.on(object()))?;
         let value = pc.value.ok_or_else(|| FieldError::new("value", FieldProblem::Missing).on(object()))?;
         self.priority_classes.insert(name.to_string(), value);
+        if pc.preemption_policy.as_deref() == Some("Never") {
+            self.never_preempt.insert(name.to_string());
+        } else {
+            self.never_preempt.remove(name);
+        }
         if self.global_default.as_ref().is_some_and(|(n, _)| n == name) {
             self.global_default = None;
         }
@@ -123,6 +131,16 @@ impl PodContext {
     /// The value of the priority class `name`.
     pub fn priority_class(&self, name: &str) -> Option<i32> {
         self.priority_classes.get(name).copied()
+    }
+
+    /// Whether the priority class `name` says `preemptionPolicy: Never`.
+    pub fn class_never_preempts(&self, name: &str) -> bool {
+        self.never_preempt.contains(name)
+    }
+
+    /// The name of the `globalDefault` priority class, if there is one.
+    pub fn global_default_class(&self) -> Option<&str> {
+        self.global_default.as_ref().map(|(n, _)| n.as_str())
     }
 
     /// The value of the `globalDefault` priority class, if there is one.

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tessera_plugins::default_selector::{ControllerKind, ControllerRef};
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::Pod;
+use tessera_plugins::model::{Pod, PreemptionPolicy};
 
 pub use context::PodContext;
 pub use requests::{PodRequests, pod_requests};
@@ -70,6 +70,8 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         tolerations: tolerations::tolerations(spec.tolerations.as_deref())?,
         host_ports: ports::host_ports(spec)?,
         priority: priority(spec, cx)?,
+        priority_class: Sym::new(priority_class(spec, cx).unwrap_or("")),
+        preemption_policy: preemption_policy(spec, cx)?,
         scheduler_name: Sym::new(non_empty(spec.scheduler_name.as_deref()).unwrap_or(DEFAULT_SCHEDULER_NAME)),
         spread_constraints,
         pod_affinity,
@@ -104,6 +106,26 @@ fn priority(spec: &core::PodSpec, cx: &PodContext) -> Result<i32, FieldError> {
             )
         }),
         None => Ok(cx.global_default_priority().unwrap_or(0)),
+    }
+}
+
+/// `spec.priorityClassName`, else the global default class admission would have named.
+fn priority_class<'a>(spec: &'a core::PodSpec, cx: &'a PodContext) -> Option<&'a str> {
+    non_empty(spec.priority_class_name.as_deref()).or_else(|| cx.global_default_class())
+}
+
+/// `spec.preemptionPolicy` when set, else that of the pod's priority class (admission copies
+/// it), else `PreemptLowerPriority`.
+fn preemption_policy(spec: &core::PodSpec, cx: &PodContext) -> Result<PreemptionPolicy, FieldError> {
+    match spec.preemption_policy.as_deref() {
+        Some("Never") => Ok(PreemptionPolicy::Never),
+        Some("PreemptLowerPriority") => Ok(PreemptionPolicy::PreemptLowerPriority),
+        Some(other) => Err(FieldError::new(
+            "spec.preemptionPolicy",
+            FieldProblem::Unsupported { value: other.to_string(), supported: "\"Never\", \"PreemptLowerPriority\"" },
+        )),
+        None if priority_class(spec, cx).is_some_and(|c| cx.class_never_preempts(c)) => Ok(PreemptionPolicy::Never),
+        None => Ok(PreemptionPolicy::PreemptLowerPriority),
     }
 }
 

@@ -1,0 +1,199 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::disruption::{Allowance, DisruptionBudget};
+use crate::framework::{CycleState, Profile};
+use crate::model::{HostPort, PreemptionPolicy};
+use crate::plugins::testing::{labelled, match_labels, node, pod, snapshot};
+use crate::registry::Registry;
+use crate::snapshot::Snapshot;
+use crate::status::Diagnosis;
+
+const GI: i64 = 1 << 30;
+
+/// NodeResourcesFit and NodePorts as Filters, DefaultPreemption as PostFilter.
+fn profile() -> Profile {
+    let r = Registry::builtin();
+    Profile {
+        filter: vec![r.make("NodeResourcesFit", None).unwrap(), r.make("NodePorts", None).unwrap()],
+        post_filter: vec![r.make(NAME, None).unwrap()],
+        ..Profile::default()
+    }
+}
+
+fn prio(mut p: Pod, priority: i32, created: f64) -> Pod {
+    p.priority = priority;
+    p.creation_s = created;
+    p
+}
+
+/// Runs Filter over every node of `snap`, then PostFilter.
+fn preempt(profile: &Profile, snap: &Snapshot, p: &Pod) -> PostFilterResult {
+    let state = CycleState::new();
+    let mut d = Diagnosis { num_all_nodes: snap.num_nodes(), ..Diagnosis::default() };
+    for n in snap.nodes() {
+        let s = profile.run_filter_with_nominated(&state, p, n);
+        assert!(!s.is_success(), "the pod fits node {} without preemption", n.name());
+        d.add_node(n.id, &s);
+    }
+    let input = PostFilterInput { profile, state: &state, pod: p, snapshot: snap, diagnosis: &d, nominated: None };
+    profile.run_post_filter(&input).unwrap()
+}
+
+fn nominated(r: PostFilterResult) -> Nomination {
+    match r {
+        PostFilterResult::Nominate(n) => n,
+        other => panic!("expected a nomination, got {other:?}"),
+    }
+}
+
+fn names(n: &Nomination) -> Vec<String> {
+    n.victims.iter().map(|v| v.name.to_string()).collect()
+}
+
+#[test]
+fn evicts_the_fewest_pods_of_the_lowest_priority() {
+    // n0 holds one big low pod; n1 two small ones of lower priority still; n2 a pod of higher
+    // priority than the preemptor.
+    let snap = snapshot(
+        vec![
+            (node("n0", 4000, 8 * GI), vec![prio(pod("big", 4000, GI), 10, 0.0)]),
+            (node("n1", 4000, 8 * GI), vec![prio(pod("s1", 2000, GI), 5, 0.0), prio(pod("s2", 2000, GI), 5, 1.0)]),
+            (node("n2", 4000, 8 * GI), vec![prio(pod("vip", 4000, GI), 200, 0.0)]),
+        ],
+        &[],
+    );
+    let p = prio(pod("p", 3000, GI), 100, 5.0);
+    let n = nominated(preempt(&profile(), &snap, &p));
+    // n1's victims have the lower highest priority (5 < 10), which comes before their count.
+    assert_eq!((snap.node(n.node).unwrap().name().as_str(), names(&n)), ("n1", vec!["s1".into(), "s2".into()]));
+    assert_eq!(n.pdb_violations, 0);
+}
+
+#[test]
+fn reprieves_every_pod_the_preemptor_fits_beside() {
+    let snap = snapshot(
+        vec![(
+            node("n0", 4000, 8 * GI),
+            vec![prio(pod("a", 1000, GI), 1, 0.0), prio(pod("b", 1000, GI), 2, 0.0), prio(pod("c", 2000, GI), 3, 0.0)],
+        )],
+        &[],
+    );
+    let p = prio(pod("p", 2000, GI), 100, 5.0);
+    let n = nominated(preempt(&profile(), &snap, &p));
+    // Most important first is reprieved first: c (priority 3) stays, then b; a must go, and b.
+    // With c back only 2000 is free: a and b leave.
+    assert_eq!(names(&n), vec!["b".to_string(), "a".to_string()]);
+}
+
+#[test]
+fn among_equals_the_node_whose_victims_started_last_loses_least() {
+    let port = |mut p: Pod| {
+        p.host_ports = vec![HostPort { ip: None, protocol: crate::intern::Sym::new("TCP"), port: 80 }];
+        p
+    };
+    // n2 could need one victim of priority 0 by resources, but a pod of higher priority holds
+    // the port the preemptor needs: the search cannot stop at n0 or n1 and must compare them.
+    let snap = snapshot(
+        vec![
+            (node("n0", 4000, 8 * GI), vec![prio(pod("old", 4000, GI), 5, 10.0)]),
+            (node("n1", 4000, 8 * GI), vec![prio(pod("new", 4000, GI), 5, 50.0)]),
+            (
+                node("n2", 4000, 8 * GI),
+                vec![prio(pod("low", 4000, GI), 0, 0.0), port(prio(pod("vip", 0, 0), 200, 0.0))],
+            ),
+        ],
+        &[],
+    );
+    let p = port(prio(pod("p", 4000, GI), 100, 99.0));
+    let n = nominated(preempt(&profile(), &snap, &p));
+    assert_eq!((snap.node(n.node).unwrap().name().as_str(), names(&n)), ("n1", vec!["new".to_string()]));
+}
+
+#[test]
+fn a_budget_is_broken_only_when_no_node_spares_it() {
+    let web = |name: &str| labelled(prio(pod(name, 4000, GI), 0, 0.0), &[("app", "web")]);
+    let budget = DisruptionBudget {
+        namespace: crate::intern::Sym::new("default"),
+        name: Arc::from("web"),
+        selector: Some(match_labels(&[("app", "web")])),
+        allowance: Allowance::Fixed(0),
+        healthy: 0,
+        expected: 0,
+    };
+    let mut snap = snapshot(
+        vec![
+            (node("n0", 4000, 8 * GI), vec![web("w0")]),
+            (node("n1", 4000, 8 * GI), vec![prio(pod("free", 4000, GI), 50, 0.0)]),
+        ],
+        &[],
+    );
+    snap.budgets_mut().budgets.push(budget);
+    let p = prio(pod("p", 4000, GI), 100, 5.0);
+    // n1's victim has the higher priority, but evicting w0 would break the budget.
+    let n = nominated(preempt(&profile(), &snap, &p));
+    assert_eq!((names(&n), n.pdb_violations), (vec!["free".to_string()], 0));
+    // With no other choice, the budget is broken and says so.
+    let mut only = snapshot(vec![(node("n0", 4000, 8 * GI), vec![web("w0")])], &[]);
+    only.set_budgets(snap.budgets().clone());
+    let n = nominated(preempt(&profile(), &only, &p));
+    assert_eq!((names(&n), n.pdb_violations), (vec!["w0".to_string()], 1));
+}
+
+#[test]
+fn never_preempts_with_policy_never_and_says_so() {
+    let snap = snapshot(vec![(node("n0", 4000, 8 * GI), vec![prio(pod("low", 4000, GI), 0, 0.0)])], &[]);
+    let mut p = prio(pod("p", 4000, GI), 100, 5.0);
+    p.preemption_policy = PreemptionPolicy::Never;
+    match preempt(&profile(), &snap, &p) {
+        PostFilterResult::Keep(s) => {
+            assert_eq!(s.to_string(), "preemption: not eligible due to preemptionPolicy=Never")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn no_victims_gives_upstreams_message() {
+    let snap = snapshot(
+        vec![
+            (node("n0", 4000, 8 * GI), vec![prio(pod("vip", 4000, GI), 500, 0.0)]),
+            // Smaller than the pod even when empty: NodeResourcesFit says unresolvable.
+            (node("n1", 1000, 8 * GI), vec![prio(pod("low", 1000, GI), 0, 0.0)]),
+        ],
+        &[],
+    );
+    let p = prio(pod("p", 4000, GI), 100, 5.0);
+    match preempt(&profile(), &snap, &p) {
+        PostFilterResult::Clear(s) => assert_eq!(
+            s.to_string(),
+            "preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, \
+             1 Preemption is not helpful for scheduling."
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_nominated_pod_of_equal_priority_holds_its_room() {
+    let mut info = crate::plugins::testing::node_info(0, node("n0", 4000, 8 * GI), vec![]);
+    info.nominate(Arc::new(prio(pod("first", 3000, GI), 100, 0.0)));
+    let profile = profile();
+    let state = CycleState::new();
+    let same = prio(pod("same", 2000, GI), 100, 1.0);
+    let higher = prio(pod("higher", 2000, GI), 101, 1.0);
+    assert!(!profile.run_filter_with_nominated(&state, &same, &info).is_success());
+    assert!(profile.run_filter_with_nominated(&state, &higher, &info).is_success(), "a higher priority passes over it");
+    let first = prio(pod("first", 3000, GI), 100, 0.0);
+    assert!(profile.run_filter_with_nominated(&state, &first, &info).is_success(), "its own room is its own");
+}
+
+#[test]
+fn args_are_validated_as_upstream() {
+    let bad = |v: serde_json::Value| new(Some(&v)).is_err();
+    assert!(bad(serde_json::json!({"minCandidateNodesPercentage": 101})));
+    assert!(bad(serde_json::json!({"minCandidateNodesAbsolute": -1})));
+    assert!(bad(serde_json::json!({"minCandidateNodesPercentage": 0, "minCandidateNodesAbsolute": 0})));
+    assert!(bad(serde_json::json!({"minCandidates": 3})));
+    assert!(new(Some(&serde_json::json!({"minCandidateNodesPercentage": 0, "minCandidateNodesAbsolute": 5}))).is_ok());
+}
