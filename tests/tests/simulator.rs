@@ -138,7 +138,7 @@ fn trace_pod(name: &str, count: u32, milli: u32) -> SimPod {
     if count > 0 {
         pod.gpu = Some(GpuRequest { count, milli, models: Vec::new() });
     }
-    SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None }
+    SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None, gates_removed_after: None }
 }
 
 fn fill_input(gpus_per_node: &[usize], pods: Vec<SimPod>) -> SimInput {

@@ -14,6 +14,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod priority_sort;
+pub mod scheduling_gates;
 pub mod taint_toleration;
 
 #[cfg(test)]
@@ -33,5 +34,6 @@ pub const BUILTIN: &[(&str, Factory)] = &[
     (node_unschedulable::NAME, node_unschedulable::new),
     (pod_topology_spread::NAME, pod_topology_spread::new),
     (priority_sort::NAME, priority_sort::new),
+    (scheduling_gates::NAME, scheduling_gates::new),
     (taint_toleration::NAME, taint_toleration::new),
 ];

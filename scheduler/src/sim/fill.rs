@@ -278,7 +278,7 @@ mod tests {
     fn pod(name: &str, milli: u32) -> SimPod {
         let mut pod = Pod::new("default", name, ResourceVec::cpu_mem(100, 1 << 20));
         pod.gpu = Some(GpuRequest { count: 1, milli, models: Vec::new() });
-        SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None }
+        SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None, gates_removed_after: None }
     }
 
     #[test]

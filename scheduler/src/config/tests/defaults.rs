@@ -12,6 +12,7 @@ use crate::config::default_config;
 
 /// Upstream's default multiPoint list restricted to Tessera's plugins, with score weights.
 const DEFAULTS: &[(&str, i64)] = &[
+    ("SchedulingGates", 1),
     ("PrioritySort", 1),
     ("NodeUnschedulable", 1),
     ("NodeName", 1),
