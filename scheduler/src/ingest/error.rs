@@ -91,6 +91,21 @@ pub enum FieldProblem {
     /// where no single value is at fault: the message is the rule.
     #[error("{0}")]
     Rule(&'static str),
+    /// A value that conflicts with the one an object the pod names would add (the
+    /// `scheduling.nodeSelector` of its RuntimeClass, which admission merges in).
+    #[error("{value:?} conflicts with {kind} {name}'s {field} {other:?}")]
+    Conflict {
+        /// The pod's value.
+        value: String,
+        /// The kind of the object adding the other value.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// Its field holding the other value.
+        field: String,
+        /// The value it adds.
+        other: String,
+    },
     /// A reference to an object that is not known (a PriorityClass, a RuntimeClass).
     #[error("no {kind} named {name:?}")]
     NotFound {
