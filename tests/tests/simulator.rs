@@ -347,10 +347,14 @@ fn a_daemon_set_adds_a_pod_for_each_admitting_node_its_listed_pods_leave() {
     assert_eq!(node_of(&run, "node-exporter-7xk2p"), Some("node-a"));
     assert_eq!(node_of(&run, "node-exporter-node-b"), Some("node-b"));
     // Pinned by node affinity, not bound: Filter runs on the one node the pin leaves, and
-    // the cordoned node's lack of CPU keeps its pod waiting.
+    // the cordoned node's lack of CPU keeps its pod waiting; the nodes the pin left out count
+    // under NodeAffinity, as upstream's message has them.
     let full = record(&run, "node-exporter-node-full");
     assert_eq!(full.node, None);
-    assert_eq!(full.reason, "0/4 nodes are available: 1 Insufficient cpu.");
+    assert_eq!(
+        full.reason,
+        "0/4 nodes are available: 1 Insufficient cpu, 3 node(s) didn't satisfy plugin(s) [NodeAffinity]."
+    );
 }
 
 #[test]
