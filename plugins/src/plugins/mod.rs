@@ -2,6 +2,7 @@
 
 use crate::registry::Factory;
 
+pub mod default_binder;
 pub mod dynamic_resources;
 pub mod gpu_topology;
 pub mod image_locality;
@@ -22,6 +23,7 @@ pub(crate) mod testing;
 
 /// Every built-in plugin's name and factory.
 pub const BUILTIN: &[(&str, Factory)] = &[
+    (default_binder::NAME, default_binder::new),
     (dynamic_resources::NAME, dynamic_resources::new),
     (gpu_topology::NAME, gpu_topology::new),
     (image_locality::NAME, image_locality::new),

@@ -26,6 +26,7 @@ const DEFAULTS: &[(&str, i64)] = &[
     ("DynamicResources", 1),
     ("NodeResourcesBalancedAllocation", 1),
     ("ImageLocality", 1),
+    ("DefaultBinder", 1),
 ];
 
 #[test]
@@ -81,7 +82,8 @@ fn defaults_match_upstream_per_extension_point() {
             ("ImageLocality", 1)
         ]
     );
-    for point in [E::PreEnqueue, E::PostFilter, E::Reserve, E::Permit, E::PreBind, E::Bind, E::PostBind] {
+    assert_eq!(at(p, E::Bind), ["DefaultBinder"]);
+    for point in [E::PreEnqueue, E::PostFilter, E::Reserve, E::Permit, E::PreBind, E::PostBind] {
         assert!(at(p, point).is_empty(), "{point:?}");
     }
 }

@@ -154,6 +154,7 @@ fake!(balanced, "NodeResourcesBalancedAllocation", [PreScore, Score]);
 fake!(image_locality, "ImageLocality", [Score]);
 fake!(dynamic_resources, "DynamicResources", [PreEnqueue, PreFilter, Filter, PostFilter, Reserve, PreBind]);
 fake!(default_preemption, "DefaultPreemption", [PostFilter]);
+fake!(default_binder, "DefaultBinder", [Bind]);
 // Plugins of our own for tests.
 fake!(gang, "Gang", [PreEnqueue, Reserve, Permit]);
 fake!(other_sort, "OtherSort", [QueueSort]);
@@ -195,6 +196,7 @@ pub fn upstream_like() -> Registry {
     r.register("InterPodAffinity", inter_pod_affinity);
     r.register("NodeResourcesBalancedAllocation", balanced);
     r.register("ImageLocality", image_locality);
+    r.register("DefaultBinder", default_binder);
     r
 }
 
