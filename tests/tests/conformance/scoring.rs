@@ -521,3 +521,26 @@ fn the_default_profile_prefers_the_node_that_has_the_image() {
     ];
     assert_eq!(placed_by_default_profile(&docs, "p").as_deref(), Some("cached"));
 }
+
+#[test]
+fn the_default_profile_spreads_the_pods_a_service_selects_by_default() {
+    // PodTopologySpread's system defaults (hostname maxSkew 3, zone maxSkew 5, ScheduleAnyway)
+    // with the Service's selector: 2 zones and 2 nodes, weights ln 4 = 1.386 each;
+    // raw a-1 round(2 x 1.386 + 4 + 2 x 1.386 + 2) = round(11.55) = 12, b-1 4 + 2 = 6;
+    // normalized 100 x (12 + 6 - s) / 12 -> a-1 50, b-1 100 -> x2: 100 vs 200.
+    // NodeResourcesFit + BalancedAllocation: a-1 85 + 95, b-1 63 + 92. Sum: a-1 280, b-1 355.
+    // Upstream: b-1 (without default spreading a-1 would win, 180 to 155).
+    let zone = "topology.kubernetes.io/zone";
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\n  namespace: default\nspec:\n  ports:\n\
+                   \x20 - port: 80\n    protocol: TCP\n    targetPort: 8080\n  selector:\n    app: api\n  type: ClusterIP\n";
+    let docs = vec![
+        service.to_string(),
+        node("a-1", "8", "16Gi", &[(zone, "a")], &[]),
+        node("b-1", "8", "16Gi", &[(zone, "b")], &[]),
+        pod("api-1", &[("app", "api")], Some("a-1"), &[("api:v1", "500m", "512Mi")], ""),
+        pod("api-2", &[("app", "api")], Some("a-1"), &[("api:v1", "500m", "512Mi")], ""),
+        pod("batch", &[], Some("b-1"), &[("batch:v1", "3", "4Gi")], ""),
+        pod("api-3", &[("app", "api")], None, &[("api:v1", "500m", "512Mi")], ""),
+    ];
+    assert_eq!(placed_by_default_profile(&docs, "api-3").as_deref(), Some("b-1"));
+}
