@@ -373,7 +373,7 @@ mod tests {
         let registry = tessera_plugins::registry::Registry::builtin();
         let Ok(binder) = registry.make(default_binder::NAME, None) else { panic!("DefaultBinder is built in") };
         let bound = Profile { scheduler_name: "a".into(), bind: vec![binder], ..Profile::default() };
-        assert!(check_profiles(&[bound.clone()]).is_ok());
+        assert!(check_profiles(std::slice::from_ref(&bound)).is_ok());
         let none = Profile { scheduler_name: "b".into(), ..Profile::default() };
         let e = check_profiles(&[bound, none]).unwrap_err();
         assert_eq!(e.profile, "b");

@@ -11,7 +11,7 @@ use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::Toleration;
 
 use super::context::PodContext;
-use crate::ingest::error::{FieldError, FieldProblem};
+use crate::ingest::error::{Conflict, FieldError, FieldProblem};
 
 /// Merges the pod's RuntimeClass `scheduling` into `node_selector` and `tolerations`. A class
 /// the context does not know adds nothing here (the requests report it missing).
@@ -29,13 +29,13 @@ pub(super) fn merge_scheduling(
             Some(own) if own != v => {
                 return Err(FieldError::new(
                     format!("spec.nodeSelector.{key}"),
-                    FieldProblem::Conflict {
+                    FieldProblem::Conflict(Box::new(Conflict {
                         value: own.as_str().to_string(),
                         kind: "RuntimeClass",
                         name: class.to_string(),
                         field: format!("scheduling.nodeSelector.{key}"),
                         other: value.clone(),
-                    },
+                    })),
                 ));
             }
             Some(_) => {}
