@@ -152,7 +152,10 @@ impl Core<'_> {
     /// A pod is gone (finished or deleted): frees its node or drops it from the queue, and
     /// gives the parked pods it could help another chance ([`super::hints`]).
     pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
-        if self.state.forget_awaiting(key) {
+        if let Some(pod) = self.state.forget_awaiting(key) {
+            if let Some(gang) = pod.group_key() {
+                self.queue.gangs.member_gone(gang);
+            }
             return true;
         }
         if let Some((id, pod)) = self.state.unplace(key) {

@@ -144,19 +144,16 @@ impl ClusterState {
         self.awaiting.get(&node).map_or(&[], Vec::as_slice)
     }
 
-    /// Forgets pod `key` if it waits for its node to exist; returns whether it did.
-    pub fn forget_awaiting(&mut self, key: &PodKey) -> bool {
-        let Some(node) = self.awaiting.iter().find(|(_, pods)| pods.iter().any(|p| &p.key() == key)).map(|(n, _)| *n)
-        else {
-            return false;
-        };
-        if let Some(pods) = self.awaiting.get_mut(&node) {
-            pods.retain(|p| &p.key() != key);
-            if pods.is_empty() {
-                self.awaiting.remove(&node);
-            }
+    /// Forgets pod `key` if it waits for its node to exist, returning it.
+    pub fn forget_awaiting(&mut self, key: &PodKey) -> Option<Arc<Pod>> {
+        let node = self.awaiting.iter().find(|(_, pods)| pods.iter().any(|p| &p.key() == key)).map(|(n, _)| *n)?;
+        let pods = self.awaiting.get_mut(&node)?;
+        let at = pods.iter().position(|p| &p.key() == key)?;
+        let pod = pods.swap_remove(at);
+        if pods.is_empty() {
+            self.awaiting.remove(&node);
         }
-        true
+        Some(pod)
     }
 
     /// Records what the API says of claim `key`: allocated (with whether other pods may share
