@@ -416,6 +416,48 @@ fn inter_pod_affinity_scores_preferred_terms_min_max_normalized() {
 }
 
 #[test]
+fn inter_pod_affinity_scores_the_terms_of_existing_pods_that_match_the_incoming_pod() {
+    let zone = "topology.kubernetes.io/zone";
+    let required = format!(
+        "  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n\
+         \x20     - labelSelector:\n          matchLabels:\n            app: web\n        topologyKey: {zone}\n"
+    );
+    let preferred = |kind: &str, weight: i32| {
+        format!(
+            "  affinity:\n    {kind}:\n      preferredDuringSchedulingIgnoredDuringExecution:\n\
+             \x20     - podAffinityTerm:\n          labelSelector:\n            matchLabels:\n              app: web\n\
+             \x20         topologyKey: kubernetes.io/hostname\n        weight: {weight}\n"
+        )
+    };
+    check(&[Row {
+        // The incoming pod has no terms; existing pods' terms that match it count (symmetry):
+        // cache's required affinity over zones adds hardPodAffinityWeight 1 to zone a (n1, n2);
+        // fan's preferred affinity adds 4 to n2; noisy's preferred anti-affinity takes 10 from
+        // n3. Raw n1 1, n2 5, n3 -10; 100 * (s - min) / (max - min) -> 73, 100, 0.
+        what: "existing pods' terms",
+        plugin: "InterPodAffinity",
+        args: None,
+        docs: vec![
+            node("n1", "4", "8Gi", &[(zone, "a")], &[]),
+            node("n2", "4", "8Gi", &[(zone, "a")], &[]),
+            node("n3", "4", "8Gi", &[(zone, "b")], &[]),
+            pod("cache", &[("app", "cache")], Some("n1"), &[("cache:v1", "100m", "128Mi")], &required),
+            pod("fan", &[("app", "fan")], Some("n2"), &[("fan:v1", "100m", "128Mi")], &preferred("podAffinity", 4)),
+            pod(
+                "noisy",
+                &[("app", "noisy")],
+                Some("n3"),
+                &[("noisy:v1", "100m", "128Mi")],
+                &preferred("podAntiAffinity", 10),
+            ),
+            pod("web", &[("app", "web")], None, &[("web:v1", "100m", "128Mi")], ""),
+        ],
+        pod: "web",
+        upstream: &[("n1", 73), ("n2", 100), ("n3", 0)],
+    }]);
+}
+
+#[test]
 fn image_locality_scores_image_sizes_scaled_by_spread() {
     const MI: i64 = 1 << 20;
     check(&[Row {
