@@ -32,6 +32,8 @@ pub struct CycleState {
     skip_score: u64,
     /// The devices Reserve plugins chose for the pod on the selected node.
     devices: DeviceChoice,
+    /// The PreFilter plugins that narrowed the candidate nodes, in profile order.
+    narrowed_by: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for CycleState {
@@ -80,6 +82,12 @@ impl CycleState {
     /// Everything Reserve plugins chose, leaving nothing behind.
     pub fn take_device_choice(&mut self) -> DeviceChoice {
         std::mem::take(&mut self.devices)
+    }
+
+    /// The PreFilter plugins that narrowed the candidate nodes (upstream's plugins "with
+    /// nodes"): the nodes they left out are reported as not satisfying them.
+    pub fn pre_filter_narrowed_by(&self) -> &[&'static str] {
+        &self.narrowed_by
     }
 
     /// Whether the profile's `i`-th Filter plugin is skipped for this pod.
@@ -482,6 +490,7 @@ impl Profile {
             match pf.pre_filter(state, pod, snapshot) {
                 Ok(None) => {}
                 Ok(Some(mut nodes)) => {
+                    state.narrowed_by.push(p.name());
                     nodes.sort_unstable();
                     restriction = Some(match restriction {
                         None => nodes,

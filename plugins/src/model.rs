@@ -306,6 +306,9 @@ pub struct Pod {
     pub pod_group: Option<Sym>,
     /// `spec.resourceClaims`, resolved to their ResourceClaims (DRA).
     pub claims: Vec<PodClaim>,
+    /// `spec.schedulingGates` names, in order: while any remain, the SchedulingGates plugin
+    /// keeps the pod out of the queue (PreEnqueue); empty for a pod free to be scheduled.
+    pub scheduling_gates: Vec<Arc<str>>,
     /// The ReplicationController, ReplicaSet or StatefulSet that controls the pod, whose
     /// selector joins its default spreading selector ([`crate::default_selector`]).
     pub controller: Option<ControllerRef>,
@@ -342,6 +345,7 @@ impl Pod {
             gpu_ids: None,
             pod_group: None,
             claims: Vec::new(),
+            scheduling_gates: Vec::new(),
             controller: None,
             creation_s: 0.0,
         }

@@ -141,6 +141,24 @@ impl Diagnosis {
         self.add_node_status(status);
     }
 
+    /// Records that PreFilter plugins `plugins` left `count` nodes out of the candidates
+    /// (upstream sets these absent nodes' status to "node(s) didn't satisfy plugin(s) [..]",
+    /// the plugins sorted by name).
+    pub fn add_nodes_left_out(&mut self, count: usize, plugins: &[&'static str]) {
+        if count == 0 {
+            return;
+        }
+        let mut names = plugins.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        *self.reasons.entry(format!("node(s) didn't satisfy plugin(s) [{}]", names.join(" "))).or_insert(0) += count;
+        for p in names {
+            if !self.unschedulable_plugins.contains(&p) {
+                self.unschedulable_plugins.push(p);
+            }
+        }
+    }
+
     /// Folds another diagnosis (from a parallel chunk) into this one.
     pub fn merge(&mut self, other: Diagnosis) {
         for (r, n) in other.reasons {
@@ -206,6 +224,24 @@ mod tests {
         d.add_node_status(&s);
         assert_eq!(d.message(), "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory.");
         assert_eq!(d.unschedulable_plugins, vec!["NodeResourcesFit"]);
+    }
+
+    #[test]
+    fn nodes_pre_filter_left_out_name_the_plugins() {
+        let mut d = Diagnosis { num_all_nodes: 3, ..Default::default() };
+        d.add_node_status(&Status::unschedulable("Insufficient cpu"));
+        d.add_nodes_left_out(2, &["NodeAffinity"]);
+        assert_eq!(
+            d.message(),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't satisfy plugin(s) [NodeAffinity]."
+        );
+        assert_eq!(d.unschedulable_plugins, vec!["NodeAffinity"]);
+        let mut two = Diagnosis { num_all_nodes: 2, ..Default::default() };
+        two.add_nodes_left_out(2, &["NodeName", "NodeAffinity"]);
+        assert_eq!(
+            two.message(),
+            "0/2 nodes are available: 2 node(s) didn't satisfy plugin(s) [NodeAffinity NodeName]."
+        );
     }
 
     #[test]

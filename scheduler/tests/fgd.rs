@@ -85,6 +85,7 @@ fn cluster_and_workload() -> SimInput {
                 pod: Arc::new(pod(&format!("p{i:03}"), "tessera", cpu, count, milli)),
                 arrival: 0.0,
                 duration: None,
+                gates_removed_after: None,
             }
         })
         .collect();

@@ -138,7 +138,7 @@ fn trace_pod(name: &str, count: u32, milli: u32) -> SimPod {
     if count > 0 {
         pod.gpu = Some(GpuRequest { count, milli, models: Vec::new() });
     }
-    SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None }
+    SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None, gates_removed_after: None }
 }
 
 fn fill_input(gpus_per_node: &[usize], pods: Vec<SimPod>) -> SimInput {
@@ -347,10 +347,15 @@ fn a_daemon_set_adds_a_pod_for_each_admitting_node_its_listed_pods_leave() {
     assert_eq!(node_of(&run, "node-exporter-7xk2p"), Some("node-a"));
     assert_eq!(node_of(&run, "node-exporter-node-b"), Some("node-b"));
     // Pinned by node affinity, not bound: Filter runs on the one node the pin leaves, and
-    // the cordoned node's lack of CPU keeps its pod waiting.
+    // the cordoned node's lack of CPU keeps its pod waiting; the nodes the pin left out count
+    // under NodeAffinity, as upstream's message has them.
     let full = record(&run, "node-exporter-node-full");
     assert_eq!(full.node, None);
-    assert_eq!(full.reason, "0/4 nodes are available: 1 Insufficient cpu.");
+    assert_eq!(
+        full.reason,
+        "0/4 nodes are available: 1 Insufficient cpu, 3 node(s) didn't satisfy plugin(s) [NodeAffinity]. \
+         preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.."
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 use crate::registry::Factory;
 
+pub mod default_binder;
 pub mod default_preemption;
 pub mod dynamic_resources;
 pub mod gpu_topology;
@@ -15,6 +16,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod priority_sort;
+pub mod scheduling_gates;
 pub mod taint_toleration;
 
 #[cfg(test)]
@@ -23,6 +25,7 @@ pub(crate) mod testing;
 /// Every built-in plugin's name and factory.
 pub const BUILTIN: &[(&str, Factory)] = &[
     (default_preemption::NAME, default_preemption::new),
+    (default_binder::NAME, default_binder::new),
     (dynamic_resources::NAME, dynamic_resources::new),
     (gpu_topology::NAME, gpu_topology::new),
     (image_locality::NAME, image_locality::new),
@@ -35,5 +38,6 @@ pub const BUILTIN: &[(&str, Factory)] = &[
     (node_unschedulable::NAME, node_unschedulable::new),
     (pod_topology_spread::NAME, pod_topology_spread::new),
     (priority_sort::NAME, priority_sort::new),
+    (scheduling_gates::NAME, scheduling_gates::new),
     (taint_toleration::NAME, taint_toleration::new),
 ];

@@ -197,6 +197,14 @@ fn build_profile(
     };
     let args = plugin_config::collect(ctx, &path, raw.plugin_config.as_deref().unwrap_or_default())?;
     let queue_sort = plugins::wire(ctx, &path, raw.plugins.as_ref(), &args, &mut profile)?;
+    if profile.bind.is_empty() {
+        // Upstream's framework refuses such a profile: nothing would ever bind its pods.
+        let msg = format!(
+            "at least one bind plugin is needed for profile with scheduler name {:?} (enable DefaultBinder)",
+            profile.scheduler_name
+        );
+        return Err(ctx.invalid(format!("{path}.plugins.bind"), msg));
+    }
     Ok(Built { profile, args, queue_sort })
 }
 

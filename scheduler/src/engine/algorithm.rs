@@ -61,8 +61,8 @@ pub fn schedule_pod(
     if snapshot.num_nodes() == 0 {
         return Err(diagnosis);
     }
-    let restriction = match profile.run_pre_filter(&mut state, pod, snapshot) {
-        Ok(r) => restrict(r, within),
+    let (narrowed_to, restriction) = match profile.run_pre_filter(&mut state, pod, snapshot) {
+        Ok(r) => (r.as_ref().map(Vec::len), restrict(r, within)),
         Err(s) => {
             diagnosis.pre_filter_message = Some(s.to_string());
             diagnosis.unschedulable_plugins.push(s.plugin);
@@ -79,6 +79,9 @@ pub fn schedule_pod(
     *next_start = feasible.next_start;
     let (ids, nodes) = (feasible.ids, feasible.nodes);
     if nodes.is_empty() {
+        // The nodes PreFilter left out count under the plugins that narrowed (upstream).
+        let left_out = narrowed_to.map_or(0, |n| snapshot.num_nodes().saturating_sub(n));
+        diagnosis.add_nodes_left_out(left_out, state.pre_filter_narrowed_by());
         return Err(diagnosis);
     }
     let best = if nodes.len() == 1 {

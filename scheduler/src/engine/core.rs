@@ -20,7 +20,7 @@ use super::binder::{Binder, Verdict};
 use super::gang::GangOptions;
 use super::gang::reservation::{self, Reservation};
 use super::hints::Departure;
-use super::queue::{SchedulingQueue, Unit, Wake};
+use super::queue::{Gated, SchedulingQueue, Unit, Wake};
 use super::state::{ClusterState, StateError};
 use super::worker::Attempt;
 use super::{Admission, Outcome};
@@ -113,13 +113,20 @@ impl Core<'_> {
     /// Takes in a pod: queues it, or accounts it where it already runs.
     pub fn add_pod(&mut self, pod: Arc<Pod>, now: f64) -> Result<Admission, StateError> {
         if pod.node_name.is_some() {
-            self.state.place_on_named_node(pod.clone())?;
+            let placed = self.state.place_on_named_node(pod.clone())?;
             self.queue.gangs.add_running(&pod, now);
-            return Ok(Admission::Running);
+            return Ok(if placed.is_some() { Admission::Running } else { Admission::AwaitingNode });
         }
         let Some(&profile) = self.by_scheduler.get(&pod.scheduler_name) else {
             return Ok(Admission::NotOurs);
         };
+        // PreEnqueue (scheduling gates): a pod turned away waits outside the queue, untried.
+        let status = self.profiles[profile].run_pre_enqueue(&pod);
+        if !status.is_success() {
+            let admission = Admission::Gated { plugin: status.plugin, message: status.to_string() };
+            self.queue.hold_gated(Gated { pod, profile, status, since: now });
+            return Ok(admission);
+        }
         self.state.track_keys_of(&pod);
         match self.queue.gangs.add_member(pod, profile, now) {
             Ok(pod) => {
@@ -132,10 +139,28 @@ impl Core<'_> {
         }
     }
 
+    /// A pending pod changed (say, its scheduling gates were removed): it leaves wherever it
+    /// waits and is taken in again, so that PreEnqueue judges the new version. A placed pod is
+    /// left alone (an error: updating it would count it twice).
+    pub fn update_pod(&mut self, pod: Arc<Pod>, now: f64) -> Result<Admission, StateError> {
+        let key = pod.key();
+        if let Some(node) = self.state.node_of(&key).and_then(|id| self.state.snapshot().node(id)) {
+            return Err(StateError::AlreadyPlaced { pod: key, node: node.name() });
+        }
+        self.delete_pod(&key, now);
+        self.add_pod(pod, now)
+    }
+
     /// A pod is gone (finished or deleted): frees its node or drops it from the queue, and
     /// gives the parked pods it could help another chance ([`super::hints`]).
     pub fn delete_pod(&mut self, key: &PodKey, now: f64) -> bool {
         self.state.unnominate(key);
+        if let Some(pod) = self.state.forget_awaiting(key) {
+            if let Some(gang) = pod.group_key() {
+                self.queue.gangs.member_gone(gang);
+            }
+            return true;
+        }
         if let Some((id, pod)) = self.state.unplace(key) {
             if let Some(gang) = pod.group_key() {
                 self.queue.gangs.member_gone(gang);

@@ -155,10 +155,21 @@ pub enum Admission {
     Queued,
     /// Already running on its `spec.nodeName`; accounted on that node.
     Running,
+    /// Bound (`spec.nodeName`) to a node the cluster does not have: it stays bound to that
+    /// name, as on a real cluster, and is accounted on the node once one of that name is added.
+    AwaitingNode,
     /// Its `schedulerName` belongs to no profile: not ours.
     NotOurs,
     /// A gang member held back until its gang may enter the queue.
     Waiting,
+    /// Turned away by a PreEnqueue plugin (scheduling gates): kept outside the queue, never
+    /// tried, until an update lets it in ([`Engine::update_pod`]).
+    Gated {
+        /// The plugin that turned it away.
+        plugin: &'static str,
+        /// Its status message.
+        message: String,
+    },
 }
 
 /// Counters for reports.
@@ -282,6 +293,16 @@ impl Engine {
         self.core().add_pod(pod, now)
     }
 
+    /// Takes in a new version of a pending pod (see [`Core::update_pod`]).
+    pub fn update_pod(&mut self, pod: Arc<Pod>, now: f64) -> Result<Admission, StateError> {
+        self.core().update_pod(pod, now)
+    }
+
+    /// Pods PreEnqueue plugins keep out of the queue, with the status that keeps each out.
+    pub fn gated_pods(&self) -> impl Iterator<Item = &queue::Gated> + '_ {
+        self.queue.gated()
+    }
+
     /// Adds or replaces a PodGroup (see [`Core::upsert_pod_group`]).
     pub fn upsert_pod_group(&mut self, group: PodGroup, now: f64) {
         self.core().upsert_pod_group(group, now);
@@ -349,6 +370,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod admission_tests;
 #[cfg(test)]
 mod dra_tests;
 #[cfg(test)]

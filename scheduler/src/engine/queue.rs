@@ -5,6 +5,10 @@
 //! fit (a node added or changed, a pod leaving) moves it back; it then waits out its backoff
 //! (initial × 2^(attempts−1), capped) before it is active again. Time is seconds on whatever
 //! clock the driver uses: real in the live scheduler, virtual in the simulator.
+//!
+//! Pods a PreEnqueue plugin turns away (scheduling gates) wait in a fourth pool, [`Gated`],
+//! outside every queue: they are never tried, so never unschedulable, until an update to the
+//! pod lets PreEnqueue admit it (upstream keeps them in its unschedulable pool flagged gated).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -13,6 +17,7 @@ use std::sync::Arc;
 use tessera_plugins::framework::Nomination;
 use tessera_plugins::model::{GroupKey, Pod, PodKey};
 use tessera_plugins::nodeinfo::NodeId;
+use tessera_plugins::status::Status;
 
 use super::gang::{GangSpec, GangTable};
 
@@ -181,7 +186,20 @@ pub enum Wake {
     ForRoomOn(NodeId),
 }
 
-/// The three queues.
+/// A pod a PreEnqueue plugin keeps out of the queue.
+#[derive(Clone, Debug)]
+pub struct Gated {
+    /// The pod, as last given.
+    pub pod: Arc<Pod>,
+    /// Index of the profile whose PreEnqueue plugins turned it away.
+    pub profile: usize,
+    /// The rejecting plugin's status (its `plugin` names it).
+    pub status: Status,
+    /// When it was turned away.
+    pub since: f64,
+}
+
+/// The three queues, and the pods kept out of them.
 #[derive(Default)]
 pub struct SchedulingQueue {
     active: BinaryHeap<Active>,
@@ -192,6 +210,8 @@ pub struct SchedulingQueue {
     next_seq: u64,
     /// Gang members held back until their gang may enter (PreEnqueue).
     pub gangs: GangTable,
+    /// Pods PreEnqueue plugins turned away, by key.
+    gated: BTreeMap<PodKey, Gated>,
 }
 
 impl std::fmt::Debug for SchedulingQueue {
@@ -200,6 +220,7 @@ impl std::fmt::Debug for SchedulingQueue {
             .field("active", &self.active.len())
             .field("backoff", &self.backoff.len())
             .field("unschedulable", &self.unschedulable.len())
+            .field("gated", &self.gated.len())
             .finish()
     }
 }
@@ -320,7 +341,7 @@ impl SchedulingQueue {
     /// queued, and the gang it belonged to when its gang's unit was taken back to wait (the
     /// caller tries to form the gang again).
     pub fn remove_pod(&mut self, key: &PodKey) -> (bool, Option<GroupKey>) {
-        if self.gangs.remove_waiting(key) {
+        if self.gated.remove(key).is_some() || self.gangs.remove_waiting(key) {
             return (true, None);
         }
         let Some(mut unit) = self.take_unit(|u| u.pods.iter().any(|p| &p.key() == key)) else { return (false, None) };
@@ -396,6 +417,22 @@ impl SchedulingQueue {
     pub fn backoff_units(&self) -> impl Iterator<Item = &Unit> {
         self.backoff.iter().map(|b| &b.1)
     }
+
+    /// Keeps a pod PreEnqueue turned away, replacing an earlier version of it.
+    pub fn hold_gated(&mut self, gated: Gated) {
+        self.gated.insert(gated.pod.key(), gated);
+    }
+
+    /// The pods PreEnqueue plugins keep out, by key.
+    pub fn gated(&self) -> impl Iterator<Item = &Gated> {
+        self.gated.values()
+    }
+
+    /// How many pods PreEnqueue plugins keep out (not counted by [`Self::len`]: they are no
+    /// work for a worker).
+    pub fn gated_len(&self) -> usize {
+        self.gated.len()
+    }
 }
 
 #[cfg(test)]
@@ -455,5 +492,11 @@ mod tests {
         assert!(q.remove_pod(&key).0);
         assert_eq!(q.len(), 1);
         assert!(!q.remove_pod(&key).0);
+        let c = unit(&mut q, "c", 0, 0.0);
+        let key = c.pods[0].key();
+        q.hold_gated(Gated { pod: c.pods[0].clone(), profile: 0, status: Status::unresolvable("gated"), since: 0.0 });
+        assert_eq!((q.len(), q.gated_len()), (1, 1), "a gated pod is no unit of work");
+        assert!(q.remove_pod(&key).0);
+        assert_eq!(q.gated_len(), 0);
     }
 }

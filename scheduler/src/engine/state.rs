@@ -6,6 +6,11 @@
 //! `(generation, node)` to a log; a worker whose snapshot is at generation `g` copies exactly
 //! the nodes logged after `g`. The log is compacted to one entry per node when it grows past
 //! twice the node count, so it never outgrows the cluster.
+//!
+//! A pod bound to a node the cluster does not have (created with `spec.nodeName` of a missing
+//! node) stays bound to that name, as on a real cluster: it waits in
+//! [`ClusterState::awaiting_node`]'s table, holding nothing, and is accounted on the node when a
+//! node of that name is added.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +65,8 @@ pub struct ClusterState {
     pins_by_node: HashMap<Sym, Vec<ClaimKey>>,
     /// Pods nominated by preemption, and where ([`ClusterState::nominate`]).
     nominations: HashMap<PodKey, NodeId>,
+    /// Pods bound to a node name no node has (yet), by that name.
+    awaiting: HashMap<Sym, Vec<Arc<Pod>>>,
 }
 
 impl ClusterState {
@@ -124,7 +131,32 @@ impl ClusterState {
             }
         }
         self.touch_changed(since);
+        if new {
+            // Pods bound to this name before the node existed are accounted on it now.
+            for pod in self.awaiting.remove(&name).unwrap_or_default() {
+                if let Err(e) = self.place_on_named_node(pod) {
+                    tracing::warn!("pod bound before its node was added not accounted: {e}");
+                }
+            }
+        }
         id
+    }
+
+    /// Pods bound to node name `node`, which no node of the cluster has (yet).
+    pub fn awaiting_node(&self, node: Sym) -> &[Arc<Pod>] {
+        self.awaiting.get(&node).map_or(&[], Vec::as_slice)
+    }
+
+    /// Forgets pod `key` if it waits for its node to exist, returning it.
+    pub fn forget_awaiting(&mut self, key: &PodKey) -> Option<Arc<Pod>> {
+        let node = self.awaiting.iter().find(|(_, pods)| pods.iter().any(|p| &p.key() == key)).map(|(n, _)| *n)?;
+        let pods = self.awaiting.get_mut(&node)?;
+        let at = pods.iter().position(|p| &p.key() == key)?;
+        let pod = pods.swap_remove(at);
+        if pods.is_empty() {
+            self.awaiting.remove(&node);
+        }
+        Some(pod)
     }
 
     /// Records what the API says of claim `key`: allocated (with whether other pods may share
@@ -290,14 +322,22 @@ impl ClusterState {
     }
 
     /// Places `pod` on the node it names in `spec.nodeName` (a pod already running), on the
-    /// GPUs it records holding when the node has them, else on those the node chooses.
-    pub fn place_on_named_node(&mut self, pod: Arc<Pod>) -> Result<NodeId, StateError> {
-        let name = pod.node_name.unwrap_or_else(|| Sym::new(""));
-        let id = self.master.node_id(name).ok_or_else(|| StateError::NoSuchNode { pod: pod.key(), node: name })?;
+    /// GPUs it records holding when the node has them, else on those the node chooses. A pod
+    /// naming a node the cluster lacks stays bound to that name, accounted nowhere until the
+    /// node is added: `Ok(None)`.
+    pub fn place_on_named_node(&mut self, pod: Arc<Pod>) -> Result<Option<NodeId>, StateError> {
+        let Some(name) = pod.node_name else {
+            return Err(StateError::NoSuchNode { pod: pod.key(), node: Sym::new("") });
+        };
+        let Some(id) = self.master.node_id(name) else {
+            self.forget_awaiting(&pod.key());
+            self.awaiting.entry(name).or_default().push(pod);
+            return Ok(None);
+        };
         let gpus = self.master.node(id).map_or(0, |n| n.node.gpus.len());
         let recorded = pod.gpu_ids.filter(|mask| gpus < 64 && mask >> gpus == 0);
         self.place_with(pod, id, &DeviceChoice { gpus: recorded, claims: Vec::new() })?;
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Holds nodes `ids` for gang `gang` (`None` releases them). Each is a change like any

@@ -91,6 +91,11 @@ pub enum FieldProblem {
     /// where no single value is at fault: the message is the rule.
     #[error("{0}")]
     Rule(&'static str),
+    /// A value that conflicts with the one an object the pod names would add (the
+    /// `scheduling.nodeSelector` of its RuntimeClass, which admission merges in). Boxed: it is
+    /// rare, and every conversion's error carries this enum.
+    #[error("{0}")]
+    Conflict(Box<Conflict>),
     /// A reference to an object that is not known (a PriorityClass, a RuntimeClass).
     #[error("no {kind} named {name:?}")]
     NotFound {
@@ -99,6 +104,22 @@ pub enum FieldProblem {
         /// The name referred to.
         name: String,
     },
+}
+
+/// See [`FieldProblem::Conflict`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{value:?} conflicts with {kind} {name}'s {field} {other:?}")]
+pub struct Conflict {
+    /// The pod's value.
+    pub value: String,
+    /// The kind of the object adding the other value.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// Its field holding the other value.
+    pub field: String,
+    /// The value it adds.
+    pub other: String,
 }
 
 /// A problem at a field path, not yet attached to its object: conversion helpers return it,

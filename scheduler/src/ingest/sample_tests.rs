@@ -101,7 +101,7 @@ fn the_bundled_sample_has_dra_pods_whose_claims_resolve() {
         "every ResourceSlice is local to a node: {:?}",
         input.unknown_kinds
     );
-    let all_pods = input.pods.iter().map(|p| &p.pod).chain(&input.running).chain(&input.gated);
+    let all_pods = input.pods.iter().map(|p| &p.pod).chain(&input.running);
     let dra: Vec<_> = all_pods.filter(|p| !p.claims.is_empty()).collect();
     assert!((30..=60).contains(&dra.len()), "{} DRA pods", dra.len());
     assert!(dra.iter().any(|p| p.pod_group.is_some()), "a DRA gang");

@@ -10,6 +10,10 @@
 //! back to the engine (and with it every member of its gang still in flight); 404 means the pod
 //! is gone and is forgotten. The API server is the arbiter of "never bound twice": it refuses a
 //! second binding of a pod with 409, and the engine only ever learns where a pod runs from it.
+//!
+//! This is the I/O of the DefaultBinder plugin, the one Bind plugin Tessera has: `tessera run`
+//! refuses to start with a profile whose Bind plugins do not include it ([`check_profiles`]),
+//! so every pod it places is bound this way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +26,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::client::Body;
+use tessera_plugins::framework::Profile;
 use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
+use tessera_plugins::plugins::default_binder;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
@@ -72,6 +78,35 @@ pub enum BindError {
     /// Not attempted: another member of its gang failed PreBind, so none is bound.
     #[error("not bound: another member of its gang could not be prepared")]
     NotBound,
+}
+
+/// Whether `profile`'s pods are bound by writing their Binding: its Bind plugins include
+/// DefaultBinder.
+pub fn binds_through_api(profile: &Profile) -> bool {
+    profile.bind.iter().any(|p| p.name() == default_binder::NAME)
+}
+
+/// A profile whose pods this executor cannot bind.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "profile {profile:?}: its Bind plugins ({plugins}) do not include DefaultBinder, the only binder tessera run executes"
+)]
+pub struct NoBinder {
+    /// The profile's `schedulerName`.
+    pub profile: String,
+    /// Its Bind plugins, comma-separated (empty when it has none).
+    pub plugins: String,
+}
+
+/// Refuses a configuration with a profile whose pods would never be bound.
+pub fn check_profiles(profiles: &[Profile]) -> Result<(), NoBinder> {
+    match profiles.iter().find(|p| !binds_through_api(p)) {
+        None => Ok(()),
+        Some(p) => Err(NoBinder {
+            profile: p.scheduler_name.clone(),
+            plugins: p.bind.iter().map(|b| b.name()).collect::<Vec<_>>().join(", "),
+        }),
+    }
 }
 
 /// What the executor shares between its tasks.
@@ -331,5 +366,17 @@ mod tests {
         assert!(matches!(verdict(503, None), Attempt::Transient(_, None)));
         let wait = Some(Duration::from_secs(3));
         assert!(matches!(verdict(429, wait), Attempt::Transient(_, Some(d)) if d.as_secs() == 3));
+    }
+
+    #[test]
+    fn only_profiles_binding_through_default_binder_are_run() {
+        let registry = tessera_plugins::registry::Registry::builtin();
+        let Ok(binder) = registry.make(default_binder::NAME, None) else { panic!("DefaultBinder is built in") };
+        let bound = Profile { scheduler_name: "a".into(), bind: vec![binder], ..Profile::default() };
+        assert!(check_profiles(std::slice::from_ref(&bound)).is_ok());
+        let none = Profile { scheduler_name: "b".into(), ..Profile::default() };
+        let e = check_profiles(&[bound, none]).unwrap_err();
+        assert_eq!(e.profile, "b");
+        assert!(e.to_string().starts_with("profile \"b\": its Bind plugins () do not include DefaultBinder"), "{e}");
     }
 }

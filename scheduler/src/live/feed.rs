@@ -3,8 +3,10 @@
 //! reports for the async side.
 //!
 //! The feed keeps only what the engine cannot answer cheaply: which pods it queued (to spot
-//! an update that changes nothing a plugin reads), which wait behind scheduling gates, and
-//! which bindings are in flight (so a failed one takes its whole gang back). A pod the API
+//! an update that changes nothing a plugin reads) and which bindings are in flight (so a
+//! failed one takes its whole gang back). Pods behind scheduling gates are pending like any
+//! other: the engine's PreEnqueue keeps them out, and the update that removes the gates
+//! differs from the pod held, so it is taken in again and queued. A pod the API
 //! shows bound is accounted on its node whoever bound it; a pod bound by us is confirmed by
 //! that same event, never bound twice.
 
@@ -93,10 +95,9 @@ pub struct LiveFeed {
     decisions: UnboundedSender<Decision>,
     flags: Flags,
     metrics: Arc<Metrics>,
-    /// Pods of ours waiting for a node (queued, parked, or held back with their gang).
+    /// Pods of ours waiting for a node (queued, parked, held back with their gang, or kept
+    /// out by PreEnqueue).
     pending: HashMap<PodKey, Arc<Pod>>,
-    /// Pods of ours behind scheduling gates.
-    gated: HashSet<PodKey>,
     /// Pods assumed and being bound, with their gang.
     inflight: HashMap<PodKey, Option<GroupKey>>,
     /// Bound pods whose node is not known yet (pods arrive before their node on a list).
@@ -130,7 +131,6 @@ impl LiveFeed {
             flags,
             metrics,
             pending: HashMap::new(),
-            gated: HashSet::new(),
             inflight: HashMap::new(),
             orphans: HashMap::new(),
             devices: HashMap::new(),
@@ -226,14 +226,6 @@ impl LiveFeed {
             // Not ours, or leaving before it ran: it holds nothing and waits for nothing.
             return self.forget_pod(core, &key, now);
         }
-        if update.gated {
-            if self.pending.remove(&key).is_some() {
-                core.delete_pod(&key, now);
-            }
-            self.gated.insert(key);
-            return;
-        }
-        self.gated.remove(&key);
         if core.state().node_of(&key).is_some() {
             // Assumed by us, binding in flight: the binding's own event will confirm it.
             if self.inflight.contains_key(&key) {
@@ -259,7 +251,6 @@ impl LiveFeed {
     /// the node does not hold (its claims were listed after it, or someone else allocated them).
     fn on_bound(&mut self, core: &mut Core<'_>, key: PodKey, pod: Arc<Pod>, node: Sym, now: f64) {
         self.inflight.remove(&key);
-        self.gated.remove(&key);
         self.updated.remove(&key);
         if let Some(id) = core.state().node_of(&key)
             && let Some(info) = core.state().snapshot().node(id)
@@ -291,7 +282,6 @@ impl LiveFeed {
         if self.pending.remove(key).is_some() {
             let _ = self.decisions.send(Decision::Forget(key.clone()));
         }
-        self.gated.remove(key);
         self.inflight.remove(key);
         self.updated.remove(key);
         for pods in self.orphans.values_mut() {
@@ -394,7 +384,7 @@ impl LiveFeed {
         self.metrics.set_pending(PendingQueue::Active, active as i64);
         self.metrics.set_pending(PendingQueue::Backoff, backoff as i64);
         self.metrics.set_pending(PendingQueue::Unschedulable, unschedulable as i64);
-        self.metrics.set_pending(PendingQueue::Gated, self.gated.len() as i64);
+        self.metrics.set_pending(PendingQueue::Gated, core.queue().gated_len() as i64);
         self.metrics.set_bind_queue_depth(self.inflight.len() as i64);
     }
 }

@@ -87,7 +87,7 @@ impl Instance {
     }
 
     fn send_pod(&self, i: usize, on: Option<&str>) {
-        let update = PodUpdate { pod: pod(i, on), finished: false, terminating: false, gated: false };
+        let update = PodUpdate { pod: pod(i, on), finished: false, terminating: false };
         self.send(Change::Pod(Box::new(update)));
     }
 
@@ -209,7 +209,7 @@ fn devices_and_allocations_listed_after_their_node_and_pod_are_accounted() {
         group: None,
     });
     let send = |me: &Instance, p: &Pod| {
-        let update = PodUpdate { pod: p.clone(), finished: false, terminating: false, gated: false };
+        let update = PodUpdate { pod: p.clone(), finished: false, terminating: false };
         me.send(Change::Pod(Box::new(update)));
     };
     send(&me, &p);

@@ -70,6 +70,9 @@ pub enum LiveError {
     /// The engine thread could not be started or died.
     #[error("engine thread: {0}")]
     Engine(String),
+    /// A profile's pods would never be bound.
+    #[error(transparent)]
+    NoBinder(#[from] bind::NoBinder),
 }
 
 /// How `tessera run` runs.
@@ -114,6 +117,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     started: Option<tokio::sync::oneshot::Sender<Handles>>,
 ) -> Result<(), LiveError> {
+    bind::check_profiles(&opts.config.profiles)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new());

@@ -132,8 +132,6 @@ pub struct PodUpdate {
     pub finished: bool,
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
-    /// `spec.schedulingGates` is not empty: the pod waits, and is not counted unschedulable.
-    pub gated: bool,
 }
 
 /// One change from the API server, in the order its watch delivered it.
@@ -600,7 +598,6 @@ fn pod_update(key: &str, p: &core::Pod, cx: &WatchContext) -> Option<Change> {
         pod,
         finished: matches!(phase, Some("Succeeded" | "Failed")),
         terminating: p.metadata.deletion_timestamp.is_some(),
-        gated: p.spec.as_ref().and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty()),
     })))
 }
 

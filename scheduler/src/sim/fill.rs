@@ -12,21 +12,23 @@
 //! clone would pass the target (the FGD code compares the per-GPU share, a quirk).
 //!
 //! The method places pods one at a time, so gang membership is set aside here: a gang
-//! member is tried as a lone pod. Replay mode honours gangs.
+//! member is tried as a lone pod. Replay mode honours gangs. A pod a PreEnqueue plugin keeps
+//! out (scheduling gates, which fill mode never removes) is reported gated and dropped.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
+use tessera_plugins::plugins::scheduling_gates;
 use thiserror::Error;
 
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
 use super::record::{FillTrace, PodRecord, RunResult, TimelinePoint, Usage};
 use super::{NamedConfig, Preemption, build_engine};
-use crate::engine::Outcome;
 use crate::engine::rng::Rng;
+use crate::engine::{Admission, Outcome};
 
 /// Arrived-demand percentages at which fragmentation is measured (Fig. 7 of the paper).
 pub const FRAG_CHECKPOINTS: [u32; 5] = [50, 70, 80, 90, 100];
@@ -202,7 +204,13 @@ pub fn fill(
         let now = i as f64;
         let mut rec = PodRecord::arrived(pod, now);
         arrived += pod.gpu.as_ref().map_or(0, |g| g.total_milli()) as f64;
-        let _ = engine.add_pod(alone(pod), now);
+        if let Ok(Admission::Gated { plugin, message }) = engine.add_pod(alone(pod), now) {
+            // Never tried and never ungated in fill mode: reported gated, then dropped.
+            engine.delete_pod(&pod.key(), now);
+            let reason =
+                if plugin == scheduling_gates::NAME { scheduling_gates::GATED_MESSAGE.to_string() } else { message };
+            (rec.gated, rec.reasons, rec.reason) = (true, vec![reason.clone()], reason);
+        }
         for o in engine.schedule_pending(now) {
             match o {
                 Outcome::Bound { node, attempts, .. } => {
@@ -280,7 +288,7 @@ mod tests {
     fn pod(name: &str, milli: u32) -> SimPod {
         let mut pod = Pod::new("default", name, ResourceVec::cpu_mem(100, 1 << 20));
         pod.gpu = Some(GpuRequest { count: 1, milli, models: Vec::new() });
-        SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None }
+        SimPod { pod: Arc::new(pod), arrival: 0.0, duration: None, gates_removed_after: None }
     }
 
     #[test]

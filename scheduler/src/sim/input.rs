@@ -24,6 +24,9 @@ use crate::ingest::{self, IngestError, Objects, PodContext};
 pub const ARRIVAL_ANNOTATION: &str = "tessera.io/arrival";
 /// Annotation: how long the pod runs once bound (`30m`); without it, it never leaves.
 pub const DURATION_ANNOTATION: &str = "tessera.io/duration";
+/// Annotation: how long after its arrival a pod's `spec.schedulingGates` are removed (`30s`),
+/// as the controller owning the gates would; without it, gates stay for the whole replay.
+pub const GATES_REMOVED_AFTER_ANNOTATION: &str = "tessera.io/scheduling-gates-removed-after";
 /// Label openb nodes carry with their GPU model.
 pub const OPENB_MODEL_LABEL: &str = "alibabacloud.com/gpu-card-model";
 
@@ -116,6 +119,9 @@ pub struct SimPod {
     pub arrival: f64,
     /// Run time once bound; `None` runs forever.
     pub duration: Option<f64>,
+    /// Seconds after arrival when its scheduling gates are removed
+    /// ([`GATES_REMOVED_AFTER_ANNOTATION`]); `None` leaves them.
+    pub gates_removed_after: Option<f64>,
 }
 
 /// What to do with a Node or Pod that cannot be understood (a bad quantity, an unknown
@@ -137,11 +143,10 @@ pub struct SimInput {
     pub nodes: Vec<Node>,
     /// Pods to schedule, in input order.
     pub pods: Vec<SimPod>,
-    /// Pods already running on their `spec.nodeName` at t=0.
+    /// Pods already running on their `spec.nodeName` at t=0. Pods with
+    /// `spec.schedulingGates` are among [`SimInput::pods`]: the SchedulingGates plugin keeps
+    /// them waiting.
     pub running: Vec<Arc<Pod>>,
-    /// Pods with `spec.schedulingGates`: they wait, and are reported as gated, not
-    /// unschedulable (nothing removes gates during a simulation).
-    pub gated: Vec<Arc<Pod>>,
     /// Namespace labels.
     pub namespaces: HashMap<Sym, LabelSet>,
     /// Selectors of Services and of the controllers owning pods, for default spreading.
@@ -235,7 +240,6 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
         }
         match sim_pod(p, &cx) {
             Ok(pod) if pod.pod.node_name.is_some() => input.running.push(pod.pod),
-            Ok(pod) if is_gated(p) => input.gated.push(pod.pod),
             Ok(pod) => input.pods.push(pod),
             Err(e) => invalid(e, &mut input.skipped)?,
         }
@@ -274,17 +278,13 @@ impl SlicesByNode {
     }
 }
 
-/// Whether the pod waits for `spec.schedulingGates` to be removed.
-fn is_gated(p: &core::Pod) -> bool {
-    p.spec.as_ref().and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty())
-}
-
 /// One pod with its arrival and run time.
 fn sim_pod(p: &core::Pod, cx: &PodContext) -> Result<SimPod, InputError> {
     let pod = Arc::new(ingest::pod(p, cx)?);
     let arrival = annotation_seconds(p, &pod, ARRIVAL_ANNOTATION)?.unwrap_or(0.0);
     let duration = annotation_seconds(p, &pod, DURATION_ANNOTATION)?;
-    Ok(SimPod { pod, arrival, duration })
+    let gates_removed_after = annotation_seconds(p, &pod, GATES_REMOVED_AFTER_ANNOTATION)?;
+    Ok(SimPod { pod, arrival, duration, gates_removed_after })
 }
 
 fn annotation_seconds(p: &core::Pod, pod: &Pod, annotation: &'static str) -> Result<Option<f64>, InputError> {
@@ -330,7 +330,7 @@ fn trace_pod(p: &TracePod) -> SimPod {
     pod.creation_s = p.creation_s.unwrap_or(0.0);
     let arrival = p.creation_s.unwrap_or(0.0);
     let duration = p.deletion_s.map(|d| (d - arrival).max(0.0));
-    SimPod { pod: Arc::new(pod), arrival, duration }
+    SimPod { pod: Arc::new(pod), arrival, duration, gates_removed_after: None }
 }
 
 /// Pods given twice: found in one pass, then located in the files for the message.
@@ -351,8 +351,7 @@ mod duplicates {
     /// mixed. Finding one takes a pass over `input`; naming where the copies are reads `paths`
     /// again, which only a failing run pays.
     pub(super) fn reject_duplicate_pods(paths: &[PathBuf], input: &SimInput) -> Result<(), InputError> {
-        let keys =
-            || input.running.iter().chain(&input.gated).chain(input.pods.iter().map(|p| &p.pod)).map(|p| p.key());
+        let keys = || input.running.iter().chain(input.pods.iter().map(|p| &p.pod)).map(|p| p.key());
         let mut counts: HashMap<PodKey, usize> = HashMap::with_capacity(input.running.len() + input.pods.len());
         for key in keys() {
             *counts.entry(key).or_default() += 1;
@@ -698,7 +697,7 @@ pub fn synthetic(nodes: usize, pods: usize, seed: u64) -> SimInput {
         .map(|(i, pod)| {
             let arrival = (day * i as f64 / count.max(1) as f64).floor();
             let duration = Some((600.0 + rng.unit() * 21_000.0).floor());
-            SimPod { pod, arrival, duration }
+            SimPod { pod, arrival, duration, gates_removed_after: None }
         })
         .collect();
     let sources = vec![format!("synthetic: {nodes} nodes, {} pods", pods.len())];
@@ -764,15 +763,15 @@ spec: {containers: [{name: c}]}
     }
 
     #[test]
-    fn gated_pods_wait_apart_and_are_never_tried() {
-        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: held}\n\
+    fn gated_pods_carry_their_gates_and_when_they_are_removed() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: held, annotations: \
+                    {tessera.io/scheduling-gates-removed-after: 30s}}\n\
                     spec: {containers: [{name: c}], schedulingGates: [{name: example.com/quota}]}\n---\n\
                     apiVersion: v1\nkind: Pod\nmetadata: {name: free}\nspec: {containers: [{name: c}], schedulingGates: []}\n";
         let input = from_objects(&ingest::read_objects("w.yaml", yaml).unwrap(), OnInvalid::Stop).unwrap();
-        let gated: Vec<&str> = input.gated.iter().map(|p| &*p.name).collect();
-        assert_eq!(gated, ["held"]);
-        let pending: Vec<&str> = input.pods.iter().map(|p| &*p.pod.name).collect();
-        assert_eq!(pending, ["free"], "an empty gate list gates nothing");
+        let pods: Vec<(&str, usize, Option<f64>)> =
+            input.pods.iter().map(|p| (&*p.pod.name, p.pod.scheduling_gates.len(), p.gates_removed_after)).collect();
+        assert_eq!(pods, [("held", 1, Some(30.0)), ("free", 0, None)], "an empty gate list gates nothing");
     }
 
     #[test]

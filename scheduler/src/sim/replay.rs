@@ -3,6 +3,11 @@
 //! Each step takes every event at the next instant (departures first, so their room is free),
 //! then lets the engine schedule whatever is ready, exactly as the live scheduler would
 //! between two watch events. Backoff expiries are instants too.
+//!
+//! A pod with scheduling gates is taken in like any other: the engine's PreEnqueue
+//! (SchedulingGates) keeps it waiting, reported gated. Its gates are removed when
+//! `tessera.io/scheduling-gates-removed-after` says, as an update to the pod, which PreEnqueue
+//! then admits.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -10,12 +15,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
+use tessera_plugins::plugins::scheduling_gates;
 
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
 use super::record::{PodRecord, RunResult, TimelinePoint, Usage};
 use super::{NamedConfig, Preemption, Progress, build_engine};
-use crate::engine::{Engine, Outcome};
+use crate::engine::{Admission, Engine, Outcome};
 
 /// Virtual time in microseconds: an exact, totally ordered event key.
 type Tick = i64;
@@ -30,6 +36,9 @@ enum Event {
     Depart(usize),
     /// Index into the input's pods.
     Arrive(usize),
+    /// Index into the input's pods whose scheduling gates are removed. Sorts after arrivals,
+    /// so that gates removed after `0s` are removed from a pod that has arrived.
+    Ungate(usize),
 }
 
 struct Replay<'a> {
@@ -45,7 +54,7 @@ struct Replay<'a> {
 }
 
 /// Upstream's message for a pod with scheduling gates (`PodScheduled` False, `SchedulingGated`).
-pub const GATED_MESSAGE: &str = "Scheduling is blocked due to non-empty scheduling gates";
+pub const GATED_MESSAGE: &str = scheduling_gates::GATED_MESSAGE;
 
 /// Replays `input` under one profile set.
 pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize, progress: &Progress) -> RunResult {
@@ -61,7 +70,6 @@ pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize,
         timeline: Vec::new(),
     };
     r.start_running();
-    r.record_gated();
     progress.set_length(input.pods.len() as u64);
     while let Some(t) = r.next_instant() {
         r.step(t, progress);
@@ -70,27 +78,31 @@ pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize,
 }
 
 impl Replay<'_> {
-    /// Records the gated pods, which wait (upstream's `SchedulingGated` condition).
-    fn record_gated(&mut self) {
-        for pod in &self.input.gated {
-            let i = self.record(pod, 0.0, None);
-            self.records[i].gated = true;
-            self.records[i].reason = GATED_MESSAGE.to_string();
-            self.records[i].reasons = vec![GATED_MESSAGE.to_string()];
-        }
+    /// Marks record `r` as waiting behind a PreEnqueue plugin: never tried, so not
+    /// unschedulable. Scheduling gates show upstream's `SchedulingGated` message; another
+    /// plugin's rejection shows its own.
+    fn record_gated(&mut self, r: usize, plugin: &str, message: &str) {
+        let reason = if plugin == scheduling_gates::NAME { GATED_MESSAGE } else { message };
+        let rec = &mut self.records[r];
+        rec.gated = true;
+        rec.reason = reason.to_string();
+        rec.reasons = vec![reason.to_string()];
     }
 
     fn start_running(&mut self) {
         for pod in &self.input.running {
             let i = self.record(pod, 0.0, None);
-            if self.engine.add_pod(pod.clone(), 0.0).is_ok() {
-                self.records[i].node = pod.node_name;
-                self.records[i].start = Some(0.0);
-                self.records[i].already_bound = true;
-                self.usage.apply(pod, 1.0);
-            } else {
-                self.records[i].reason =
-                    format!("spec.nodeName {} is not a node of the cluster", pod.node_name.map_or("", |n| n.as_str()));
+            match self.engine.add_pod(pod.clone(), 0.0) {
+                Ok(admission) => {
+                    self.records[i].node = pod.node_name;
+                    self.records[i].start = Some(0.0);
+                    self.records[i].already_bound = true;
+                    // A pod bound to a node the cluster lacks holds none of the cluster's room.
+                    if admission != Admission::AwaitingNode {
+                        self.usage.apply(pod, 1.0);
+                    }
+                }
+                Err(e) => self.records[i].reason = e.to_string(),
             }
         }
     }
@@ -124,6 +136,7 @@ impl Replay<'_> {
                     progress.inc(1);
                     self.arrive(i, now);
                 }
+                Event::Ungate(i) => self.ungate(i, now),
             }
         }
         let outcomes = self.engine.schedule_pending(now);
@@ -132,15 +145,39 @@ impl Replay<'_> {
         }
         let [cpu, memory, gpu] = self.usage.percent();
         let running = self.engine.state().placed_count();
-        let pending = self.engine.queue().len() + self.engine.queue().gangs.waiting_len();
+        let queue = self.engine.queue();
+        let pending = queue.len() + queue.gangs.waiting_len() + queue.gated_len();
         self.timeline.push(TimelinePoint { t: now, pending, running, cpu, memory, gpu });
     }
 
     fn arrive(&mut self, i: usize, now: f64) {
         let sp = &self.input.pods[i];
         let r = self.record(&sp.pod, now, sp.duration);
-        if let Err(e) = self.engine.add_pod(sp.pod.clone(), now) {
-            self.records[r].reason = e.to_string();
+        match self.engine.add_pod(sp.pod.clone(), now) {
+            Ok(Admission::Gated { plugin, message }) => self.record_gated(r, plugin, &message),
+            Ok(_) => {}
+            Err(e) => self.records[r].reason = e.to_string(),
+        }
+        if let Some(after) = sp.gates_removed_after.filter(|_| !sp.pod.scheduling_gates.is_empty()) {
+            self.events.push(Reverse((tick(now + after), Event::Ungate(i))));
+        }
+    }
+
+    /// The pod's scheduling gates are removed: the engine takes in the updated pod.
+    fn ungate(&mut self, i: usize, now: f64) {
+        let sp = &self.input.pods[i];
+        let Some(&r) = self.index.get(&sp.pod.key()) else { return };
+        if self.records[r].start.is_some() {
+            // Placed already (its profile does not gate): nothing waits for the gates.
+            return;
+        }
+        let pod = Arc::new(Pod { scheduling_gates: Vec::new(), ..Pod::clone(&sp.pod) });
+        let rec = &mut self.records[r];
+        (rec.gated, rec.reason, rec.reasons) = (false, String::new(), Vec::new());
+        match self.engine.update_pod(pod, now) {
+            Ok(Admission::Gated { plugin, message }) => self.record_gated(r, plugin, &message),
+            Ok(_) => {}
+            Err(e) => self.records[r].reason = e.to_string(),
         }
     }
 

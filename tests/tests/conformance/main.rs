@@ -6,6 +6,8 @@
 // Test code: a failed unwrap is a failed test (the workspace denies them in shipped code).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admission;
+mod diagnosis;
 mod gates;
 mod preemption;
 mod scoring;

@@ -12,6 +12,7 @@ use crate::config::default_config;
 
 /// Upstream's default multiPoint list restricted to Tessera's plugins, with score weights.
 const DEFAULTS: &[(&str, i64)] = &[
+    ("SchedulingGates", 1),
     ("PrioritySort", 1),
     ("NodeUnschedulable", 1),
     ("NodeName", 1),
@@ -26,6 +27,7 @@ const DEFAULTS: &[(&str, i64)] = &[
     ("DefaultPreemption", 1),
     ("NodeResourcesBalancedAllocation", 1),
     ("ImageLocality", 1),
+    ("DefaultBinder", 1),
 ];
 
 #[test]
@@ -81,7 +83,8 @@ fn defaults_match_upstream_per_extension_point() {
             ("ImageLocality", 1)
         ]
     );
-    for point in [E::PreEnqueue, E::PostFilter, E::Reserve, E::Permit, E::PreBind, E::Bind, E::PostBind] {
+    assert_eq!(at(p, E::Bind), ["DefaultBinder"]);
+    for point in [E::PreEnqueue, E::PostFilter, E::Reserve, E::Permit, E::PreBind, E::PostBind] {
         assert!(at(p, point).is_empty(), "{point:?}");
     }
 }

@@ -155,6 +155,7 @@ fake!(balanced, "NodeResourcesBalancedAllocation", [PreScore, Score]);
 fake!(image_locality, "ImageLocality", [Score]);
 fake!(dynamic_resources, "DynamicResources", [PreEnqueue, PreFilter, Filter, PostFilter, Reserve, PreBind]);
 fake!(default_preemption, "DefaultPreemption", [PostFilter]);
+fake!(default_binder, "DefaultBinder", [Bind]);
 // Plugins of our own for tests.
 fake!(gang, "Gang", [PreEnqueue, Reserve, Permit]);
 fake!(other_sort, "OtherSort", [QueueSort]);
@@ -196,6 +197,7 @@ pub fn upstream_like() -> Registry {
     r.register("InterPodAffinity", inter_pod_affinity);
     r.register("NodeResourcesBalancedAllocation", balanced);
     r.register("ImageLocality", image_locality);
+    r.register("DefaultBinder", default_binder);
     r
 }
 

@@ -62,7 +62,7 @@ fn describe_lists_every_point_with_weights() {
     assert_eq!(p["plugins"].as_object().unwrap().len(), 12);
     assert_eq!(p["plugins"]["queueSort"], json!(["PrioritySort"]));
     assert!(p["plugins"]["score"].as_array().unwrap().contains(&json!({"name": "NodeResourcesFit", "weight": 1})));
-    assert_eq!(p["plugins"]["bind"], json!([]));
+    assert_eq!(p["plugins"]["bind"], json!(["DefaultBinder"]));
     assert_eq!(p["pluginConfig"], json!({}));
 }
 

@@ -18,6 +18,7 @@ profiles:
       - name: NodeResourcesFit
         weight: 5
       - name: ImageLocality
+      - name: DefaultBinder
       disabled:
       - name: "*"
 "#,
@@ -25,6 +26,7 @@ profiles:
     );
     let p = &c.profiles[0];
     assert_eq!(at(p, E::QueueSort), ["PrioritySort"]);
+    assert_eq!(at(p, E::Bind), ["DefaultBinder"]);
     assert_eq!(at(p, E::PreFilter), ["NodeResourcesFit"]);
     assert_eq!(at(p, E::Filter), ["NodeResourcesFit"]);
     assert_eq!(at(p, E::PreScore), ["NodeResourcesFit"]);
@@ -296,4 +298,24 @@ fn at_most_one_queue_sort_plugin() {
     // None at all is allowed: the framework then sorts by priority and age.
     let c = ok("profiles:\n- plugins:\n    multiPoint:\n      disabled:\n      - name: PrioritySort\n", &with_extras());
     assert!(c.profiles[0].queue_sort.is_none());
+}
+
+#[test]
+fn a_profile_without_a_bind_plugin_is_refused_naming_it() {
+    let e = err(
+        r#"
+profiles:
+- schedulerName: batch
+  plugins:
+    bind:
+      disabled:
+      - name: DefaultBinder
+"#,
+        &upstream_like(),
+    );
+    assert_eq!(
+        e,
+        "test.yaml: profiles[0].plugins.bind: at least one bind plugin is needed for profile with scheduler name \"batch\" \
+         (enable DefaultBinder)"
+    );
 }

@@ -4,11 +4,14 @@
 use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::node::v1::{RuntimeClass, Scheduling};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
+use tessera_plugins::model::Toleration;
 use tessera_plugins::resources::ResourceVec;
+
+use super::tolerations::toleration;
 
 use crate::ingest::dra::DraCatalog;
 use crate::ingest::error::{FieldError, FieldProblem, IngestError, ObjectRef};
@@ -31,6 +34,8 @@ pub struct PodContext {
     /// The `globalDefault` class: (name, value).
     global_default: Option<(String, i32)>,
     runtime_overheads: HashMap<String, Amounts>,
+    /// Each RuntimeClass's `scheduling`, for the classes that set one.
+    runtime_scheduling: HashMap<String, RuntimeScheduling>,
     namespaces: HashMap<Sym, LabelSet>,
     dra: DraCatalog,
     /// Whether pods join Volcano's PodGroups through its annotation (see
@@ -54,6 +59,7 @@ impl PodContext {
             never_preempt: HashSet::new(),
             global_default: None,
             runtime_overheads: HashMap::new(),
+            runtime_scheduling: HashMap::new(),
             namespaces: HashMap::new(),
             dra: DraCatalog::default(),
             volcano_groups: false,
@@ -110,14 +116,28 @@ impl PodContext {
         Ok(())
     }
 
-    /// Adds (or replaces) a runtime class and its `overhead.podFixed`.
+    /// Adds (or replaces) a runtime class: its `overhead.podFixed`, and the
+    /// `scheduling.nodeSelector` and `scheduling.tolerations` admission merges into its pods.
     pub fn add_runtime_class(&mut self, rc: &RuntimeClass) -> Result<(), IngestError> {
         let object = || ObjectRef::cluster("RuntimeClass", rc.metadata.name.as_deref());
         let name = required_name(rc.metadata.name.as_deref()).map_err(|e| e.on(object()))?;
         let fixed = rc.overhead.as_ref().and_then(|o| o.pod_fixed.as_ref());
         let overhead = resource_list(fixed, "overhead.podFixed").map_err(|e| e.on(object()))?;
+        let scheduling = match &rc.scheduling {
+            Some(s) => Some(RuntimeScheduling::of(s).map_err(|e| e.on(object()))?),
+            None => None,
+        };
         self.runtime_overheads.insert(name.to_string(), overhead);
+        match scheduling.filter(|s| !s.is_empty()) {
+            Some(s) => self.runtime_scheduling.insert(name.to_string(), s),
+            None => self.runtime_scheduling.remove(name),
+        };
         Ok(())
+    }
+
+    /// The `scheduling` of runtime class `name`, when it sets a node selector or tolerations.
+    pub fn runtime_class_scheduling(&self, name: &str) -> Option<&RuntimeScheduling> {
+        self.runtime_scheduling.get(name)
     }
 
     /// Adds (or replaces) a namespace and its labels.
@@ -192,6 +212,34 @@ impl PodContext {
     /// namespace labels can change after a pod is converted.
     pub fn namespaces(&self) -> &HashMap<Sym, LabelSet> {
         &self.namespaces
+    }
+}
+
+/// A RuntimeClass's `scheduling`: what upstream's RuntimeClass admission merges into the pods
+/// that name the class, so that they land on nodes running its handler.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuntimeScheduling {
+    /// `scheduling.nodeSelector`, in key order.
+    pub node_selector: Vec<(String, String)>,
+    /// `scheduling.tolerations`, converted.
+    pub tolerations: Vec<Toleration>,
+}
+
+impl RuntimeScheduling {
+    fn of(s: &Scheduling) -> Result<RuntimeScheduling, FieldError> {
+        let node_selector = s.node_selector.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let tolerations = s
+            .tolerations
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, t)| toleration(t, &format!("scheduling.tolerations[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(RuntimeScheduling { node_selector, tolerations })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.node_selector.is_empty() && self.tolerations.is_empty()
     }
 }
 

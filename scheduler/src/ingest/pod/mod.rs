@@ -1,12 +1,13 @@
 //! Kubernetes `Pod` into the compact [`Pod`], with upstream's defaulting and the parts of
-//! admission the scheduler depends on (priority from PriorityClasses, overhead from
-//! RuntimeClasses) applied, DRA claims resolved, and invalid specs rejected with the field
+//! admission the scheduler depends on (priority from PriorityClasses; overhead, node selector
+//! and tolerations from RuntimeClasses) applied, DRA claims resolved, and invalid specs rejected with the field
 //! named.
 
 mod affinity;
 mod context;
 mod ports;
 mod requests;
+mod runtime;
 mod spread;
 mod tolerations;
 
@@ -21,7 +22,7 @@ use tessera_plugins::default_selector::{ControllerKind, ControllerRef};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{Pod, PreemptionPolicy};
 
-pub use context::PodContext;
+pub use context::{PodContext, RuntimeScheduling};
 pub use requests::{PodRequests, pod_requests};
 
 use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
@@ -57,6 +58,9 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
     let pod_anti_affinity = pod_anti_affinity(affinity.and_then(|a| a.pod_anti_affinity.as_ref()), &own)?;
     let spread_constraints = spread::spread_constraints(spec.topology_spread_constraints.as_deref(), &labels)?;
     let gpu = super::gpu::pod_gpu(&requests, meta.annotations.as_ref())?;
+    let mut node_selector = label_set(spec.node_selector.as_ref());
+    let mut tolerations = tolerations::tolerations(spec.tolerations.as_deref())?;
+    runtime::merge_scheduling(spec, cx, &mut node_selector, &mut tolerations)?;
     Ok(Pod {
         namespace,
         name: Arc::from(name),
@@ -64,10 +68,10 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         requests,
         non_zero_requests: non_zero,
         node_name: non_empty(spec.node_name.as_deref()).map(Sym::new),
-        node_selector: label_set(spec.node_selector.as_ref()),
+        node_selector,
         required_node_affinity,
         preferred_node_affinity,
-        tolerations: tolerations::tolerations(spec.tolerations.as_deref())?,
+        tolerations,
         host_ports: ports::host_ports(spec)?,
         priority: priority(spec, cx)?,
         priority_class: Sym::new(priority_class(spec, cx).unwrap_or("")),
@@ -81,6 +85,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         gpu,
         pod_group: pod_group(spec, meta, cx.volcano_groups()),
         claims: cx.dra().pod_claims(p, namespace.as_str(), name)?,
+        scheduling_gates: spec.scheduling_gates.iter().flatten().map(|g| Arc::from(g.name.as_str())).collect(),
         controller: controller(meta),
         creation_s: creation_seconds(meta),
         labels,

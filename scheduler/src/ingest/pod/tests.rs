@@ -374,3 +374,46 @@ fn invalid_scheduling_fields_are_rejected_like_upstream_validation() {
         "spec.initContainers[0].ports[0].containerPort",
     );
 }
+
+#[test]
+fn runtime_class_scheduling_is_merged_as_admission_merges_it() {
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    let rc: RuntimeClass = serde_yaml_ng::from_str(
+        "metadata: {name: gvisor}\nhandler: runsc\nscheduling:\n  nodeSelector: {runtime: gvisor, disk: ssd}\n  \
+         tolerations: [{key: sandbox, operator: Exists, effect: NoSchedule}]",
+    )
+    .unwrap();
+    let mut cx = PodContext::new();
+    cx.add_runtime_class(&rc).unwrap();
+    let convert = |spec: &str| pod(&with_spec(spec), &cx);
+    let p = convert("runtimeClassName: gvisor\nnodeSelector: {zone: a, disk: ssd}").unwrap();
+    let selector: Vec<(&str, &str)> = p.node_selector.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(selector.len(), 3, "{selector:?}");
+    assert_eq!(p.node_selector.get(Sym::new("runtime")), Some(Sym::new("gvisor")));
+    assert_eq!(p.node_selector.get(Sym::new("zone")), Some(Sym::new("a")));
+    assert_eq!(p.tolerations.len(), 1);
+    assert_eq!(p.tolerations[0].key, Some(Sym::new("sandbox")));
+    // A pod read back from a cluster already carries the toleration: it is not added twice.
+    let again =
+        convert("runtimeClassName: gvisor\ntolerations: [{key: sandbox, operator: Exists, effect: NoSchedule}]")
+            .unwrap();
+    assert_eq!(again.tolerations.len(), 1);
+    let e = convert("runtimeClassName: gvisor\nnodeSelector: {disk: hdd}").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "Pod default/p: spec.nodeSelector.disk: \"hdd\" conflicts with RuntimeClass gvisor's \
+         scheduling.nodeSelector.disk \"ssd\""
+    );
+    assert!(convert("nodeSelector: {disk: hdd}").is_ok(), "a pod without the class is left alone");
+}
+
+#[test]
+fn a_runtime_class_with_a_bad_toleration_names_its_field() {
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    let rc: RuntimeClass = serde_yaml_ng::from_str(
+        "metadata: {name: kata}\nhandler: kata\nscheduling: {tolerations: [{key: k, operator: Maybe}]}",
+    )
+    .unwrap();
+    let e = PodContext::new().add_runtime_class(&rc).unwrap_err().to_string();
+    assert!(e.starts_with("RuntimeClass kata: scheduling.tolerations[0].operator: "), "{e}");
+}

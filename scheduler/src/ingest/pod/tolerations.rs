@@ -16,7 +16,8 @@ pub fn tolerations(tolerations: Option<&[core::Toleration]>) -> Result<Vec<Toler
         .collect()
 }
 
-fn toleration(t: &core::Toleration, path: &str) -> Result<Toleration, FieldError> {
+/// Converts one pod-style toleration at `path`.
+pub(crate) fn toleration(t: &core::Toleration, path: &str) -> Result<Toleration, FieldError> {
     let fields = TolerationFields {
         key: t.key.as_deref(),
         operator: t.operator.as_deref(),
