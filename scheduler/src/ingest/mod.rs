@@ -14,6 +14,7 @@
 //! DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`.
 
 pub mod daemon_sets;
+pub mod disruption;
 pub(crate) mod depth;
 pub mod dra;
 pub mod duration;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::scheduling::v1alpha3::Workload;
@@ -67,6 +68,8 @@ pub struct Objects {
     pub resource_claims: Vec<ResourceClaim>,
     /// DRA `ResourceClaimTemplate`s, which claims for pods are made from.
     pub resource_claim_templates: Vec<ResourceClaimTemplate>,
+    /// `PodDisruptionBudget`s (`policy/v1`), which preemption respects.
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
     /// Objects of the [`PLUGIN_KINDS`], as JSON, for the plugins that understand them.
     pub other: Vec<Value>,
     /// How many objects of each kind nobody understands were skipped; the caller reports
@@ -116,6 +119,7 @@ impl Objects {
         self.resource_slices.extend(more.resource_slices);
         self.resource_claims.extend(more.resource_claims);
         self.resource_claim_templates.extend(more.resource_claim_templates);
+        self.disruption_budgets.extend(more.disruption_budgets);
         self.other.extend(more.other);
         for (kind, n) in more.unknown_kinds {
             *self.unknown_kinds.entry(kind).or_default() += n;
@@ -274,6 +278,7 @@ impl Reader<'_> {
                     selector_sources::replication_controller(&rc).map_err(|e| self.error(location, e.to_string()))?;
                 self.out.selector_sources.push(change);
             }
+            "PodDisruptionBudget" => self.out.disruption_budgets.push(self.decode(value, location)?),
             "DeviceClass" | "ResourceSlice" | "ResourceClaim" | "ResourceClaimTemplate" => {
                 self.dra(kind, value, location)?;
             }

@@ -210,6 +210,7 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
         namespaces: cx.namespaces().clone(),
         selector_sources: objects.selector_sources.iter().chain(&objects.controller_selectors).cloned().collect(),
         pod_groups: ingest::pod_groups(objects, &cx)?,
+        budgets: budgets(objects)?,
         ..SimInput::default()
     };
     let invalid = |e: InputError, skipped: &mut Vec<String>| match on_invalid {
@@ -680,6 +681,16 @@ mod duplicate_tests {
         assert!(e.to_string().starts_with("Pod default/web is given more than once: at "), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// The input's PodDisruptionBudgets, each keeping its rule for the engine to apply.
+fn budgets(objects: &Objects) -> Result<Budgets, InputError> {
+    let budgets = objects
+        .disruption_budgets
+        .iter()
+        .map(|p| ingest::disruption::budget(p, ingest::disruption::Source::Rule))
+        .collect::<Result<_, _>>()?;
+    Ok(Budgets { budgets })
 }
 
 /// A synthetic replay input for benchmarks: `bench`'s cluster and mixed workload, with pods

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use tessera_plugins::model::PodKey;
 
 use super::Mode;
 use super::record::{RunResult, TimelinePoint};
@@ -121,6 +122,21 @@ pub struct Summary {
     /// Gang outcomes, when the workload has PodGroups.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gangs: Option<GangSummary>,
+    /// What preemption did (DefaultPreemption; never in fill mode).
+    pub preemptions: PreemptionSummary,
+}
+
+/// What preemption did in a replay: who was evicted, and for whom, per priority class.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct PreemptionSummary {
+    /// Pods evicted to make room for pods of higher priority.
+    pub victims: usize,
+    /// Pods that evicted others to make room for themselves.
+    pub preemptors: usize,
+    /// Victims by the priority class of the pod they made room for (`""`: none).
+    pub by_priority_class: BTreeMap<String, usize>,
+    /// Victims by their own priority class.
+    pub victims_by_priority_class: BTreeMap<String, usize>,
 }
 
 /// What became of the gangs (PodGroups of any API).
@@ -198,7 +214,22 @@ pub fn summarize(runs: &[RunResult], mode: Mode, fill_to: f64) -> Option<Summary
         },
         fill: (mode == Mode::Fill).then(|| fill_summary(runs, fill_to)),
         gangs: gang_summary(first),
+        preemptions: preemption_summary(first),
     })
+}
+
+fn preemption_summary(run: &RunResult) -> PreemptionSummary {
+    let class: BTreeMap<&PodKey, &str> = run.records.iter().map(|r| (&r.key, r.priority_class.as_str())).collect();
+    let mut s = PreemptionSummary::default();
+    for r in &run.records {
+        s.preemptors += usize::from(r.victims > 0);
+        let Some(by) = &r.preempted_by else { continue };
+        s.victims += 1;
+        let preemptor = class.get(by).copied().unwrap_or_default();
+        *s.by_priority_class.entry(preemptor.to_string()).or_insert(0) += 1;
+        *s.victims_by_priority_class.entry(r.priority_class.as_str().to_string()).or_insert(0) += 1;
+    }
+    s
 }
 
 fn gang_summary(run: &RunResult) -> Option<GangSummary> {
