@@ -37,7 +37,8 @@ pub fn budget(pdb: &PodDisruptionBudget, source: Source) -> Result<DisruptionBud
         .filter(|n| !n.is_empty())
         .ok_or_else(|| FieldError::new("metadata.name", FieldProblem::Missing).on(object()))?;
     let spec = pdb.spec.as_ref();
-    let selector = label_selector(spec.and_then(|s| s.selector.as_ref()), "spec.selector").map_err(|e| e.on(object()))?;
+    let selector =
+        label_selector(spec.and_then(|s| s.selector.as_ref()), "spec.selector").map_err(|e| e.on(object()))?;
     let min = spec.and_then(|s| s.min_available.as_ref());
     let max = spec.and_then(|s| s.max_unavailable.as_ref());
     if min.is_some() && max.is_some() {
@@ -67,13 +68,20 @@ pub fn budget(pdb: &PodDisruptionBudget, source: Source) -> Result<DisruptionBud
 fn bound(value: &IntOrString, path: &str) -> Result<Bound, FieldError> {
     match value {
         IntOrString::Int(n) if *n >= 0 => Ok(Bound::Count(*n)),
-        IntOrString::Int(n) => {
-            Err(FieldError::new(path, FieldProblem::OutOfRange { min: 0, max: i64::from(i32::MAX), got: i64::from(*n) }))
-        }
+        IntOrString::Int(n) => Err(FieldError::new(
+            path,
+            FieldProblem::OutOfRange { min: 0, max: i64::from(i32::MAX), got: i64::from(*n) },
+        )),
         IntOrString::String(s) => {
             let pct = s.strip_suffix('%').and_then(|p| p.parse::<i32>().ok()).filter(|p| (0..=100).contains(p));
             pct.map(Bound::Percent).ok_or_else(|| {
-                FieldError::new(path, FieldProblem::Invalid { value: s.clone(), reason: "must be an integer or a percentage from 0% to 100%" })
+                FieldError::new(
+                    path,
+                    FieldProblem::Invalid {
+                        value: s.clone(),
+                        reason: "must be an integer or a percentage from 0% to 100%",
+                    },
+                )
             })
         }
     }
@@ -84,13 +92,17 @@ mod tests {
     use super::*;
 
     fn pdb(spec: &str) -> PodDisruptionBudget {
-        let yaml = format!("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web, namespace: shop}}\n{spec}");
+        let yaml = format!(
+            "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web, namespace: shop}}\n{spec}"
+        );
         serde_yaml_ng::from_str(&yaml).unwrap()
     }
 
     #[test]
     fn reads_the_rule_or_the_status() {
-        let p = pdb("spec: {minAvailable: 50%, selector: {matchLabels: {app: web}}}\nstatus: {disruptionsAllowed: 2, currentHealthy: 3, desiredHealthy: 1, expectedPods: 3}");
+        let p = pdb(
+            "spec: {minAvailable: 50%, selector: {matchLabels: {app: web}}}\nstatus: {disruptionsAllowed: 2, currentHealthy: 3, desiredHealthy: 1, expectedPods: 3}",
+        );
         let b = budget(&p, Source::Rule).unwrap();
         assert_eq!(b.allowance, Allowance::Rule { min_available: Some(Bound::Percent(50)), max_unavailable: None });
         assert_eq!((b.namespace.as_str(), &*b.name), ("shop", "web"));

@@ -14,8 +14,8 @@
 //! DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`.
 
 pub mod daemon_sets;
-pub mod disruption;
 pub(crate) mod depth;
+pub mod disruption;
 pub mod dra;
 pub mod duration;
 pub mod error;

@@ -10,4 +10,5 @@ mod leader;
 mod live;
 mod live_scale;
 mod ops;
+mod preemption;
 mod rbac;

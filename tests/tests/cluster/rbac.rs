@@ -447,6 +447,15 @@ async fn drive_everything() -> BTreeSet<Call> {
                "metadata": {"name": "train", "namespace": "default"},
                "spec": {"schedulingPolicy": {"gang": {"minCount": 2}}}}),
     );
+    // A node full of a pod of priority 0, and a class a preemptor there will have.
+    create(&server, node("full", json!({"cpu": "1"})));
+    let mut low = pod("low", "1");
+    low["spec"]["nodeName"] = json!("full");
+    create(&server, low);
+    create(
+        &server,
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "rbac-high"}, "value": 1000}),
+    );
     // The test's own writes go to the store directly: only the scheduler's calls are recorded.
     assert_eq!(server.requests(), vec![], "the test itself made API requests");
 
@@ -475,7 +484,18 @@ async fn drive_everything() -> BTreeSet<Call> {
     dra["spec"]["resourceClaims"] = json!([{"name": "gpu", "resourceClaimName": "dra-gpu"}]);
     create(&server, dra);
 
-    let bindable = ["p0", "p1", "p2", "cosched-0", "cosched-1", "train-0", "train-1", "gpu", "dra"];
+    // A pod of high priority that fits only where `low` runs: it preempts `low` (a
+    // DisruptionTarget condition, a graceful delete, a Preempted event).
+    let mut vip = pod("vip", "1");
+    vip["spec"]["priorityClassName"] = json!("rbac-high");
+    vip["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": "full"});
+    create(&server, vip);
+    until("the victim marked for deletion", || get_pod(&server, "low")["metadata"]["deletionTimestamp"].is_string())
+        .await;
+    // The kubelet finishes the graceful deletion.
+    server.store().delete("v1", "Pod", Some("default"), "low");
+
+    let bindable = ["p0", "p1", "p2", "cosched-0", "cosched-1", "train-0", "train-1", "gpu", "dra", "vip"];
     until("every pod that fits bound", || bindable.iter().all(|p| get_pod(&server, p)["spec"]["nodeName"].is_string()))
         .await;
     let refused = server.requests().iter().filter(|r| r.subresource == "binding").count();

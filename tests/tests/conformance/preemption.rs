@@ -44,7 +44,8 @@ fn pod(name: &str, class: &str, value: i32, cpu: u32, node: Option<&str>, create
         Some(n) => (format!("  nodeName: {n}\n"), "Running"),
         None => (String::new(), "Pending"),
     };
-    let arrival = if node.is_none() { format!("  annotations:\n    tessera.io/arrival: {created}s\n") } else { String::new() };
+    let arrival =
+        if node.is_none() { format!("  annotations:\n    tessera.io/arrival: {created}s\n") } else { String::new() };
     let policy = if class == "polite" { "Never" } else { "PreemptLowerPriority" };
     format!(
         r#"apiVersion: v1
@@ -82,7 +83,10 @@ fn a_pod_of_higher_priority_evicts_the_lowest_priority_pod_and_takes_its_room() 
     let high = pod("control", "critical", 10000, 3, None, 10);
     let run = replay_with(&load(&[TWO_NODES, CLASSES, &low, &mid, &high]), "");
     let victim = record(&run, "batch-job");
-    assert_eq!((victim.end, victim.preempted_by.as_ref().map(ToString::to_string)), (Some(10.0), Some("default/control".into())));
+    assert_eq!(
+        (victim.end, victim.preempted_by.as_ref().map(ToString::to_string)),
+        (Some(10.0), Some("default/control".into()))
+    );
     assert_eq!(victim.reason, "preempted by default/control");
     assert!(record(&run, "api").end.is_none(), "the pod of priority 1000 keeps running");
     let c = record(&run, "control");
@@ -137,8 +141,7 @@ fn only_as_many_pods_are_evicted_as_the_preemptor_needs() {
     let mut docs = vec![TWO_NODES, CLASSES, &full_b, &high];
     docs.extend(running.iter().map(String::as_str));
     let run = replay_with(&load(&docs), "");
-    let evicted: Vec<&str> =
-        run.records.iter().filter(|r| r.preempted_by.is_some()).map(|r| &*r.key.name).collect();
+    let evicted: Vec<&str> = run.records.iter().filter(|r| r.preempted_by.is_some()).map(|r| &*r.key.name).collect();
     // The two least important (lowest priority) go; the others are reprieved.
     assert_eq!(evicted, vec!["w0", "w1"]);
     assert_eq!(record(&run, "control").node.map(|n| n.as_str()), Some("node-a"));

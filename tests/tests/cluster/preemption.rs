@@ -1,0 +1,56 @@
+//! Preemption in `tessera run` against the in-process API server: the victim gets its
+//! `DisruptionTarget` condition and a graceful delete, the preemptor its `nominatedNodeName`,
+//! and the preemptor is bound only once the victim is really gone (the test plays the kubelet
+//! that finishes the graceful deletion).
+
+use std::time::Duration;
+
+use serde_json::json;
+use tessera_tests::apiserver::TestApiServer;
+
+use super::live::{Scheduler, WAIT, create, node, pod, until};
+
+const DEFAULT: &str = "profiles:\n- schedulerName: default-scheduler\n";
+
+fn class(name: &str, value: i64) -> serde_json::Value {
+    json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preemptor_evicts_its_victim_gracefully_and_binds_once_it_is_gone() {
+    let server = TestApiServer::start().await;
+    create(&server, class("low", 10));
+    create(&server, class("high", 1000));
+    create(&server, node("n0", "4"));
+    let mut victim = pod("victim", "default-scheduler", "3");
+    victim["spec"]["priorityClassName"] = json!("low");
+    victim["spec"]["nodeName"] = json!("n0");
+    create(&server, victim);
+    let s = Scheduler::start(&server, DEFAULT, false).await;
+    let mut vip = pod("vip", "default-scheduler", "2");
+    vip["spec"]["priorityClassName"] = json!("high");
+    create(&server, vip);
+    // The victim is marked for deletion (graceful) and told why; the preemptor is nominated.
+    let start = std::time::Instant::now();
+    loop {
+        let v = server.store().get("v1", "Pod", Some("default"), "victim").unwrap();
+        let p = server.store().get("v1", "Pod", Some("default"), "vip").unwrap();
+        if v["metadata"]["deletionTimestamp"].is_string() && p["status"]["nominatedNodeName"] == json!("n0") {
+            let conditions = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            assert!(
+                conditions.iter().any(|c| c["type"] == "DisruptionTarget" && c["reason"] == "PreemptionByScheduler"),
+                "{v}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "no eviction: victim {v}, preemptor {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // While the victim terminates, the preemptor waits.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(server.store().get("v1", "Pod", Some("default"), "vip").unwrap()["spec"]["nodeName"].is_null());
+    // The kubelet finishes the deletion: now the preemptor binds to the node it made room on.
+    assert!(server.store().delete("v1", "Pod", Some("default"), "victim"));
+    until(&server, "the preemptor bound", |p| p.get("vip").cloned().flatten().as_deref() == Some("n0")).await;
+    s.stop().await;
+}
