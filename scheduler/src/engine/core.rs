@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tessera_plugins::default_selector::SourceChange;
+use tessera_plugins::disruption::DisruptionBudget;
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::framework::{PostFilterResult, Profile};
 use tessera_plugins::intern::Sym;
@@ -98,6 +99,16 @@ impl Core<'_> {
     /// constraints only score, so no parked pod needs a retry.
     pub fn apply_selector_source(&mut self, change: SourceChange) {
         self.state.apply_selector_source(change);
+    }
+
+    /// Adds or replaces a PodDisruptionBudget (by namespace and name).
+    pub fn upsert_budget(&mut self, budget: DisruptionBudget) {
+        self.state.upsert_budget(budget);
+    }
+
+    /// Forgets a PodDisruptionBudget.
+    pub fn remove_budget(&mut self, namespace: Sym, name: &str) {
+        self.state.remove_budget(namespace, name);
     }
 
     /// Records what the API says of a claim's allocation (see

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tessera_plugins::default_selector::SourceChange;
-use tessera_plugins::disruption::Budgets;
+use tessera_plugins::disruption::{Budgets, DisruptionBudget};
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
@@ -312,6 +312,31 @@ impl ClusterState {
             }
         }
         self.master.set_budgets(Arc::new(budgets));
+    }
+
+    /// Adds or replaces one budget (by namespace and name), counting the pods placed now when
+    /// it has a rule.
+    pub fn upsert_budget(&mut self, mut budget: DisruptionBudget) {
+        let mut single = Budgets::default();
+        budget.healthy = 0;
+        budget.expected = 0;
+        single.budgets.push(budget);
+        for node in self.master.nodes() {
+            for pod in &node.pods {
+                single.count(pod, 1);
+            }
+        }
+        let budget = single.budgets.remove(0);
+        let all = self.master.budgets_mut();
+        all.budgets.retain(|b| b.namespace != budget.namespace || b.name != budget.name);
+        all.budgets.push(budget);
+    }
+
+    /// Forgets the budget `namespace/name`.
+    pub fn remove_budget(&mut self, namespace: Sym, name: &str) {
+        if self.master.budgets().budgets.iter().any(|b| b.namespace == namespace && &*b.name == name) {
+            self.master.budgets_mut().budgets.retain(|b| b.namespace != namespace || &*b.name != name);
+        }
     }
 
     /// Counts `pod` placed (`delta` 1) or gone (-1) in the budgets that cover it.

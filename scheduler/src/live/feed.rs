@@ -197,6 +197,8 @@ impl LiveFeed {
             Change::PodGone { namespace, name } => self.forget_pod(core, &PodKey::new(&namespace, &name), now),
             Change::Namespaces(table) => core.set_namespaces(table),
             Change::SelectorSource(change) => core.apply_selector_source(change),
+            Change::Budget(budget) => core.upsert_budget(budget),
+            Change::BudgetGone { namespace, name } => core.remove_budget(namespace, &name),
             Change::Group(group) => core.upsert_pod_group(group, now),
             Change::GroupGone(key) => core.remove_pod_group(key, now),
             Change::Synced(kind) => {

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1 as resource;
 use k8s_openapi::api::scheduling::v1 as sched_v1;
 use k8s_openapi::api::scheduling::v1alpha3 as sched;
@@ -28,6 +29,7 @@ use kube::{Client, Resource};
 use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use tessera_plugins::default_selector::SourceChange;
+use tessera_plugins::disruption::DisruptionBudget;
 use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
@@ -72,6 +74,8 @@ pub enum Kind {
     ResourceClaim,
     /// `resource.k8s.io/v1` ResourceSlice (the devices of nodes).
     ResourceSlice,
+    /// `policy/v1` PodDisruptionBudget (what preemption respects).
+    PodDisruptionBudget,
 }
 
 impl Kind {
@@ -83,7 +87,7 @@ impl Kind {
     /// ResourceClaimTemplates are not watched, as kube-scheduler does not: a pod's template
     /// entry is the claim the resourceclaim controller made from it and recorded in the pod's
     /// status, and until then the pod waits whatever the template says.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Namespace,
         Kind::PriorityClass,
         Kind::RuntimeClass,
@@ -94,6 +98,7 @@ impl Kind {
         Kind::ReplicationController,
         Kind::ReplicaSet,
         Kind::StatefulSet,
+        Kind::PodDisruptionBudget,
         Kind::Node,
         Kind::PodGroup,
         Kind::Workload,
@@ -119,6 +124,7 @@ impl Kind {
             Kind::DeviceClass => "DeviceClass",
             Kind::ResourceClaim => "ResourceClaim",
             Kind::ResourceSlice => "ResourceSlice",
+            Kind::PodDisruptionBudget => "PodDisruptionBudget",
         }
     }
 }
@@ -168,6 +174,15 @@ pub enum Change {
     },
     /// A Service's or controller's selector changed or is gone (for default spreading).
     SelectorSource(SourceChange),
+    /// A PodDisruptionBudget was added or changed.
+    Budget(DisruptionBudget),
+    /// A PodDisruptionBudget is gone.
+    BudgetGone {
+        /// Its namespace.
+        namespace: Sym,
+        /// Its name.
+        name: Arc<str>,
+    },
     /// The namespace table changed (for namespace selectors).
     Namespaces(std::collections::HashMap<tessera_plugins::intern::Sym, tessera_plugins::labels::LabelSet>),
     /// A PodGroup (of either API, or a Workload's template) was added or changed.
@@ -225,6 +240,7 @@ fn spawn_kind(client: Client, kind: Kind, cx: WatchContext) -> tokio::task::Join
         Kind::DeviceClass => tokio::spawn(watch_kind::<resource::DeviceClass>(client, cx)),
         Kind::ResourceClaim => tokio::spawn(watch_kind::<resource::ResourceClaim>(client, cx)),
         Kind::ResourceSlice => tokio::spawn(watch_kind::<resource::ResourceSlice>(client, cx)),
+        Kind::PodDisruptionBudget => tokio::spawn(watch_kind::<PodDisruptionBudget>(client, cx)),
     }
 }
 
@@ -576,6 +592,18 @@ impl Watched for apps::StatefulSet {
     }
 }
 
+impl Watched for PodDisruptionBudget {
+    const KIND: Kind = Kind::PodDisruptionBudget;
+
+    /// The API's disruption controller keeps `status.disruptionsAllowed`: the budget is taken
+    /// as it says.
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let budget =
+            convert(Self::KIND, key, ingest::disruption::budget(&self, ingest::disruption::Source::Status), cx)?;
+        send(cx, Change::Budget(budget))
+    }
+}
+
 /// Sends `change` to the engine thread; `Some` so that a conversion can end in it.
 fn send(cx: &WatchContext, change: Change) -> Option<()> {
     // The engine thread is gone only when shutting down: nothing left to tell.
@@ -639,6 +667,7 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
                 None => return,
             }
         }
+        Kind::PodDisruptionBudget => Change::BudgetGone { namespace: Sym::new(namespace), name: name.into() },
         // Cluster-wide tables that are only added to: a deleted class leaves pods that named
         // it resolved as they were, as admission already resolved them on a real cluster.
         Kind::Namespace | Kind::PriorityClass | Kind::RuntimeClass | Kind::Workload => return,

@@ -54,3 +54,47 @@ async fn a_preemptor_evicts_its_victim_gracefully_and_binds_once_it_is_gone() {
     until(&server, "the preemptor bound", |p| p.get("vip").cloned().flatten().as_deref() == Some("n0")).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_whose_budget_allows_no_disruption_is_spared_when_another_victim_exists() {
+    let server = TestApiServer::start().await;
+    create(&server, class("low", 10));
+    create(&server, class("mid", 100));
+    create(&server, class("high", 1000));
+    for (name, node_name, class_name) in [("guarded", "n0", "low"), ("other", "n1", "mid")] {
+        create(&server, node(node_name, "4"));
+        let mut p = pod(name, "default-scheduler", "3");
+        p["metadata"]["labels"] = json!({"app": name});
+        p["spec"]["priorityClassName"] = json!(class_name);
+        p["spec"]["nodeName"] = json!(node_name);
+        create(&server, p);
+    }
+    // As the disruption controller would keep it: nothing more may go.
+    create(
+        &server,
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+               "metadata": {"name": "guarded", "namespace": "default"},
+               "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+               "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}}),
+    );
+    let s = Scheduler::start(&server, DEFAULT, false).await;
+    let mut vip = pod("vip", "default-scheduler", "2");
+    vip["spec"]["priorityClassName"] = json!("high");
+    create(&server, vip);
+    let start = std::time::Instant::now();
+    loop {
+        let marked = |name: &str| {
+            server.store().get("v1", "Pod", Some("default"), name).unwrap()["metadata"]["deletionTimestamp"].is_string()
+        };
+        if marked("other") {
+            assert!(!marked("guarded"), "the budget's pod was evicted though another choice existed");
+            break;
+        }
+        assert!(!marked("guarded"), "the budget's pod was evicted though another choice existed");
+        assert!(start.elapsed() < WAIT, "no eviction");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server.store().delete("v1", "Pod", Some("default"), "other"));
+    until(&server, "the preemptor bound", |p| p.get("vip").cloned().flatten().as_deref() == Some("n1")).await;
+    s.stop().await;
+}
