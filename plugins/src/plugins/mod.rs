@@ -15,6 +15,7 @@ pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod taint_toleration;
+pub mod volumes;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -34,4 +35,8 @@ pub const BUILTIN: &[(&str, Factory)] = &[
     (pod_topology_spread::NAME, pod_topology_spread::new),
     (priority_sort::NAME, priority_sort::new),
     (taint_toleration::NAME, taint_toleration::new),
+    (volumes::binding::NAME, volumes::binding::new),
+    (volumes::limits::NAME, volumes::limits::new),
+    (volumes::restrictions::NAME, volumes::restrictions::new),
+    (volumes::zone::NAME, volumes::zone::new),
 ];

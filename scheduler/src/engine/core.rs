@@ -14,6 +14,7 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
 use tessera_plugins::nodeinfo::NodeId;
+use tessera_plugins::plugins::volumes::index::VolumeObjects;
 
 use super::algorithm::Placement;
 use super::binder::{Binder, Verdict};
@@ -85,6 +86,13 @@ impl Core<'_> {
     /// them; the engine does not requeue them itself).
     pub fn remove_node(&mut self, name: Sym) -> Vec<Arc<Pod>> {
         self.state.remove_node(name)
+    }
+
+    /// Replaces the storage objects the volume plugins read; parked pods are retried, since
+    /// a new volume or class may let them fit.
+    pub fn set_volume_objects(&mut self, objects: Arc<VolumeObjects>, now: f64) {
+        self.state.set_volume_objects(objects);
+        self.released += self.queue.move_all_to_active_or_backoff(now);
     }
 
     /// Replaces the namespace table (for namespace selectors).

@@ -232,6 +232,16 @@ impl Engine {
         self.core().remove_node(name)
     }
 
+    /// Replaces the storage objects the volume plugins read (PersistentVolumes, claims,
+    /// StorageClasses, CSINodes).
+    pub fn set_volume_objects(
+        &mut self,
+        objects: std::sync::Arc<tessera_plugins::plugins::volumes::index::VolumeObjects>,
+        now: f64,
+    ) {
+        self.core().set_volume_objects(objects, now);
+    }
+
     /// Replaces the namespace table (for namespace selectors).
     pub fn set_namespaces(&mut self, namespaces: HashMap<Sym, tessera_plugins::labels::LabelSet>) {
         self.core().set_namespaces(namespaces);

@@ -197,8 +197,8 @@ impl Progress {
     }
 }
 
-/// An engine with `config`'s settings, loaded with the input's cluster (nodes, namespaces
-/// and PodGroups).
+/// An engine with `config`'s settings, loaded with the input's cluster (nodes, namespaces,
+/// storage objects and PodGroups).
 pub fn build_engine(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize) -> Engine {
     let profiles = &config.profiles;
     // Plugins that learn from pods (FGD's workload model) start afresh: seeds must not leak.
@@ -227,6 +227,9 @@ pub fn build_engine(input: &SimInput, config: &NamedConfig, seed: u64, threads: 
     }
     for n in &input.nodes {
         engine.upsert_node(n.clone(), 0.0);
+    }
+    if !input.volumes.is_empty() {
+        engine.set_volume_objects(input.volumes.clone(), 0.0);
     }
     for g in &input.pod_groups {
         engine.upsert_pod_group(g.clone(), 0.0);

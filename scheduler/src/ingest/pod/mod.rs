@@ -79,6 +79,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         gpu,
         pod_group: pod_group(spec, meta, cx.volcano_groups()),
         claims: cx.dra().pod_claims(p, namespace.as_str(), name)?,
+        volumes: super::volumes::pod_volumes(spec, name)?,
         controller: controller(meta),
         creation_s: creation_seconds(meta),
         labels,
