@@ -243,13 +243,13 @@ fn unknown_plugin_names_the_field_and_lists_known_plugins() {
 #[test]
 fn disabling_an_upstream_plugin_tessera_lacks_is_a_warning() {
     let c = ok(
-        "profiles:\n- plugins:\n    multiPoint:\n      disabled:\n      - name: VolumeBinding\n      - name: DefaultPreemption\n",
+        "profiles:\n- plugins:\n    multiPoint:\n      disabled:\n      - name: EBSLimits\n      - name: DefaultPreemption\n",
         &Registry::builtin(),
     );
     assert_eq!(c.warnings.len(), 2);
     assert_eq!(
         c.warnings[0],
-        "test.yaml: profiles[0].plugins.multiPoint.disabled[0].name: Tessera has no plugin \"VolumeBinding\"; disabling it changes nothing"
+        "test.yaml: profiles[0].plugins.multiPoint.disabled[0].name: Tessera has no plugin \"EBSLimits\"; disabling it changes nothing"
     );
 }
 
