@@ -214,3 +214,133 @@ impl FilterPlugin for VolumeBinding {
         Status { code: Code::UnschedulableAndUnresolvable, reasons, plugin: "" }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::volumes::index::Binding;
+    use crate::plugins::volumes::model::PvcKey;
+    use crate::plugins::volumes::testing::*;
+
+    fn nodes() -> [(&'static str, Option<&'static str>); 2] {
+        [("a", Some("z1")), ("b", Some("z2"))]
+    }
+
+    #[test]
+    fn a_bound_volume_keeps_the_pod_where_the_volume_is_reachable() {
+        let objects = objects(
+            vec![bound_pv(pv("pv-a", "", 10, Some("a")), "data"), pv("pv-any", "", 10, None)],
+            vec![bound_pvc(pvc("data", "", 5), "pv-a"), bound_pvc(pvc("free", "", 5), "pv-any")],
+            vec![],
+        );
+        let snap = cluster(&nodes(), vec![], objects);
+        let v = verdicts(&VolumeBinding, &claim_pod("p", &["data"]), &snap).unwrap();
+        assert_eq!(v, ["ok", "excluded"], "a local volume narrows the candidates at PreFilter");
+        // Filter says the same of a node that slipped through.
+        let mut state = CycleState::new();
+        VolumeBinding.pre_filter(&mut state, &claim_pod("p", &["data"]), &snap).unwrap();
+        let s = VolumeBinding.filter(&state, &claim_pod("p", &["data"]), snap.node(1).unwrap());
+        assert_eq!((s.code, s.to_string()), (Code::UnschedulableAndUnresolvable, NODE_CONFLICT.to_string()));
+        assert_eq!(verdicts(&VolumeBinding, &claim_pod("q", &["free"]), &snap).unwrap(), ["ok", "ok"]);
+    }
+
+    #[test]
+    fn missing_claims_volumes_and_unbound_immediate_claims_are_reported_as_upstream() {
+        let objects = objects(
+            vec![],
+            vec![bound_pvc(pvc("gone", "", 1), "pv-x"), pvc("later", "fast", 1), pvc("classless", "", 1)],
+            vec![class("fast", false, "ebs.csi.aws.com")],
+        );
+        let snap = cluster(&nodes(), vec![], objects);
+        let e = verdicts(&VolumeBinding, &claim_pod("p", &["nope"]), &snap).unwrap_err();
+        assert_eq!((e.code, e.to_string()), (Code::UnschedulableAndUnresolvable, claim_not_found_text("nope")));
+        for claim in ["later", "classless"] {
+            let e = verdicts(&VolumeBinding, &claim_pod("p", &[claim]), &snap).unwrap_err();
+            assert_eq!((e.code, e.to_string()), (Code::UnschedulableAndUnresolvable, UNBOUND_IMMEDIATE.to_string()));
+        }
+        let v = verdicts(&VolumeBinding, &claim_pod("p", &["gone"]), &snap).unwrap();
+        assert_eq!(v, [PV_NOT_EXIST, PV_NOT_EXIST]);
+    }
+
+    fn claim_not_found_text(name: &str) -> String {
+        crate::plugins::volumes::claim_not_found(name)
+    }
+
+    #[test]
+    fn wait_for_first_consumer_needs_a_matching_volume_on_the_node_and_the_smallest_is_taken() {
+        let local = class("local", true, "");
+        let objects = objects(
+            vec![
+                pv("pv-tiny", "local", 1, Some("a")),
+                pv("pv-big", "local", 100, Some("a")),
+                pv("pv-small", "local", 10, Some("a")),
+                pv("pv-other-class", "slow", 10, Some("b")),
+            ],
+            vec![pvc("c1", "local", 5), pvc("c2", "local", 5), pvc("c3", "local", 5)],
+            vec![local],
+        );
+        let mut snap = cluster(&nodes(), vec![], objects);
+        let p1 = claim_pod("p1", &["c1"]);
+        assert_eq!(verdicts(&VolumeBinding, &p1, &snap).unwrap(), ["ok", BIND_CONFLICT]);
+
+        snap.add_pod(0, Arc::new(p1));
+        let bound = |s: &Snapshot, c: &str| s.volumes().assumed().get(&PvcKey::new("default", c)).map(|a| a.binding);
+        assert_eq!(bound(&snap, "c1"), Some(Binding::Volume(Sym::new("pv-small"))), "the smallest that fits");
+        let p2 = claim_pod("p2", &["c2"]);
+        assert_eq!(verdicts(&VolumeBinding, &p2, &snap).unwrap(), ["ok", BIND_CONFLICT]);
+        snap.add_pod(0, Arc::new(p2.clone()));
+        assert_eq!(bound(&snap, "c2"), Some(Binding::Volume(Sym::new("pv-big"))), "pv-small is taken");
+        let p3 = claim_pod("p3", &["c3"]);
+        assert_eq!(verdicts(&VolumeBinding, &p3, &snap).unwrap(), [BIND_CONFLICT, BIND_CONFLICT]);
+
+        // The pod leaving gives its volume back.
+        snap.remove_pod(0, &p2.key());
+        assert_eq!(bound(&snap, "c2"), None);
+        assert_eq!(verdicts(&VolumeBinding, &p3, &snap).unwrap(), ["ok", BIND_CONFLICT]);
+    }
+
+    #[test]
+    fn two_claims_of_one_pod_never_get_the_same_volume() {
+        let objects = objects(
+            vec![
+                pv("pv-1", "local", 10, Some("a")),
+                pv("pv-2", "local", 10, Some("b")),
+                pv("pv-3", "local", 10, Some("b")),
+            ],
+            vec![pvc("x", "local", 5), pvc("y", "local", 5)],
+            vec![class("local", true, "")],
+        );
+        let snap = cluster(&nodes(), vec![], objects);
+        assert_eq!(verdicts(&VolumeBinding, &claim_pod("p", &["x", "y"]), &snap).unwrap(), [BIND_CONFLICT, "ok"]);
+    }
+
+    #[test]
+    fn provisioning_follows_the_class_allowed_topologies_and_then_stays_on_the_selected_node() {
+        let mut zonal = class("zonal", true, "ebs.csi.aws.com");
+        zonal.allowed_topologies = vec![crate::labels::NodeSelectorTerm {
+            match_expressions: vec![crate::labels::Requirement {
+                key: Sym::new("topology.kubernetes.io/zone"),
+                op: Operator::In,
+                values: vec![Sym::new("z2")],
+                bound: 0,
+            }],
+            match_fields: vec![],
+        }];
+        let objects = objects(vec![], vec![pvc("d", "zonal", 5)], vec![zonal]);
+        let mut snap = cluster(&[("a", Some("z1")), ("b", Some("z2")), ("c", Some("z2"))], vec![], objects);
+        let p = claim_pod("p", &["d"]);
+        assert_eq!(verdicts(&VolumeBinding, &p, &snap).unwrap(), [BIND_CONFLICT, "ok", "ok"]);
+        snap.add_pod(2, Arc::new(p));
+        let got = snap.volumes().assumed().get(&PvcKey::new("default", "d")).map(|a| a.binding);
+        assert_eq!(got, Some(Binding::Provision(Sym::new("c"))));
+        let q = claim_pod("q", &["d"]);
+        assert_eq!(verdicts(&VolumeBinding, &q, &snap).unwrap(), [BIND_CONFLICT, BIND_CONFLICT, "ok"]);
+    }
+
+    #[test]
+    fn a_pod_without_claims_skips_the_plugin() {
+        let snap = cluster(&nodes(), vec![], objects(vec![], vec![], vec![]));
+        let e = VolumeBinding.pre_filter(&mut CycleState::new(), &claim_pod("p", &[]), &snap).unwrap_err();
+        assert_eq!(e.code, Code::Skip);
+    }
+}

@@ -146,3 +146,34 @@ impl FilterPlugin for NodeVolumeLimits {
         Status::success()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::volumes::model::{CsiNode, CsiVolume};
+    use crate::plugins::volumes::testing::*;
+
+    /// Claim `name` bound to a CSI volume of driver `d` with handle `handle`.
+    fn csi_claim(o: &mut crate::plugins::volumes::index::VolumeObjects, name: &str, handle: &str) {
+        let mut v = bound_pv(pv(&format!("pv-{name}"), "", 1, None), name);
+        v.csi = Some(CsiVolume { driver: Sym::new("d"), handle: Sym::new(handle) });
+        o.set_pv(v.name, Some(v));
+        let c = bound_pvc(pvc(name, "", 1), &format!("pv-{name}"));
+        o.set_pvc(c.key, Some(c));
+    }
+
+    #[test]
+    fn a_csinode_limit_caps_distinct_volumes_per_driver() {
+        let mut o = objects(vec![], vec![pvc("fresh", "dyn", 1)], vec![class("dyn", true, "d")]);
+        for (claim, handle) in [("c1", "h1"), ("c2", "h2"), ("c3", "h3"), ("c1-again", "h1")] {
+            csi_claim(&mut o, claim, handle);
+        }
+        o.set_csi_node(Sym::new("a"), Some(CsiNode { node: Sym::new("a"), limits: vec![(Sym::new("d"), 2)] }));
+        let held = vec![claim_pod("h", &["c1", "c2"])];
+        let snap = cluster(&[("a", None), ("b", None)], vec![held.clone(), held], o);
+        let v = |claims: &[&str]| verdicts(&NodeVolumeLimits, &claim_pod("p", claims), &snap).unwrap();
+        assert_eq!(v(&["c3"]), [MAX_VOLUME_COUNT_EXCEEDED, "ok"], "b has no CSINode: no limit");
+        assert_eq!(v(&["c1-again"]), ["ok", "ok"], "a handle attached already counts once");
+        assert_eq!(v(&["fresh"]), [MAX_VOLUME_COUNT_EXCEEDED, "ok"], "an unbound claim counts as its provisioner's");
+    }
+}

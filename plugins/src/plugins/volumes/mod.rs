@@ -23,6 +23,8 @@ pub mod index;
 pub mod limits;
 pub mod model;
 pub mod restrictions;
+#[cfg(test)]
+mod testing;
 pub mod zone;
 
 use std::sync::Arc;

@@ -110,3 +110,39 @@ impl FilterPlugin for VolumeRestrictions {
         Status::success()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intern::Sym;
+    use crate::plugins::volumes::testing::*;
+
+    #[test]
+    fn a_read_write_once_pod_claim_in_use_anywhere_blocks_every_node() {
+        let mut only = pvc("solo", "", 1);
+        only.access_modes = AccessModes::READ_WRITE_ONCE_POD;
+        let objects = objects(vec![], vec![bound_pvc(only, "pv"), bound_pvc(pvc("shared", "", 1), "pv2")], vec![]);
+        let holder = claim_pod("holder", &["solo", "shared"]);
+        let snap = cluster(&[("a", None), ("b", None)], vec![vec![holder]], objects);
+        let v = verdicts(&VolumeRestrictions, &claim_pod("p", &["solo"]), &snap).unwrap();
+        assert_eq!(v, [READ_WRITE_ONCE_POD_CONFLICT, READ_WRITE_ONCE_POD_CONFLICT]);
+        let v = verdicts(&VolumeRestrictions, &claim_pod("q", &["shared"]), &snap).unwrap();
+        assert_eq!(v, ["ok", "ok"], "ReadWriteOnce is not restricted here");
+        let e = verdicts(&VolumeRestrictions, &claim_pod("r", &["missing"]), &snap).unwrap_err();
+        assert_eq!(e.to_string(), "persistentvolumeclaim \"missing\" not found");
+    }
+
+    #[test]
+    fn an_inline_disk_mounted_on_a_node_keeps_a_conflicting_pod_off_it() {
+        let disk = |ro: bool| PodVolume::GcePersistentDisk { pd_name: Sym::new("pd-1"), read_only: ro };
+        let mut holder = claim_pod("holder", &[]);
+        holder.volumes = vec![disk(true)];
+        let snap = cluster(&[("a", None), ("b", None)], vec![vec![holder]], objects(vec![], vec![], vec![]));
+        let mut writer = claim_pod("w", &[]);
+        writer.volumes = vec![disk(false)];
+        assert_eq!(verdicts(&VolumeRestrictions, &writer, &snap).unwrap(), [DISK_CONFLICT, "ok"]);
+        let mut reader = claim_pod("r", &[]);
+        reader.volumes = vec![disk(true)];
+        assert_eq!(verdicts(&VolumeRestrictions, &reader, &snap).unwrap(), ["ok", "ok"], "read-only twice is fine");
+    }
+}

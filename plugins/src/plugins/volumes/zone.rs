@@ -140,3 +140,45 @@ impl FilterPlugin for VolumeZone {
         Status::success()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::volumes::testing::*;
+
+    fn zoned(key: &str, value: &str) -> crate::plugins::volumes::model::PersistentVolume {
+        let mut v = bound_pv(pv("pv", "", 10, None), "data");
+        v.labels.insert(Sym::new(key), Sym::new(value));
+        v
+    }
+
+    #[test]
+    fn a_zoned_volume_keeps_the_pod_in_its_zones() {
+        let nodes = [("a", Some("z1")), ("b", Some("z2")), ("c", Some("z3")), ("bare", None)];
+        for (key, value, want) in [
+            ("topology.kubernetes.io/zone", "z1", ["ok", ZONE_CONFLICT, ZONE_CONFLICT, "ok"]),
+            ("topology.kubernetes.io/zone", "z1__z2", ["ok", "ok", ZONE_CONFLICT, "ok"]),
+            // A legacy key matches the node's GA label.
+            ("failure-domain.beta.kubernetes.io/zone", "z2", [ZONE_CONFLICT, "ok", ZONE_CONFLICT, "ok"]),
+        ] {
+            let objects = objects(vec![zoned(key, value)], vec![bound_pvc(pvc("data", "", 1), "pv")], vec![]);
+            let snap = cluster(&nodes, vec![], objects);
+            assert_eq!(verdicts(&VolumeZone, &claim_pod("p", &["data"]), &snap).unwrap(), want, "{key}={value}");
+        }
+    }
+
+    #[test]
+    fn unbound_claims_are_skipped_or_rejected_by_their_binding_mode() {
+        let objects = objects(
+            vec![],
+            vec![pvc("late", "wffc", 1), pvc("now", "imm", 1), pvc("none", "", 1), bound_pvc(pvc("gone", "", 1), "x")],
+            vec![class("wffc", true, ""), class("imm", false, "p")],
+        );
+        let snap = cluster(&[("a", Some("z1"))], vec![], objects);
+        assert_eq!(verdicts(&VolumeZone, &claim_pod("p", &["late"]), &snap).unwrap(), ["ok"]);
+        let e = |c: &str| verdicts(&VolumeZone, &claim_pod("p", &[c]), &snap).unwrap_err().to_string();
+        assert_eq!(e("now"), "PersistentVolume had no name");
+        assert_eq!(e("none"), "PersistentVolumeClaim had no pv name and storageClass name");
+        assert_eq!(e("gone"), "persistentvolume \"x\" not found");
+    }
+}
