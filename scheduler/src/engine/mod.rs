@@ -325,3 +325,5 @@ mod dra_tests;
 mod test_support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;
