@@ -68,7 +68,7 @@ fn storage_objects_keep_what_the_plugins_read() {
     assert_eq!(pv.claim_ref, Some(PvcKey::new("ml", "data")));
     assert_eq!(pv.csi.map(|c| c.handle.as_str()), Some("vol-1"));
     assert!(!pv.available, "Bound");
-    assert!(pv.reachable_from(&Default::default(), Sym::new("x")) == false);
+    assert!(!pv.reachable_from(&Default::default(), Sym::new("x")), "only node-1 reaches it");
 
     let default = default_class(&objects.storage_classes);
     assert_eq!(default, Some("local"));
