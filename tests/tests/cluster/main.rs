@@ -11,3 +11,4 @@ mod live;
 mod live_scale;
 mod ops;
 mod rbac;
+mod volumes;
