@@ -3,6 +3,9 @@
 //! `volume.kubernetes.io/selected-node` for provisioning), one static volume never given to two
 //! pods, and a claim the PV controller has bound keeping its pods with its volume.
 
+// Test code: a failed unwrap is a failed test (the workspace denies them in shipped code).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::{Value, json};
 use tessera_tests::apiserver::TestApiServer;
 
