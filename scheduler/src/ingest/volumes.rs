@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::storage::v1 as storage;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::{NodeSelector, NodeSelectorTerm, Operator, Requirement};
 use tessera_plugins::plugins::volumes::model::{
@@ -70,6 +70,33 @@ pub fn pod_volumes(spec: &core::PodSpec, pod_name: &str) -> Result<Vec<PodVolume
         }
     }
     Ok(out)
+}
+
+/// The claims the ephemeral volume controller makes for `pod`'s generic ephemeral volumes:
+/// `<pod>-<volume>` in the pod's namespace, from the volume's claim template, owned by the pod.
+pub fn ephemeral_claims(pod: &core::Pod) -> impl Iterator<Item = core::PersistentVolumeClaim> + '_ {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    volumes.filter_map(move |v| {
+        let template = v.ephemeral.as_ref()?.volume_claim_template.as_ref()?;
+        let owner = OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: pod_name.to_string(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        };
+        let metadata = ObjectMeta {
+            name: Some(format!("{pod_name}-{}", v.name)),
+            namespace: pod.metadata.namespace.clone(),
+            labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
+            annotations: template.metadata.as_ref().and_then(|m| m.annotations.clone()),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        };
+        Some(core::PersistentVolumeClaim { metadata, spec: Some(template.spec.clone()), status: None })
+    })
 }
 
 /// The class admission gives claims that name none: the one annotated as default (of

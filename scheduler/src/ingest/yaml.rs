@@ -73,6 +73,9 @@ pub struct Objects {
     pub persistent_volumes: Vec<PersistentVolume>,
     /// `PersistentVolumeClaim`s.
     pub persistent_volume_claims: Vec<PersistentVolumeClaim>,
+    /// The claims StatefulSets make for the pods they add (`volumeClaimTemplates`), derived
+    /// with the pods; a claim of the same name in `persistent_volume_claims` wins.
+    pub controller_claims: Vec<PersistentVolumeClaim>,
     /// `StorageClass`es (`storage.k8s.io/v1`).
     pub storage_classes: Vec<StorageClass>,
     /// `CSINode`s (`storage.k8s.io/v1`): per-driver attach limits of nodes.
@@ -162,6 +165,7 @@ impl Objects {
             self.added.extend(expansion.pods.iter().map(|_| true));
             self.pods.extend(expansion.pods);
             self.controller_selectors.extend(expansion.controller);
+            self.controller_claims.extend(expansion.claims);
         }
         self.added.extend(listed.as_slice().iter().map(|_| false));
         self.pods.extend(listed);
@@ -172,6 +176,7 @@ impl Objects {
         let mut added = std::mem::take(&mut self.added).into_iter();
         self.pods.retain(|_| !added.next().unwrap_or(false));
         self.controller_selectors.clear();
+        self.controller_claims.clear();
         self.expanded.clear();
     }
 

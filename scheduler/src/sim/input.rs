@@ -272,6 +272,16 @@ fn volume_objects(
             Err(e) => invalid(e.into())?,
         }
     }
+    // What the StatefulSet and ephemeral volume controllers would create: the claims of the
+    // pods the input has that it does not list.
+    let made = objects.controller_claims.iter().cloned().chain(objects.pods.iter().flat_map(volumes::ephemeral_claims));
+    for c in made {
+        match volumes::persistent_volume_claim(&c, default) {
+            Ok(pvc) if out.pvc(&pvc.key).is_none() => out.set_pvc(pvc.key, Some(pvc)),
+            Ok(_) => {}
+            Err(e) => invalid(e.into())?,
+        }
+    }
     for c in &objects.csi_nodes {
         match volumes::csi_node(c) {
             Ok(csi) => out.set_csi_node(csi.node, Some(csi)),

@@ -153,3 +153,26 @@ fn an_inline_disk_mounted_on_a_node_blocks_a_conflicting_mount_there() {
         "0/3 nodes are available: 1 node(s) had no available disk, 2 node(s) didn't match Pod's node affinity/selector."
     );
 }
+
+#[test]
+fn a_stateful_set_gets_a_claim_per_pod_from_its_templates_bound_where_a_volume_is() {
+    let run = replay_scenario("volumes-statefulset.yaml");
+    let mut nodes: Vec<&str> = ["kafka-0", "kafka-1"].iter().filter_map(|p| node_of(&run, p)).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["node-1", "node-2"], "one local volume each: {:?}", run.records);
+    assert_eq!(node_of(&run, "kafka-2"), None);
+    assert_eq!(
+        record(&run, "kafka-2").reason,
+        "0/3 nodes are available: 3 node(s) didn't find available persistent volumes to bind."
+    );
+}
+
+#[test]
+fn generic_ephemeral_volumes_are_provisioned_where_their_class_allows() {
+    let run = replay_scenario("volumes-statefulset.yaml");
+    let scratch: Vec<&PodRecord> = run.records.iter().filter(|r| r.key.name.starts_with("scratch-")).collect();
+    assert_eq!(scratch.len(), 2);
+    for r in scratch {
+        assert!(matches!(r.node.map(|n| n.as_str()), Some("node-2" | "node-3")), "{r:?}");
+    }
+}

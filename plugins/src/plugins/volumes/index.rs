@@ -56,6 +56,11 @@ impl VolumeObjects {
         }
     }
 
+    /// Claim `key`, as the API has it (no assumption applied).
+    pub fn pvc(&self, key: &PvcKey) -> Option<&Arc<PersistentVolumeClaim>> {
+        self.pvcs.get(key)
+    }
+
     /// Adds or replaces a claim (`None` removes it).
     pub fn set_pvc(&mut self, key: PvcKey, pvc: Option<PersistentVolumeClaim>) {
         match pvc {
@@ -169,7 +174,7 @@ impl VolumeIndex {
 
     /// Claim `key`.
     pub fn pvc(&self, key: &PvcKey) -> Option<&Arc<PersistentVolumeClaim>> {
-        self.objects.pvcs.get(key)
+        self.objects.pvc(key)
     }
 
     /// Volume `name`.
