@@ -20,7 +20,8 @@
 //! already has is skipped. Each pod gets the template's labels, annotations and spec, the
 //! controller's namespace and an owner reference. The controller's [`ARRIVAL_ANNOTATION`]
 //! and [`DURATION_ANNOTATION`] are copied to pods whose template does not set them, so that
-//! one line times a workload.
+//! one line times a workload. A StatefulSet's pods also get a volume per `volumeClaimTemplates`
+//! entry naming the claim `<template>-<pod>`, and [`Expansion::claims`] holds those claims.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
