@@ -11,6 +11,7 @@ use crate::dra::inventory::NodeDevices;
 use crate::dra::model::PodClaim;
 use crate::intern::Sym;
 use crate::labels::{LabelSelector, LabelSet, NodeSelector, NodeSelectorTerm};
+use crate::plugins::volumes::model::PodVolume;
 use crate::resources::ResourceVec;
 
 /// Default CPU request assumed for scoring a container that requests none (upstream: 100m).
@@ -309,6 +310,9 @@ pub struct Pod {
     /// `spec.schedulingGates` names, in order: while any remain, the SchedulingGates plugin
     /// keeps the pod out of the queue (PreEnqueue); empty for a pod free to be scheduled.
     pub scheduling_gates: Vec<Arc<str>>,
+    /// `spec.volumes` that the volume plugins read: PersistentVolumeClaims (ephemeral ones
+    /// too) and the inline disks VolumeRestrictions checks; other kinds are left out.
+    pub volumes: Vec<PodVolume>,
     /// The ReplicationController, ReplicaSet or StatefulSet that controls the pod, whose
     /// selector joins its default spreading selector ([`crate::default_selector`]).
     pub controller: Option<ControllerRef>,
@@ -346,6 +350,7 @@ impl Pod {
             pod_group: None,
             claims: Vec::new(),
             scheduling_gates: Vec::new(),
+            volumes: Vec::new(),
             controller: None,
             creation_s: 0.0,
         }
@@ -361,12 +366,20 @@ impl Pod {
         self.pod_group.map(|name| GroupKey { namespace: self.namespace, name })
     }
 
-    /// Whether the pod has constraints that depend on pods on *other* nodes (spread or
-    /// inter-pod affinity): such a placement can be invalidated without its node changing.
+    /// Whether the pod has constraints that depend on pods on *other* nodes (spread,
+    /// inter-pod affinity, or PersistentVolumeClaims, whose volumes another pod's placement
+    /// may take and whose ReadWriteOncePod mode another pod's use forbids): such a placement
+    /// can be invalidated without its node changing.
     pub fn has_cross_node_constraints(&self) -> bool {
         !self.spread_constraints.is_empty()
             || !self.pod_affinity.required.is_empty()
             || !self.pod_anti_affinity.required.is_empty()
+            || self.has_claims()
+    }
+
+    /// Whether some volume of the pod is a PersistentVolumeClaim.
+    pub fn has_claims(&self) -> bool {
+        self.volumes.iter().any(|v| v.claim().is_some())
     }
 }
 

@@ -81,6 +81,9 @@ pub struct NodeInfo {
     pub pods_with_required_anti_affinity: u32,
     /// How many pods here have any pod affinity or anti-affinity.
     pub pods_with_affinity: u32,
+    /// How many pods here use a PersistentVolumeClaim: while none does, the snapshot need not
+    /// look at the pods to count claim users.
+    pub pods_with_claims: u32,
     /// Bumped by the cluster state on every change to this node or its pods.
     pub generation: u64,
     /// The waiting gang this node is held for: no other pod may land here until the gang is
@@ -116,6 +119,7 @@ impl NodeInfo {
             used_ports: Vec::new(),
             pods_with_required_anti_affinity: 0,
             pods_with_affinity: 0,
+            pods_with_claims: 0,
             generation: 0,
             reserved_for: None,
             lowest_priority: i32::MAX,
@@ -254,6 +258,9 @@ impl NodeInfo {
             self.pods_with_affinity += 1;
         }
         self.lowest_priority = self.lowest_priority.min(pod.priority);
+        if pod.has_claims() {
+            self.pods_with_claims += 1;
+        }
         self.pods.push(pod);
     }
 
@@ -458,6 +465,9 @@ impl NodeInfo {
         }
         if pod.priority == self.lowest_priority {
             self.lowest_priority = self.pods.iter().map(|p| p.priority).min().unwrap_or(i32::MAX);
+        }
+        if pod.has_claims() {
+            self.pods_with_claims -= 1;
         }
         Some(pod)
     }

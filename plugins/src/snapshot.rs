@@ -18,6 +18,8 @@ use crate::intern::Sym;
 use crate::labels::LabelSet;
 use crate::model::{Pod, PodKey};
 use crate::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
+use crate::plugins::volumes::index::{Assumed, VolumeIndex, VolumeObjects};
+use crate::plugins::volumes::model::PvcKey;
 use crate::topology::{FxMap, TopologyIndex};
 
 /// An immutable-by-convention view of the cluster; mutated only by its owner.
@@ -50,6 +52,12 @@ pub struct Snapshot {
     /// The PodDisruptionBudgets preemption respects: shared with copies refreshed from this
     /// snapshot.
     budgets: Arc<Budgets>,
+    /// PersistentVolumes, claims, classes, CSINodes, and the bindings assumed for placed
+    /// pods' claims (see [`VolumeIndex`]).
+    volumes: VolumeIndex,
+    /// How many placed pods use each PersistentVolumeClaim (upstream's `IsPVCUsedByPods`),
+    /// kept in step with the nodes' pods.
+    claim_users: FxMap<PvcKey, u32>,
 }
 
 /// Allocations of claims with no node, by claim.
@@ -79,6 +87,8 @@ impl Default for Snapshot {
             claims: ClaimIndex::default(),
             remote_pins: RemotePins::default(),
             budgets: Arc::default(),
+            volumes: VolumeIndex::default(),
+            claim_users: FxMap::default(),
         }
     }
 }
@@ -103,6 +113,8 @@ impl Clone for Snapshot {
             claims: self.claims.clone(),
             remote_pins: self.remote_pins.clone(),
             budgets: self.budgets.clone(),
+            volumes: self.volumes.clone(),
+            claim_users: self.claim_users.clone(),
         }
     }
 }
@@ -270,6 +282,10 @@ impl Snapshot {
         self.reserved_nodes =
             self.reserved_nodes + usize::from(info.reserved_for.is_some()) - usize::from(was_reserved);
         let flips = self.reindex(self.slots[id].clone().as_deref(), Some(&info));
+        if let Some(old) = self.slots[id].clone() {
+            self.count_claim_users(&old, -1);
+        }
+        self.count_claim_users(&info, 1);
         match self.slots[id].take() {
             // Same node object: only pods moved, so recount only the pods that differ.
             Some(old) if Arc::ptr_eq(&old.node, &info.node) && old.id == info.id => {
@@ -311,6 +327,10 @@ impl Snapshot {
     pub fn remove_node(&mut self, id: NodeId) -> Option<Arc<NodeInfo>> {
         let old = self.slots.get_mut(id as usize)?.take()?;
         let flips = self.reindex(Some(&old), None);
+        self.count_claim_users(&old, -1);
+        for pod in old.pods.iter().filter(|p| p.has_claims()) {
+            self.volumes.forget(pod);
+        }
         self.reserved_nodes -= usize::from(old.reserved_for.is_some());
         self.topology.remove_node(&old);
         self.by_name.remove(&old.name());
@@ -331,6 +351,10 @@ impl Snapshot {
     /// [`NodeInfo::add_pod_with`]).
     pub fn add_pod_with(&mut self, id: NodeId, pod: Arc<Pod>, choice: &DeviceChoice) -> Option<&NodeInfo> {
         let choice = self.with_claims_held_elsewhere(id, &pod, choice);
+        if pod.has_claims() && self.node(id).is_some() {
+            self.count_pod_claims(&pod, 1);
+            self.assume_volumes(id, &pod);
+        }
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         self.topology.add_pod(&slot.node, &pod);
         if pod.claims.is_empty() {
@@ -410,7 +434,75 @@ impl Snapshot {
         let pod = self.change_claims(id, |info| info.remove_pod(key))??;
         let node = self.slots.get(id as usize)?.as_ref()?.node.clone();
         self.topology.remove_pod(&node, &pod);
+        if pod.has_claims() {
+            self.count_pod_claims(&pod, -1);
+            self.volumes.forget(&pod);
+        }
         Some(pod)
+    }
+
+    /// The volume index: storage objects and assumed bindings.
+    pub fn volumes(&self) -> &VolumeIndex {
+        &self.volumes
+    }
+
+    /// Replaces the storage objects (keeping the assumed bindings).
+    pub fn set_volume_objects(&mut self, objects: Arc<VolumeObjects>) {
+        self.volumes.set_objects(objects);
+    }
+
+    /// The storage objects to change, copied first if a refreshed snapshot shares them.
+    pub fn volume_objects_mut(&mut self) -> &mut VolumeObjects {
+        self.volumes.objects_mut()
+    }
+
+    /// Replaces the assumed bindings (a refresh from the snapshot that made them).
+    pub fn set_volume_assumptions(&mut self, assumed: Arc<Assumed>) {
+        self.volumes.set_assumed(assumed);
+    }
+
+    /// Binds `pod`'s unbound `WaitForFirstConsumer` claims on node `id` (see
+    /// [`VolumeIndex::assume`]); claims bound already are left as they are, so doing it
+    /// again for a pod is harmless.
+    pub fn assume_volumes(&mut self, id: NodeId, pod: &Pod) {
+        let Some(node) = self.slots.get(id as usize).and_then(Option::as_ref).map(|n| n.node.clone()) else {
+            return;
+        };
+        self.volumes.assume(pod, &node.labels, node.name);
+    }
+
+    /// How many placed pods use claim `key`.
+    pub fn claim_users(&self, key: &PvcKey) -> u32 {
+        self.claim_users.get(key).copied().unwrap_or(0)
+    }
+
+    /// Counts (`delta` 1) or uncounts (-1) the claims of the pods on `info`.
+    fn count_claim_users(&mut self, info: &NodeInfo, delta: i32) {
+        if info.pods_with_claims == 0 {
+            return;
+        }
+        for pod in info.pods.iter().filter(|p| p.has_claims()) {
+            self.count_pod_claims(pod, delta);
+        }
+    }
+
+    /// Counts (`delta` 1) or uncounts (-1) `pod` as a user of each of its claims, once each.
+    fn count_pod_claims(&mut self, pod: &Pod, delta: i32) {
+        for (i, claim) in pod.volumes.iter().enumerate() {
+            let Some(name) = claim.claim() else { continue };
+            if pod.volumes[..i].iter().any(|v| v.claim() == Some(name)) {
+                continue;
+            }
+            let key = PvcKey { namespace: pod.namespace, name };
+            if delta > 0 {
+                *self.claim_users.entry(key).or_insert(0) += 1;
+            } else if let Some(n) = self.claim_users.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.claim_users.remove(&key);
+                }
+            }
+        }
     }
 
     /// Runs `f` on node `id` (copied if shared), keeping the claim index and the use of

@@ -18,6 +18,7 @@ pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod volumes;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -40,4 +41,8 @@ pub const BUILTIN: &[(&str, Factory)] = &[
     (priority_sort::NAME, priority_sort::new),
     (scheduling_gates::NAME, scheduling_gates::new),
     (taint_toleration::NAME, taint_toleration::new),
+    (volumes::binding::NAME, volumes::binding::new),
+    (volumes::limits::NAME, volumes::limits::new),
+    (volumes::restrictions::NAME, volumes::restrictions::new),
+    (volumes::zone::NAME, volumes::zone::new),
 ];

@@ -15,6 +15,9 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
 use tessera_plugins::nodeinfo::NodeId;
+use tessera_plugins::plugins::volumes::index::{Binding as VolumeBinding, VolumeObjects};
+use tessera_plugins::plugins::volumes::model::{PodVolume, PvcKey};
+use tessera_plugins::snapshot::Snapshot;
 
 use super::algorithm::Placement;
 use super::binder::{Binder, Verdict};
@@ -88,6 +91,22 @@ impl Core<'_> {
     /// them; the engine does not requeue them itself).
     pub fn remove_node(&mut self, name: Sym) -> Vec<Arc<Pod>> {
         self.state.remove_node(name)
+    }
+
+    /// Replaces the storage objects the volume plugins read; parked pods are retried, since
+    /// a new volume or class may let them fit.
+    pub fn set_volume_objects(&mut self, objects: Arc<VolumeObjects>, now: f64) {
+        self.state.set_volume_objects(objects);
+        self.released += self.queue.move_all_to_active_or_backoff(now);
+    }
+
+    /// Changes the storage objects in place (a watch event). Parked pods with claims are
+    /// retried: a volume, claim, class or CSINode they wait for may have changed (upstream's
+    /// queueing hints of the volume plugins, coarsened to "any storage event").
+    pub fn change_volume_objects(&mut self, f: impl FnOnce(&mut VolumeObjects), now: f64) {
+        self.state.change_volume_objects(f);
+        let wake = |unit: &Unit| if unit.pods.iter().any(|p| p.has_claims()) { Wake::Yes } else { Wake::No };
+        self.released += self.queue.move_to_active_or_backoff_if(now, wake);
     }
 
     /// Replaces the namespace table (for namespace selectors).
@@ -370,6 +389,7 @@ impl Core<'_> {
                     node: node.map_or_else(|| Sym::new(""), |n| n.name()),
                     gpus: node.and_then(|n| n.gpus_of(&pod.key())).unwrap_or(0),
                     claims: node.map(|n| n.claims_of(pod)).unwrap_or_default(),
+                    volumes: volume_bindings(snapshot, pod),
                     attempts,
                     queued_at: unit.queued_at,
                     at: now,
@@ -472,4 +492,23 @@ fn most_first(counts: std::collections::BTreeMap<String, usize>) -> Vec<String> 
     let mut reasons: Vec<(String, usize)> = counts.into_iter().collect();
     reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     reasons.into_iter().map(|(r, _)| r).collect()
+}
+
+/// The bindings `pod`'s placement made for its claims (see
+/// [`tessera_plugins::plugins::volumes::index`]), by claim.
+fn volume_bindings(snapshot: &Snapshot, pod: &Pod) -> Vec<(PvcKey, VolumeBinding)> {
+    if !pod.has_claims() {
+        return Vec::new();
+    }
+    let (assumed, key) = (snapshot.volumes().assumed(), pod.key());
+    let mut out: Vec<(PvcKey, VolumeBinding)> = Vec::new();
+    for name in pod.volumes.iter().filter_map(PodVolume::claim) {
+        let claim = PvcKey { namespace: pod.namespace, name };
+        if let Some(a) = assumed.get(&claim).filter(|a| a.pod == key)
+            && !out.iter().any(|(c, _)| *c == claim)
+        {
+            out.push((claim, a.binding));
+        }
+    }
+    out
 }

@@ -27,6 +27,8 @@ use tessera_plugins::dra::model::ClaimAllocation;
 use tessera_plugins::framework::Profile;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup, PodKey};
+use tessera_plugins::plugins::volumes::index::{Binding as VolumeBinding, VolumeObjects};
+use tessera_plugins::plugins::volumes::model::PvcKey;
 
 pub use self::core::Core;
 pub use self::drive::Feed;
@@ -94,6 +96,9 @@ pub enum Outcome {
         gpus: u64,
         /// The allocations of its DRA claims (the PreBind writes them to the claims' status).
         claims: Vec<Arc<ClaimAllocation>>,
+        /// The bindings its placement made for its unbound `WaitForFirstConsumer`
+        /// PersistentVolumeClaims (the PreBind writes them to the volumes and claims).
+        volumes: Vec<(PvcKey, VolumeBinding)>,
         /// Attempts it took.
         attempts: u32,
         /// When it was first queued.
@@ -278,6 +283,12 @@ impl Engine {
         self.core().remove_node(name)
     }
 
+    /// Replaces the storage objects the volume plugins read (PersistentVolumes, claims,
+    /// StorageClasses, CSINodes).
+    pub fn set_volume_objects(&mut self, objects: Arc<VolumeObjects>, now: f64) {
+        self.core().set_volume_objects(objects, now);
+    }
+
     /// Replaces the namespace table (for namespace selectors).
     pub fn set_namespaces(&mut self, namespaces: HashMap<Sym, tessera_plugins::labels::LabelSet>) {
         self.core().set_namespaces(namespaces);
@@ -380,3 +391,5 @@ mod preemption_tests;
 mod test_support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;

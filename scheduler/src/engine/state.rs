@@ -22,6 +22,7 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodKey};
 use tessera_plugins::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
+use tessera_plugins::plugins::volumes::index::VolumeObjects;
 use tessera_plugins::snapshot::Snapshot;
 use thiserror::Error;
 
@@ -212,6 +213,21 @@ impl ClusterState {
         self.free_ids.push(id);
         self.touch_changed(since);
         old.pods.clone()
+    }
+
+    /// Replaces the cluster's storage objects (PersistentVolumes, claims, classes,
+    /// CSINodes), keeping the bindings assumed for placed pods. Counts as a change of every
+    /// placement with claims: the generation moves, so the binder re-checks those.
+    pub fn set_volume_objects(&mut self, objects: Arc<VolumeObjects>) {
+        self.master.set_volume_objects(objects);
+        self.generation += 1;
+    }
+
+    /// Changes the storage objects in place (a watch event), as
+    /// [`ClusterState::set_volume_objects`].
+    pub fn change_volume_objects(&mut self, f: impl FnOnce(&mut VolumeObjects)) {
+        f(self.master.volume_objects_mut());
+        self.generation += 1;
     }
 
     /// Replaces the namespace table.
@@ -407,6 +423,13 @@ impl ClusterState {
         }
         if !Arc::ptr_eq(snap.budgets(), self.master.budgets()) {
             snap.set_budgets(self.master.budgets().clone());
+        }
+        let volumes = self.master.volumes();
+        if !Arc::ptr_eq(snap.volumes().objects(), volumes.objects()) {
+            snap.set_volume_objects(volumes.objects().clone());
+        }
+        if !Arc::ptr_eq(snap.volumes().assumed(), volumes.assumed()) {
+            snap.set_volume_assumptions(volumes.assumed().clone());
         }
         for key in self.master.topology().tracked_keys() {
             snap.track_topology_key(key);

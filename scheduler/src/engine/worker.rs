@@ -114,7 +114,10 @@ impl Worker {
     /// Brings the snapshot up to date with `state`, given that the binder has answered every
     /// proposal of this worker up to `answered` (read under the same lock as `state`).
     pub fn refresh(&mut self, state: &ClusterState, answered: u64) {
+        let assumed = self.snapshot.volumes().assumed().clone();
         let mut reset: HashSet<NodeId> = state.refresh(&mut self.snapshot, &mut self.at).into_iter().collect();
+        // The live bindings replaced this view's, which had this worker's own pending picks'.
+        let rebind = !Arc::ptr_eq(&assumed, self.snapshot.volumes().assumed());
         while self.pending.front().is_some_and(|p| p.seq <= answered) {
             if let Some(done) = self.pending.pop_front() {
                 for (_, id, _) in done.picks {
@@ -128,6 +131,8 @@ impl Worker {
             for (pod, id, devices) in &p.picks {
                 if reset.contains(id) {
                     self.snapshot.add_pod_with(*id, pod.clone(), devices);
+                } else if rebind && pod.has_claims() {
+                    self.snapshot.assume_volumes(*id, pod);
                 }
             }
         }
@@ -290,7 +295,7 @@ impl Worker {
 }
 
 /// Whether `a` and `b` ask the same of a node: the node-local signature plus every field the
-/// other plugins read (labels, spread, inter-pod affinity, images, gang) — all but the name,
+/// other plugins read (labels, spread, inter-pod affinity, images, gang, volumes) — all but the name,
 /// uid and creation time, which no Filter looks at.
 fn same_needs(a: &Pod, b: &Pod) -> bool {
     same_node_local_signature(a, b)
@@ -303,6 +308,7 @@ fn same_needs(a: &Pod, b: &Pod) -> bool {
         && a.pod_anti_affinity == b.pod_anti_affinity
         && a.images == b.images
         && a.pod_group == b.pod_group
+        && a.volumes == b.volumes
 }
 
 /// The reason that kept a pod off the most nodes (or its PreFilter's message).

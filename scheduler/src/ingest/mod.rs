@@ -11,7 +11,8 @@
 //! lists a Deployment's ReplicaSets and pods too), so that only the rest is created.
 //! [`pod_group`] reads gangs from the three PodGroup APIs (Kubernetes', scheduler-plugins
 //! coscheduling and Volcano) and from Workloads. [`dra`] reads DRA's ResourceSlices,
-//! DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`.
+//! DeviceClasses and claims, and resolves each pod's `spec.resourceClaims`. [`volumes`] reads
+//! PersistentVolumes, claims, StorageClasses and CSINodes, and each pod's volumes.
 
 pub mod daemon_sets;
 pub(crate) mod depth;
@@ -27,6 +28,7 @@ pub mod pod_group;
 pub mod quantities;
 pub mod selector_sources;
 pub mod selectors;
+pub mod volumes;
 pub mod workloads;
 pub mod yaml;
 

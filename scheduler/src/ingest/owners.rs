@@ -45,7 +45,7 @@ pub fn expand(pods: &[Pod], nodes: &[Node], controllers: &[&Controller]) -> Vec<
     let families = Families::new(controllers);
     let expand_one = |(i, c): (usize, &&Controller)| {
         if families.deployment_of[i].is_some() {
-            return Expansion { pods: Vec::new(), controller: c.own_selector() };
+            return Expansion { controller: c.own_selector(), ..Expansion::default() };
         }
         let listed = match c.kind {
             WorkloadKind::Deployment => pods.deployment(c, &families.replica_sets[i], controllers),

@@ -293,7 +293,7 @@ fn the_api_version_decides_which_podgroup_it_is() {
     let objects = read_objects("l.yaml", list).unwrap();
     let apis: Vec<_> = objects.pod_groups.iter().map(|o| matches!(o, PodGroupObject::Kubernetes(_))).collect();
     assert_eq!(apis, vec![false, true, true]);
-    assert!(objects.other.is_empty() && objects.unknown_kinds.is_empty());
+    assert!(objects.persistent_volume_claims.is_empty() && objects.unknown_kinds.is_empty());
     let apis: Vec<_> = groups(list).iter().map(|g| g.api).collect();
     assert_eq!(apis, vec![PodGroupApi::Coscheduling, PodGroupApi::Kubernetes, PodGroupApi::Kubernetes]);
 

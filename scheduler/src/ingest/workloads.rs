@@ -20,13 +20,16 @@
 //! already has is skipped. Each pod gets the template's labels, annotations and spec, the
 //! controller's namespace and an owner reference. The controller's [`ARRIVAL_ANNOTATION`]
 //! and [`DURATION_ANNOTATION`] are copied to pods whose template does not set them, so that
-//! one line times a workload.
+//! one line times a workload. A StatefulSet's pods also get a volume per `volumeClaimTemplates`
+//! entry naming the claim `<template>-<pod>`, and [`Expansion::claims`] holds those claims.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
-use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Node, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use serde_json::Value;
 use tessera_plugins::default_selector::{ControllerKind, ControllerRef, SourceChange};
@@ -115,12 +118,15 @@ impl WorkloadKind {
 /// The pods one controller adds, and the selector of the controller that owns them (a
 /// Deployment's through its ReplicaSet), which their default spreading reads. A Job's pods
 /// have none: upstream's default spreading ignores Jobs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Expansion {
     /// The pods, in index order.
     pub pods: Vec<Pod>,
     /// The owning controller's selector.
     pub controller: Option<SourceChange>,
+    /// The PersistentVolumeClaims a StatefulSet's `volumeClaimTemplates` make for the pods it
+    /// adds (`<template>-<pod>`), as its controller creates them; a claim the input lists wins.
+    pub claims: Vec<PersistentVolumeClaim>,
 }
 
 /// Why a workload could not be expanded. The caller names the object (and file); the
@@ -181,6 +187,8 @@ enum Spec {
         revision: String,
         service: Option<String>,
         selector: Option<labels::LabelSelector>,
+        /// `spec.volumeClaimTemplates`, each with a name.
+        claim_templates: Vec<PersistentVolumeClaim>,
     },
     Job(JobSpec),
     /// `revision` is ours, as `hash` is a Deployment's.
@@ -283,7 +291,14 @@ impl Controller {
         let revision = format!("{name}-{}", template_hash(&template)?);
         let service = spec.service_name.filter(|s| !s.is_empty());
         let selector = label_selector(Some(&spec.selector), "spec.selector")?;
-        let spec = Spec::StatefulSet { replicas, start, revision, service, selector };
+        let claim_templates = spec.volume_claim_templates.unwrap_or_default();
+        for (i, t) in claim_templates.iter().enumerate() {
+            if t.metadata.name.as_deref().is_none_or(str::is_empty) {
+                let field = format!("spec.volumeClaimTemplates[{i}].metadata.name");
+                return Err(FieldError::new(field, FieldProblem::Missing));
+            }
+        }
+        let spec = Spec::StatefulSet { replicas, start, revision, service, selector, claim_templates };
         Controller::new(WorkloadKind::StatefulSet, s.metadata, template, spec)
     }
 
@@ -382,20 +397,22 @@ impl Controller {
                 let missing = missing(*replicas, listed.active);
                 let owner = self.own_ref();
                 let pods = free_names(&self.name, missing, listed.taken).map(|n| self.stamp.pod(n, &owner, &[]));
-                Expansion { pods: pods.collect(), controller: self.own_selector() }
+                Expansion { pods: pods.collect(), controller: self.own_selector(), claims: Vec::new() }
             }
-            Spec::StatefulSet { replicas, start, revision, service, .. } => {
+            Spec::StatefulSet { replicas, start, revision, service, claim_templates, .. } => {
                 let ordinals = *start..start.saturating_add(*replicas);
-                let pods = ordinals
+                let pods: Vec<Pod> = ordinals
                     .filter(|o| !listed.indexes.contains(o))
                     .map(|o| (o, format!("{}-{o}", self.name)))
                     .filter(|(_, n)| !is_taken(listed.taken, n))
-                    .map(|(o, n)| self.stateful_set_pod(o, n, revision, service.as_ref()));
-                Expansion { pods: pods.collect(), controller: self.own_selector() }
+                    .map(|(o, n)| self.stateful_set_pod(o, n, revision, service.as_ref(), claim_templates))
+                    .collect();
+                let claims = pods.iter().flat_map(|p| self.pod_claims(p, claim_templates)).collect();
+                Expansion { pods, controller: self.own_selector(), claims }
             }
-            Spec::Job(job) => Expansion { pods: self.job_pods(job, listed), controller: None },
+            Spec::Job(job) => Expansion { pods: self.job_pods(job, listed), ..Expansion::default() },
             Spec::DaemonSet { placement, revision } => {
-                Expansion { pods: self.daemon_pods(placement, revision, listed), controller: None }
+                Expansion { pods: self.daemon_pods(placement, revision, listed), ..Expansion::default() }
             }
         }
     }
@@ -452,10 +469,17 @@ impl Controller {
             let selector = selector.clone().map(|s| with_hash(s, hash));
             self.source(ControllerKind::ReplicaSet, &rs.name, selector)
         });
-        Expansion { pods: pods.collect(), controller }
+        Expansion { pods: pods.collect(), controller, claims: Vec::new() }
     }
 
-    fn stateful_set_pod(&self, ordinal: i32, name: String, revision: &str, service: Option<&String>) -> Pod {
+    fn stateful_set_pod(
+        &self,
+        ordinal: i32,
+        name: String,
+        revision: &str,
+        service: Option<&String>,
+        claim_templates: &[PersistentVolumeClaim],
+    ) -> Pod {
         let labels = [
             (STATEFULSET_POD_NAME_LABEL, name.clone()),
             (POD_INDEX_LABEL, ordinal.to_string()),
@@ -465,10 +489,47 @@ impl Controller {
         let mut pod = self.stamp.pod(name.clone(), &owner, &labels);
         // The stable network identity that is a StatefulSet's reason to exist.
         if let Some(spec) = pod.spec.as_mut() {
+            // Its stable storage: a volume per claim template, replacing a template volume of
+            // the same name (upstream's `updateStorage`).
+            let mut volumes: Vec<Volume> = claim_templates
+                .iter()
+                .map(|t| {
+                    let template = t.metadata.name.clone().unwrap_or_default();
+                    let claim_name = format!("{template}-{name}");
+                    let source = PersistentVolumeClaimVolumeSource { claim_name, read_only: None };
+                    Volume { name: template, persistent_volume_claim: Some(source), ..Volume::default() }
+                })
+                .collect();
+            let own = spec.volumes.take().unwrap_or_default();
+            volumes.extend(
+                own.into_iter().filter(|v| !claim_templates.iter().any(|t| t.metadata.name.as_ref() == Some(&v.name))),
+            );
+            spec.volumes = (!volumes.is_empty()).then_some(volumes);
             spec.hostname = Some(name);
             spec.subdomain = service.cloned();
         }
         pod
+    }
+
+    /// The claims of a StatefulSet pod `pod`, one per template: `<template>-<pod>` in the
+    /// StatefulSet's namespace, with the template's spec.
+    fn pod_claims<'a>(
+        &'a self,
+        pod: &'a Pod,
+        claim_templates: &'a [PersistentVolumeClaim],
+    ) -> impl Iterator<Item = PersistentVolumeClaim> + 'a {
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        claim_templates.iter().map(move |t| {
+            let template = t.metadata.name.as_deref().unwrap_or_default();
+            let metadata = ObjectMeta {
+                name: Some(format!("{template}-{pod_name}")),
+                namespace: self.stamp.namespace.clone(),
+                labels: t.metadata.labels.clone(),
+                annotations: t.metadata.annotations.clone(),
+                ..ObjectMeta::default()
+            };
+            PersistentVolumeClaim { metadata, spec: t.spec.clone(), status: None }
+        })
     }
 
     /// The pods a Job adds: it runs `parallelism` pods at once, never more than the

@@ -150,6 +150,33 @@ fn stateful_sets_have_ordinals_identity_and_labels() {
 const JOB: &str = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: train, namespace: ml}\nspec:\n  template:\n    metadata: {labels: {scheduling.x-k8s.io/pod-group: train}}\n    spec: {restartPolicy: Never, containers: [{name: c, resources: {limits: {nvidia.com/gpu: 8}}}]}\n";
 
 #[test]
+fn stateful_sets_give_each_pod_a_claim_per_template() {
+    let yaml = "kind: StatefulSet\nmetadata: {name: db, namespace: data}\nspec:\n  replicas: 2\n  \
+                selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    \
+                spec: {containers: [], volumes: [{name: data, emptyDir: {}}, {name: cfg, configMap: {name: c}}]}\n  \
+                volumeClaimTemplates: [{metadata: {name: data}, spec: {storageClassName: fast}}]\n";
+    let value: Value = serde_yaml_ng::from_str(yaml).unwrap();
+    let expansion = WorkloadKind::StatefulSet.expand(value).unwrap();
+    let volumes = |p: &Pod| -> Vec<(String, Option<String>)> {
+        let spec = p.spec.as_ref().unwrap();
+        let claim =
+            |v: &k8s_openapi::api::core::v1::Volume| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone());
+        spec.volumes.iter().flatten().map(|v| (v.name.clone(), claim(v))).collect()
+    };
+    // The template's own volume of the claim's name is replaced, as upstream's updateStorage does.
+    assert_eq!(volumes(&expansion.pods[1]), [("data".into(), Some("data-db-1".into())), ("cfg".into(), None)]);
+    let claims: Vec<_> =
+        expansion.claims.iter().map(|c| (c.metadata.namespace.as_deref(), c.metadata.name.as_deref())).collect();
+    assert_eq!(claims, [(Some("data"), Some("data-db-0")), (Some("data"), Some("data-db-1"))]);
+    assert_eq!(expansion.claims[0].spec.as_ref().unwrap().storage_class_name.as_deref(), Some("fast"));
+    let e = err(
+        "StatefulSet",
+        "kind: StatefulSet\nmetadata: {name: s}\nspec: {template: {spec: {containers: []}}, volumeClaimTemplates: [{spec: {}}]}\n",
+    );
+    assert!(e.contains("spec.volumeClaimTemplates[0].metadata.name: required field is missing"), "{e}");
+}
+
+#[test]
 fn jobs_run_parallelism_pods_capped_by_completions() {
     let pods = ok("Job", JOB);
     assert_eq!(names(&pods), vec!["train-0"]);

@@ -12,12 +12,13 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::scheduling::v1alpha3::Workload;
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -27,10 +28,11 @@ use super::error::{DocLocation, IngestError};
 use super::owners;
 use super::pod_group::{COSCHEDULING_API_VERSION, KUBERNETES_API_VERSION, PodGroupObject, VOLCANO_API_VERSION};
 use super::selector_sources;
+use super::volumes;
 use super::workloads::{Controller, WorkloadKind};
 
-/// Kinds that plugins read themselves (volumes): passed through as JSON.
-pub const PLUGIN_KINDS: [&str; 1] = ["PersistentVolumeClaim"];
+/// The API version of the StorageClasses and CSINodes read.
+pub const STORAGE_API_VERSION: &str = "storage.k8s.io/v1";
 
 /// The API version of the DRA kinds read ([`Objects::device_classes`] and the others).
 pub const DRA_API_VERSION: &str = "resource.k8s.io/v1";
@@ -70,8 +72,17 @@ pub struct Objects {
     pub resource_claim_templates: Vec<ResourceClaimTemplate>,
     /// `PodDisruptionBudget`s (`policy/v1`), which preemption respects.
     pub disruption_budgets: Vec<PodDisruptionBudget>,
-    /// Objects of the [`PLUGIN_KINDS`], as JSON, for the plugins that understand them.
-    pub other: Vec<Value>,
+    /// `PersistentVolume`s.
+    pub persistent_volumes: Vec<PersistentVolume>,
+    /// `PersistentVolumeClaim`s.
+    pub persistent_volume_claims: Vec<PersistentVolumeClaim>,
+    /// The claims StatefulSets make for the pods they add (`volumeClaimTemplates`), derived
+    /// with the pods; a claim of the same name in `persistent_volume_claims` wins.
+    pub controller_claims: Vec<PersistentVolumeClaim>,
+    /// `StorageClass`es (`storage.k8s.io/v1`).
+    pub storage_classes: Vec<StorageClass>,
+    /// `CSINode`s (`storage.k8s.io/v1`): per-driver attach limits of nodes.
+    pub csi_nodes: Vec<CSINode>,
     /// How many objects of each kind nobody understands were skipped; the caller reports
     /// them once.
     pub unknown_kinds: BTreeMap<String, usize>,
@@ -120,7 +131,10 @@ impl Objects {
         self.resource_claims.extend(more.resource_claims);
         self.resource_claim_templates.extend(more.resource_claim_templates);
         self.disruption_budgets.extend(more.disruption_budgets);
-        self.other.extend(more.other);
+        self.persistent_volumes.extend(more.persistent_volumes);
+        self.persistent_volume_claims.extend(more.persistent_volume_claims);
+        self.storage_classes.extend(more.storage_classes);
+        self.csi_nodes.extend(more.csi_nodes);
         for (kind, n) in more.unknown_kinds {
             *self.unknown_kinds.entry(kind).or_default() += n;
         }
@@ -155,6 +169,7 @@ impl Objects {
             self.added.extend(expansion.pods.iter().map(|_| true));
             self.pods.extend(expansion.pods);
             self.controller_selectors.extend(expansion.controller);
+            self.controller_claims.extend(expansion.claims);
         }
         self.added.extend(listed.as_slice().iter().map(|_| false));
         self.pods.extend(listed);
@@ -165,6 +180,7 @@ impl Objects {
         let mut added = std::mem::take(&mut self.added).into_iter();
         self.pods.retain(|_| !added.next().unwrap_or(false));
         self.controller_selectors.clear();
+        self.controller_claims.clear();
         self.expanded.clear();
     }
 
@@ -183,7 +199,10 @@ impl Objects {
             + self.resource_slices.len()
             + self.resource_claims.len()
             + self.resource_claim_templates.len()
-            + self.other.len()
+            + self.persistent_volumes.len()
+            + self.persistent_volume_claims.len()
+            + self.storage_classes.len()
+            + self.csi_nodes.len()
     }
 
     /// Whether no object was kept.
@@ -282,7 +301,9 @@ impl Reader<'_> {
             "DeviceClass" | "ResourceSlice" | "ResourceClaim" | "ResourceClaimTemplate" => {
                 self.dra(kind, value, location)?;
             }
-            k if PLUGIN_KINDS.contains(&k) => self.out.other.push(value),
+            "PersistentVolume" | "PersistentVolumeClaim" | "StorageClass" | "CSINode" => {
+                self.storage(kind, value, location)?;
+            }
             unknown => *self.out.unknown_kinds.entry(unknown.to_string()).or_default() += 1,
         }
         Ok(())
@@ -338,6 +359,47 @@ impl Reader<'_> {
             "ResourceSlice" => self.out.resource_slices.push(self.decode(value, location)?),
             "ResourceClaim" => self.out.resource_claims.push(self.decode(value, location)?),
             _ => self.out.resource_claim_templates.push(self.decode(value, location)?),
+        }
+        Ok(())
+    }
+
+    /// A storage object, checked here so that an error names the file and document (a
+    /// claim's default class is applied later, once every class is known). A StorageClass or
+    /// CSINode of another API group counts as an unknown kind; another version of
+    /// `storage.k8s.io` is an error.
+    fn storage(&mut self, kind: &str, value: Value, location: DocLocation) -> Result<(), IngestError> {
+        if matches!(kind, "StorageClass" | "CSINode") {
+            match value.get("apiVersion").and_then(Value::as_str) {
+                Some(STORAGE_API_VERSION) => {}
+                Some(other) if !other.starts_with("storage.k8s.io/") => {
+                    *self.out.unknown_kinds.entry(format!("{kind} ({other})")).or_default() += 1;
+                    return Ok(());
+                }
+                other => return Err(self.error(location, unsupported_api_version(other, kind, STORAGE_API_VERSION))),
+            }
+        }
+        let checked = |r: Result<(), IngestError>| r.map_err(|e| self.error(location.clone(), e.to_string()));
+        match kind {
+            "PersistentVolume" => {
+                let pv = self.decode(value, location.clone())?;
+                checked(volumes::persistent_volume(&pv).map(drop))?;
+                self.out.persistent_volumes.push(pv);
+            }
+            "PersistentVolumeClaim" => {
+                let pvc = self.decode(value, location.clone())?;
+                checked(volumes::persistent_volume_claim(&pvc, None).map(drop))?;
+                self.out.persistent_volume_claims.push(pvc);
+            }
+            "StorageClass" => {
+                let class = self.decode(value, location.clone())?;
+                checked(volumes::storage_class(&class).map(drop))?;
+                self.out.storage_classes.push(class);
+            }
+            _ => {
+                let csi = self.decode(value, location.clone())?;
+                checked(volumes::csi_node(&csi).map(drop))?;
+                self.out.csi_nodes.push(csi);
+            }
         }
         Ok(())
     }

@@ -66,7 +66,7 @@ fn multi_document_files_and_lists_are_sorted_by_kind() {
     assert_eq!(objects.pod_groups.len(), 1);
     let claims: Vec<_> = objects.resource_claims.iter().map(|c| c.metadata.name.as_deref().unwrap()).collect();
     assert_eq!(claims, vec!["rc"]);
-    assert!(objects.other.is_empty());
+    assert!(objects.persistent_volumes.is_empty() && objects.persistent_volume_claims.is_empty());
     let unknown: Vec<_> = objects.unknown_kinds.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(unknown, vec![("ConfigMap", 2), ("CronJob", 1)]);
     assert_eq!(objects.len(), 7);

@@ -3,8 +3,8 @@
 //!
 //! A pod's GPUs are written first (annotation `tessera.io/gpu-ids`, see
 //! [`crate::ingest::gpu::GPU_IDS_ANNOTATION`]) so that the devices it
-//! holds are read back after a restart, and its DRA claims' allocations and reservations
-//! ([`super::claims`]); then `POST pods/{name}/binding` with the pod's uid as
+//! holds are read back after a restart, its volume bindings ([`super::volumes`]), and its DRA
+//! claims' allocations and reservations ([`super::claims`]); then `POST pods/{name}/binding` with the pod's uid as
 //! precondition. 429 waits out `Retry-After`; 5xx, timeouts and broken connections retry with
 //! backoff; 409 (bound already, or a uid that no longer matches) and other refusals hand the pod
 //! back to the engine (and with it every member of its gang still in flight); 404 means the pod
@@ -40,6 +40,7 @@ use super::feed::BindItem;
 use super::metrics::{BindResult, Metrics};
 use super::ratelimit::RateLimiter;
 use super::report::Report;
+use super::volumes;
 use super::watch::Change;
 
 /// How often a transient failure is retried before the pod goes back to the queue.
@@ -192,16 +193,20 @@ fn report(cx: &BindContext, job: &[BindItem], results: impl Iterator<Item = Resu
     }
 }
 
-/// What must be written before the pod is bound: the GPUs chosen for it (on the pod) and its
-/// claims' allocations and reservations (on the claims). The claims written, to give back if
-/// the pod is not bound after all.
+/// What must be written before the pod is bound: the GPUs chosen for it (on the pod), its
+/// volume bindings (on the volumes and claims, [`volumes::write_bindings`]) and its DRA
+/// claims' allocations and reservations (on the claims). The DRA claims written, to give back
+/// if the pod is not bound after all.
 async fn pre_bind(cx: &BindContext, item: &BindItem) -> Result<Vec<claims::Written>, BindError> {
-    if item.gpus == 0 && item.claims.is_empty() {
+    if item.gpus == 0 && item.claims.is_empty() && item.volumes.is_empty() {
         return Ok(Vec::new());
     }
     let _permit = cx.concurrency.acquire().await.map_err(|_| BindError::NotLeader)?;
     if item.gpus != 0 {
         write_gpu_ids(cx, &item.pod, item.gpus).await?;
+    }
+    if !item.volumes.is_empty() {
+        volumes::write_bindings(cx, item).await?;
     }
     claims::reserve(cx, item).await
 }

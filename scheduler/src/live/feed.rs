@@ -20,6 +20,8 @@ use tessera_plugins::dra::model::ClaimAllocation;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodKey};
 use tessera_plugins::nodeinfo::NodeInfo;
+use tessera_plugins::plugins::volumes::index::Binding as VolumeBinding;
+use tessera_plugins::plugins::volumes::model::PvcKey;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::engine::gang::GangRecord;
@@ -43,6 +45,9 @@ pub struct BindItem {
     pub gpus: u64,
     /// The allocations of its DRA claims on the node (PreBind writes them to the claims).
     pub claims: Vec<Arc<ClaimAllocation>>,
+    /// The bindings made for its unbound `WaitForFirstConsumer` claims (PreBind writes them
+    /// to the volumes and claims, see [`super::volumes`]).
+    pub volumes: Vec<(PvcKey, VolumeBinding)>,
 }
 
 /// What the engine decided, for the async side to write to the API.
@@ -212,6 +217,7 @@ impl LiveFeed {
                 self.inflight.remove(&key);
             }
             Change::BindFailed { pods, gone } => self.bind_failed(core, &pods, gone, now),
+            Change::Volume(change) => core.change_volume_objects(|objects| change.apply(objects), now),
         }
     }
 
@@ -330,13 +336,13 @@ impl LiveFeed {
 
     fn record_outcome(&mut self, outcome: Outcome, binds: &mut Vec<Vec<BindItem>>) {
         match outcome {
-            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s, claims } => {
+            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s, claims, volumes } => {
                 let key = pod.key();
                 self.pending.remove(&key);
                 self.inflight.insert(key, pod.group_key());
                 self.metrics.schedule_attempt(pod.scheduler_name.as_str(), AttemptResult::Scheduled, cycle_s);
                 self.metrics.sli(attempts, (at - queued_at).max(0.0));
-                let item = BindItem { pod, node, gpus, claims };
+                let item = BindItem { pod, node, gpus, claims, volumes };
                 // Members of one gang, committed together, are bound as one job.
                 match binds.last_mut() {
                     Some(last)

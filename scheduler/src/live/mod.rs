@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod report;
 pub mod serve;
+pub mod volumes;
 pub mod watch;
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1 as resource;
 use k8s_openapi::api::scheduling::v1 as sched_v1;
 use k8s_openapi::api::scheduling::v1alpha3 as sched;
+use k8s_openapi::api::storage::v1 as storage;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
@@ -34,12 +35,14 @@ use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Node, Pod, PodGroup};
+use tessera_plugins::plugins::volumes::model::PvcKey;
 
 use crate::ingest::{self, PodContext, PodGroupObject, selector_sources};
 
 use super::dra::DraObjects;
 use super::lenient::Lenient;
 use super::metrics::Metrics;
+use super::volumes::VolumeChange;
 
 /// The kinds the live scheduler watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,6 +79,14 @@ pub enum Kind {
     ResourceSlice,
     /// `policy/v1` PodDisruptionBudget (what preemption respects).
     PodDisruptionBudget,
+    /// `v1` PersistentVolume.
+    PersistentVolume,
+    /// `v1` PersistentVolumeClaim.
+    PersistentVolumeClaim,
+    /// `storage.k8s.io/v1` StorageClass.
+    StorageClass,
+    /// `storage.k8s.io/v1` CSINode (per-driver attach limits of nodes).
+    CsiNode,
 }
 
 impl Kind {
@@ -87,10 +98,14 @@ impl Kind {
     /// ResourceClaimTemplates are not watched, as kube-scheduler does not: a pod's template
     /// entry is the claim the resourceclaim controller made from it and recorded in the pod's
     /// status, and until then the pod waits whatever the template says.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Namespace,
         Kind::PriorityClass,
         Kind::RuntimeClass,
+        Kind::StorageClass,
+        Kind::PersistentVolume,
+        Kind::PersistentVolumeClaim,
+        Kind::CsiNode,
         Kind::DeviceClass,
         Kind::ResourceClaim,
         Kind::ResourceSlice,
@@ -125,6 +140,10 @@ impl Kind {
             Kind::ResourceClaim => "ResourceClaim",
             Kind::ResourceSlice => "ResourceSlice",
             Kind::PodDisruptionBudget => "PodDisruptionBudget",
+            Kind::PersistentVolume => "PersistentVolume",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Kind::StorageClass => "StorageClass",
+            Kind::CsiNode => "CSINode",
         }
     }
 }
@@ -200,6 +219,8 @@ pub enum Change {
     },
     /// The API accepted a binding.
     BindSucceeded(tessera_plugins::model::PodKey),
+    /// A PersistentVolume, claim, StorageClass or CSINode was added, changed or is gone.
+    Volume(VolumeChange),
 }
 
 /// What every watch task shares.
@@ -241,6 +262,10 @@ fn spawn_kind(client: Client, kind: Kind, cx: WatchContext) -> tokio::task::Join
         Kind::ResourceClaim => tokio::spawn(watch_kind::<resource::ResourceClaim>(client, cx)),
         Kind::ResourceSlice => tokio::spawn(watch_kind::<resource::ResourceSlice>(client, cx)),
         Kind::PodDisruptionBudget => tokio::spawn(watch_kind::<PodDisruptionBudget>(client, cx)),
+        Kind::PersistentVolume => tokio::spawn(watch_kind::<core::PersistentVolume>(client, cx)),
+        Kind::PersistentVolumeClaim => tokio::spawn(watch_kind::<core::PersistentVolumeClaim>(client, cx)),
+        Kind::StorageClass => tokio::spawn(watch_kind::<storage::StorageClass>(client, cx)),
+        Kind::CsiNode => tokio::spawn(watch_kind::<storage::CSINode>(client, cx)),
     }
 }
 
@@ -604,6 +629,44 @@ impl Watched for PodDisruptionBudget {
     }
 }
 
+impl Watched for core::PersistentVolume {
+    const KIND: Kind = Kind::PersistentVolume;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let pv = convert(Self::KIND, key, ingest::volumes::persistent_volume(&self), cx)?;
+        send(cx, Change::Volume(VolumeChange::Volume(pv.name, Some(pv))))
+    }
+}
+
+impl Watched for core::PersistentVolumeClaim {
+    const KIND: Kind = Kind::PersistentVolumeClaim;
+
+    /// Admission has given a claim that names no class the default one already: no default
+    /// is applied here.
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let pvc = convert(Self::KIND, key, ingest::volumes::persistent_volume_claim(&self, None), cx)?;
+        send(cx, Change::Volume(VolumeChange::Claim(pvc.key, Some(pvc))))
+    }
+}
+
+impl Watched for storage::StorageClass {
+    const KIND: Kind = Kind::StorageClass;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let class = convert(Self::KIND, key, ingest::volumes::storage_class(&self), cx)?;
+        send(cx, Change::Volume(VolumeChange::Class(class.name, Some(class))))
+    }
+}
+
+impl Watched for storage::CSINode {
+    const KIND: Kind = Kind::CsiNode;
+
+    fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
+        let csi = convert(Self::KIND, key, ingest::volumes::csi_node(&self), cx)?;
+        send(cx, Change::Volume(VolumeChange::CsiNode(csi.node, Some(csi))))
+    }
+}
+
 /// Sends `change` to the engine thread; `Some` so that a conversion can end in it.
 fn send(cx: &WatchContext, change: Change) -> Option<()> {
     // The engine thread is gone only when shutting down: nothing left to tell.
@@ -661,6 +724,10 @@ fn delete(kind: Kind, key: &str, cx: &WatchContext, known: &mut HashSet<String>)
             return;
         }
         Kind::CoschedulingPodGroup => Change::GroupGone(GroupKey::new(namespace, name)),
+        Kind::PersistentVolume => Change::Volume(VolumeChange::Volume(Sym::new(name), None)),
+        Kind::PersistentVolumeClaim => Change::Volume(VolumeChange::Claim(PvcKey::new(namespace, name), None)),
+        Kind::StorageClass => Change::Volume(VolumeChange::Class(Sym::new(name), None)),
+        Kind::CsiNode => Change::Volume(VolumeChange::CsiNode(Sym::new(name), None)),
         Kind::Service | Kind::ReplicationController | Kind::ReplicaSet | Kind::StatefulSet => {
             match selector_sources::removed(kind.name(), namespace, name) {
                 Some(change) => Change::SelectorSource(change),

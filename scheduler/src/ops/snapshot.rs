@@ -4,7 +4,8 @@
 //! multi-document YAML, one object per document, each with its `apiVersion` and `kind`. It
 //! holds every kind the simulator uses (nodes, pods, namespaces, priority and runtime
 //! classes, Services and ReplicationControllers for default spreading, both PodGroup APIs,
-//! Workloads, DRA device classes, slices, claims and claim templates), so a what-if (another
+//! Workloads, DRA device classes, slices, claims and claim templates, PersistentVolumes and
+//! their claims, StorageClasses and CSINodes), so a what-if (another
 //! profile, more pods) starts from the cluster as it is. ReplicaSets and StatefulSets come too:
 //! their selectors are what their pods' default spreading reads, and the simulator creates only
 //! the pods a controller's listed pods do not already account for. Pods that finished (`Succeeded`,
@@ -21,11 +22,14 @@
 use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::scheduling::v1alpha3::{PodGroup, Workload};
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -82,7 +86,11 @@ pub async fn snapshot(client: Client) -> Result<Snapshot, OpsError> {
     add::<Namespace>(&client, &mut out, |_| true).await?;
     add::<PriorityClass>(&client, &mut out, |_| true).await?;
     add::<RuntimeClass>(&client, &mut out, |_| true).await?;
+    add::<StorageClass>(&client, &mut out, |_| true).await?;
     add::<Node>(&client, &mut out, |_| true).await?;
+    add::<CSINode>(&client, &mut out, |_| true).await?;
+    add::<PersistentVolume>(&client, &mut out, |_| true).await?;
+    add::<PersistentVolumeClaim>(&client, &mut out, |_| true).await?;
     add::<Service>(&client, &mut out, |_| true).await?;
     add::<ReplicationController>(&client, &mut out, |_| true).await?;
     add::<ReplicaSet>(&client, &mut out, |_| true).await?;

@@ -13,6 +13,7 @@ use tessera_plugins::dra::model::{ResourceSlice, SliceNodes};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{GPU_MILLI, Gpu, GpuRequest, Node, Pod, PodGroup};
+use tessera_plugins::plugins::volumes::index::VolumeObjects;
 use tessera_plugins::resources::ResourceVec;
 use thiserror::Error;
 
@@ -157,6 +158,9 @@ pub struct SimInput {
     pub pod_groups: Vec<PodGroup>,
     /// PodDisruptionBudgets, which preemption respects where it can.
     pub budgets: Budgets,
+    /// PersistentVolumes, PersistentVolumeClaims, StorageClasses and CSINodes, which the
+    /// volume plugins read.
+    pub volumes: Arc<VolumeObjects>,
     /// Kinds nobody understands, with counts (reported once, skipped).
     pub unknown_kinds: BTreeMap<String, usize>,
     /// The files read.
@@ -228,6 +232,7 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
         }
     }
     let slices = SlicesByNode::new(slices);
+    input.volumes = Arc::new(volume_objects(objects, &mut |e| invalid(e, &mut input.skipped))?);
     for n in &objects.nodes {
         match ingest::node(n) {
             Ok(node) => input.nodes.push(Node { devices: slices.devices(node.name, &node.labels), ..node }),
@@ -246,6 +251,52 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
         }
     }
     Ok(input)
+}
+
+/// The storage objects of the input; an invalid one goes to `invalid` (which stops or
+/// skips it).
+fn volume_objects(
+    objects: &Objects,
+    invalid: &mut dyn FnMut(InputError) -> Result<(), InputError>,
+) -> Result<VolumeObjects, InputError> {
+    use ingest::volumes;
+    let mut out = VolumeObjects::default();
+    for c in &objects.storage_classes {
+        match volumes::storage_class(c) {
+            Ok(class) => out.set_class(class.name, Some(class)),
+            Err(e) => invalid(e.into())?,
+        }
+    }
+    let default = volumes::default_class(&objects.storage_classes);
+    for v in &objects.persistent_volumes {
+        match volumes::persistent_volume(v) {
+            Ok(pv) => out.set_pv(pv.name, Some(pv)),
+            Err(e) => invalid(e.into())?,
+        }
+    }
+    for c in &objects.persistent_volume_claims {
+        match volumes::persistent_volume_claim(c, default) {
+            Ok(pvc) => out.set_pvc(pvc.key, Some(pvc)),
+            Err(e) => invalid(e.into())?,
+        }
+    }
+    // What the StatefulSet and ephemeral volume controllers would create: the claims of the
+    // pods the input has that it does not list.
+    let made = objects.controller_claims.iter().cloned().chain(objects.pods.iter().flat_map(volumes::ephemeral_claims));
+    for c in made {
+        match volumes::persistent_volume_claim(&c, default) {
+            Ok(pvc) if out.pvc(&pvc.key).is_none() => out.set_pvc(pvc.key, Some(pvc)),
+            Ok(_) => {}
+            Err(e) => invalid(e.into())?,
+        }
+    }
+    for c in &objects.csi_nodes {
+        match volumes::csi_node(c) {
+            Ok(csi) => out.set_csi_node(csi.node, Some(csi)),
+            Err(e) => invalid(e.into())?,
+        }
+    }
+    Ok(out)
 }
 
 /// ResourceSlices by the node their devices are local to, so that each node's inventory

@@ -208,7 +208,7 @@ pub enum Preemption {
 }
 
 /// An engine with `config`'s settings, loaded with the input's cluster (nodes, namespaces,
-/// PodGroups and PodDisruptionBudgets).
+/// storage objects, PodGroups and PodDisruptionBudgets).
 pub fn build_engine(
     input: &SimInput,
     config: &NamedConfig,
@@ -247,6 +247,9 @@ pub fn build_engine(
     }
     for n in &input.nodes {
         engine.upsert_node(n.clone(), 0.0);
+    }
+    if !input.volumes.is_empty() {
+        engine.set_volume_objects(input.volumes.clone(), 0.0);
     }
     for g in &input.pod_groups {
         engine.upsert_pod_group(g.clone(), 0.0);

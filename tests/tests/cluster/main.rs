@@ -12,3 +12,4 @@ mod live_scale;
 mod ops;
 mod preemption;
 mod rbac;
+mod volumes;

@@ -478,9 +478,28 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
                 "spec": { "nodeName": "n0", "containers": [{ "name": "c", "image": "busybox" }] } }))
             .unwrap();
     }
+    // A claim bound to a volume, and their class: the volume plugins read them.
+    store
+        .create(json!({ "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": { "name": "local" },
+            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer" }))
+        .unwrap();
+    store
+        .create(json!({ "apiVersion": "v1", "kind": "PersistentVolume", "metadata": { "name": "pv-0" },
+            "spec": { "capacity": { "storage": "1Gi" }, "accessModes": ["ReadWriteOnce"], "storageClassName": "local",
+                "claimRef": { "namespace": "default", "name": "data" }, "local": { "path": "/mnt" } } }))
+        .unwrap();
+    store
+        .create(json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": { "name": "data", "namespace": "default" },
+            "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "local", "volumeName": "pv-0",
+                "resources": { "requests": { "storage": "1Gi" } } } }))
+        .unwrap();
     let snap = within(snapshot::snapshot(server.client())).await.unwrap();
     assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
     assert_eq!(snap.finished_pods, 2);
+    assert_eq!(
+        (count_of(&snap, "v1 PersistentVolume"), count_of(&snap, "v1 PersistentVolumeClaim")),
+        (Some(1), Some(1))
+    );
     let count = |kind: &str| snap.counts.iter().find(|(k, _)| k == kind).map(|(_, n)| *n);
     assert_eq!(count("v1 Node"), Some(3));
     assert_eq!(count("v1 Pod"), Some(1204));
@@ -505,6 +524,11 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
     assert_eq!(input.selector_sources.len(), 2, "the Service's and the ReplicaSet's selectors");
     assert_eq!(input.pods.len(), 2, "the pending gang members are to schedule");
     assert_eq!(input.pod_groups.len(), 1);
+    assert!(!input.volumes.is_empty(), "the volume, claim and class");
+}
+
+fn count_of(snap: &snapshot::Snapshot, kind: &str) -> Option<usize> {
+    snap.counts.iter().find(|(k, _)| k == kind).map(|(_, n)| *n)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

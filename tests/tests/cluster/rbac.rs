@@ -6,8 +6,9 @@
 //! through everything it does against the API test server: leader election (acquire, renew,
 //! release), the watches of `watch::Kind::ALL`, plain bindings, a refused binding, an
 //! unschedulable pod (its `PodScheduled` condition and `FailedScheduling` event), gangs of both
-//! PodGroup APIs (their status), a GPU pod (its `tessera.io/gpu-ids` annotation) and a pod
-//! with a DRA claim (the claim's status). The
+//! PodGroup APIs (their status), a GPU pod (its `tessera.io/gpu-ids` annotation), a pod
+//! with a DRA claim (the claim's status) and pods with WaitForFirstConsumer claims (a
+//! volume's claimRef, a claim's selected-node annotation). The
 //! test's own objects go into the server's store directly, so the server records exactly the
 //! scheduler's requests, each as the RBAC authorizer sees it (verb, API group,
 //! resource/subresource, namespace), and the distinct calls are checked against the manifests
@@ -64,7 +65,8 @@ const READ: &[&str] = &["get", "list", "watch"];
 /// kube-scheduler's built-in `system:kube-scheduler` ClusterRole, bound to the user
 /// `system:kube-scheduler` of `/etc/kubernetes/scheduler.conf` (upstream
 /// `plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`), without its feature-gated
-/// rules except DynamicResourceAllocation's (GA and on since v1.34): what the static pod may do
+/// rules except DynamicResourceAllocation's (GA and on since v1.34), plus the
+/// `system:volume-scheduler` ClusterRole bound to the same user: what the static pod may do
 /// before `manifests/static-pod/rbac.yaml` is applied. (apiGroups, resources, verbs,
 /// resourceNames).
 #[allow(clippy::type_complexity)]
@@ -88,6 +90,11 @@ const KUBE_SCHEDULER_BUILTIN: &[(&[&str], &[&str], &[&str], &[&str])] = &[
     (&["resource.k8s.io"], &["resourceclaims", "deviceclasses"], READ, &[]),
     (&["resource.k8s.io"], &["resourceclaims/status"], &["get", "list", "watch", "update", "patch"], &[]),
     (&["resource.k8s.io"], &["resourceslices"], READ, &[]),
+    // `system:volume-scheduler`, which the bootstrap policy binds to the same user (its
+    // ClusterRoleBinding of that name): what upstream's VolumeBinding reads and writes.
+    (&[""], &["persistentvolumes"], &["get", "list", "patch", "update", "watch"], &[]),
+    (&[""], &["persistentvolumeclaims"], &["get", "list", "patch", "update", "watch"], &[]),
+    (&["storage.k8s.io"], &["storageclasses"], READ, &[]),
 ];
 
 /// One API call as the RBAC authorizer sees it.
@@ -456,6 +463,41 @@ async fn drive_everything() -> BTreeSet<Call> {
         &server,
         json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "rbac-high"}, "value": 1000}),
     );
+    // Volumes: a local volume on n0 for a WaitForFirstConsumer claim (PreBind writes the
+    // volume's claimRef), and a claim to provision (PreBind writes its selected-node).
+    for (name, provisioner) in [("local", "kubernetes.io/no-provisioner"), ("csi", "csi.example.com")] {
+        create(
+            &server,
+            json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
+                   "provisioner": provisioner, "volumeBindingMode": "WaitForFirstConsumer"}),
+        );
+    }
+    create(
+        &server,
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"name": "n0"},
+               "spec": {"drivers": [{"name": "csi.example.com", "nodeID": "n0", "allocatable": {"count": 8}}]}}),
+    );
+    create(
+        &server,
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "local-n0"},
+               "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local",
+                        "local": {"path": "/mnt/disk"},
+                        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions":
+                            [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n0"]}]}]}}}}),
+    );
+    // Created Pending, as upstream: the PV controller (which the server does not run) makes it
+    // Available.
+    let mut pv = server.store().get("v1", "PersistentVolume", None, "local-n0").unwrap();
+    pv["status"]["phase"] = json!("Available");
+    server.store().update(pv).unwrap();
+    for (claim, class) in [("static", "local"), ("dynamic", "csi")] {
+        create(
+            &server,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "namespace": "default"},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                            "resources": {"requests": {"storage": "1Gi"}}}}),
+        );
+    }
     // The test's own writes go to the store directly: only the scheduler's calls are recorded.
     assert_eq!(server.requests(), vec![], "the test itself made API requests");
 
@@ -483,6 +525,11 @@ async fn drive_everything() -> BTreeSet<Call> {
     let mut dra = pod("dra", "100m");
     dra["spec"]["resourceClaims"] = json!([{"name": "gpu", "resourceClaimName": "dra-gpu"}]);
     create(&server, dra);
+    for claim in ["static", "dynamic"] {
+        let mut p = pod(&format!("vol-{claim}"), "100m");
+        p["spec"]["volumes"] = json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]);
+        create(&server, p);
+    }
 
     // A pod of high priority that fits only where `low` runs: it preempts `low` (a
     // DisruptionTarget condition, a graceful delete, a Preempted event).
@@ -495,7 +542,20 @@ async fn drive_everything() -> BTreeSet<Call> {
     // The kubelet finishes the graceful deletion.
     server.store().delete("v1", "Pod", Some("default"), "low");
 
-    let bindable = ["p0", "p1", "p2", "cosched-0", "cosched-1", "train-0", "train-1", "gpu", "dra", "vip"];
+    let bindable = [
+        "p0",
+        "p1",
+        "p2",
+        "cosched-0",
+        "cosched-1",
+        "train-0",
+        "train-1",
+        "gpu",
+        "dra",
+        "vip",
+        "vol-static",
+        "vol-dynamic",
+    ];
     until("every pod that fits bound", || bindable.iter().all(|p| get_pod(&server, p)["spec"]["nodeName"].is_string()))
         .await;
     let refused = server.requests().iter().filter(|r| r.subresource == "binding").count();
@@ -506,6 +566,12 @@ async fn drive_everything() -> BTreeSet<Call> {
     assert_eq!(get_pod(&server, "dra")["spec"]["nodeName"], "n1");
     let claim = server.store().get("resource.k8s.io/v1", "ResourceClaim", Some("default"), "dra-gpu").unwrap();
     assert!(claim["status"]["allocation"].is_object(), "no allocation written: {claim}");
+    assert_eq!(get_pod(&server, "vol-static")["spec"]["nodeName"], "n0");
+    let pv = server.store().get("v1", "PersistentVolume", None, "local-n0").unwrap();
+    assert_eq!(pv["spec"]["claimRef"]["name"], "static", "no claimRef written: {pv}");
+    let node = get_pod(&server, "vol-dynamic")["spec"]["nodeName"].clone();
+    let pvc = server.store().get("v1", "PersistentVolumeClaim", Some("default"), "dynamic").unwrap();
+    assert_eq!(pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"], node, "{pvc}");
     until("the unschedulable pod's PodScheduled condition", || {
         let huge = get_pod(&server, "huge");
         huge["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "PodScheduled"))

@@ -86,6 +86,7 @@ fn convert(p: &core::Pod, namespace: &str, cx: &PodContext) -> Result<Pod, Field
         pod_group: pod_group(spec, meta, cx.volcano_groups()),
         claims: cx.dra().pod_claims(p, namespace.as_str(), name)?,
         scheduling_gates: spec.scheduling_gates.iter().flatten().map(|g| Arc::from(g.name.as_str())).collect(),
+        volumes: super::volumes::pod_volumes(spec, name)?,
         controller: controller(meta),
         creation_s: creation_seconds(meta),
         labels,
