@@ -248,10 +248,20 @@ pub struct Nomination {
     /// The node's generation in the snapshot the victims were chosen on: the engine commits the
     /// preemption only if the node has not changed since, as the binder does a placement.
     pub seen_generation: u64,
-    /// The pods to evict, most important first.
-    pub victims: Vec<Arc<Pod>>,
+    /// The pods to evict, most important first: on the node, and the fellow members of
+    /// victims in gangs, wherever they run.
+    pub victims: Vec<Victim>,
     /// How many victims break a PodDisruptionBudget (0 when a choice without existed).
     pub pdb_violations: usize,
+}
+
+/// A pod preemption evicts, and where it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Victim {
+    /// Its node.
+    pub node: NodeId,
+    /// The pod.
+    pub pod: Arc<Pod>,
 }
 
 /// What PostFilter made of a pod that fit nowhere.

@@ -502,6 +502,20 @@ pub struct PodGroup {
     pub priority: Option<i32>,
     /// The least the cluster must have free before the gang is tried (`minResources`).
     pub min_resources: Option<ResourceVec>,
+    /// Whether preemption may evict its members one by one or only all together.
+    pub disruption: DisruptionMode,
+}
+
+/// How preemption may evict the members of a group (`spec.disruptionMode` of Kubernetes'
+/// PodGroup).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DisruptionMode {
+    /// All its placed members together, or none: evicting part of a gang wastes what the rest
+    /// holds. The default for every gang API.
+    #[default]
+    All,
+    /// Each member on its own (`disruptionMode.single`).
+    Single,
 }
 
 impl PodGroup {
@@ -515,6 +529,7 @@ impl PodGroup {
             schedule_timeout_s: None,
             priority: None,
             min_resources: None,
+            disruption: DisruptionMode::All,
         }
     }
 }

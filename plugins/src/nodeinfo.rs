@@ -92,6 +92,9 @@ pub struct NodeInfo {
     /// The lowest priority of the pods here (`i32::MAX` with none): preemption skips a node
     /// with nothing below the preemptor's priority without looking at its pods.
     pub lowest_priority: i32,
+    /// How many pods here belong to a group (gang): preemption looks for a victim's fellow
+    /// members only on nodes that have some.
+    pub pods_in_groups: u32,
     /// Pods that preempted others here and wait for them to leave (upstream's nominated
     /// pods): they hold their room against pods of lower or equal priority
     /// ([`NodeInfo::with_nominated_for`]), not against higher ones.
@@ -123,6 +126,7 @@ impl NodeInfo {
             generation: 0,
             reserved_for: None,
             lowest_priority: i32::MAX,
+            pods_in_groups: 0,
             nominated: Vec::new(),
         }
     }
@@ -130,8 +134,17 @@ impl NodeInfo {
     /// The node as `pod` must see it when filtering: with the nominated pods of at least its
     /// priority (other than itself) added, as upstream's `addNominatedPods`; `None` when there
     /// are none to add, and the node is seen as it is.
+    ///
+    /// Two exceptions keep a pod from counting twice or against its own: a nominated pod
+    /// already placed here (a worker's pick not yet answered), and a fellow member of the
+    /// pod's gang (the gang preempted as one, and its members share the room they made).
     pub fn with_nominated_for(&self, pod: &Pod) -> Option<NodeInfo> {
-        let counts = |n: &&Arc<Pod>| n.priority >= pod.priority && (n.namespace != pod.namespace || n.name != pod.name);
+        let counts = |n: &&Arc<Pod>| {
+            n.priority >= pod.priority
+                && (n.namespace != pod.namespace || n.name != pod.name)
+                && (pod.pod_group.is_none() || n.pod_group != pod.pod_group || n.namespace != pod.namespace)
+                && !self.pods.iter().any(|p| p.namespace == n.namespace && p.name == n.name)
+        };
         if !self.nominated.iter().any(|n| counts(&n)) {
             return None;
         }
@@ -258,6 +271,7 @@ impl NodeInfo {
             self.pods_with_affinity += 1;
         }
         self.lowest_priority = self.lowest_priority.min(pod.priority);
+        self.pods_in_groups += u32::from(pod.pod_group.is_some());
         if pod.has_claims() {
             self.pods_with_claims += 1;
         }
@@ -466,6 +480,7 @@ impl NodeInfo {
         if pod.priority == self.lowest_priority {
             self.lowest_priority = self.pods.iter().map(|p| p.priority).min().unwrap_or(i32::MAX);
         }
+        self.pods_in_groups -= u32::from(pod.pod_group.is_some());
         if pod.has_claims() {
             self.pods_with_claims -= 1;
         }

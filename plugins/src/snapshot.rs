@@ -6,7 +6,7 @@
 //! truth and one per worker, refreshed from it in O(changed nodes).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,7 +16,7 @@ use crate::dra::held::{ClaimIndex, Holding};
 use crate::dra::model::{ClaimAllocation, ClaimKey, DeviceId};
 use crate::intern::Sym;
 use crate::labels::LabelSet;
-use crate::model::{Pod, PodKey};
+use crate::model::{GroupKey, Pod, PodKey};
 use crate::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
 use crate::plugins::volumes::index::{Assumed, VolumeIndex, VolumeObjects};
 use crate::plugins::volumes::model::PvcKey;
@@ -52,6 +52,9 @@ pub struct Snapshot {
     /// The PodDisruptionBudgets preemption respects: shared with copies refreshed from this
     /// snapshot.
     budgets: Arc<Budgets>,
+    /// Groups whose members preemption may evict one by one (`disruptionMode.single`); every
+    /// other group's members go together or not at all.
+    disrupted_singly: Arc<HashSet<GroupKey>>,
     /// PersistentVolumes, claims, classes, CSINodes, and the bindings assumed for placed
     /// pods' claims (see [`VolumeIndex`]).
     volumes: VolumeIndex,
@@ -87,6 +90,7 @@ impl Default for Snapshot {
             claims: ClaimIndex::default(),
             remote_pins: RemotePins::default(),
             budgets: Arc::default(),
+            disrupted_singly: Arc::default(),
             volumes: VolumeIndex::default(),
             claim_users: FxMap::default(),
         }
@@ -113,6 +117,7 @@ impl Clone for Snapshot {
             claims: self.claims.clone(),
             remote_pins: self.remote_pins.clone(),
             budgets: self.budgets.clone(),
+            disrupted_singly: self.disrupted_singly.clone(),
             volumes: self.volumes.clone(),
             claim_users: self.claim_users.clone(),
         }
@@ -133,6 +138,16 @@ impl Snapshot {
     /// The budgets to change (copied first when a refreshed snapshot shares them).
     pub fn budgets_mut(&mut self) -> &mut Budgets {
         Arc::make_mut(&mut self.budgets)
+    }
+
+    /// The groups whose members may be evicted one by one.
+    pub fn disrupted_singly(&self) -> &Arc<HashSet<GroupKey>> {
+        &self.disrupted_singly
+    }
+
+    /// Replaces the groups whose members may be evicted one by one.
+    pub fn set_disrupted_singly(&mut self, groups: Arc<HashSet<GroupKey>>) {
+        self.disrupted_singly = groups;
     }
 
     /// An empty snapshot.

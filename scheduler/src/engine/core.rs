@@ -26,7 +26,7 @@ use super::gang::reservation::{self, Reservation};
 use super::hints::Departure;
 use super::queue::{Gated, SchedulingQueue, Unit, Wake};
 use super::state::{ClusterState, StateError};
-use super::worker::Attempt;
+use super::worker::{Attempt, Preemption};
 use super::{Admission, Outcome};
 
 /// The engine's mutable parts for one stretch of work. See the module docs.
@@ -245,6 +245,7 @@ impl Core<'_> {
     /// Adds or replaces a PodGroup. Its waiting members enter the queue as one unit once
     /// `minCount` of them exist; a queued gang whose `minCount` changed is formed anew.
     pub fn upsert_pod_group(&mut self, group: PodGroup, now: f64) {
+        self.state.set_disruption(group.key, group.disruption);
         let update = self.queue.gangs.upsert_group(group, now);
         if update.requeue {
             self.take_back_gang(update.key);
@@ -255,6 +256,7 @@ impl Core<'_> {
 
     /// Forgets a PodGroup: its members not yet placed wait for it again.
     pub fn remove_pod_group(&mut self, key: GroupKey, now: f64) {
+        self.state.set_disruption(key, tessera_plugins::model::DisruptionMode::All);
         if self.queue.gangs.remove_group(key) {
             self.take_back_gang(key);
         }
@@ -334,7 +336,7 @@ impl Core<'_> {
                     Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
                 }
             },
-            Attempt::Unschedulable { mut unit, diagnosis, shortfall, post_filter } => {
+            Attempt::Unschedulable { mut unit, diagnosis, shortfall, preemption } => {
                 let message = match (&unit.gang, &shortfall) {
                     (Some(g), Some(s)) => s.message(g.key),
                     _ => diagnosis.message(),
@@ -343,10 +345,15 @@ impl Core<'_> {
                     Some(s) => most_first(s.reasons.clone()),
                     None => diagnosis.pre_filter_message.iter().cloned().chain(most_first(diagnosis.reasons)).collect(),
                 };
-                match post_filter {
-                    Some(PostFilterResult::Nominate(n)) => self.preempt(unit, n, (message, reasons), now, cycle_s),
-                    Some(PostFilterResult::Keep(_)) => self.unschedulable(unit, (message, reasons), now, cycle_s),
-                    Some(PostFilterResult::Clear(_)) | None => {
+                match preemption.map(|p| *p) {
+                    Some(Preemption::Gang(g)) => self.preempt_gang(unit, g, (message, reasons), now, cycle_s),
+                    Some(Preemption::PostFilter(PostFilterResult::Nominate(n))) => {
+                        self.preempt(unit, n, (message, reasons), now, cycle_s)
+                    }
+                    Some(Preemption::PostFilter(PostFilterResult::Keep(_))) => {
+                        self.unschedulable(unit, (message, reasons), now, cycle_s)
+                    }
+                    Some(Preemption::PostFilter(PostFilterResult::Clear(_))) | None => {
                         self.clear_nomination(&mut unit);
                         self.unschedulable(unit, (message, reasons), now, cycle_s)
                     }

@@ -10,10 +10,12 @@
 
 use std::sync::Arc;
 
-use tessera_plugins::framework::Nomination;
+use tessera_plugins::framework::{Nomination, Victim};
 use tessera_plugins::intern::Sym;
+use tessera_plugins::model::PodKey;
 
 use super::core::{Core, Resolved};
+use super::gang::preemption::GangPreemption;
 use super::queue::Unit;
 use super::{Eviction, Outcome};
 
@@ -37,25 +39,79 @@ impl Core<'_> {
             self.queue.push_active(unit);
             return Resolved::requeued();
         }
-        let node_name = node.name();
         self.binder.stats.preemptions += 1;
         self.state.nominate(pod.clone(), n.node);
-        let victims: Vec<Outcome> = n
-            .victims
-            .iter()
-            .map(|v| Outcome::Preempted { pod: v.clone(), node: node_name, by: pod.key(), at: now })
-            .collect();
-        let evict: Vec<_> = n.victims.iter().map(|v| v.key()).collect();
+        let victims = self.victim_outcomes(&n.victims, &pod.key(), now);
+        let evict: Vec<PodKey> = n.victims.iter().map(|v| v.pod.key()).collect();
         unit.nominated = Some(Arc::new(n));
-        // Parked before the victims leave, so that their departure offers it their room.
+        self.park_and_evict(unit, why, (victims, evict), now, cycle_s)
+    }
+
+    /// Commits gang preemption `g` for the gang `unit`, whole, or tries the gang again if any
+    /// node involved moved (see [`super::gang::preemption`]).
+    pub(super) fn preempt_gang(
+        &mut self,
+        mut unit: Unit,
+        g: GangPreemption,
+        why: (String, Vec<String>),
+        now: f64,
+        cycle_s: f64,
+    ) -> Resolved {
+        let live = self.state.snapshot();
+        let fresh = g.members.iter().all(|(_, n)| live.node(n.node).is_some_and(|x| x.generation == n.seen_generation));
+        let Some(first) = g.members.first().map(|(_, n)| n.clone()).filter(|_| fresh) else {
+            self.binder.stats.preemption_conflicts += 1;
+            unit.attempts += 1;
+            self.queue.push_active(unit);
+            return Resolved::requeued();
+        };
+        self.binder.stats.preemptions += 1;
+        let (mut victims, mut evict, mut outcomes) = (Vec::new(), Vec::new(), Vec::new());
+        for (pod, n) in &g.members {
+            self.state.nominate(pod.clone(), n.node);
+            let fresh: Vec<Victim> = n.victims.iter().filter(|v| !evict.contains(&v.pod.key())).cloned().collect();
+            outcomes.extend(self.victim_outcomes(&fresh, &pod.key(), now));
+            evict.extend(fresh.iter().map(|v| v.pod.key()));
+            victims.extend(fresh);
+        }
+        let pdb_violations = g.members.iter().map(|(_, n)| n.pdb_violations).sum();
+        unit.nominated = Some(Arc::new(Nomination { victims, pdb_violations, ..first }));
+        self.park_and_evict(unit, why, (outcomes, evict), now, cycle_s)
+    }
+
+    /// Parks the preempting `unit` and lets its victims go: parked first, so that their
+    /// departure offers it their room.
+    fn park_and_evict(
+        &mut self,
+        unit: Unit,
+        why: (String, Vec<String>),
+        victims: (Vec<Outcome>, Vec<PodKey>),
+        now: f64,
+        cycle_s: f64,
+    ) -> Resolved {
+        let (outcomes, evict) = victims;
         let mut resolved = self.unschedulable(unit, why, now, cycle_s);
-        resolved.outcomes.extend(victims);
+        resolved.outcomes.extend(outcomes);
         if self.eviction == Eviction::AtOnce {
             for key in &evict {
                 self.delete_pod(key, now);
             }
         }
         resolved
+    }
+
+    /// One [`Outcome::Preempted`] per victim, each naming the node it runs on.
+    fn victim_outcomes(&self, victims: &[Victim], by: &PodKey, now: f64) -> Vec<Outcome> {
+        let snapshot = self.state.snapshot();
+        victims
+            .iter()
+            .map(|v| Outcome::Preempted {
+                pod: v.pod.clone(),
+                node: snapshot.node(v.node).map_or_else(|| Sym::new(""), |n| n.name()),
+                by: by.clone(),
+                at: now,
+            })
+            .collect()
     }
 
     /// Drops the unit's nomination: preemption found nothing for it this time.
@@ -68,8 +124,9 @@ impl Core<'_> {
     }
 
     /// The name of the node the unit is nominated to, for its outcome.
+    /// A gang's members each have their own node, which one name cannot tell: `None` for them.
     pub(super) fn nominated_name(&self, unit: &Unit) -> Option<Sym> {
-        let n = unit.nominated.as_ref()?;
+        let n = unit.nominated.as_ref().filter(|_| unit.gang.is_none())?;
         self.state.snapshot().node(n.node).map(|node| node.name())
     }
 }

@@ -139,15 +139,22 @@ fn a_pod_that_may_not_preempt_waits() {
 }
 
 /// Runs `pods` (name, cpu, priority) against nodes of 4 cores each full of running pods, in
-/// the step or the parallel drive; returns every outcome.
+/// the step or the parallel drive; returns every outcome. With `gangs`, running pods go in
+/// pairs, each pair a gang of two.
 fn run(
     nodes: usize,
     running: &[(i64, i32)],
     pods: &[(i64, i32)],
     workers: usize,
+    gangs: bool,
 ) -> (Engine, Vec<Arc<Pod>>, Vec<Outcome>) {
     let ns: Vec<Node> = (0..nodes).map(|i| node(i, 4000)).collect();
     let mut e = engine(&ns, workers, Eviction::AtOnce);
+    if gangs {
+        for g in 0..running.len().div_ceil(2) {
+            e.upsert_pod_group(tessera_plugins::model::PodGroup::new("default", &format!("g{g}"), 2), 0.0);
+        }
+    }
     let mut initial = Vec::new();
     let mut used = vec![0; nodes];
     for (i, (cpu, prio)) in running.iter().enumerate() {
@@ -156,7 +163,12 @@ fn run(
             continue;
         }
         used[i % nodes] += cpu;
-        let p = pod(&format!("r{i}"), *cpu, *prio, Some(&format!("n{}", i % nodes)));
+        let on = format!("n{}", i % nodes);
+        let p = if gangs {
+            member(&format!("r{i}"), *cpu, *prio, Some(&on), &format!("g{}", i / 2))
+        } else {
+            pod(&format!("r{i}"), *cpu, *prio, Some(&on))
+        };
         e.add_pod(p.clone(), 0.0).unwrap();
         initial.push(p);
     }
@@ -193,6 +205,18 @@ fn check(e: &Engine, initial: &[Arc<Pod>], out: &[Outcome]) -> Result<(), TestCa
             prop_assert!(evicted.insert(pod.key()), "{} evicted twice", pod.key());
         }
     }
+    // A gang's running members leave together or not at all.
+    let mut by_group: HashMap<tessera_plugins::intern::Sym, (usize, usize)> = HashMap::new();
+    for p in initial {
+        if let Some(g) = p.pod_group {
+            let e = by_group.entry(g).or_default();
+            e.0 += 1;
+            e.1 += usize::from(evicted.contains(&p.key()));
+        }
+    }
+    for (g, (members, gone)) in by_group {
+        prop_assert!(gone == 0 || gone == members, "gang {g}: {gone} of {members} evicted");
+    }
     let mut seen = HashSet::new();
     for n in e.state().snapshot().nodes() {
         prop_assert!(
@@ -216,8 +240,72 @@ proptest! {
         running in proptest::collection::vec((prop::sample::select(vec![1000i64, 2000, 4000]), 0i32..3), 1..20),
         pods in proptest::collection::vec((prop::sample::select(vec![500i64, 1000, 3000]), 0i32..5), 1..12),
         workers in 1usize..3,
+        gangs in any::<bool>(),
     ) {
-        let (e, initial, out) = run(nodes, &running, &pods, workers);
+        let (e, initial, out) = run(nodes, &running, &pods, workers, gangs);
         check(&e, &initial, &out)?;
     }
+}
+
+/// `pod` as a member of gang `group`.
+fn member(name: &str, cpu: i64, priority: i32, on: Option<&str>, group: &str) -> Arc<Pod> {
+    let mut p = Pod::clone(&pod(name, cpu, priority, on));
+    p.pod_group = Some(Sym::new(group));
+    Arc::new(p)
+}
+
+fn evicted(out: &[Outcome]) -> Vec<String> {
+    let mut v: Vec<String> = victims(out).into_iter().map(|(v, _)| v).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_gang_is_evicted_whole_or_not_at_all() {
+    for (mode, want) in [
+        (tessera_plugins::model::DisruptionMode::All, vec!["g0", "g1"]),
+        (tessera_plugins::model::DisruptionMode::Single, vec!["g0"]),
+    ] {
+        let mut e = engine(&[node(0, 4000), node(1, 4000)], 1, Eviction::AtOnce);
+        let group = tessera_plugins::model::PodGroup {
+            disruption: mode,
+            ..tessera_plugins::model::PodGroup::new("default", "train", 2)
+        };
+        e.upsert_pod_group(group, 0.0);
+        e.add_pod(member("g0", 3000, 0, Some("n0"), "train"), 0.0).unwrap();
+        e.add_pod(member("g1", 2000, 0, Some("n1"), "train"), 0.0).unwrap();
+        // A pod the preemptor may not evict holds half of n1: n0 is where it can go.
+        e.add_pod(pod("side", 2000, 200, Some("n1")), 0.0).unwrap();
+        e.add_pod(pod("vip", 3000, 100, None), 0.0).unwrap();
+        let out = e.schedule_pending(0.0);
+        assert_eq!(evicted(&out), want, "{mode:?}: {out:?}");
+    }
+}
+
+#[test]
+fn a_gang_preempts_as_one_unit_or_not_at_all() {
+    // Two nodes, each full of one low pod: a gang of two fits once both leave.
+    let mut e = engine(&[node(0, 4000), node(1, 4000)], 1, Eviction::AtOnce);
+    e.add_pod(pod("low0", 4000, 0, Some("n0")), 0.0).unwrap();
+    e.add_pod(pod("low1", 4000, 0, Some("n1")), 0.0).unwrap();
+    e.upsert_pod_group(tessera_plugins::model::PodGroup::new("default", "big", 2), 0.0);
+    e.add_pod(member("m0", 3000, 100, None, "big"), 0.0).unwrap();
+    e.add_pod(member("m1", 3000, 100, None, "big"), 0.0).unwrap();
+    let out = e.schedule_pending(0.0);
+    assert_eq!(evicted(&out), vec!["low0", "low1"]);
+    let out = e.schedule_pending(5.0);
+    let mut nodes: Vec<&str> = ["m0", "m1"].iter().filter_map(|m| bound_on(&out, m)).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, vec!["n0", "n1"], "{out:?}");
+
+    // A gang of three cannot fit on two nodes whatever leaves: nobody is evicted.
+    let mut e = engine(&[node(0, 4000), node(1, 4000)], 1, Eviction::AtOnce);
+    e.add_pod(pod("low0", 4000, 0, Some("n0")), 0.0).unwrap();
+    e.add_pod(pod("low1", 4000, 0, Some("n1")), 0.0).unwrap();
+    e.upsert_pod_group(tessera_plugins::model::PodGroup::new("default", "huge", 3), 0.0);
+    for m in ["h0", "h1", "h2"] {
+        e.add_pod(member(m, 3000, 100, None, "huge"), 0.0).unwrap();
+    }
+    let out = e.schedule_pending(0.0);
+    assert!(victims(&out).is_empty(), "{out:?}");
 }

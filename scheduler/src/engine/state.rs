@@ -12,7 +12,7 @@
 //! [`ClusterState::awaiting_node`]'s table, holding nothing, and is accounted on the node when a
 //! node of that name is added.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tessera_plugins::default_selector::SourceChange;
@@ -20,7 +20,7 @@ use tessera_plugins::disruption::{Budgets, DisruptionBudget};
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
-use tessera_plugins::model::{GroupKey, Node, Pod, PodKey};
+use tessera_plugins::model::{DisruptionMode, GroupKey, Node, Pod, PodKey};
 use tessera_plugins::nodeinfo::{DeviceChoice, NodeId, NodeInfo};
 use tessera_plugins::plugins::volumes::index::VolumeObjects;
 use tessera_plugins::snapshot::Snapshot;
@@ -348,6 +348,20 @@ impl ClusterState {
         all.budgets.push(budget);
     }
 
+    /// Records whether preemption may evict group `key`'s members one by one.
+    pub fn set_disruption(&mut self, key: GroupKey, mode: DisruptionMode) {
+        let single = mode == DisruptionMode::Single;
+        if self.master.disrupted_singly().contains(&key) != single {
+            let mut groups = HashSet::clone(self.master.disrupted_singly());
+            if single {
+                groups.insert(key);
+            } else {
+                groups.remove(&key);
+            }
+            self.master.set_disrupted_singly(Arc::new(groups));
+        }
+    }
+
     /// Forgets the budget `namespace/name`.
     pub fn remove_budget(&mut self, namespace: Sym, name: &str) {
         if self.master.budgets().budgets.iter().any(|b| b.namespace == namespace && &*b.name == name) {
@@ -423,6 +437,9 @@ impl ClusterState {
         }
         if !Arc::ptr_eq(snap.budgets(), self.master.budgets()) {
             snap.set_budgets(self.master.budgets().clone());
+        }
+        if !Arc::ptr_eq(snap.disrupted_singly(), self.master.disrupted_singly()) {
+            snap.set_disrupted_singly(self.master.disrupted_singly().clone());
         }
         let volumes = self.master.volumes();
         if !Arc::ptr_eq(snap.volumes().objects(), volumes.objects()) {

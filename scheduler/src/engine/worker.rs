@@ -12,12 +12,14 @@ use tessera_plugins::framework::{PostFilterResult, Profile, same_node_local_sign
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::Pod;
 use tessera_plugins::nodeinfo::{DeviceChoice, NodeId};
+use tessera_plugins::plugins::default_preemption::{TERMINATING, still_running};
 use tessera_plugins::snapshot::Snapshot;
-use tessera_plugins::status::Diagnosis;
+use tessera_plugins::status::{Diagnosis, Status};
 
 use super::algorithm::{self, CycleOptions, Placement, schedule_pod};
 use super::gang::Shortfall;
 use super::gang::placement::{self as gang_placement, Try};
+use super::gang::preemption::{self as gang_preemption, GangPreemption};
 use super::queue::Unit;
 use super::reuse::{DEFAULT_BUDGET_BYTES, ReuseCache, ReuseStats};
 use super::rng::Rng;
@@ -51,9 +53,19 @@ pub enum Attempt {
         diagnosis: Diagnosis,
         /// For a gang: how many of its pods fit and why the others did not.
         shortfall: Option<Shortfall>,
-        /// What PostFilter (preemption) made of a single pod's failure.
-        post_filter: Option<PostFilterResult>,
+        /// What preemption made of the failure (boxed: most failures have none).
+        preemption: Option<Box<Preemption>>,
     },
+}
+
+/// What preemption made of a unit that fit nowhere.
+#[derive(Clone, Debug)]
+pub enum Preemption {
+    /// PostFilter's answer for a single pod, or `Keep` for a gang still waiting for the
+    /// victims it chose.
+    PostFilter(PostFilterResult),
+    /// For a gang: the victims whose eviction lets every member fit.
+    Gang(GangPreemption),
 }
 
 #[derive(Debug)]
@@ -165,7 +177,7 @@ impl Worker {
                     unit,
                     diagnosis: Diagnosis::default(),
                     shortfall: Some(shortfall),
-                    post_filter: None,
+                    preemption: None,
                 };
             }
         }
@@ -181,7 +193,14 @@ impl Worker {
         }
         let (shortfall, diagnosis) = self.count_fit(profile, &unit.pods, &plan.fallback);
         let diagnosis = first_failure.or(diagnosis).unwrap_or_default();
-        Attempt::Unschedulable { unit, diagnosis, shortfall: Some(shortfall), post_filter: None }
+        // A gang whose victims are still leaving waits for them; otherwise it may preempt.
+        let preemption = if unit.nominated.as_ref().is_some_and(|n| still_running(&self.snapshot, &n.victims)) {
+            Some(Preemption::PostFilter(PostFilterResult::Keep(Status::unschedulable(TERMINATING))))
+        } else {
+            gang_preemption::plan(profile, &self.snapshot, &unit.pods, &spec, &mut self.next_start, &mut self.rng)
+                .map(Preemption::Gang)
+        };
+        Attempt::Unschedulable { unit, diagnosis, shortfall: Some(shortfall), preemption: preemption.map(Box::new) }
     }
 
     /// A lone pod fit nowhere: PostFilter may find victims to evict for it. Its message gains
@@ -193,7 +212,8 @@ impl Worker {
         if let Some(PostFilterResult::Keep(s) | PostFilterResult::Clear(s)) = &post_filter {
             diagnosis.post_filter_message = Some(s.to_string().into());
         }
-        Attempt::Unschedulable { unit, diagnosis, shortfall: None, post_filter }
+        let preemption = post_filter.map(|r| Box::new(Preemption::PostFilter(r)));
+        Attempt::Unschedulable { unit, diagnosis, shortfall: None, preemption }
     }
 
     /// Places `pods` one after another, each seeing the ones before, within `within` when

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use k8s_openapi::api::scheduling::v1alpha3 as sched;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::{GroupKey, MAX_MIN_COUNT, PodGroup, PodGroupApi};
+use tessera_plugins::model::{DisruptionMode, GroupKey, MAX_MIN_COUNT, PodGroup, PodGroupApi};
 
 use super::dra::DraCatalog;
 use super::error::{FieldError, FieldProblem, IngestError, ObjectRef};
@@ -121,6 +121,7 @@ pub fn kubernetes_pod_group(pg: &sched::PodGroup, cx: &PodContext) -> Result<Pod
             constraints: spec.scheduling_constraints.as_ref(),
             priority: spec.priority,
             priority_class_name: spec.priority_class_name.as_deref(),
+            disruption: spec.disruption_mode.as_ref(),
         };
         gang.convert(namespace, name, "spec", cx)
     };
@@ -153,6 +154,7 @@ pub fn coscheduling_pod_group(pg: &tessera_crds::PodGroup) -> Result<PodGroup, I
             schedule_timeout_s,
             priority: None,
             min_resources: (min_resources.present != 0).then_some(min_resources.values),
+            disruption: DisruptionMode::All,
         })
     };
     convert().map_err(|e| e.on(ObjectRef::namespaced("PodGroup", namespace, pg.metadata.name.as_deref())))
@@ -175,6 +177,7 @@ pub fn volcano_pod_group(pg: &VolcanoPodGroup) -> Result<PodGroup, IngestError> 
             schedule_timeout_s: None,
             priority: None,
             min_resources: (min_resources.present != 0).then_some(min_resources.values),
+            disruption: DisruptionMode::All,
         })
     };
     convert().map_err(|e| e.on(ObjectRef::namespaced("PodGroup", namespace, pg.metadata.name.as_deref())))
@@ -201,6 +204,7 @@ pub fn workload_pod_groups(w: &sched::Workload, cx: &PodContext) -> Result<Vec<P
                     constraints: t.scheduling_constraints.as_ref(),
                     priority: t.priority,
                     priority_class_name: t.priority_class_name.as_deref(),
+                    disruption: t.disruption_mode.as_ref(),
                 };
                 gang.convert(namespace, &format!("{workload}-{template}"), &at, cx)
             })
@@ -331,6 +335,7 @@ struct Gang<'a> {
     constraints: Option<&'a sched::PodGroupSchedulingConstraints>,
     priority: Option<i32>,
     priority_class_name: Option<&'a str>,
+    disruption: Option<&'a sched::DisruptionMode>,
 }
 
 impl Gang<'_> {
@@ -352,7 +357,20 @@ impl Gang<'_> {
             schedule_timeout_s: None,
             priority: self.priority(at, cx)?,
             min_resources: None,
+            disruption: self.disruption(at)?,
         })
+    }
+
+    /// `disruptionMode`: exactly one of `all` and `single` when set; `all` when not.
+    fn disruption(&self, at: &str) -> Result<DisruptionMode, FieldError> {
+        match self.disruption.map(|d| (d.all.is_some(), d.single.is_some())) {
+            None | Some((true, false)) => Ok(DisruptionMode::All),
+            Some((false, true)) => Ok(DisruptionMode::Single),
+            Some(_) => Err(FieldError::new(
+                format!("{at}.disruptionMode"),
+                FieldProblem::Rule("exactly one of all and single must be set"),
+            )),
+        }
     }
 
     fn priority(&self, at: &str, cx: &PodContext) -> Result<Option<i32>, FieldError> {

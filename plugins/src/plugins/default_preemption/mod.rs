@@ -29,6 +29,7 @@
 //! candidates than upstream, never evict in vain.
 
 mod bound;
+mod gangs;
 mod pick;
 mod victims;
 
@@ -44,6 +45,7 @@ use crate::model::{Pod, PreemptionPolicy};
 use crate::registry::{PluginArgs, PluginError, decode_args};
 use crate::status::{Code, Diagnosis, Status};
 
+pub use self::gangs::Gangs;
 use self::pick::Candidate;
 pub use self::victims::select_victims_on_node;
 
@@ -158,6 +160,7 @@ impl DefaultPreemption {
         let want = self.num_candidates(potential.len());
         let offset = start_offset(pod, potential.len());
         let (mut best, mut found, mut clean): (Option<Candidate>, usize, usize) = (None, 0, 0);
+        let mut gangs = Gangs::new(snapshot);
         for i in 0..potential.len() {
             let id = potential[(offset + i) % potential.len()];
             let Some(node) = snapshot.node(id) else { continue };
@@ -169,7 +172,7 @@ impl DefaultPreemption {
                 why.add_node_status(&Status::new(Code::UnschedulableAndUnresolvable, NO_VICTIMS));
                 continue;
             }
-            match select_victims_on_node(input.profile, input.state, pod, node, snapshot.budgets()) {
+            match select_victims_on_node(input.profile, input.state, pod, node, snapshot.budgets(), &mut gangs) {
                 Ok(v) => {
                     found += 1;
                     clean += usize::from(v.pdb_violations == 0);
@@ -230,10 +233,15 @@ pub(crate) struct Floor {
 /// Whether the pod's standing nomination still waits for victims it chose: they are on the
 /// nominated node, on their way out (upstream: a terminating pod of lower priority there).
 fn waits_for_victims(input: &PostFilterInput<'_>) -> bool {
-    let Some(n) = input.nominated else { return false };
-    let Some(node) = input.snapshot.node(n.node) else { return false };
-    n.victims.iter().any(|v| {
-        v.priority < input.pod.priority && node.pods.iter().any(|p| p.namespace == v.namespace && p.name == v.name)
+    input.nominated.is_some_and(|n| still_running(input.snapshot, &n.victims))
+}
+
+/// Whether any of `victims` still runs where it was chosen: evicted, but not gone yet.
+pub fn still_running(snapshot: &crate::snapshot::Snapshot, victims: &[crate::framework::Victim]) -> bool {
+    victims.iter().any(|v| {
+        snapshot
+            .node(v.node)
+            .is_some_and(|n| n.pods.iter().any(|p| p.namespace == v.pod.namespace && p.name == v.pod.name))
     })
 }
 

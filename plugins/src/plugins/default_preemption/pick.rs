@@ -1,9 +1,8 @@
 //! Choosing among candidate nodes (upstream's `pickOneNodeForPreemption`).
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
-use crate::model::Pod;
+use crate::framework::Victim;
 use crate::nodeinfo::{NodeId, NodeInfo};
 
 use super::Floor;
@@ -17,7 +16,7 @@ pub struct Candidate {
     /// Its generation when the victims were chosen.
     pub generation: u64,
     /// The victims, most important first.
-    pub victims: Vec<Arc<Pod>>,
+    pub victims: Vec<Victim>,
     /// How many victims break a budget.
     pub pdb_violations: usize,
 }
@@ -38,24 +37,24 @@ impl Candidate {
     pub fn unbeatable(&self, floor: Floor) -> bool {
         self.pdb_violations == 0
             && self.victims.len() <= floor.victims
-            && self.victims.iter().all(|v| v.priority <= floor.priority)
+            && self.victims.iter().all(|v| v.pod.priority <= floor.priority)
     }
 
     /// The highest priority among the victims.
     fn highest(&self) -> i32 {
-        self.victims.first().map_or(i32::MIN, |v| v.priority)
+        self.victims.first().map_or(i32::MIN, |v| v.pod.priority)
     }
 
     /// The sum of the victims' priorities, each shifted to be non-negative as upstream does
     /// (so that more victims never sum lower).
     fn priority_sum(&self) -> i64 {
-        self.victims.iter().map(|v| i64::from(v.priority) + i64::from(i32::MAX) + 1).sum()
+        self.victims.iter().map(|v| i64::from(v.pod.priority) + i64::from(i32::MAX) + 1).sum()
     }
 
     /// The earliest start among the victims of the highest priority.
     fn earliest_start_of_highest(&self) -> f64 {
         let top = self.highest();
-        self.victims.iter().filter(|v| v.priority == top).map(|v| v.creation_s).fold(f64::INFINITY, f64::min)
+        self.victims.iter().filter(|v| v.pod.priority == top).map(|v| v.pod.creation_s).fold(f64::INFINITY, f64::min)
     }
 }
 

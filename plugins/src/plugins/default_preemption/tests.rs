@@ -48,7 +48,7 @@ fn nominated(r: PostFilterResult) -> Nomination {
 }
 
 fn names(n: &Nomination) -> Vec<String> {
-    n.victims.iter().map(|v| v.name.to_string()).collect()
+    n.victims.iter().map(|v| v.pod.name.to_string()).collect()
 }
 
 #[test]

@@ -20,6 +20,7 @@ use tessera_plugins::resources::ResourceVec;
 use super::queue::Unit;
 
 pub mod placement;
+pub mod preemption;
 pub mod reservation;
 pub mod status;
 #[cfg(test)]

@@ -175,6 +175,12 @@ fn fitting<'d>(domains: &'d [Domain], demand: &'d Demand, worker: usize) -> impl
 
 /// The domains of node label `key`, with the nodes gang `gang` may use (not those held for
 /// another gang) and their free capacity.
+/// The nodes of each domain of `key` that `gang` may use, domains in the order their nodes
+/// first appear: where a gang that must keep to one domain may preempt.
+pub fn domain_nodes(snapshot: &Snapshot, key: Sym, gang: GroupKey) -> Vec<Vec<NodeId>> {
+    domains(snapshot, key, gang).into_iter().map(|d| d.nodes).collect()
+}
+
 fn domains(snapshot: &Snapshot, key: Sym, gang: GroupKey) -> Vec<Domain> {
     let mut out: Vec<Domain> = Vec::new();
     let mut index: HashMap<Sym, usize> = HashMap::new();
