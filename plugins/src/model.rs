@@ -511,10 +511,11 @@ pub struct PodGroup {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DisruptionMode {
     /// All its placed members together, or none: evicting part of a gang wastes what the rest
-    /// holds. The default for every gang API.
+    /// holds. Kubernetes' `disruptionMode.all`, and always for scheduler-plugins' and
+    /// Volcano's PodGroups, which have no such field and mean a gang.
     #[default]
     All,
-    /// Each member on its own (`disruptionMode.single`).
+    /// Each member on its own: Kubernetes' `disruptionMode.single`, its default.
     Single,
 }
 

@@ -361,11 +361,12 @@ impl Gang<'_> {
         })
     }
 
-    /// `disruptionMode`: exactly one of `all` and `single` when set; `all` when not.
+    /// `disruptionMode`: exactly one of `all` and `single` when set; `single` when not, the
+    /// API's default.
     fn disruption(&self, at: &str) -> Result<DisruptionMode, FieldError> {
         match self.disruption.map(|d| (d.all.is_some(), d.single.is_some())) {
-            None | Some((true, false)) => Ok(DisruptionMode::All),
-            Some((false, true)) => Ok(DisruptionMode::Single),
+            Some((true, false)) => Ok(DisruptionMode::All),
+            None | Some((false, true)) => Ok(DisruptionMode::Single),
             Some(_) => Err(FieldError::new(
                 format!("{at}.disruptionMode"),
                 FieldProblem::Rule("exactly one of all and single must be set"),

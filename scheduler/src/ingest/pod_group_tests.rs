@@ -62,7 +62,7 @@ spec:
 #[test]
 fn a_basic_policy_is_a_group_of_one_in_the_default_namespace() {
     let g = one(&kubernetes("schedulingPolicy: {basic: {}}"));
-    assert_eq!(g, PodGroup::new("default", "g", 1));
+    assert_eq!(g, PodGroup { disruption: DisruptionMode::Single, ..PodGroup::new("default", "g", 1) });
 }
 
 #[test]
@@ -173,9 +173,11 @@ spec:
     let workers = PodGroup {
         topology_key: Some(Sym::new("rack")),
         priority: Some(1000),
+        disruption: DisruptionMode::Single,
         ..PodGroup::new("ml", "train-workers", 4)
     };
-    assert_eq!(all, vec![workers.clone(), PodGroup::new("ml", "train-ps", 1)]);
+    let ps = PodGroup { disruption: DisruptionMode::Single, ..PodGroup::new("ml", "train-ps", 1) };
+    assert_eq!(all, vec![workers.clone(), ps]);
     let objects = read_objects("w.yaml", workload).unwrap();
     assert_eq!(objects.workloads.len(), 1);
     assert!(objects.unknown_kinds.is_empty());

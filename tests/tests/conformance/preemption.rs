@@ -185,3 +185,68 @@ fn the_room_a_preemptor_made_is_held_against_pods_of_lower_priority() {
     assert_eq!(record(&run, "control").node.map(|n| n.as_str()), Some("node-a"));
     assert_eq!(record(&run, "sneaky").node, None, "{:?}", record(&run, "sneaky"));
 }
+
+/// `pod` made a member of scheduler-plugins' PodGroup `group` by its label.
+fn in_group(pod: String, group: &str) -> String {
+    pod.replace("  labels:\n", &format!("  labels:\n    scheduling.x-k8s.io/pod-group: {group}\n"))
+}
+
+const GANG_OF_TWO: &str = "apiVersion: scheduling.x-k8s.io/v1alpha1\nkind: PodGroup\nmetadata:\n  name: train\n  \
+                           namespace: default\nspec:\n  minMember: 2\n";
+
+#[test]
+fn a_gang_member_is_never_evicted_without_the_rest_of_its_gang() {
+    // One member on each node; a pod of higher priority needs one node's room.
+    let g0 = in_group(pod("train-0", "batch", 100, 3, Some("node-a"), 0), "train");
+    let g1 = in_group(pod("train-1", "batch", 100, 3, Some("node-b"), 0), "train");
+    let high = pod("control", "critical", 10000, 3, None, 10);
+    let run = replay_with(&load(&[TWO_NODES, CLASSES, GANG_OF_TWO, &g0, &g1, &high]), "");
+    let evicted: Vec<&str> = run.records.iter().filter(|r| r.preempted_by.is_some()).map(|r| &*r.key.name).collect();
+    assert_eq!(evicted, vec!["train-0", "train-1"], "the whole gang leaves");
+    assert!(record(&run, "control").node.is_some());
+}
+
+#[test]
+fn a_kubernetes_pod_group_with_single_disruption_loses_only_what_is_needed() {
+    let group = "apiVersion: scheduling.k8s.io/v1alpha3\nkind: PodGroup\nmetadata:\n  name: serve\n  namespace: default\n\
+                 spec:\n  schedulingPolicy:\n    gang:\n      minCount: 2\n  disruptionMode:\n    single: {}\n";
+    let member = |name: &str, node: &str| {
+        pod(name, "batch", 100, 3, Some(node), 0)
+            .replace("  preemptionPolicy:", "  schedulingGroup:\n    podGroupName: serve\n  preemptionPolicy:")
+    };
+    let (s0, s1) = (member("serve-0", "node-a"), member("serve-1", "node-b"));
+    let high = pod("control", "critical", 10000, 3, None, 10);
+    let run = replay_with(&load(&[TWO_NODES, CLASSES, group, &s0, &s1, &high]), "");
+    let evicted = run.records.iter().filter(|r| r.preempted_by.is_some()).count();
+    assert_eq!(evicted, 1, "disruptionMode single: one member is enough");
+}
+
+#[test]
+fn a_gang_of_higher_priority_preempts_as_one_unit() {
+    let low_a = pod("batch-a", "batch", 100, 4, Some("node-a"), 0);
+    let low_b = pod("batch-b", "batch", 100, 4, Some("node-b"), 0);
+    let group = "apiVersion: scheduling.x-k8s.io/v1alpha1\nkind: PodGroup\nmetadata:\n  name: infer\n  \
+                 namespace: default\nspec:\n  minMember: 2\n";
+    let m0 = in_group(pod("infer-0", "critical", 10000, 3, None, 10), "infer");
+    let m1 = in_group(pod("infer-1", "critical", 10000, 3, None, 10), "infer");
+    let run = replay_with(&load(&[TWO_NODES, CLASSES, group, &low_a, &low_b, &m0, &m1]), "");
+    assert!(record(&run, "batch-a").preempted_by.is_some() && record(&run, "batch-b").preempted_by.is_some());
+    let mut nodes: Vec<&str> =
+        ["infer-0", "infer-1"].iter().filter_map(|m| record(&run, m).node.map(|n| n.as_str())).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, vec!["node-a", "node-b"]);
+}
+
+#[test]
+fn a_gang_that_cannot_fit_even_by_preempting_evicts_nobody() {
+    let low_a = pod("batch-a", "batch", 100, 4, Some("node-a"), 0);
+    let low_b = pod("batch-b", "batch", 100, 4, Some("node-b"), 0);
+    let group = "apiVersion: scheduling.x-k8s.io/v1alpha1\nkind: PodGroup\nmetadata:\n  name: infer\n  \
+                 namespace: default\nspec:\n  minMember: 3\n";
+    let members: Vec<String> =
+        (0..3).map(|i| in_group(pod(&format!("infer-{i}"), "critical", 10000, 3, None, 10), "infer")).collect();
+    let mut docs = vec![TWO_NODES, CLASSES, group, &low_a, &low_b];
+    docs.extend(members.iter().map(String::as_str));
+    let run = replay_with(&load(&docs), "");
+    assert_eq!(run.records.iter().filter(|r| r.preempted_by.is_some()).count(), 0);
+}

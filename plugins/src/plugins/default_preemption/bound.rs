@@ -6,9 +6,78 @@
 //! it are its largest users of lower priority; the bound is the most such pods any one
 //! resource needs. It ignores every other Filter, which can only call for more victims, so it
 //! never exceeds the true count — provided NodeResourcesFit is among the Filters that run.
+//!
+//! [`Floor`] works the bound out lazily: a candidate with one victim needs no scan at all,
+//! and a scan for more stops at the first node that could do with fewer.
 
+use crate::framework::PostFilterInput;
 use crate::model::Pod;
 use crate::nodeinfo::NodeInfo;
+use crate::plugins::node_resources_fit;
+
+/// What no candidate can go below on the first four criteria, for one preemptor.
+#[derive(Debug)]
+pub struct Floor<'a> {
+    input: &'a PostFilterInput<'a>,
+    /// The lowest priority any victim could have.
+    pub priority: i32,
+    /// Whether NodeResourcesFit filters the pod, without which resources bound nothing.
+    checks_resources: bool,
+    /// The fewest victims any node needs, once a scan has gone through every node.
+    fewest: Option<usize>,
+}
+
+impl<'a> Floor<'a> {
+    /// The floor for `input`'s pod: the priority part at once (a pass over the failed nodes'
+    /// lowest priorities), the victim count when asked.
+    pub fn new(input: &'a PostFilterInput<'a>) -> Floor<'a> {
+        let snapshot = input.snapshot;
+        let priority = input
+            .diagnosis
+            .resolvable
+            .iter()
+            .filter_map(|id| snapshot.node(*id))
+            .map(|n| n.lowest_priority)
+            .min()
+            .unwrap_or(i32::MAX);
+        let checks_resources = input
+            .profile
+            .filter
+            .iter()
+            .enumerate()
+            .any(|(i, p)| p.name() == node_resources_fit::NAME && !input.state.skips_filter(i));
+        Floor { input, priority, checks_resources, fewest: None }
+    }
+
+    /// Whether every node needs at least `k` victims.
+    pub fn no_node_needs_fewer_than(&mut self, k: usize) -> bool {
+        if k <= 1 {
+            return true;
+        }
+        if !self.checks_resources {
+            return false;
+        }
+        if let Some(fewest) = self.fewest {
+            return fewest >= k;
+        }
+        let (pod, snapshot) = (self.input.pod, self.input.snapshot);
+        let mut scratch = Vec::new();
+        let mut fewest = usize::MAX;
+        for node in self.input.diagnosis.resolvable.iter().filter_map(|id| snapshot.node(*id)) {
+            if node.lowest_priority >= pod.priority {
+                continue;
+            }
+            if let Some(n) = min_victims(pod, node, &mut scratch) {
+                if n < k {
+                    return false;
+                }
+                fewest = fewest.min(n);
+            }
+        }
+        self.fewest = Some(fewest);
+        true
+    }
+}
 
 /// At least how many pods of lower priority than `pod` must leave `node` before it fits;
 /// `None` when even all of them cannot free enough. Never below 1 for a node `pod` failed on.

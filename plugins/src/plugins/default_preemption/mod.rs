@@ -45,6 +45,7 @@ use crate::model::{Pod, PreemptionPolicy};
 use crate::registry::{PluginArgs, PluginError, decode_args};
 use crate::status::{Code, Diagnosis, Status};
 
+use self::bound::Floor;
 pub use self::gangs::Gangs;
 use self::pick::Candidate;
 pub use self::victims::select_victims_on_node;
@@ -156,7 +157,7 @@ impl DefaultPreemption {
         if potential.is_empty() {
             return Err(Box::new(why));
         }
-        let floor = self.floor(input);
+        let mut floor = Floor::new(input);
         let want = self.num_candidates(potential.len());
         let offset = start_offset(pod, potential.len());
         let (mut best, mut found, mut clean): (Option<Candidate>, usize, usize) = (None, 0, 0);
@@ -177,7 +178,7 @@ impl DefaultPreemption {
                     found += 1;
                     clean += usize::from(v.pdb_violations == 0);
                     let c = Candidate::new(node, v);
-                    let unbeatable = floor.is_some_and(|f| c.unbeatable(f));
+                    let unbeatable = c.unbeatable(&mut floor);
                     best = Some(match best {
                         Some(b) => pick::better(b, c),
                         None => c,
@@ -191,43 +192,6 @@ impl DefaultPreemption {
         }
         best.ok_or_else(|| Box::new(why))
     }
-}
-
-impl DefaultPreemption {
-    /// The best any candidate could be on the first four criteria, when it can be known: the
-    /// lowest priority any victim could have, and the fewest victims any node needs (see
-    /// [`bound`], valid only while NodeResourcesFit filters the pod).
-    fn floor(&self, input: &PostFilterInput<'_>) -> Option<Floor> {
-        let (pod, snapshot) = (input.pod, input.snapshot);
-        let checks_resources = input
-            .profile
-            .filter
-            .iter()
-            .enumerate()
-            .any(|(i, p)| p.name() == crate::plugins::node_resources_fit::NAME && !input.state.skips_filter(i));
-        let mut scratch = Vec::new();
-        let mut floor: Option<Floor> = None;
-        for node in input.diagnosis.resolvable.iter().filter_map(|id| snapshot.node(*id)) {
-            if node.lowest_priority >= pod.priority {
-                continue;
-            }
-            let victims = if checks_resources { bound::min_victims(pod, node, &mut scratch) } else { Some(1) };
-            let Some(victims) = victims else { continue };
-            let f = floor.get_or_insert(Floor { priority: i32::MAX, victims: usize::MAX });
-            f.priority = f.priority.min(node.lowest_priority);
-            f.victims = f.victims.min(victims);
-        }
-        floor
-    }
-}
-
-/// A bound no candidate can go below (see [`DefaultPreemption::floor`]).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Floor {
-    /// The lowest priority of any possible victim.
-    pub priority: i32,
-    /// The fewest victims any node needs.
-    pub victims: usize,
 }
 
 /// Whether the pod's standing nomination still waits for victims it chose: they are on the

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use crate::framework::Victim;
 use crate::nodeinfo::{NodeId, NodeInfo};
 
-use super::Floor;
+use super::bound::Floor;
 use super::victims::Victims;
 
 /// A node where preemption works, with what it would cost.
@@ -34,10 +34,10 @@ impl Candidate {
 
     /// Whether no candidate can beat this one on the first four criteria: no budget broken,
     /// and as few victims as any node needs, each of the lowest priority any victim has.
-    pub fn unbeatable(&self, floor: Floor) -> bool {
+    pub fn unbeatable(&self, floor: &mut Floor<'_>) -> bool {
         self.pdb_violations == 0
-            && self.victims.len() <= floor.victims
             && self.victims.iter().all(|v| v.pod.priority <= floor.priority)
+            && floor.no_node_needs_fewer_than(self.victims.len())
     }
 
     /// The highest priority among the victims.
