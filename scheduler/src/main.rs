@@ -308,7 +308,7 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     if args.json {
         outln!("{}", serde_json::to_string(&report)?)?;
     } else {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        out!("{}", bench::table::table(&serde_json::to_value(&report)?))?;
     }
     Ok(())
 }

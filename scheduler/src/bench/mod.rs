@@ -10,6 +10,7 @@
 pub mod dra;
 pub mod preemption;
 pub mod synth;
+pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -93,8 +94,11 @@ pub struct BenchReport {
     /// Pods decided (bound or found unschedulable) per second of wall time: the engine's
     /// throughput when much of the workload cannot fit, as in the gang mix.
     pub decisions_per_sec: f64,
-    /// Enqueue-to-commit latency.
+    /// Enqueue-to-commit latency: time in the queue included.
     pub latency_ms: Latency,
+    /// Scheduling latency: from the start of the attempt that placed a pod to its commit (the
+    /// worker's cycle and the wait for the binder), time in the queue left out.
+    pub scheduling_latency_ms: Latency,
     /// Proposals the binder rejected.
     pub conflicts: u64,
     /// Rejected proposals over all proposals.
@@ -280,14 +284,16 @@ fn report(
     let nodes = workload.nodes;
     let mut bound: Vec<(Arc<Pod>, Sym)> = Vec::new();
     let mut latencies = Vec::new();
+    let mut scheduling = Vec::new();
     // A pod may fail before it binds (a preemptor waits for its victims): count each pod once,
     // as it ended.
     let mut failed: HashSet<PodKey> = HashSet::new();
     for o in outcomes {
         match o {
-            Outcome::Bound { pod, node, queued_at, at, .. } => {
+            Outcome::Bound { pod, node, queued_at, at, attempt_s, .. } => {
                 bound.push((pod.clone(), *node));
                 latencies.push((at - queued_at) * 1000.0);
+                scheduling.push(attempt_s * 1000.0);
             }
             Outcome::Unschedulable { pods, .. } => failed.extend(pods.iter().map(|p| p.key())),
             Outcome::Preempted { .. } => {}
@@ -321,6 +327,7 @@ fn report(
         pods_per_sec: per_sec(bound.len()),
         decisions_per_sec: per_sec(decided),
         latency_ms: percentiles(&mut latencies),
+        scheduling_latency_ms: percentiles(&mut scheduling),
         conflicts: stats.binder.rejected,
         conflict_rate: if proposals > 0 { stats.binder.rejected as f64 / proposals as f64 } else { 0.0 },
         rechecked: stats.binder.rechecked,

@@ -401,6 +401,8 @@ impl Core<'_> {
                     queued_at: unit.queued_at,
                     at: now,
                     cycle_s,
+                    // The step drive commits at once; the parallel drives add the wait.
+                    attempt_s: cycle_s,
                 }
             })
             .collect();

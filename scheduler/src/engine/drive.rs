@@ -123,8 +123,8 @@ impl Engine {
     }
 }
 
-/// An attempt and the seconds its scheduling cycle took.
-type Timed = (Attempt, f64);
+/// An attempt, the seconds its scheduling cycle took, and when the worker handed it over.
+type Timed = (Attempt, f64, std::time::Instant);
 
 fn worker_loop(w: &mut Worker, profiles: &[Arc<Profile>], lanes: Lanes<'_>, tx: Sender<Timed>, continuous: bool) {
     let mut idle = Idle::default();
@@ -144,7 +144,7 @@ fn worker_loop(w: &mut Worker, profiles: &[Arc<Profile>], lanes: Lanes<'_>, tx: 
         }
         let started = std::time::Instant::now();
         let attempt = w.schedule(&profiles[unit.profile], unit);
-        if tx.send((attempt, started.elapsed().as_secs_f64())).is_err() {
+        if tx.send((attempt, started.elapsed().as_secs_f64(), std::time::Instant::now())).is_err() {
             return;
         }
     }
@@ -259,13 +259,19 @@ impl BinderThread<'_, '_> {
         let sh = &mut *sh;
         let mut queue = lanes.queue.lock();
         let mut outcomes = Vec::new();
-        for (attempt, cycle_s) in batch.drain(..) {
+        for (attempt, cycle_s, sent) in batch.drain(..) {
             *self.attempts += 1;
             if let Attempt::Proposed(p) = &attempt {
                 sh.answered[p.worker] = p.seq;
             }
             let mut core = self.core(&mut sh.state, &mut queue);
             let mut resolved = core.resolve(attempt, now, cycle_s);
+            let waited = sent.elapsed().as_secs_f64();
+            for o in &mut resolved.outcomes {
+                if let Outcome::Bound { attempt_s, .. } = o {
+                    *attempt_s = cycle_s + waited;
+                }
+            }
             resolved.spawned += core.take_released();
             // New units (a gang's other members) count before finished ones leave, so the
             // count never touches zero while work remains. (The continuous drive never ends

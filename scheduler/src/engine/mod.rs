@@ -107,6 +107,9 @@ pub enum Outcome {
         at: f64,
         /// Seconds the worker's scheduling cycle for its unit took (Filter, Score, selection).
         cycle_s: f64,
+        /// Seconds from the start of the attempt that placed it to its commit: the cycle, plus
+        /// the wait for the binder in the parallel drives.
+        attempt_s: f64,
     },
     /// A unit fit nowhere; it is parked until a cluster event.
     Unschedulable {

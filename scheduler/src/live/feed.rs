@@ -336,7 +336,7 @@ impl LiveFeed {
 
     fn record_outcome(&mut self, outcome: Outcome, binds: &mut Vec<Vec<BindItem>>) {
         match outcome {
-            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s, claims, volumes } => {
+            Outcome::Bound { pod, node, gpus, attempts, queued_at, at, cycle_s, claims, volumes, .. } => {
                 let key = pod.key();
                 self.pending.remove(&key);
                 self.inflight.insert(key, pod.group_key());
