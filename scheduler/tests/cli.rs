@@ -116,7 +116,7 @@ fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
-const PLACEMENTS_HEADER: &str = "namespace,name,node,start_s,end_s,attempts,reason,gpus,devices";
+const PLACEMENTS_HEADER: &str = "namespace,name,node,start_s,end_s,attempts,reason,gpus,devices,nominated_node";
 
 // ---- small inputs ----
 

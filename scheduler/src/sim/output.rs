@@ -99,15 +99,16 @@ fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{}", round(x))).unwrap_or_default()
 }
 
-/// `namespace,name,node,start_s,end_s,attempts,reason,gpus,devices`: `gpus` are device
-/// indices, `devices` the DRA devices its claims hold (`driver/pool/device`), `;`-separated.
+/// `namespace,name,node,start_s,end_s,attempts,reason,gpus,devices,nominated_node`: `gpus` are
+/// device indices, `devices` the DRA devices its claims hold (`driver/pool/device`),
+/// `;`-separated; `nominated_node` the node preemption nominated a pod still pending to.
 pub fn placements_csv(run: &RunResult) -> String {
-    let mut s = String::from("namespace,name,node,start_s,end_s,attempts,reason,gpus,devices\n");
+    let mut s = String::from("namespace,name,node,start_s,end_s,attempts,reason,gpus,devices,nominated_node\n");
     for r in &run.records {
         let gpus: Vec<String> = (0..64).filter(|i| r.gpus & (1u64 << i) != 0).map(|i: u32| i.to_string()).collect();
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             csv_field(r.key.namespace.as_str()),
             csv_field(&r.key.name),
             r.node.map(|n| csv_field(n.as_str())).unwrap_or_default(),
@@ -117,6 +118,7 @@ pub fn placements_csv(run: &RunResult) -> String {
             csv_field(&r.reason),
             gpus.join(";"),
             csv_field(&r.devices.iter().map(ToString::to_string).collect::<Vec<_>>().join(";")),
+            r.nominated.map(|n| csv_field(n.as_str())).unwrap_or_default(),
         );
     }
     s

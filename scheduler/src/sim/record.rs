@@ -41,6 +41,9 @@ pub struct PodRecord {
     pub priority_class: Sym,
     /// It was evicted to make room for this pod (its `end` is when).
     pub preempted_by: Option<PodKey>,
+    /// The node preemption nominated it to, while it waited for its victims to leave (upstream's
+    /// `status.nominatedNodeName`); cleared when it was bound.
+    pub nominated: Option<Sym>,
     /// How many pods it evicted to make room for itself.
     pub victims: u32,
 }
@@ -63,6 +66,7 @@ impl PodRecord {
             gated: false,
             priority_class: pod.priority_class,
             preempted_by: None,
+            nominated: None,
             victims: 0,
         }
     }

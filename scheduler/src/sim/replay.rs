@@ -208,6 +208,7 @@ impl Replay<'_> {
                 let rec = &mut self.records[i];
                 (rec.node, rec.start, rec.attempts, rec.gpus) = (Some(node), Some(now), attempts, gpus);
                 rec.devices = claims.iter().flat_map(|c| c.devices.iter().map(|d| d.device)).collect();
+                rec.nominated = None;
                 rec.reason.clear();
                 rec.reasons.clear();
                 self.usage.apply(&pod, 1.0);
@@ -215,11 +216,12 @@ impl Replay<'_> {
                     self.events.push(Reverse((tick(now + d), Event::Depart(i))));
                 }
             }
-            Outcome::Unschedulable { pods, message, reasons, attempts, .. } => {
+            Outcome::Unschedulable { pods, message, reasons, attempts, nominated, .. } => {
                 for pod in pods {
                     if let Some(&i) = self.index.get(&pod.key()) {
                         let rec = &mut self.records[i];
                         (rec.reason, rec.reasons, rec.attempts) = (message.clone(), reasons.clone(), attempts);
+                        rec.nominated = nominated;
                     }
                 }
             }
