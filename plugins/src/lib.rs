@@ -15,6 +15,7 @@
 pub mod default_selector;
 pub mod disruption;
 pub mod dra;
+pub mod explain;
 pub mod framework;
 pub mod gpu_frag;
 pub mod intern;

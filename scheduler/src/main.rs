@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use tessera_plugins::model::PodKey;
 use tessera_plugins::registry::Registry;
 use tessera_scheduler::bench::{self, BenchOptions, GangTopology, synth::Mix};
 use tessera_scheduler::config::{self, SchedulerConfig};
@@ -139,6 +140,11 @@ struct SimulateArgs {
     /// Print summary.json to stdout and nothing else.
     #[arg(long)]
     json: bool,
+    /// Explain every scheduling attempt of pod NAMESPACE/NAME (a bare NAME is in `default`):
+    /// each node's Filter verdict and each plugin's score, in explain/NAMESPACE_NAME.json and
+    /// the report. Repeatable.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_pod_key)]
+    explain: Vec<PodKey>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -313,6 +319,14 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn parse_pod_key(s: &str) -> Result<PodKey, String> {
+    let (ns, name) = s.split_once('/').unwrap_or(("default", s));
+    if ns.is_empty() || name.is_empty() || name.contains('/') {
+        return Err(format!("{s:?}: expected NAMESPACE/NAME"));
+    }
+    Ok(PodKey::new(ns, name))
+}
+
 fn parse_synthetic(s: &str) -> Result<(usize, usize), String> {
     let (n, p) = s.split_once(':').ok_or("expected NODES:PODS, e.g. 10000:200000")?;
     let num = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("{v:?}: {e}"));
@@ -364,6 +378,7 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
         repeat: args.repeat,
         out: args.out.clone(),
         progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        explain: args.explain.iter().cloned().collect(),
     };
     opts.check()?;
     let input = sim_input(&args)?;

@@ -965,3 +965,47 @@ fn the_report_renders_in_headless_chromium() {
     assert!(blank_pixels.iter().all(|p| p.iter().all(|c| *c >= 235)), "the blank page is not blank");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn explain_writes_every_nodes_verdict_and_scores_for_the_pods_asked_about() {
+    let dir = scratch("explain");
+    let tainted = ONE_NODE
+        .replace("n1", "n2")
+        .replace("status:", "spec:\n  taints: [{key: k, value: v, effect: NoSchedule}]\nstatus:");
+    let cluster = write(&dir, "cluster.yaml", &format!("{ONE_NODE}---\n{tainted}"));
+    let workload = write(&dir, "workload.yaml", &format!("{}---\n{}", pod("small", "1"), pod("huge", "64")));
+    let out = dir.join("out");
+    simulate(&cluster, &workload, &out, &["--explain", "default/small", "--explain", "huge"]).ok();
+    let small = json(&out.join("explain/default_small.json"));
+    assert_eq!(small["pod"], "default/small");
+    let attempt = &small["attempts"][0];
+    assert_eq!(attempt["result"], "bound to n1");
+    let nodes = attempt["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "every node: {attempt}");
+    assert_eq!(nodes[0]["node"], "n1");
+    assert!(nodes[0]["scores"].as_array().is_some_and(|s| !s.is_empty()), "{attempt}");
+    let total: i64 = nodes[0]["scores"].as_array().unwrap().iter().map(|s| s["weighted"].as_i64().unwrap()).sum();
+    assert_eq!(nodes[0]["total"].as_i64(), Some(total));
+    assert_eq!(nodes[1]["filter"]["plugin"], "TaintToleration");
+    let huge = json(&out.join("explain/default_huge.json"));
+    let result = huge["attempts"][0]["result"].as_str().unwrap();
+    assert!(result.starts_with("0/2 nodes are available"), "{result}");
+    assert_eq!(huge["attempts"][0]["nodes"][0]["filter"]["reasons"][0], "Insufficient cpu");
+    let report = read(&out.join("report.html"));
+    assert!(report.contains("Explained pods") && report.contains("default/huge"), "the report has the section");
+    // A pod the input does not have is an error naming it.
+    let e = tessera([
+        OsStr::new("simulate"),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--workload".as_ref(),
+        workload.as_os_str(),
+        "--explain".as_ref(),
+        "ns/ghost".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ])
+    .error();
+    assert!(e.contains("--explain ns/ghost: the input has no pod"), "{e}");
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -332,6 +332,20 @@ impl Engine {
         self.core().delete_pod(key, now)
     }
 
+    /// Explains every scheduling cycle of the pods `keys` from now on (see
+    /// [`tessera_plugins::explain`]); [`Engine::take_explanations`] hands them out.
+    pub fn explain_pods(&mut self, keys: std::collections::HashSet<PodKey>) {
+        let keys = Arc::new(keys);
+        for w in &mut self.workers {
+            w.explain(keys.clone());
+        }
+    }
+
+    /// The explanations made since the last call, in the order the cycles ran (per worker).
+    pub fn take_explanations(&mut self) -> Vec<(PodKey, tessera_plugins::explain::Explanation)> {
+        self.workers.iter_mut().flat_map(Worker::take_explained).collect()
+    }
+
     /// Replaces the PodDisruptionBudgets (see [`ClusterState::set_budgets`]).
     pub fn set_budgets(&mut self, budgets: tessera_plugins::disruption::Budgets) {
         self.state.set_budgets(budgets);

@@ -8,9 +8,10 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use tessera_plugins::explain::{Explanation, explain};
 use tessera_plugins::framework::{PostFilterResult, Profile, same_node_local_signature};
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::Pod;
+use tessera_plugins::model::{Pod, PodKey};
 use tessera_plugins::nodeinfo::{DeviceChoice, NodeId};
 use tessera_plugins::plugins::default_preemption::{TERMINATING, still_running};
 use tessera_plugins::snapshot::Snapshot;
@@ -89,6 +90,10 @@ pub struct Worker {
     reuse: ReuseCache,
     /// Topology labels gangs prefer to keep within, widest first.
     hierarchy: Vec<Sym>,
+    /// Pods whose every cycle is explained ([`tessera_plugins::explain`]), and the
+    /// explanations made since they were last taken.
+    explain: Arc<HashSet<PodKey>>,
+    explained: Vec<(PodKey, Explanation)>,
 }
 
 impl Worker {
@@ -105,7 +110,19 @@ impl Worker {
             parallel_filter,
             reuse: ReuseCache::new(DEFAULT_BUDGET_BYTES),
             hierarchy,
+            explain: Arc::default(),
+            explained: Vec::new(),
         }
+    }
+
+    /// Explains every cycle of the pods `keys` from now on.
+    pub fn explain(&mut self, keys: Arc<HashSet<PodKey>>) {
+        self.explain = keys;
+    }
+
+    /// The explanations made since the last call.
+    pub fn take_explained(&mut self) -> Vec<(PodKey, Explanation)> {
+        std::mem::take(&mut self.explained)
     }
 
     /// How much node-local work the worker reused across pods of one signature.
@@ -281,6 +298,9 @@ impl Worker {
         pod: &Arc<Pod>,
         within: Option<&[NodeId]>,
     ) -> Result<Placement, Diagnosis> {
+        if !self.explain.is_empty() && self.explain.contains(&pod.key()) {
+            self.explained.push((pod.key(), explain(profile, &self.snapshot, pod)));
+        }
         let opts = CycleOptions {
             next_start: &mut self.next_start,
             rng: &mut self.rng,

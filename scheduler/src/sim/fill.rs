@@ -15,7 +15,7 @@
 //! member is tried as a lone pod. Replay mode honours gangs. A pod a PreEnqueue plugin keeps
 //! out (scheduling gates, which fill mode never removes) is reported gated and dropped.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +26,7 @@ use thiserror::Error;
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
 use super::record::{FillTrace, PodRecord, RunResult, TimelinePoint, Usage};
+use super::replay::keep_explanations;
 use super::{NamedConfig, Preemption, build_engine};
 use crate::engine::rng::Rng;
 use crate::engine::{Admission, Outcome};
@@ -187,10 +188,27 @@ pub fn fill(
     threads: usize,
     progress: &super::Progress,
 ) -> RunResult {
+    fill_explaining(input, config, seed, fill_to, threads, progress, &HashSet::new())
+}
+
+/// As [`fill`], explaining the attempt of each pod of `explain` ([`RunResult::explained`]).
+pub fn fill_explaining(
+    input: &SimInput,
+    config: &NamedConfig,
+    seed: u64,
+    fill_to: f64,
+    threads: usize,
+    progress: &super::Progress,
+    explain: &HashSet<PodKey>,
+) -> RunResult {
     let started = Instant::now();
     let pods = workload(input, fill_to, seed);
     let typical = typical_pods(pods.iter().map(|p| p.as_ref()));
     let mut engine = build_engine(input, config, seed, threads, Preemption::Off);
+    if !explain.is_empty() {
+        engine.explain_pods(explain.clone());
+    }
+    let mut explained = BTreeMap::new();
     let mut usage = Usage::new(input.nodes.iter());
     let capacity = usage.gpu_capacity().max(1.0);
     let mut trace = FillTrace::default();
@@ -211,7 +229,9 @@ pub fn fill(
                 if plugin == scheduling_gates::NAME { scheduling_gates::GATED_MESSAGE.to_string() } else { message };
             (rec.gated, rec.reasons, rec.reason) = (true, vec![reason.clone()], reason);
         }
-        for o in engine.schedule_pending(now) {
+        let outcomes = engine.schedule_pending(now);
+        keep_explanations(&mut engine, &outcomes, now, &mut explained);
+        for o in outcomes {
             match o {
                 Outcome::Bound { node, attempts, .. } => {
                     (rec.node, rec.start, rec.attempts) = (Some(node), Some(now), attempts);
@@ -253,6 +273,7 @@ pub fn fill(
         wall_s: started.elapsed().as_secs_f64(),
         final_allocation: usage.percent(),
         cluster_gpus: usage.gpu_capacity() / GPU_MILLI as f64,
+        explained,
     }
 }
 

@@ -16,14 +16,14 @@ pub mod report;
 pub mod summary;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tessera_plugins::framework::{Profile, TieBreak};
 use tessera_plugins::intern::Sym;
-use tessera_plugins::model::Pod;
+use tessera_plugins::model::{Pod, PodKey};
 
 use self::input::SimInput;
 use self::record::RunResult;
@@ -108,6 +108,8 @@ pub struct SimOptions {
     pub out: PathBuf,
     /// Show a progress bar.
     pub progress: bool,
+    /// Pods whose scheduling attempts are explained (`--explain`).
+    pub explain: HashSet<PodKey>,
 }
 
 /// The most `--fill-to` accepts, in multiples of the cluster's GPU capacity: past 1 the extra
@@ -131,6 +133,9 @@ pub enum OptionsError {
     /// Fill mode would clone too many pods.
     #[error(transparent)]
     Fill(#[from] fill::FillError),
+    /// `--explain` names a pod the input does not have.
+    #[error("--explain {0}: the input has no pod of that namespace/name")]
+    ExplainUnknown(PodKey),
 }
 
 impl SimOptions {
@@ -149,6 +154,12 @@ impl SimOptions {
     /// Checks the options against `input` (after [`SimOptions::check`]): in fill mode, no
     /// seed may inflate the workload past [`fill::MAX_FILL_CLONES`].
     pub fn check_input(&self, input: &SimInput) -> Result<(), OptionsError> {
+        for key in &self.explain {
+            let known = |p: &Pod| p.namespace == key.namespace && p.name == key.name;
+            if !input.pods.iter().any(|p| known(&p.pod)) && !input.running.iter().any(|p| known(p)) {
+                return Err(OptionsError::ExplainUnknown(key.clone()));
+            }
+        }
         if self.mode == Mode::Fill {
             // The seeds run_config plays; check() has ruled out their overflow.
             let seeds = (0..self.repeat.max(1)).map(|i| self.seed.saturating_add(u64::from(i)));
@@ -318,8 +329,10 @@ fn run_config(input: &SimInput, config: &NamedConfig, opts: &SimOptions) -> Vec<
         .map(|seed| {
             let progress = Progress::new(opts.progress, &format!("{} seed {seed}", config.name));
             let r = match opts.mode {
-                Mode::Replay => replay::replay(input, config, seed, threads, &progress),
-                Mode::Fill => fill::fill(input, config, seed, opts.fill_to, threads, &progress),
+                Mode::Replay => replay::replay_explaining(input, config, seed, threads, &progress, &opts.explain),
+                Mode::Fill => {
+                    fill::fill_explaining(input, config, seed, opts.fill_to, threads, &progress, &opts.explain)
+                }
             };
             progress.finish();
             r

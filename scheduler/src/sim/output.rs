@@ -11,10 +11,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use tessera_plugins::model::PodGroupApi;
+use tessera_plugins::model::{PodGroupApi, PodKey};
 use thiserror::Error;
 
-use super::record::{RunResult, TimelinePoint};
+use super::record::{ExplainedAttempt, RunResult, TimelinePoint};
 use super::report::{self, Chart, Series};
 use super::summary::{Summary, round};
 use crate::engine::gang::status as gang_status;
@@ -81,6 +81,14 @@ pub fn write_all(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> 
         if !first.gangs.is_empty() {
             write(&dir.join("podgroups.csv"), &podgroups_csv(first))?;
             written.push(dir.join("podgroups.csv"));
+        }
+        for (key, attempts) in &first.explained {
+            let path =
+                dir.join("explain").join(format!("{}_{}.json", sanitize(key.namespace.as_str()), sanitize(&key.name)));
+            let doc = serde_json::json!({"pod": key.to_string(), "config": first.config, "seed": first.seed,
+                                         "attempts": attempts});
+            write(&path, &(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"))?;
+            written.push(path);
         }
     }
     written.extend(write_report(out, runs, summaries)?);
@@ -335,7 +343,13 @@ fn write_report(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> R
         written.push(path);
         rendered.push((c, svg));
     }
-    let page = report::html("Tessera simulation report", &table(summaries), &rendered);
+    let explained: Vec<(String, &PodKey, &[ExplainedAttempt])> = runs
+        .iter()
+        .filter_map(|r| r.first())
+        .flat_map(|r| r.explained.iter().map(|(k, a)| (r.config.clone(), k, a.as_slice())))
+        .collect();
+    let sections = report::explained_section(&explained);
+    let page = report::html("Tessera simulation report", &table(summaries), &rendered, &sections);
     write(&out.join("report.html"), &page)?;
     written.push(out.join("report.html"));
     Ok(written)

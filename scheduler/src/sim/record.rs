@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use tessera_plugins::dra::model::DeviceId;
+use tessera_plugins::explain::Explanation;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GPU_MILLI, Node, Pod, PodKey};
 use tessera_plugins::resources::ResourceId;
@@ -164,6 +165,18 @@ impl FillTrace {
     }
 }
 
+/// One explained scheduling attempt (`tessera simulate --explain`).
+#[derive(Clone, Debug, serde::Serialize, PartialEq)]
+pub struct ExplainedAttempt {
+    /// When, in virtual seconds.
+    pub at: f64,
+    /// What came of it: `bound to NODE`, or the pod's message.
+    pub result: String,
+    /// Every node's verdict and scores.
+    #[serde(flatten)]
+    pub explanation: Explanation,
+}
+
 /// Everything one run under one configuration produced.
 #[derive(Clone, Debug, Default)]
 pub struct RunResult {
@@ -187,4 +200,6 @@ pub struct RunResult {
     pub cluster_gpus: f64,
     /// Every gang's fate, by `namespace/name`.
     pub gangs: BTreeMap<String, GangRecord>,
+    /// The attempts of the pods asked about with `--explain`, by pod, in time order.
+    pub explained: BTreeMap<PodKey, Vec<ExplainedAttempt>>,
 }

@@ -10,7 +10,7 @@
 //! then admits.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use tessera_plugins::plugins::scheduling_gates;
 
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
-use super::record::{PodRecord, RunResult, TimelinePoint, Usage};
+use super::record::{ExplainedAttempt, PodRecord, RunResult, TimelinePoint, Usage};
 use super::{NamedConfig, Preemption, Progress, build_engine};
 use crate::engine::{Admission, Engine, Outcome};
 
@@ -51,6 +51,31 @@ struct Replay<'a> {
     index: HashMap<PodKey, usize>,
     usage: Usage,
     timeline: Vec<TimelinePoint>,
+    /// The explained attempts so far (`--explain`).
+    explained: BTreeMap<PodKey, Vec<ExplainedAttempt>>,
+}
+
+/// Moves the explanations `engine` made in a step at `now` into `into`, each with what came
+/// of its attempt among `outcomes`.
+pub(super) fn keep_explanations(
+    engine: &mut Engine,
+    outcomes: &[Outcome],
+    now: f64,
+    into: &mut BTreeMap<PodKey, Vec<ExplainedAttempt>>,
+) {
+    for (key, explanation) in engine.take_explanations() {
+        let result = outcomes
+            .iter()
+            .find_map(|o| match o {
+                Outcome::Bound { pod, node, .. } if pod.key() == key => Some(format!("bound to {node}")),
+                Outcome::Unschedulable { pods, message, .. } if pods.iter().any(|p| p.key() == key) => {
+                    Some(message.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| "tried again at once (a conflict)".to_string());
+        into.entry(key).or_default().push(ExplainedAttempt { at: now, result, explanation });
+    }
 }
 
 /// Upstream's message for a pod with scheduling gates (`PodScheduled` False, `SchedulingGated`).
@@ -58,10 +83,28 @@ pub const GATED_MESSAGE: &str = scheduling_gates::GATED_MESSAGE;
 
 /// Replays `input` under one profile set.
 pub fn replay(input: &SimInput, config: &NamedConfig, seed: u64, threads: usize, progress: &Progress) -> RunResult {
+    replay_explaining(input, config, seed, threads, progress, &HashSet::new())
+}
+
+/// As [`replay`], explaining every scheduling attempt of the pods `explain`
+/// ([`RunResult::explained`]).
+pub fn replay_explaining(
+    input: &SimInput,
+    config: &NamedConfig,
+    seed: u64,
+    threads: usize,
+    progress: &Progress,
+    explain: &HashSet<PodKey>,
+) -> RunResult {
     let started = Instant::now();
+    let mut engine = build_engine(input, config, seed, threads, Preemption::AsConfigured);
+    if !explain.is_empty() {
+        engine.explain_pods(explain.clone());
+    }
     let mut r = Replay {
         input,
-        engine: build_engine(input, config, seed, threads, Preemption::AsConfigured),
+        engine,
+        explained: BTreeMap::new(),
         events: input.pods.iter().enumerate().map(|(i, p)| Reverse((tick(p.arrival), Event::Arrive(i)))).collect(),
         records: Vec::with_capacity(input.pods.len() + input.running.len()),
         durations: Vec::with_capacity(input.pods.len() + input.running.len()),
@@ -140,6 +183,7 @@ impl Replay<'_> {
             }
         }
         let outcomes = self.engine.schedule_pending(now);
+        self.take_explanations(&outcomes, now);
         for o in outcomes {
             self.apply(o, now);
         }
@@ -148,6 +192,11 @@ impl Replay<'_> {
         let queue = self.engine.queue();
         let pending = queue.len() + queue.gangs.waiting_len() + queue.gated_len();
         self.timeline.push(TimelinePoint { t: now, pending, running, cpu, memory, gpu });
+    }
+
+    /// Keeps the attempts explained in this step, each with what came of it.
+    fn take_explanations(&mut self, outcomes: &[Outcome], now: f64) {
+        keep_explanations(&mut self.engine, outcomes, now, &mut self.explained);
     }
 
     fn arrive(&mut self, i: usize, now: f64) {
@@ -262,6 +311,7 @@ impl Replay<'_> {
             final_allocation: self.usage.percent(),
             cluster_gpus: self.usage.gpu_capacity() / GPU_MILLI as f64,
             gangs: self.engine.gang_records(),
+            explained: std::mem::take(&mut self.explained),
         }
     }
 }

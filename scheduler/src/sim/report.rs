@@ -4,6 +4,9 @@
 use std::fmt::Write as _;
 
 use plotters::prelude::*;
+use tessera_plugins::model::PodKey;
+
+use super::record::ExplainedAttempt;
 
 /// One line on a chart.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,8 +103,14 @@ fn bounds(series: &[Series]) -> (f64, f64, f64, f64) {
     (x0, x1, y0, y1 * 1.05)
 }
 
-/// The page: a title, a table of key figures per config, and the charts inline.
-pub fn html(title: &str, table: &[(String, Vec<(String, String)>)], charts: &[(Chart, String)]) -> String {
+/// The page: a title, a table of key figures per config, the charts inline, then `sections`
+/// (HTML already escaped, such as [`explained_section`]).
+pub fn html(
+    title: &str,
+    table: &[(String, Vec<(String, String)>)],
+    charts: &[(Chart, String)],
+    sections: &str,
+) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -137,7 +146,60 @@ pub fn html(title: &str, table: &[(String, Vec<(String, String)>)], charts: &[(C
             escape(&chart.title)
         );
     }
+    h.push_str(sections);
     h.push_str("</body></html>\n");
+    h
+}
+
+/// Nodes shown per explained attempt: the best-scored, then the rejected.
+const EXPLAINED_NODES: usize = 15;
+
+/// The section on the pods asked about with `--explain`: for each (pod, config), its last
+/// attempt, with the nodes' verdicts and scores.
+pub fn explained_section(pods: &[(String, &PodKey, &[ExplainedAttempt])]) -> String {
+    if pods.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from(
+        "<h2 id=\"explained\">Explained pods</h2>\n<p>Each pod's last scheduling attempt: every node's Filter \
+         verdict (the first plugin that rejected the pod there) and, for the nodes that fit, each Score plugin's \
+         weighted score and their total, which the scheduler ranks by. All attempts are in \
+         <code>explain/NAMESPACE_NAME.json</code>.</p>\n",
+    );
+    for (config, key, attempts) in pods {
+        let Some(last) = attempts.last() else { continue };
+        let _ = writeln!(
+            h,
+            "<h3>{} ({})</h3>\n<p>{} attempt(s); the last at t={}s: {}</p>",
+            escape(&key.to_string()),
+            escape(config),
+            attempts.len(),
+            last.at,
+            escape(&last.result)
+        );
+        if let Some(m) = &last.explanation.pre_filter {
+            let _ = writeln!(h, "<p>PreFilter rejected the pod: {}</p>", escape(m));
+            continue;
+        }
+        h.push_str("<table><tr><th>node</th><th>verdict</th><th>scores</th><th>total</th></tr>\n");
+        for n in last.explanation.nodes.iter().take(EXPLAINED_NODES) {
+            let verdict = n
+                .filter
+                .as_ref()
+                .map_or_else(|| "fits".to_string(), |f| format!("{}: {}", f.plugin, f.reasons.join(", ")));
+            let scores: Vec<String> = n.scores.iter().map(|s| format!("{} {}", s.plugin, s.weighted)).collect();
+            let total = n.total.map(|t| t.to_string()).unwrap_or_default();
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&n.node),
+                escape(&verdict),
+                escape(&scores.join(", ")),
+                total
+            );
+        }
+        h.push_str("</table>\n");
+    }
     h
 }
 
@@ -189,7 +251,7 @@ mod tests {
         let c = chart();
         let s = svg(&c).unwrap();
         let table = vec![("a<b".to_string(), vec![("pods".to_string(), "3".to_string())])];
-        let page = html("Tessera & co", &table, &[(c, s)]);
+        let page = html("Tessera & co", &table, &[(c, s)], "");
         assert!(page.contains("Tessera &amp; co"));
         assert!(page.contains("a&lt;b"));
         assert!(!page.contains("<?xml"));

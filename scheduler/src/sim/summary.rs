@@ -361,6 +361,7 @@ mod tests {
             final_allocation: [0.0; 3],
             cluster_gpus: 0.0,
             gangs: BTreeMap::new(),
+            explained: BTreeMap::new(),
         };
         let s = summarize(&[run], Mode::Replay, 1.3).unwrap();
         assert_eq!(s.unschedulable, 2);
