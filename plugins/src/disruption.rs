@@ -41,8 +41,8 @@ pub enum Allowance {
     /// `status.disruptionsAllowed`, as the API's disruption controller computed it.
     Fixed(i32),
     /// The budget's rule, applied to the pods it covers that are placed now. Upstream counts
-    /// the pods a controller expects; without controllers, "expected" is the most pods the
-    /// budget has covered at once.
+    /// the pods a controller expects; without controllers, "expected" is the pods placed plus
+    /// those evicted (a pod that ends on its own is no longer expected).
     Rule {
         /// `minAvailable` (else `maxUnavailable` applies).
         min_available: Option<Bound>,
@@ -65,8 +65,8 @@ pub struct DisruptionBudget {
     pub allowance: Allowance,
     /// Placed pods it covers now.
     pub healthy: i32,
-    /// The most pods it has covered at once.
-    pub expected: i32,
+    /// Pods it covers that preemption evicted.
+    pub disrupted: i32,
 }
 
 impl DisruptionBudget {
@@ -78,13 +78,11 @@ impl DisruptionBudget {
 
     /// How many more of its pods may be disrupted now.
     pub fn allowed(&self) -> i32 {
+        let expected = self.healthy + self.disrupted;
         match self.allowance {
             Allowance::Fixed(n) => n,
-            Allowance::Rule { min_available: Some(min), .. } => (self.healthy - min.pods(self.expected)).max(0),
-            Allowance::Rule { max_unavailable: Some(max), .. } => {
-                let unavailable = self.expected - self.healthy;
-                (max.pods(self.expected) - unavailable).max(0)
-            }
+            Allowance::Rule { min_available: Some(min), .. } => (self.healthy - min.pods(expected)).max(0),
+            Allowance::Rule { max_unavailable: Some(max), .. } => (max.pods(expected) - self.disrupted).max(0),
             // Neither set: upstream defaults to minAvailable 1.
             Allowance::Rule { .. } => (self.healthy - 1).max(0),
         }
@@ -114,8 +112,18 @@ impl Budgets {
     pub fn count(&mut self, pod: &Pod, delta: i32) {
         for b in self.budgets.iter_mut().filter(|b| matches!(b.allowance, Allowance::Rule { .. })) {
             if b.covers(pod) {
+                debug_assert!(b.healthy + delta >= 0, "budget {} counted below 0", b.name);
                 b.healthy = (b.healthy + delta).max(0);
-                b.expected = b.expected.max(b.healthy);
+            }
+        }
+    }
+
+    /// Records that preemption evicts `pod`: still expected by the budgets with a rule that
+    /// cover it, though no longer there (its removal is counted as for any pod).
+    pub fn disrupt(&mut self, pod: &Pod) {
+        for b in self.budgets.iter_mut().filter(|b| matches!(b.allowance, Allowance::Rule { .. })) {
+            if b.covers(pod) {
+                b.disrupted += 1;
             }
         }
     }
@@ -135,7 +143,7 @@ mod tests {
             selector: Some(selector),
             allowance,
             healthy: 0,
-            expected: 0,
+            disrupted: 0,
         }
     }
 
@@ -160,10 +168,14 @@ mod tests {
         for i in 0..3 {
             b.count(&web(&format!("w{i}")), 1);
         }
-        // 50% of 3 rounds up to 2; one gone leaves one more.
+        // 50% of 3 rounds up to 2; one evicted leaves one more; one that ended on its own is
+        // no longer expected.
         assert_eq!(b.budgets[0].allowed(), 2);
+        b.disrupt(&web("w0"));
         b.count(&web("w0"), -1);
         assert_eq!(b.budgets[0].allowed(), 1);
+        b.count(&web("w1"), -1);
+        assert_eq!(b.budgets[0].allowed(), 0, "50% of 2 expected is 1, and one is disrupted");
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct Snapshot {
     /// Groups whose members preemption may evict one by one (`disruptionMode.single`); every
     /// other group's members go together or not at all.
     disrupted_singly: Arc<HashSet<GroupKey>>,
+    /// Pods preemption is evicting through the API, until they are gone: their preemptors
+    /// wait for them rather than preempt again.
+    evicting: Arc<HashSet<PodKey>>,
     /// PersistentVolumes, claims, classes, CSINodes, and the bindings assumed for placed
     /// pods' claims (see [`VolumeIndex`]).
     volumes: VolumeIndex,
@@ -91,6 +94,7 @@ impl Default for Snapshot {
             remote_pins: RemotePins::default(),
             budgets: Arc::default(),
             disrupted_singly: Arc::default(),
+            evicting: Arc::default(),
             volumes: VolumeIndex::default(),
             claim_users: FxMap::default(),
         }
@@ -118,6 +122,7 @@ impl Clone for Snapshot {
             remote_pins: self.remote_pins.clone(),
             budgets: self.budgets.clone(),
             disrupted_singly: self.disrupted_singly.clone(),
+            evicting: self.evicting.clone(),
             volumes: self.volumes.clone(),
             claim_users: self.claim_users.clone(),
         }
@@ -148,6 +153,16 @@ impl Snapshot {
     /// Replaces the groups whose members may be evicted one by one.
     pub fn set_disrupted_singly(&mut self, groups: Arc<HashSet<GroupKey>>) {
         self.disrupted_singly = groups;
+    }
+
+    /// The pods being evicted by preemption.
+    pub fn evicting(&self) -> &Arc<HashSet<PodKey>> {
+        &self.evicting
+    }
+
+    /// Replaces the pods being evicted by preemption.
+    pub fn set_evicting(&mut self, pods: Arc<HashSet<PodKey>>) {
+        self.evicting = pods;
     }
 
     /// An empty snapshot.

@@ -102,7 +102,7 @@ fn budgets() -> Budgets {
                 selector: Some(LabelSelector::from_match_labels(&LabelSet::from_pairs([("app", app.as_str())]))),
                 allowance: Allowance::Rule { min_available: Some(Bound::Percent(100)), max_unavailable: None },
                 healthy: 0,
-                expected: 0,
+                disrupted: 0,
             }
         })
         .collect();

@@ -275,7 +275,9 @@ impl Core<'_> {
     }
 
     fn take_back_gang(&mut self, key: GroupKey) {
-        if let Some(unit) = self.queue.take_gang_unit(key) {
+        if let Some(mut unit) = self.queue.take_gang_unit(key) {
+            // Waiting for its members again, the gang holds no room.
+            self.clear_nomination(&mut unit);
             self.queue.gangs.take_back(key, unit);
         }
     }
@@ -323,6 +325,7 @@ impl Core<'_> {
                 // Trying again could only fail again (a pod given twice): report it, drop it.
                 Verdict::Invalid { reason } => {
                     let mut unit = p.unit;
+                    self.clear_nomination(&mut unit);
                     unit.attempts += 1;
                     let outcome = Outcome::Unschedulable {
                         pods: unit.pods,
@@ -351,7 +354,7 @@ impl Core<'_> {
                         self.preempt(unit, n, (message, reasons), now, cycle_s)
                     }
                     Some(Preemption::PostFilter(PostFilterResult::Keep(_))) => {
-                        self.unschedulable(unit, (message, reasons), now, cycle_s)
+                        self.keep_waiting(unit, (message, reasons), now, cycle_s)
                     }
                     Some(Preemption::PostFilter(PostFilterResult::Clear(_))) | None => {
                         self.clear_nomination(&mut unit);

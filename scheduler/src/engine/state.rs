@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tessera_plugins::default_selector::SourceChange;
-use tessera_plugins::disruption::{Budgets, DisruptionBudget};
+use tessera_plugins::disruption::{Allowance, Budgets, DisruptionBudget};
 use tessera_plugins::dra::model::{ClaimAllocation, ClaimKey};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
@@ -209,7 +209,10 @@ impl ClusterState {
         for p in &old.pods {
             self.forget(p);
             self.count_in_budgets(p, -1);
+            self.unmark_evicting(&p.key());
         }
+        // The id is reused for the next node: nominations to this one end here.
+        self.nominations.retain(|_, at| *at != id);
         self.free_ids.push(id);
         self.touch_changed(since);
         old.pods.clone()
@@ -311,6 +314,39 @@ impl ClusterState {
         true
     }
 
+    /// Marks `pods` as being evicted by preemption (through the API), until they are gone or
+    /// their eviction fails ([`ClusterState::eviction_failed`]).
+    pub fn mark_evicting(&mut self, pods: impl IntoIterator<Item = PodKey>) {
+        let mut set = HashSet::clone(self.master.evicting());
+        set.extend(pods);
+        self.master.set_evicting(Arc::new(set));
+    }
+
+    /// Whether pod `key` is being evicted.
+    pub fn is_evicting(&self, key: &PodKey) -> bool {
+        self.master.evicting().contains(key)
+    }
+
+    /// The API refused to evict pod `key`: it runs on, and is no longer waited for.
+    pub fn eviction_failed(&mut self, key: &PodKey) {
+        self.unmark_evicting(key);
+    }
+
+    fn unmark_evicting(&mut self, key: &PodKey) {
+        if self.master.evicting().contains(key) {
+            let mut set = HashSet::clone(self.master.evicting());
+            set.remove(key);
+            self.master.set_evicting(Arc::new(set));
+        }
+    }
+
+    /// Counts `pod`, evicted by preemption, as disrupted in the budgets that cover it.
+    pub fn disrupt(&mut self, pod: &Pod) {
+        if self.master.budgets().counts(pod) {
+            self.master.budgets_mut().disrupt(pod);
+        }
+    }
+
     /// The node pod `key` is nominated to, if any.
     pub fn nominated_node(&self, key: &PodKey) -> Option<NodeId> {
         self.nominations.get(key).copied()
@@ -320,7 +356,7 @@ impl ClusterState {
     pub fn set_budgets(&mut self, mut budgets: Budgets) {
         for b in &mut budgets.budgets {
             b.healthy = 0;
-            b.expected = 0;
+            b.disrupted = 0;
         }
         for node in self.master.nodes() {
             for pod in &node.pods {
@@ -333,16 +369,11 @@ impl ClusterState {
     /// Adds or replaces one budget (by namespace and name), counting the pods placed now when
     /// it has a rule.
     pub fn upsert_budget(&mut self, mut budget: DisruptionBudget) {
-        let mut single = Budgets::default();
-        budget.healthy = 0;
-        budget.expected = 0;
-        single.budgets.push(budget);
-        for node in self.master.nodes() {
-            for pod in &node.pods {
-                single.count(pod, 1);
-            }
+        if matches!(budget.allowance, Allowance::Rule { .. }) {
+            budget.healthy =
+                self.master.nodes().flat_map(|n| n.pods.iter()).filter(|p| budget.covers(p)).count() as i32;
+            budget.disrupted = 0;
         }
-        let budget = single.budgets.remove(0);
         let all = self.master.budgets_mut();
         all.budgets.retain(|b| b.namespace != budget.namespace || b.name != budget.name);
         all.budgets.push(budget);
@@ -419,6 +450,7 @@ impl ClusterState {
             self.anti_affinity_pods -= 1;
         }
         self.count_in_budgets(&pod, -1);
+        self.unmark_evicting(key);
         self.touch_changed(since);
         Some((id, pod))
     }
@@ -440,6 +472,9 @@ impl ClusterState {
         }
         if !Arc::ptr_eq(snap.disrupted_singly(), self.master.disrupted_singly()) {
             snap.set_disrupted_singly(self.master.disrupted_singly().clone());
+        }
+        if !Arc::ptr_eq(snap.evicting(), self.master.evicting()) {
+            snap.set_evicting(self.master.evicting().clone());
         }
         let volumes = self.master.volumes();
         if !Arc::ptr_eq(snap.volumes().objects(), volumes.objects()) {

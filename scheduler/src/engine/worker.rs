@@ -212,7 +212,9 @@ impl Worker {
         let diagnosis = first_failure.or(diagnosis).unwrap_or_default();
         // A gang whose victims are still leaving waits for them; otherwise it may preempt.
         let preemption = if unit.nominated.as_ref().is_some_and(|n| still_running(&self.snapshot, &n.victims)) {
-            Some(Preemption::PostFilter(PostFilterResult::Keep(Status::unschedulable(TERMINATING))))
+            Some(Preemption::PostFilter(PostFilterResult::Keep(Status::unschedulable(format!(
+                "preemption: {TERMINATING}"
+            )))))
         } else {
             gang_preemption::plan(profile, &self.snapshot, &unit.pods, &spec, &mut self.next_start, &mut self.rng)
                 .map(Preemption::Gang)

@@ -60,7 +60,7 @@ pub fn budget(pdb: &PodDisruptionBudget, source: Source) -> Result<DisruptionBud
         selector,
         allowance,
         healthy: 0,
-        expected: 0,
+        disrupted: 0,
     })
 }
 

@@ -5,8 +5,8 @@
 //! The victim keeps its room in the engine until its deletion event arrives
 //! ([`crate::engine::Eviction::ByApi`]): the kubelet may take its whole grace period to stop
 //! it, and the preemptor, nominated to the node, waits for that. A delete the API refuses
-//! leaves the victim running; the preemptor then waits for it while it stays, and the refusal
-//! is logged.
+//! leaves the victim running: the engine is told, stops waiting for it, and its preemptor may
+//! preempt again. A victim already gone (404) counts as evicted.
 
 use std::sync::Arc;
 
@@ -16,8 +16,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{Pod, PodKey};
 
-use super::bind::{Attempt, BindContext, retry};
+use super::bind::{Attempt, BindContext, BindError, retry};
 use super::report::Report;
+use super::watch::Change;
 
 /// Evicts `victim` from `node` for preemptor `by`. See the module docs.
 pub async fn evict(cx: BindContext, victim: Arc<Pod>, node: Sym, by: PodKey) {
@@ -48,10 +49,13 @@ pub async fn evict(cx: BindContext, victim: Arc<Pod>, node: Sym, by: PodKey) {
     })
     .await;
     match deleted {
-        Ok(()) => {
+        Ok(()) | Err(BindError::Gone(_)) => {
             tracing::info!("pod {key}: {note}");
             let _ = cx.reports.try_send(Report::Preempted { pod: victim, note });
         }
-        Err(e) => tracing::warn!("pod {key}: evicting it for {by}: {e}"),
+        Err(e) => {
+            tracing::warn!("pod {key}: evicting it for {by}: {e}");
+            let _ = cx.changes.send(Change::EvictionFailed(key));
+        }
     }
 }

@@ -217,6 +217,7 @@ impl LiveFeed {
                 self.inflight.remove(&key);
             }
             Change::BindFailed { pods, gone } => self.bind_failed(core, &pods, gone, now),
+            Change::EvictionFailed(victim) => core.eviction_failed(&victim, now),
             Change::Volume(change) => core.change_volume_objects(|objects| change.apply(objects), now),
         }
     }

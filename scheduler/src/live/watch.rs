@@ -219,6 +219,8 @@ pub enum Change {
     },
     /// The API accepted a binding.
     BindSucceeded(tessera_plugins::model::PodKey),
+    /// The API refused to evict a preemption victim (see `super::evict`): it runs on.
+    EvictionFailed(tessera_plugins::model::PodKey),
     /// A PersistentVolume, claim, StorageClass or CSINode was added, changed or is gone.
     Volume(VolumeChange),
 }

@@ -98,3 +98,33 @@ async fn a_pod_whose_budget_allows_no_disruption_is_spared_when_another_victim_e
     until(&server, "the preemptor bound", |p| p.get("vip").cloned().flatten().as_deref() == Some("n1")).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_eviction_is_not_waited_for_and_the_preemptor_tries_again() {
+    let server = TestApiServer::start().await;
+    create(&server, class("low", 10));
+    create(&server, class("high", 1000));
+    create(&server, node("n0", "4"));
+    let mut victim = pod("victim", "default-scheduler", "3");
+    victim["spec"]["priorityClassName"] = json!("low");
+    victim["spec"]["nodeName"] = json!("n0");
+    create(&server, victim);
+    // The first DELETE is refused (a webhook, say); the preemptor must not wait for ever.
+    server.faults().fail_named("delete", "pods", "", "victim", 403, 1);
+    let s = Scheduler::start(&server, DEFAULT, false).await;
+    let mut vip = pod("vip", "default-scheduler", "2");
+    vip["spec"]["priorityClassName"] = json!("high");
+    create(&server, vip);
+    let start = std::time::Instant::now();
+    loop {
+        let v = server.store().get("v1", "Pod", Some("default"), "victim").unwrap();
+        if v["metadata"]["deletionTimestamp"].is_string() {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the preemptor never evicted again after the refusal: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(server.store().delete("v1", "Pod", Some("default"), "victim"));
+    until(&server, "the preemptor bound", |p| p.get("vip").cloned().flatten().as_deref() == Some("n0")).await;
+    s.stop().await;
+}

@@ -40,9 +40,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::framework::{Nomination, Plugin, PostFilterInput, PostFilterPlugin, PostFilterResult};
+use crate::framework::{Nomination, Plugin, PostFilterInput, PostFilterPlugin, PostFilterResult, Victim};
 use crate::model::{Pod, PreemptionPolicy};
 use crate::registry::{PluginArgs, PluginError, decode_args};
+use crate::snapshot::Snapshot;
 use crate::status::{Code, Diagnosis, Status};
 
 use self::bound::Floor;
@@ -200,12 +201,15 @@ fn waits_for_victims(input: &PostFilterInput<'_>) -> bool {
     input.nominated.is_some_and(|n| still_running(input.snapshot, &n.victims))
 }
 
-/// Whether any of `victims` still runs where it was chosen: evicted, but not gone yet.
-pub fn still_running(snapshot: &crate::snapshot::Snapshot, victims: &[crate::framework::Victim]) -> bool {
+/// Whether any of `victims` is still being evicted: marked so, and still where it was chosen.
+/// A victim whose eviction the API refused is no longer marked, and its preemptor may preempt
+/// again.
+pub fn still_running(snapshot: &Snapshot, victims: &[Victim]) -> bool {
     victims.iter().any(|v| {
-        snapshot
-            .node(v.node)
-            .is_some_and(|n| n.pods.iter().any(|p| p.namespace == v.pod.namespace && p.name == v.pod.name))
+        snapshot.evicting().contains(&v.pod.key())
+            && snapshot
+                .node(v.node)
+                .is_some_and(|n| n.pods.iter().any(|p| p.namespace == v.pod.namespace && p.name == v.pod.name))
     })
 }
 

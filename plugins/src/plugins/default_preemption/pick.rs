@@ -45,8 +45,8 @@ impl Candidate {
         self.victims.first().map_or(i32::MIN, |v| v.pod.priority)
     }
 
-    /// The sum of the victims' priorities, each shifted to be non-negative as upstream does
-    /// (so that more victims never sum lower).
+    /// The sum of the victims' priorities, each shifted by 2³¹ to be non-negative, as
+    /// upstream sums them.
     fn priority_sum(&self) -> i64 {
         self.victims.iter().map(|v| i64::from(v.pod.priority) + i64::from(i32::MAX) + 1).sum()
     }

@@ -119,7 +119,7 @@ fn a_budget_is_broken_only_when_no_node_spares_it() {
         selector: Some(match_labels(&[("app", "web")])),
         allowance: Allowance::Fixed(0),
         healthy: 0,
-        expected: 0,
+        disrupted: 0,
     };
     let mut snap = snapshot(
         vec![

@@ -1,11 +1,12 @@
 //! The victims preemption would evict on one node (upstream's `SelectVictimsOnNode`).
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::disruption::Budgets;
 use crate::framework::{CycleState, Profile, Victim};
-use crate::model::Pod;
+use crate::model::{Pod, PodKey};
 use crate::nodeinfo::{DeviceChoice, NodeInfo};
 use crate::status::{Code, Status};
 
@@ -61,6 +62,11 @@ pub fn select_victims_on_node(
             chosen.push(Victim { node: node.id, pod: p });
         }
     }
+    if chosen.is_empty() {
+        // It fits beside every pod of lower priority: whatever failed it on this node, it was
+        // not them (upstream: "expected at least one victim pod on node").
+        return Err(Status::new(Code::UnschedulableAndUnresolvable, NO_VICTIMS));
+    }
     if node.pods_in_groups > 0 {
         chosen = with_fellows(chosen, gangs);
     }
@@ -71,42 +77,48 @@ pub fn select_victims_on_node(
 
 /// `chosen`, with every fellow member of the gangs among them added once.
 fn with_fellows(chosen: Vec<Victim>, gangs: &mut Gangs<'_>) -> Vec<Victim> {
+    let mut seen: HashSet<PodKey> = HashSet::with_capacity(chosen.len());
     let mut out: Vec<Victim> = Vec::with_capacity(chosen.len());
-    let has = |out: &[Victim], p: &Pod| out.iter().any(|v| v.pod.namespace == p.namespace && v.pod.name == p.name);
     for v in chosen {
         if let Some(fellows) = gangs.fellows(&v.pod) {
-            for f in fellows {
-                if !has(&out, &f.pod) {
-                    out.push(f.clone());
-                }
-            }
+            out.extend(fellows.iter().filter(|f| seen.insert(f.pod.key())).cloned());
         }
-        if !has(&out, &v.pod) {
+        if seen.insert(v.pod.key()) {
             out.push(v);
         }
     }
     out
 }
 
-/// How many of `victims` (most important first) a budget forbids disrupting, each budget's
-/// allowance spent along the list as upstream's `filterPodsWithPDBViolation` spends it.
+/// How many of `victims` (most important first) a budget forbids disrupting.
 fn violations(victims: &[Victim], budgets: &Budgets) -> usize {
-    if budgets.is_empty() {
-        return 0;
+    let mut spend = Allowances::new(budgets);
+    victims.iter().filter(|v| spend.breaks(&v.pod)).count()
+}
+
+/// The budgets' allowances, spent pod by pod along a list most important first, as upstream's
+/// `filterPodsWithPDBViolation` spends them.
+struct Allowances<'b> {
+    budgets: &'b Budgets,
+    left: Vec<i32>,
+}
+
+impl<'b> Allowances<'b> {
+    fn new(budgets: &'b Budgets) -> Allowances<'b> {
+        Allowances { budgets, left: budgets.budgets.iter().map(|b| b.allowed()).collect() }
     }
-    let mut allowed: Vec<i32> = budgets.budgets.iter().map(|b| b.allowed()).collect();
-    let mut n = 0;
-    for v in victims {
+
+    /// Spends one disruption of every budget covering `pod`; whether one was already spent.
+    fn breaks(&mut self, pod: &Pod) -> bool {
         let mut breaks = false;
-        for (b, left) in budgets.budgets.iter().zip(allowed.iter_mut()) {
-            if b.covers(&v.pod) {
+        for (b, left) in self.budgets.budgets.iter().zip(self.left.iter_mut()) {
+            if b.covers(pod) {
                 *left -= 1;
                 breaks |= *left < 0;
             }
         }
-        n += usize::from(breaks);
+        breaks
     }
-    n
 }
 
 /// A pod on the node and the devices it holds there.
@@ -130,17 +142,6 @@ fn split_by_budgets(pods: Vec<Held>, budgets: &Budgets) -> (Vec<Held>, Vec<Held>
     if budgets.is_empty() {
         return (Vec::new(), pods);
     }
-    let mut allowed: Vec<i32> = budgets.budgets.iter().map(|b| b.allowed()).collect();
-    let (mut violating, mut clean) = (Vec::new(), Vec::new());
-    for entry in pods {
-        let mut breaks = false;
-        for (b, left) in budgets.budgets.iter().zip(allowed.iter_mut()) {
-            if b.covers(&entry.0) {
-                *left -= 1;
-                breaks |= *left < 0;
-            }
-        }
-        if breaks { violating.push(entry) } else { clean.push(entry) }
-    }
-    (violating, clean)
+    let mut spend = Allowances::new(budgets);
+    pods.into_iter().partition(|(p, _)| spend.breaks(p))
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tessera_plugins::framework::{Nomination, PostFilterResult, Profile};
 use tessera_plugins::model::{Pod, PreemptionPolicy};
-use tessera_plugins::nodeinfo::{DeviceChoice, NodeId};
+use tessera_plugins::nodeinfo::NodeId;
 use tessera_plugins::snapshot::Snapshot;
 
 use super::GangSpec;
@@ -24,11 +24,11 @@ use super::placement;
 use crate::engine::algorithm::{self, CycleOptions, schedule_pod};
 use crate::engine::rng::Rng;
 
-/// Where each member that had to preempt goes, and whom it evicts.
+/// Where each member goes, and whom the members that had to preempt evict.
 #[derive(Clone, Debug)]
 pub struct GangPreemption {
-    /// Each preempting member and its nomination (members that fit as things stood are not
-    /// listed: they find their room again when the gang is tried next).
+    /// Every member and its nomination: those that fit as things stood evict nobody, but are
+    /// nominated too, so that the room the gang counted on is held until it is tried again.
     pub members: Vec<(Arc<Pod>, Nomination)>,
 }
 
@@ -43,6 +43,11 @@ pub fn plan(
     rng: &mut Rng,
 ) -> Option<GangPreemption> {
     if profile.post_filter.is_empty() || pods.iter().any(|p| p.preemption_policy == PreemptionPolicy::Never) {
+        return None;
+    }
+    // Nothing ranks below the gang anywhere: no copy of the view is worth making.
+    let top = pods.iter().map(|p| p.priority).max()?;
+    if !snapshot.nodes().any(|n| n.lowest_priority < top) {
         return None;
     }
     let tries: Vec<Option<Vec<NodeId>>> = match spec.topology_key {
@@ -64,10 +69,8 @@ fn plan_within(
     let mut members = Vec::new();
     for pod in pods {
         let opts = CycleOptions { next_start: &mut *start, rng: &mut *rng, parallel: false, reuse: None, within };
-        match schedule_pod(profile, &scratch, pod, opts) {
-            Ok(p) => {
-                scratch.add_pod_with(p.node, pod.clone(), &p.devices);
-            }
+        let (placement, victims, pdb_violations) = match schedule_pod(profile, &scratch, pod, opts) {
+            Ok(p) => (p, Vec::new(), 0),
             Err(diagnosis) => {
                 let Some(PostFilterResult::Nominate(n)) =
                     algorithm::post_filter(profile, &scratch, pod, &diagnosis, None)
@@ -80,12 +83,23 @@ fn plan_within(
                 for v in &n.victims {
                     scratch.remove_pod(v.node, &v.pod.key());
                 }
-                scratch.add_pod_with(n.node, pod.clone(), &DeviceChoice::default());
-                // The engine checks the node against its live state as the worker saw it.
-                let seen_generation = snapshot.node(n.node)?.generation;
-                members.push((pod.clone(), Nomination { seen_generation, ..n }));
+                // Placed again on the node its victims freed, so that it takes the devices
+                // (GPUs, claims) its Reserve plugins pick there, not others' later.
+                let opts = CycleOptions {
+                    next_start: &mut *start,
+                    rng: &mut *rng,
+                    parallel: false,
+                    reuse: None,
+                    within: Some(&[n.node]),
+                };
+                (schedule_pod(profile, &scratch, pod, opts).ok()?, n.victims, n.pdb_violations)
             }
-        }
+        };
+        scratch.add_pod_with(placement.node, pod.clone(), &placement.devices);
+        // The engine checks each node against its live state as the worker saw it.
+        let seen_generation = snapshot.node(placement.node)?.generation;
+        let nomination = Nomination { node: placement.node, seen_generation, victims, pdb_violations };
+        members.push((pod.clone(), nomination));
     }
-    (!members.is_empty()).then_some(GangPreemption { members })
+    members.iter().any(|(_, n)| !n.victims.is_empty()).then_some(GangPreemption { members })
 }
