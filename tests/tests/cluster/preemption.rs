@@ -16,8 +16,9 @@ fn class(name: &str, value: i64) -> serde_json::Value {
     json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_preemptor_evicts_its_victim_gracefully_and_binds_once_it_is_gone() {
+/// A server with node `n0` (4 CPUs) running `victim` (3 CPUs, class `low`), and classes `low`
+/// and `high`.
+async fn one_node_full_of_a_low_pod() -> TestApiServer {
     let server = TestApiServer::start().await;
     create(&server, class("low", 10));
     create(&server, class("high", 1000));
@@ -26,10 +27,21 @@ async fn a_preemptor_evicts_its_victim_gracefully_and_binds_once_it_is_gone() {
     victim["spec"]["priorityClassName"] = json!("low");
     victim["spec"]["nodeName"] = json!("n0");
     create(&server, victim);
-    let s = Scheduler::start(&server, DEFAULT, false).await;
+    server
+}
+
+/// The preemptor: 2 CPUs of class `high`.
+fn vip() -> serde_json::Value {
     let mut vip = pod("vip", "default-scheduler", "2");
     vip["spec"]["priorityClassName"] = json!("high");
-    create(&server, vip);
+    vip
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preemptor_evicts_its_victim_gracefully_and_binds_once_it_is_gone() {
+    let server = one_node_full_of_a_low_pod().await;
+    let s = Scheduler::start(&server, DEFAULT, false).await;
+    create(&server, vip());
     // The victim is marked for deletion (graceful) and told why; the preemptor is nominated.
     let start = std::time::Instant::now();
     loop {
@@ -78,9 +90,7 @@ async fn a_pod_whose_budget_allows_no_disruption_is_spared_when_another_victim_e
                "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}}),
     );
     let s = Scheduler::start(&server, DEFAULT, false).await;
-    let mut vip = pod("vip", "default-scheduler", "2");
-    vip["spec"]["priorityClassName"] = json!("high");
-    create(&server, vip);
+    create(&server, vip());
     let start = std::time::Instant::now();
     loop {
         let marked = |name: &str| {
@@ -101,20 +111,11 @@ async fn a_pod_whose_budget_allows_no_disruption_is_spared_when_another_victim_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_eviction_is_not_waited_for_and_the_preemptor_tries_again() {
-    let server = TestApiServer::start().await;
-    create(&server, class("low", 10));
-    create(&server, class("high", 1000));
-    create(&server, node("n0", "4"));
-    let mut victim = pod("victim", "default-scheduler", "3");
-    victim["spec"]["priorityClassName"] = json!("low");
-    victim["spec"]["nodeName"] = json!("n0");
-    create(&server, victim);
+    let server = one_node_full_of_a_low_pod().await;
     // The first DELETE is refused (a webhook, say); the preemptor must not wait for ever.
     server.faults().fail_named("delete", "pods", "", "victim", 403, 1);
     let s = Scheduler::start(&server, DEFAULT, false).await;
-    let mut vip = pod("vip", "default-scheduler", "2");
-    vip["spec"]["priorityClassName"] = json!("high");
-    create(&server, vip);
+    create(&server, vip());
     let start = std::time::Instant::now();
     loop {
         let v = server.store().get("v1", "Pod", Some("default"), "victim").unwrap();
