@@ -21,11 +21,34 @@ use crate::status::{Code, Diagnosis, Status};
 /// The highest score a Score plugin gives after normalisation (upstream `MaxNodeScore`).
 pub const MAX_NODE_SCORE: i64 = 100;
 
+/// A value a plugin keeps in the [`CycleState`]: any `Clone` type, so that preemption can try
+/// removing pods on a copy of the state (upstream's `CycleState.Clone`).
+pub trait StateData: Any + Send + Sync {
+    /// A boxed copy.
+    fn clone_box(&self) -> Box<dyn StateData>;
+    /// The value, to downcast.
+    fn as_any(&self) -> &dyn Any;
+    /// The value, to downcast and change.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + Send + Sync + Clone> StateData for T {
+    fn clone_box(&self) -> Box<dyn StateData> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 /// Data a plugin computes in PreFilter/PreScore and reads back in Filter/Score, for one pod in
 /// one scheduling cycle.
 #[derive(Default)]
 pub struct CycleState {
-    entries: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
+    entries: Vec<(&'static str, Box<dyn StateData>)>,
     /// Bit i set: the profile's i-th Filter plugin is skipped (its PreFilter said Skip).
     skip_filter: u64,
     /// Bit i set: the profile's i-th Score plugin is skipped (its PreScore said Skip).
@@ -43,6 +66,18 @@ impl std::fmt::Debug for CycleState {
     }
 }
 
+impl Clone for CycleState {
+    fn clone(&self) -> CycleState {
+        CycleState {
+            entries: self.entries.iter().map(|(k, v)| (*k, (**v).clone_box())).collect(),
+            skip_filter: self.skip_filter,
+            skip_score: self.skip_score,
+            devices: self.devices.clone(),
+            narrowed_by: self.narrowed_by.clone(),
+        }
+    }
+}
+
 impl CycleState {
     /// An empty state.
     pub fn new() -> CycleState {
@@ -50,7 +85,7 @@ impl CycleState {
     }
 
     /// Stores `value` under `key`, replacing any earlier value.
-    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
+    pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
         match self.entries.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = Box::new(value),
             None => self.entries.push((key, Box::new(value))),
@@ -59,7 +94,12 @@ impl CycleState {
 
     /// The value stored under `key`, if it has type `T`.
     pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
-        self.entries.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.downcast_ref())
+        self.entries.iter().find(|(k, _)| *k == key).and_then(|(_, v)| (**v).as_any().downcast_ref())
+    }
+
+    /// The value stored under `key` to change, if it has type `T` (PreFilter extensions).
+    pub fn read_mut<T: Any>(&mut self, key: &'static str) -> Option<&mut T> {
+        self.entries.iter_mut().find(|(k, _)| *k == key).and_then(|(_, v)| (**v).as_any_mut().downcast_mut())
     }
 
     /// Records the GPUs the pod gets on the node being reserved (see [`ReservePlugin`]): the
@@ -209,6 +249,16 @@ pub trait PreFilterPlugin {
     /// `Err` with [`Code::Skip`] skips this plugin's Filter; any other `Err` rejects the pod.
     fn pre_filter(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot)
     -> Result<Option<Vec<NodeId>>, Status>;
+
+    /// PreFilter extension (upstream's `AddPod`): `other` joins `node` in the view `pod` is
+    /// evaluated against, as when preemption puts back a pod it had set aside. A plugin whose
+    /// PreFilter counted pods across nodes updates its state; the default does nothing, right
+    /// for plugins whose Filter reads only the node.
+    fn add_pod(&self, _state: &mut CycleState, _pod: &Pod, _other: &Pod, _node: &NodeInfo, _snapshot: &Snapshot) {}
+
+    /// PreFilter extension (upstream's `RemovePod`): `other` leaves `node` in the view, as a
+    /// preemption victim does. See [`PreFilterPlugin::add_pod`].
+    fn remove_pod(&self, _state: &mut CycleState, _pod: &Pod, _other: &Pod, _node: &NodeInfo, _snapshot: &Snapshot) {}
 }
 
 /// Decides whether a pod fits on one node.
@@ -512,6 +562,27 @@ impl Profile {
             }
         }
         Ok(restriction)
+    }
+
+    /// Runs every PreFilter plugin's `add_pod` (`delta` > 0) or `remove_pod` extension for
+    /// `other` on `node`.
+    pub fn run_pre_filter_extensions(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        other: &Pod,
+        node: &NodeInfo,
+        snapshot: &Snapshot,
+        added: bool,
+    ) {
+        for p in &self.pre_filter {
+            let Some(pf) = p.as_pre_filter() else { continue };
+            if added {
+                pf.add_pod(state, pod, other, node, snapshot);
+            } else {
+                pf.remove_pod(state, pod, other, node, snapshot);
+            }
+        }
     }
 
     /// Runs Filter plugins on one node in order; the first failure is the node's verdict.

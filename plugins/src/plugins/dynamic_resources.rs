@@ -100,6 +100,7 @@ const HELD_ELSEWHERE: &str = "DynamicResources/heldElsewhere";
 /// The pod's claims allocated already on devices not local to one node: every node that
 /// reaches their devices may use them as they are. With each, whether the snapshot holds it
 /// (else only the claim's status says so).
+#[derive(Clone)]
 struct HeldElsewhere(Vec<(Arc<ClaimAllocation>, bool)>);
 
 /// The allocation claim `pc` has already, and whether the snapshot holds it: where the

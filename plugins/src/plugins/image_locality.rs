@@ -31,7 +31,7 @@ pub const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 const PRE_SCORE_KEY: &str = "PreScoreImageLocality";
 
 /// What Score needs, computed once per pod.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct PreScoreState {
     /// One entry per container: the normalised image name and how many nodes hold it.
     images: Vec<(Arc<str>, usize)>,

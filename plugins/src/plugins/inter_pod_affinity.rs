@@ -124,7 +124,7 @@ impl Plugin for InterPodAffinity {
 
 /// Per topology key, a number per domain (upstream's `topologyToMatchedTermCount` and
 /// `scoreMap`), with few keys so a list beats a map.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct TopologyCounts(Vec<(Sym, FxMap<Sym, i64>)>);
 
 impl TopologyCounts {

@@ -22,7 +22,7 @@ pub const ERR_REASON: &str = "node(s) had untolerated taint(s)";
 const PRE_SCORE_KEY: &str = "PreScoreTaintToleration";
 
 /// The pod's tolerations that can tolerate a `PreferNoSchedule` taint, from PreScore.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct PreScoreState(Vec<Toleration>);
 
 /// See the module docs.

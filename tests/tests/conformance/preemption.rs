@@ -250,3 +250,19 @@ fn a_gang_that_cannot_fit_even_by_preempting_evicts_nobody() {
     let run = replay_with(&load(&docs), "");
     assert_eq!(run.records.iter().filter(|r| r.preempted_by.is_some()).count(), 0);
 }
+
+#[test]
+fn a_pod_kept_out_by_anti_affinity_preempts_the_pod_it_avoids() {
+    // Both nodes have room, but each runs a `cache` pod the newcomer refuses to share a node
+    // with; the cache on node-a has the lower priority and goes.
+    let cache_a = pod("cache-a", "batch", 100, 1, Some("node-a"), 0).replace("app: cache-a", "app: cache");
+    let cache_b = pod("cache-b", "service", 1000, 1, Some("node-b"), 0).replace("app: cache-b", "app: cache");
+    let anti = "  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      \
+                - labelSelector:\n          matchLabels:\n            app: cache\n        \
+                topologyKey: kubernetes.io/hostname\n  preemptionPolicy:";
+    let loner = pod("loner", "critical", 10000, 1, None, 10).replace("  preemptionPolicy:", anti);
+    let run = replay_with(&load(&[TWO_NODES, CLASSES, &cache_a, &cache_b, &loner]), "");
+    assert_eq!(record(&run, "cache-a").preempted_by.as_ref().map(ToString::to_string), Some("default/loner".into()));
+    assert!(record(&run, "cache-b").preempted_by.is_none());
+    assert_eq!(record(&run, "loner").node.map(|n| n.as_str()), Some("node-a"));
+}

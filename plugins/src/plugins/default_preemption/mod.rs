@@ -23,10 +23,10 @@
 //! fifth criterion only.
 //!
 //! Evicting the victims and waiting for them is the engine's part: the plugin only decides.
-//! Filter plugins that precompute cluster-wide counts in PreFilter (PodTopologySpread,
-//! InterPodAffinity) see the victims as still there, as Tessera has no PreFilter extensions:
-//! preemption never relies on a victim's absence for those, which can only make it find fewer
-//! candidates than upstream, never evict in vain.
+//! The pods set aside and put back on a node go through the PreFilter extensions
+//! ([`crate::framework::PreFilterPlugin::remove_pod`]) on a copy of the cycle state, so that
+//! PodTopologySpread and InterPodAffinity, which count pods across nodes in PreFilter, see the
+//! node as it would be.
 
 mod bound;
 mod gangs;
@@ -174,7 +174,7 @@ impl DefaultPreemption {
                 why.add_node_status(&Status::new(Code::UnschedulableAndUnresolvable, NO_VICTIMS));
                 continue;
             }
-            match select_victims_on_node(input.profile, input.state, pod, node, snapshot.budgets(), &mut gangs) {
+            match select_victims_on_node(input.profile, input.state, pod, node, snapshot, &mut gangs) {
                 Ok(v) => {
                     found += 1;
                     clean += usize::from(v.pdb_violations == 0);

@@ -27,9 +27,10 @@ fn prio(mut p: Pod, priority: i32, created: f64) -> Pod {
     p
 }
 
-/// Runs Filter over every node of `snap`, then PostFilter.
+/// Runs PreFilter, Filter over every node of `snap`, then PostFilter.
 fn preempt(profile: &Profile, snap: &Snapshot, p: &Pod) -> PostFilterResult {
-    let state = CycleState::new();
+    let mut state = CycleState::new();
+    profile.run_pre_filter(&mut state, p, snap).unwrap();
     let mut d = Diagnosis { num_all_nodes: snap.num_nodes(), ..Diagnosis::default() };
     for n in snap.nodes() {
         let s = profile.run_filter_with_nominated(&state, p, n);
@@ -196,4 +197,66 @@ fn args_are_validated_as_upstream() {
     assert!(bad(serde_json::json!({"minCandidateNodesPercentage": 0, "minCandidateNodesAbsolute": 0})));
     assert!(bad(serde_json::json!({"minCandidates": 3})));
     assert!(new(Some(&serde_json::json!({"minCandidateNodesPercentage": 0, "minCandidateNodesAbsolute": 5}))).is_ok());
+}
+
+#[test]
+fn a_pod_kept_out_by_anti_affinity_evicts_the_pod_it_avoids() {
+    // PreFilter counted `db` against the preemptor's anti-affinity; setting it aside must
+    // uncount it (the PreFilter extensions), else no node would ever be a candidate.
+    let r = Registry::builtin();
+    let ipa = r.make("InterPodAffinity", None).unwrap();
+    let profile = Profile {
+        pre_filter: vec![ipa.clone()],
+        filter: vec![r.make("NodeResourcesFit", None).unwrap(), ipa],
+        post_filter: vec![r.make(NAME, None).unwrap()],
+        ..Profile::default()
+    };
+    let db = labelled(prio(pod("db", 1000, GI), 0, 0.0), &[("app", "db")]);
+    let snap = snapshot(
+        vec![(
+            crate::plugins::testing::with_labels(node("n0", 8000, 8 * GI), &[("kubernetes.io/hostname", "n0")]),
+            vec![db],
+        )],
+        &["kubernetes.io/hostname"],
+    );
+    let mut p = prio(pod("p", 1000, GI), 100, 5.0);
+    p.pod_anti_affinity.required =
+        vec![crate::plugins::testing::affinity_term("kubernetes.io/hostname", Some(match_labels(&[("app", "db")])))];
+    let n = nominated(preempt(&profile, &snap, &p));
+    assert_eq!(names(&n), vec!["db".to_string()]);
+}
+
+#[test]
+fn a_hard_spread_constraint_counts_the_victims_out() {
+    // Two zones; zone a holds two matching pods of priority 0, zone b one (that may not be
+    // evicted) and a pod of priority 10 filling it. maxSkew 1 keeps the pod out of zone a while
+    // both stay; evicting one there is cheaper than evicting zone b's priority 10, but only if
+    // setting it aside uncounts it (the PreFilter extensions).
+    let r = Registry::builtin();
+    let spread = r.make("PodTopologySpread", None).unwrap();
+    let profile = Profile {
+        pre_filter: vec![spread.clone()],
+        filter: vec![r.make("NodeResourcesFit", None).unwrap(), spread],
+        post_filter: vec![r.make(NAME, None).unwrap()],
+        ..Profile::default()
+    };
+    let web = |name: &str, prio_: i32| labelled(prio(pod(name, 1000, GI), prio_, 0.0), &[("app", "web")]);
+    let zone = |n: &str, z: &str| crate::plugins::testing::with_labels(node(n, 4000, 8 * GI), &[("zone", z)]);
+    let snap = snapshot(
+        vec![
+            (zone("a0", "a"), vec![web("w1", 0), web("w2", 0)]),
+            (zone("b0", "b"), vec![web("w3", 500), prio(pod("big", 3000, GI), 10, 0.0)]),
+        ],
+        &["zone"],
+    );
+    let mut p = labelled(prio(pod("p", 1000, GI), 100, 5.0), &[("app", "web")]);
+    p.spread_constraints = vec![crate::plugins::testing::spread_constraint(
+        1,
+        "zone",
+        crate::model::WhenUnsatisfiable::DoNotSchedule,
+        Some(match_labels(&[("app", "web")])),
+    )];
+    let n = nominated(preempt(&profile, &snap, &p));
+    assert_eq!(snap.node(n.node).unwrap().name().as_str(), "a0");
+    assert_eq!(n.victims.len(), 1, "one of zone a's pods is enough: {:?}", names(&n));
 }

@@ -8,6 +8,7 @@ use crate::disruption::Budgets;
 use crate::framework::{CycleState, Profile, Victim};
 use crate::model::{Pod, PodKey};
 use crate::nodeinfo::{DeviceChoice, NodeInfo};
+use crate::snapshot::Snapshot;
 use crate::status::{Code, Status};
 
 use super::NO_VICTIMS;
@@ -25,14 +26,19 @@ pub struct Victims {
 /// The fewest, least important pods of lower priority than `pod` whose eviction lets it fit on
 /// `node`, with the gang members that must leave with them, or why evicting cannot: no pod of
 /// lower priority (unresolvable), or the Filter that still fails with all of them gone.
+///
+/// The pods set aside and put back go through the PreFilter extensions on a copy of `state`,
+/// so that plugins counting pods across nodes (inter-pod affinity, topology spread) see the
+/// node as it would be, as upstream's `SelectVictimsOnNode` does.
 pub fn select_victims_on_node(
     profile: &Profile,
     state: &CycleState,
     pod: &Pod,
     node: &NodeInfo,
-    budgets: &Budgets,
+    snapshot: &Snapshot,
     gangs: &mut Gangs<'_>,
 ) -> Result<Victims, Status> {
+    let budgets = snapshot.budgets();
     let mut lower: Vec<(Arc<Pod>, DeviceChoice)> = node
         .pods
         .iter()
@@ -43,11 +49,12 @@ pub fn select_victims_on_node(
         return Err(Status::new(Code::UnschedulableAndUnresolvable, NO_VICTIMS));
     }
     let mut view = node.clone();
+    let mut state = state.clone();
     for (p, _) in &lower {
         view.remove_pod(&p.key());
+        profile.run_pre_filter_extensions(&mut state, pod, p, node, snapshot, false);
     }
-    let fits = |view: &NodeInfo| profile.run_filter_with_nominated(state, pod, view);
-    let status = fits(&view);
+    let status = profile.run_filter_with_nominated(&state, pod, &view);
     if !status.is_success() {
         return Err(status);
     }
@@ -57,8 +64,10 @@ pub fn select_victims_on_node(
     for (p, devices) in violating.into_iter().chain(clean) {
         // Reprieve the pod if the preemptor still fits with it back.
         view.add_pod_with(p.clone(), &devices);
-        if !fits(&view).is_success() {
+        profile.run_pre_filter_extensions(&mut state, pod, &p, node, snapshot, true);
+        if !profile.run_filter_with_nominated(&state, pod, &view).is_success() {
             view.remove_pod(&p.key());
+            profile.run_pre_filter_extensions(&mut state, pod, &p, node, snapshot, false);
             chosen.push(Victim { node: node.id, pod: p });
         }
     }

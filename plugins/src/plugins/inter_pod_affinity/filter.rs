@@ -20,7 +20,7 @@ use super::{
 pub(super) const PRE_FILTER_KEY: &str = "PreFilterInterPodAffinity";
 
 /// PreFilter's result for one pod.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct PreFilterState {
     /// The topology key of each required affinity term, in order.
     affinity_keys: Vec<Sym>,
@@ -68,6 +68,49 @@ impl PreFilterPlugin for InterPodAffinity {
         }
         state.write(PRE_FILTER_KEY, s);
         Ok(None)
+    }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeInfo, snapshot: &Snapshot) {
+        update(state, pod, other, node, snapshot, 1);
+    }
+
+    fn remove_pod(&self, state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeInfo, snapshot: &Snapshot) {
+        update(state, pod, other, node, snapshot, -1);
+    }
+}
+
+/// Counts `other` on `node` in (`delta` 1) or out of (-1) what PreFilter summed for `pod`, as
+/// upstream's `updateWithPod`: its anti-affinity terms that match `pod`, and `pod`'s own terms
+/// that match it.
+fn update(state: &mut CycleState, pod: &Pod, other: &Pod, node: &NodeInfo, snapshot: &Snapshot, delta: i64) {
+    let Some(s) = state.read_mut::<PreFilterState>(PRE_FILTER_KEY) else { return };
+    let labels = &node.node.labels;
+    for t in &other.pod_anti_affinity.required {
+        if let Some(domain) = labels.get(t.topology_key)
+            && incoming_term_matches(t, other.namespace, pod.namespace, &pod.labels, snapshot)
+        {
+            s.existing_anti_affinity.add(t.topology_key, domain, delta);
+        }
+    }
+    let affinity = &pod.pod_affinity.required;
+    if !affinity.is_empty()
+        && affinity.iter().all(|t| incoming_term_matches(t, pod.namespace, other.namespace, &other.labels, snapshot))
+    {
+        let mut keys = s.affinity_keys.clone();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            if let Some(domain) = labels.get(key) {
+                s.affinity.add(key, domain, delta);
+            }
+        }
+    }
+    for t in &pod.pod_anti_affinity.required {
+        if let Some(domain) = labels.get(t.topology_key)
+            && incoming_term_matches(t, pod.namespace, other.namespace, &other.labels, snapshot)
+        {
+            s.anti_affinity.add(t.topology_key, domain, delta);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::{InterPodAffinity, TopologyCounts, count_matching_pods, for_each_exis
 pub(super) const PRE_SCORE_KEY: &str = "PreScoreInterPodAffinity";
 
 /// PreScore's result for one pod: the score each domain adds.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct PreScoreState(TopologyCounts);
 
 impl InterPodAffinity {

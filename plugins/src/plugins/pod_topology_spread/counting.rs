@@ -17,7 +17,7 @@ use crate::topology::{FxMap, SetId, TopologyIndex};
 use super::Constraint;
 
 /// Matching pods per eligible domain.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct DomainCounts {
     /// Matching pods per domain. An eligible domain with no matching pod may be absent; an
     /// ineligible domain never has a count.
@@ -30,12 +30,18 @@ impl DomainCounts {
     /// The global minimum the skew is measured from: the fewest matching pods of any eligible
     /// domain, or 0 when there are fewer eligible domains than `min_domains`.
     pub(super) fn min_match(&self, min_domains: i32) -> i64 {
-        if (self.num_domains as i64) < i64::from(min_domains) {
-            return 0;
-        }
-        let occupied = self.counts.values().filter(|n| **n > 0).count();
-        if occupied < self.num_domains { 0 } else { self.counts.values().copied().min().unwrap_or(0) }
+        global_min(&self.counts, self.num_domains, min_domains)
     }
+}
+
+/// The fewest matching pods of any of `num_domains` eligible domains (`counts` may leave out
+/// empty ones), or 0 when there are fewer than `min_domains` of them.
+pub(super) fn global_min(counts: &FxMap<Sym, i64>, num_domains: usize, min_domains: i32) -> i64 {
+    if (num_domains as i64) < i64::from(min_domains) {
+        return 0;
+    }
+    let occupied = counts.values().filter(|n| **n > 0).count();
+    if occupied < num_domains { 0 } else { counts.values().copied().min().unwrap_or(0) }
 }
 
 /// Which nodes a constraint counts.
@@ -44,6 +50,33 @@ struct Eligibility<'a> {
     all_keys: &'a [Sym],
     honor_affinity: bool,
     honor_taints: bool,
+}
+
+/// [`Eligibility`] kept in a constraint's PreFilter state, for its PreFilter extensions.
+#[derive(Clone, Debug)]
+pub(super) struct NodeRule {
+    all_keys: Vec<Sym>,
+    honor_affinity: bool,
+    honor_taints: bool,
+}
+
+impl NodeRule {
+    /// The rule `c` applies for `pod`.
+    pub(super) fn new(pod: &Pod, c: &Constraint<'_>, all_keys: &[Sym]) -> NodeRule {
+        let e = Eligibility::new(pod, c, all_keys);
+        NodeRule { all_keys: all_keys.to_vec(), honor_affinity: e.honor_affinity, honor_taints: e.honor_taints }
+    }
+
+    /// Whether node `n` counts for `pod`.
+    pub(super) fn admits(&self, pod: &Pod, n: &NodeInfo) -> bool {
+        let e = Eligibility {
+            pod,
+            all_keys: &self.all_keys,
+            honor_affinity: self.honor_affinity,
+            honor_taints: self.honor_taints,
+        };
+        e.admits(n)
+    }
 }
 
 impl<'a> Eligibility<'a> {

@@ -19,7 +19,7 @@ pub(super) const PRE_SCORE_KEY: &str = "PreScorePodTopologySpread";
 pub(super) const IGNORED: i64 = -1;
 
 /// What Score needs of one soft constraint.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct SoftConstraint {
     pub(super) key: Sym,
     pub(super) max_skew: i64,
@@ -160,7 +160,7 @@ fn round(x: f64) -> i64 {
 }
 
 /// PreScore's result for one pod.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct PreScoreState {
     pub(super) constraints: Vec<SoftConstraint>,
     /// Whether a node missing any key is left unscored.

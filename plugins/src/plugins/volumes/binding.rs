@@ -53,6 +53,7 @@ const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 const STATE: &str = "VolumeBinding/claims";
 
 /// The pod's claims, resolved by PreFilter.
+#[derive(Clone)]
 struct PodClaims {
     index: VolumeIndex,
     /// Bound claims' volumes (`None`: the volume does not exist).

@@ -46,6 +46,7 @@ struct Attachable {
 }
 
 /// What PreFilter found: the index (for the node's pods' claims) and the pod's volumes.
+#[derive(Clone)]
 struct PreFilterState {
     index: VolumeIndex,
     volumes: Vec<Attachable>,

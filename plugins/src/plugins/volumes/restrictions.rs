@@ -33,6 +33,7 @@ pub const READ_WRITE_ONCE_POD_CONFLICT: &str =
 const STATE: &str = "VolumeRestrictions/preFilter";
 
 /// What PreFilter found.
+#[derive(Clone)]
 struct PreFilterState {
     /// The pod has inline disks to check against the node's pods.
     check_disks: bool,

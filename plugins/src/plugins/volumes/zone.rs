@@ -32,12 +32,14 @@ pub const ZONE_CONFLICT: &str = "node(s) had no available volume zone";
 const STATE: &str = "VolumeZone/topologies";
 
 /// The pod's volume topologies, with the zone label keys interned once for Filter.
+#[derive(Clone)]
 struct Topologies {
     keys: [Sym; 4],
     list: Vec<Topology>,
 }
 
 /// One zone or region label of a volume: the key, and the values it allows.
+#[derive(Clone)]
 struct Topology {
     key: Sym,
     /// The GA key a legacy beta key also matches on the node.
