@@ -60,15 +60,35 @@ pub fn select_victims_on_node(
     }
     lower.sort_by(|a, b| more_important(&a.0, &b.0));
     let (violating, clean) = split_by_budgets(lower, budgets);
+    let ordered: Vec<Held> = violating.into_iter().chain(clean).collect();
+    let mut decided = vec![false; ordered.len()];
     let mut chosen = Vec::new();
-    for (p, devices) in violating.into_iter().chain(clean) {
-        // Reprieve the pod if the preemptor still fits with it back.
-        view.add_pod_with(p.clone(), &devices);
-        profile.run_pre_filter_extensions(&mut state, pod, &p, node, snapshot, true);
+    for i in 0..ordered.len() {
+        if decided[i] {
+            continue;
+        }
+        // A pod reprieved or evicted with the members of its gang here, which leave together.
+        let whole = node.pods_in_groups > 0 && gangs.fellows(&ordered[i].0).is_some();
+        let group = ordered[i].0.group_key();
+        let unit: Vec<usize> = if whole {
+            (i..ordered.len()).filter(|&j| !decided[j] && ordered[j].0.group_key() == group).collect()
+        } else {
+            vec![i]
+        };
+        for &j in &unit {
+            decided[j] = true;
+            let (p, devices) = &ordered[j];
+            view.add_pod_with(p.clone(), devices);
+            profile.run_pre_filter_extensions(&mut state, pod, p, node, snapshot, true);
+        }
+        // Reprieved if the preemptor still fits with them back.
         if !profile.run_filter_with_nominated(&state, pod, &view).is_success() {
-            view.remove_pod(&p.key());
-            profile.run_pre_filter_extensions(&mut state, pod, &p, node, snapshot, false);
-            chosen.push(Victim { node: node.id, pod: p });
+            for &j in &unit {
+                let p = &ordered[j].0;
+                view.remove_pod(&p.key());
+                profile.run_pre_filter_extensions(&mut state, pod, p, node, snapshot, false);
+                chosen.push(Victim { node: node.id, pod: p.clone() });
+            }
         }
     }
     if chosen.is_empty() {
