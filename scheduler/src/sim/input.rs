@@ -228,7 +228,15 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
     }
     let slices = SlicesByNode::new(slices);
     for n in &objects.nodes {
-        match ingest::node(n) {
+        let node = match ingest::node(n) {
+            // A node whose GPU wiring annotation is malformed stays, placed by GPU count only.
+            Err(e) if on_invalid == OnInvalid::Skip && ingest::gpu::is_wiring_error(&e) => {
+                input.skipped.push(format!("{e} (the node's GPUs are placed by count only)"));
+                ingest::node(&ingest::gpu::without_wiring(n))
+            }
+            other => other,
+        };
+        match node {
             Ok(node) => input.nodes.push(Node { devices: slices.devices(node.name, &node.labels), ..node }),
             Err(e) => invalid(e.into(), &mut input.skipped)?,
         }
@@ -313,7 +321,7 @@ fn trace_node(n: &TraceNode) -> Node {
         // The trace gives no pod limit; nodes take the kubelet's default.
         allowed_pods: 110,
         images: Vec::new(),
-        gpus: (0..n.gpus).map(|_| Gpu { model, island: 0 }).collect(),
+        gpus: (0..n.gpus).map(|_| Gpu::new(model, 0)).collect(),
         devices: Default::default(),
     }
 }

@@ -7,7 +7,7 @@ use crate::plugins::testing::*;
 
 fn gpu_node(name: &str, n: usize, model: &str) -> crate::model::Node {
     let mut node = node(name, 64_000, 256 * GI);
-    node.gpus = (0..n).map(|_| Gpu { model: Sym::new(model), island: 0 }).collect();
+    node.gpus = (0..n).map(|_| Gpu::new(Sym::new(model), 0)).collect();
     node
 }
 
