@@ -193,3 +193,124 @@ proptest! {
         }
     }
 }
+
+/// The old choice, for comparison: whole GPUs at the lowest free indices, inside the first
+/// island that can hold them all.
+fn first_fit(ni: &NodeInfo, k: u32) -> Option<u64> {
+    let free: Vec<usize> = (0..ni.node.gpus.len()).filter(|&i| ni.gpu_free(i) >= GPU_MILLI).collect();
+    if free.len() < k as usize {
+        return None;
+    }
+    let island = |i: usize| ni.node.gpus[i].island;
+    let holding =
+        free.iter().map(|&i| island(i)).find(|&l| free.iter().filter(|&&i| island(i) == l).count() >= k as usize);
+    let chosen = free.iter().filter(|&&i| holding.is_none_or(|l| island(i) == l));
+    Some(chosen.take(k as usize).fold(0u64, |m, &i| m | 1 << i))
+}
+
+/// What a stream of pods met.
+#[derive(Debug, Default, PartialEq)]
+struct StreamReport {
+    /// Multi-GPU pods placed while a node had a whole island (or for 8 GPUs a whole node) free.
+    island_free: u32,
+    /// Multi-GPU pods whose node had a whole island (or for 8 GPUs was empty) for them.
+    island_free_here: u32,
+    /// Of those, pods placed inside one island.
+    in_one_island: u32,
+    /// Multi-GPU pods that found enough free GPUs on some node but no whole island anywhere.
+    blocked: u32,
+    /// Multi-GPU pods placed on a node with room but no whole island left for them: split
+    /// over both islands because earlier pods were.
+    split: u32,
+    /// Multi-GPU pods in the stream.
+    multi: u32,
+}
+
+/// 16 nodes of 8 GPUs in two 4-GPU NVLink islands; a seeded stream of 1/2/4/8-GPU pods
+/// (weights 50/25/15/10) arriving, and running pods leaving, likelier the fuller the cluster.
+/// Nodes are picked alike under both choices, and blind to islands: the first with room.
+/// `choose` picks the GPUs on the node.
+fn island_stream(seed: u64, choose: impl Fn(&NodeInfo, u32) -> Option<u64>) -> StreamReport {
+    let wiring = wired(GpuWiring::from_islands(&[0, 0, 0, 0, 1, 1, 1, 1]));
+    let mut nodes: Vec<NodeInfo> = (0..16).map(|i| NodeInfo::new(i, wired_node(&wiring))).collect();
+    let mut x = seed;
+    let mut next = move |n: u64| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % n
+    };
+    let mut running: Vec<(usize, crate::model::PodKey)> = Vec::new();
+    let mut r = StreamReport::default();
+    let whole = |ni: &NodeInfo, k: u32| {
+        let free = ni.fitting_gpus(&GpuRequest { count: k, milli: GPU_MILLI, models: vec![] });
+        match k {
+            8 => free == 0xFF,
+            _ => (free & 0x0F).count_ones() >= k || (free & 0xF0).count_ones() >= k,
+        }
+    };
+    for i in 0..20_000 {
+        // Departures grow likelier as the cluster fills: it hovers around 80% of its GPUs.
+        let used: u32 = nodes.iter().flat_map(|n| n.gpu_used.iter()).sum::<u32>() / GPU_MILLI;
+        let depart = u64::from(used).pow(3) * 1000 / 128u64.pow(3) > next(1000);
+        if depart && !running.is_empty() {
+            let (node, key) = running.swap_remove(next(running.len() as u64) as usize);
+            nodes[node].remove_pod(&key);
+            continue;
+        }
+        let k = match next(100) {
+            0..50 => 1,
+            50..75 => 2,
+            75..90 => 4,
+            _ => 8,
+        };
+        let req = GpuRequest { count: k, milli: GPU_MILLI, models: vec![] };
+        let roomy = nodes.iter().position(|n| n.fits_gpus(&req));
+        let island = nodes.iter().position(|n| whole(n, k));
+        if k > 1 {
+            r.multi += 1;
+            match (island, roomy) {
+                (Some(_), _) => r.island_free += 1,
+                (None, Some(_)) => r.blocked += 1,
+                _ => {}
+            }
+        }
+        let Some(at) = roomy else { continue };
+        let Some(mask) = choose(&nodes[at], k) else { continue };
+        if k > 1 && !whole(&nodes[at], k) {
+            r.split += 1;
+        }
+        if k > 1 && whole(&nodes[at], k) {
+            r.island_free_here += 1;
+            if (mask & 0x0F) == mask || (mask & 0xF0) == mask || k == 8 {
+                r.in_one_island += 1;
+            }
+        }
+        let pod = gpu_pod(&format!("p{i}"), k, GPU_MILLI);
+        running.push((at, pod.key()));
+        nodes[at].add_pod_with(pod, &crate::nodeinfo::DeviceChoice::gpus(mask));
+    }
+    r
+}
+
+/// The must-show topology figure (README, "GPU placement"): with two 4-GPU NVLink islands per
+/// node, every multi-GPU pod that could have one island gets one, and fewer later pods find
+/// no whole island than under first-fit.
+#[test]
+fn multi_gpu_pods_get_one_island_and_block_fewer_later_pods_than_first_fit() {
+    let (mut ours, mut theirs) = (StreamReport::default(), StreamReport::default());
+    for seed in 1..=5 {
+        let a = island_stream(seed, |n, k| n.choose_gpus(&GpuRequest { count: k, milli: GPU_MILLI, models: vec![] }));
+        let b = island_stream(seed, first_fit);
+        for (sum, one) in [(&mut ours, a), (&mut theirs, b)] {
+            sum.island_free += one.island_free;
+            sum.in_one_island += one.in_one_island;
+            sum.island_free_here += one.island_free_here;
+            sum.blocked += one.blocked;
+            sum.split += one.split;
+            sum.multi += one.multi;
+        }
+    }
+    println!("best-wired: {ours:?}\nfirst-fit:  {theirs:?}");
+    assert_eq!(ours.in_one_island, ours.island_free_here, "100% inside one island when one was free");
+    assert!(ours.blocked < theirs.blocked, "best-wired {ours:?}, first-fit {theirs:?}");
+    assert!(ours.split < theirs.split, "best-wired {ours:?}, first-fit {theirs:?}");
+}
