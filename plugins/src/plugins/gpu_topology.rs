@@ -19,6 +19,7 @@ pub mod args;
 mod fgd;
 pub mod learn;
 mod packing;
+mod spread;
 
 #[cfg(test)]
 mod tests;
@@ -149,11 +150,11 @@ impl FilterPlugin for GpuTopology {
 }
 
 impl PreScorePlugin for GpuTopology {
-    /// MostAllocated has nothing to say about pods without GPUs; Packing and FGD score every
-    /// pod, since where CPU goes decides whether idle GPUs stay usable.
+    /// MostAllocated and Spread have nothing to say about pods without GPUs; the others score
+    /// every pod, since where CPU goes decides whether idle GPUs stay usable.
     fn pre_score(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot, _: &[&NodeInfo]) -> Status {
         match self.strategy {
-            ScoringStrategy::MostAllocated if pod.gpu.is_none() => Status::skip(),
+            ScoringStrategy::MostAllocated | ScoringStrategy::Spread if pod.gpu.is_none() => Status::skip(),
             _ => Status::success(),
         }
     }
@@ -165,6 +166,8 @@ impl ScorePlugin for GpuTopology {
             ScoringStrategy::MostAllocated => most_allocated(pod, node),
             ScoringStrategy::Packing => packing::score(pod, node),
             ScoringStrategy::Fgd => self.typical(state).map_or(0, |t| fgd::score(&t, pod, node)),
+            ScoringStrategy::Spread => spread::spread(pod, node),
+            ScoringStrategy::DotProduct => spread::dot_product(pod, node),
         }
     }
 

@@ -4,7 +4,7 @@
 //! pluginConfig:
 //!   - name: GpuTopology
 //!     args:
-//!       scoringStrategy: FGD          # MostAllocated (default) | Packing | FGD
+//!       scoringStrategy: FGD          # MostAllocated (default) | Packing | FGD | Spread | DotProduct
 //!       popularityThreshold: 95       # FGD: % of pods the typical pods cover
 //!       learn: true                   # FGD: keep learning pod shapes from the pods seen
 //!       typicalPods:                  # FGD: shapes known up front, counted as pods seen
@@ -35,6 +35,11 @@ pub enum ScoringStrategy {
     /// Fragmentation Gradient Descent: the node (and GPUs) where the expected GPU
     /// fragmentation grows least. Written `FGD`.
     Fgd,
+    /// The node whose usable GPUs stay emptiest (pods without GPUs are not scored).
+    Spread,
+    /// The FGD paper's DotProd baseline: the node whose free CPU and GPU align least with the
+    /// request.
+    DotProduct,
 }
 
 impl<'de> Deserialize<'de> for ScoringStrategy {
@@ -44,8 +49,10 @@ impl<'de> Deserialize<'de> for ScoringStrategy {
             "MostAllocated" => Ok(ScoringStrategy::MostAllocated),
             "Packing" => Ok(ScoringStrategy::Packing),
             "FGD" => Ok(ScoringStrategy::Fgd),
+            "Spread" => Ok(ScoringStrategy::Spread),
+            "DotProduct" => Ok(ScoringStrategy::DotProduct),
             _ => Err(de::Error::custom(format!(
-                "scoringStrategy: unknown value {s:?}; expected MostAllocated, Packing or FGD"
+                "scoringStrategy: unknown value {s:?}; expected MostAllocated, Packing, FGD, Spread or DotProduct"
             ))),
         }
     }

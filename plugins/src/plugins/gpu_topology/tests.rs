@@ -57,7 +57,7 @@ fn most_allocated_prefers_the_node_that_ends_fuller() {
 
 #[test]
 fn args_name_the_bad_field() {
-    assert!(bad_args(json!({"scoringStrategy": "Spread"})).contains("scoringStrategy: unknown value \"Spread\""));
+    assert!(bad_args(json!({"scoringStrategy": "Sprad"})).contains("scoringStrategy: unknown value \"Sprad\""));
     assert!(bad_args(json!({"scoringStrategie": "FGD"})).contains("unknown field `scoringStrategie`"));
     assert!(bad_args(json!({"scoringStrategy": "FGD", "popularityThreshold": 0})).starts_with("popularityThreshold:"));
     assert!(bad_args(json!({"scoringStrategy": "Packing", "learn": false})).starts_with("learn: only applies"));
@@ -201,4 +201,23 @@ fn fgd_batch_scores_equal_node_by_node_scores() {
         let single: Vec<i64> = refs.iter().map(|n| p.score(&s, &q, n)).collect();
         assert_eq!(batch, single, "{:?}", q.gpu);
     }
+}
+
+#[test]
+fn spread_prefers_the_emptier_node_and_dot_product_the_least_aligned() {
+    let s = CycleState::new();
+    let spread = plugin(json!({"scoringStrategy": "Spread"}));
+    let half = node_info(0, gpu_node("a", 2, "T4"), vec![gpu_pod("x", 1, 1000, &[])]);
+    let empty = node_info(1, gpu_node("b", 2, "T4"), vec![]);
+    let q = gpu_pod("p", 1, 500, &[]);
+    assert_eq!((spread.score(&s, &q, &half), spread.score(&s, &q, &empty)), (25, 75));
+    assert_eq!(spread.pre_score(&mut CycleState::new(), &pod("c", 1, 1), &Snapshot::new(), &[]), Status::skip());
+    let dot = plugin(json!({"scoringStrategy": "DotProduct"}));
+    // 64 cores free and 1 core asked: (0.5 × 1/128 + GPU free/8 × 0.5/8) / 2.
+    // empty: 2 GPUs free → 1 − (0.0039 + 0.0156)/2 = 0.990; half: 1 GPU → 0.994.
+    let (se, sh) = (dot.score(&s, &q, &empty), dot.score(&s, &q, &half));
+    assert!(sh >= se, "{sh} {se}");
+    assert_eq!(dot.score(&s, &q, &empty), 99);
+    assert!(dot.pre_score(&mut CycleState::new(), &pod("c", 1, 1), &Snapshot::new(), &[]).is_success());
+    assert!(dot.node_local() && dot.as_reserve().is_none());
 }
