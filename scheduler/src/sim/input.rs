@@ -884,6 +884,24 @@ spec: {containers: [{name: c}]}
     }
 
     #[test]
+    fn a_malformed_gpu_wiring_stops_the_input_or_leaves_count_only_placement() {
+        let yaml = "kind: Node\napiVersion: v1\nmetadata:\n  name: gpu-7\n  annotations:\n    \
+                    tessera.io/gpu-topology: '{\"gpus\": [{\"nvlink\": {\"1\": 2}}, {\"nvlink\": {\"0\": 4}}]}'\n\
+                    status:\n  allocatable: {cpu: \"8\", memory: 8Gi, nvidia.com/gpu: \"2\"}\n";
+        let objects = ingest::read_objects("nodes.yaml", yaml).unwrap();
+        let e = from_objects(&objects, OnInvalid::Stop).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "Node gpu-7: metadata.annotations.tessera.io/gpu-topology: gpus[0].nvlink.1 is 2 but gpus[1].nvlink.0 is 4"
+        );
+        let input = from_objects(&objects, OnInvalid::Skip).unwrap();
+        assert_eq!(input.nodes.len(), 1, "the node stays");
+        assert_eq!(input.nodes[0].gpus.len(), 2);
+        assert!(input.nodes[0].gpus[0].wiring.is_none(), "placed by count only");
+        assert_eq!(input.skipped, vec![format!("{e} (the node's GPUs are placed by count only)")]);
+    }
+
+    #[test]
     fn an_invalid_pod_group_fails_the_input() {
         let bad = GANGS.replace("minMember: 2", "minMember: 0");
         let e = from_objects(&ingest::read_objects("gangs.yaml", &bad).unwrap(), OnInvalid::Stop).unwrap_err();
