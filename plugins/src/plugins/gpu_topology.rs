@@ -192,9 +192,8 @@ impl ScorePlugin for GpuTopology {
     }
 
     fn normalize_score(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {
-        match self.strategy {
-            ScoringStrategy::Packing => packing::normalize(scores),
-            _ => {}
+        if self.strategy == ScoringStrategy::Packing {
+            packing::normalize(scores);
         }
     }
 }

@@ -81,6 +81,9 @@ pub fn node_gpus(
     Ok((0..count).map(|i| Gpu { wiring: wiring.clone(), ..Gpu::new(model, island(i)) }).collect())
 }
 
+/// Wirings by annotation value (or islands list) and GPU count.
+type WiringCache = HashMap<(String, usize), Arc<GpuWiring>>;
+
 /// The wiring `key` names on a node of `count` GPUs: built by `build` the first time, shared
 /// afterwards (nodes of one cluster are wired in a handful of ways).
 fn interned<E>(
@@ -88,7 +91,7 @@ fn interned<E>(
     count: usize,
     build: impl FnOnce() -> Result<Arc<GpuWiring>, E>,
 ) -> Result<Arc<GpuWiring>, E> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, usize), Arc<GpuWiring>>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<WiringCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let k = (key.to_string(), count);
     if let Some(w) = cache.lock().ok().and_then(|c| c.get(&k).cloned()) {
