@@ -11,9 +11,9 @@
 //! `Δ = ΔFGD + w × Δstranded`, `w` being `strandingWeight` (default 0.5).
 //!
 //! What was tried and left out (openb default trace, 10 seeds): exact increases instead of
-//! the sigmoid's steps (5.96% unallocated against FGD's 4.90: the steps and the stable
+//! the sigmoid's steps (5.72% unallocated against FGD's 4.90: the steps and the stable
 //! tie-break consolidate), best fit among equal steps (5.12), typical pods weighed by the GPU
-//! they ask rather than counted (5.05, 5.29 on seed 42).
+//! they ask rather than counted (5.03, with best fit among equal steps).
 
 use super::fgd::sigmoid_score;
 use crate::gpu_frag::{TypicalSet, fgd_increase};
@@ -67,7 +67,8 @@ fn cpu_per_milli_gpu(typical: &TypicalSet, node: &NodeInfo) -> f64 {
 
 /// How much the node's stranded milli-GPU (see the module docs) grows with `pod` on it, at
 /// `rho` millicores per milli-GPU. 0 for a pod without GPUs: FGD alone places those (counting
-/// them too strands more elsewhere: 6.59% against 5.42% unallocated on the openb cpu250 trace).
+/// them too strands more elsewhere: 6.59% against 5.42% unallocated on the openb cpu250 trace,
+/// 4 seeds).
 pub fn stranding_growth(rho: f64, pod: &Pod, node: &NodeInfo) -> f64 {
     let Some(req) = &pod.gpu else { return 0.0 };
     if rho == 0.0 {
