@@ -835,7 +835,7 @@ mod tests {
             "typicalPods": [{"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "count": 1}]});
         let p = Profile { reserve: vec![r.make("GpuTopology", Some(&args)).unwrap()], ..Profile::default() };
         let mut node = crate::plugins::testing::node("n", 8000, 1 << 30);
-        node.gpus = (0..2).map(|_| Gpu { model: crate::intern::Sym::new("T4"), island: 0 }).collect();
+        node.gpus = (0..2).map(|_| Gpu::new(crate::intern::Sym::new("T4"), 0)).collect();
         let mut info = NodeInfo::new(0, Arc::new(node));
         let mut held = Pod::new("default", "held", crate::resources::ResourceVec::ZERO);
         held.gpu = Some(GpuRequest { count: 1, milli: 600, models: vec![] });

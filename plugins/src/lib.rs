@@ -10,7 +10,9 @@
 //! [`resources`]). [`status`] carries verdicts with reasons a person can read and assembles
 //! upstream's "0/N nodes are available" message. Built-in plugins live in [`plugins`], one
 //! module each, and [`registry`] makes them by name from configuration. [`gpu_frag`] is the
-//! FGD paper's GPU fragmentation measure, shared by GpuTopology and the simulator's reports.
+//! FGD paper's GPU fragmentation measure, shared by GpuTopology and the simulator's reports;
+//! [`gpu_wiring`] is how a node's GPUs are wired (NVLink, PCIe, NUMA) and which of them a
+//! multi-GPU pod gets.
 
 pub mod default_selector;
 pub mod disruption;
@@ -18,6 +20,7 @@ pub mod dra;
 pub mod explain;
 pub mod framework;
 pub mod gpu_frag;
+pub mod gpu_wiring;
 pub mod intern;
 pub mod labels;
 pub mod model;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::default_selector::ControllerRef;
 use crate::dra::inventory::NodeDevices;
 use crate::dra::model::PodClaim;
+use crate::gpu_wiring::GpuWiring;
 use crate::intern::Sym;
 use crate::labels::{LabelSelector, LabelSet, NodeSelector, NodeSelectorTerm};
 use crate::plugins::volumes::model::PodVolume;
@@ -49,6 +50,17 @@ pub struct Gpu {
     pub model: Sym,
     /// The NVLink island (GPUs of one island talk over NVLink); 0 when unknown.
     pub island: u16,
+    /// How the node's GPUs are wired (NVLink links, PCIe roots, NUMA nodes): the same `Arc`
+    /// on every GPU of the node, and on every node wired alike. `None`: nothing is known
+    /// beyond the islands, and whole GPUs go to the lowest free indices of one island.
+    pub wiring: Option<Arc<GpuWiring>>,
+}
+
+impl Gpu {
+    /// A GPU of `model` in NVLink island `island`, with no wiring known.
+    pub fn new(model: Sym, island: u16) -> Gpu {
+        Gpu { model, island, wiring: None }
+    }
 }
 
 /// Milli-GPU in one whole GPU.

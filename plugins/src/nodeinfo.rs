@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::dra::inventory::DeviceSet;
 use crate::dra::model::{ClaimAllocation, ClaimKey};
+use crate::gpu_wiring::GpuWiring;
 use crate::intern::Sym;
 use crate::model::{GPU_MILLI, GpuRequest, GroupKey, HostPort, Node, Pod, PodKey};
 use crate::resources::ResourceVec;
@@ -197,11 +198,18 @@ impl NodeInfo {
 
     /// The GPUs a pod asking `req` would get here, or `None` if they are not free.
     ///
-    /// Whole GPUs go to the lowest free indices, keeping an NVLink island together when one
-    /// island can hold them all; a shared GPU goes to the fullest GPU that still fits it (best
-    /// fit), which keeps whole GPUs free for whole-GPU pods. Deterministic, so a worker and the
-    /// binder looking at the same node choose the same devices.
+    /// Whole GPUs on a node whose wiring is known go to the free GPUs wired best together,
+    /// leaving the rest wired best ([`GpuWiring::best_subset`]); without a wiring, to the lowest
+    /// free indices, keeping an NVLink island together when one island can hold them all. A
+    /// shared GPU goes to the fullest GPU that still fits it (best fit), which keeps whole GPUs
+    /// free for whole-GPU pods. Deterministic, so a worker and the binder looking at the same
+    /// node choose the same devices. `Some` exactly when enough GPUs fit ([`Self::fits_gpus`]).
     pub fn choose_gpus(&self, req: &GpuRequest) -> Option<u64> {
+        if req.milli >= GPU_MILLI
+            && let Some(wiring) = self.wiring()
+        {
+            return wiring.best_subset(self.fitting_gpus(req), req.count);
+        }
         let fits = |i: usize| req.accepts(self.node.gpus[i].model) && self.gpu_free(i) >= req.milli;
         let mut candidates: Vec<usize> = (0..self.node.gpus.len().min(64)).filter(|&i| fits(i)).collect();
         if candidates.len() < req.count as usize {
@@ -215,12 +223,24 @@ impl NodeInfo {
         Some(candidates.iter().take(req.count as usize).fold(0u64, |m, &i| m | 1 << i))
     }
 
+    /// The node's GPU wiring, when it is known and describes every GPU.
+    pub fn wiring(&self) -> Option<&GpuWiring> {
+        let w = self.node.gpus.first()?.wiring.as_deref()?;
+        (w.len() == self.node.gpus.len().min(64)).then_some(w)
+    }
+
+    /// The GPUs (a bit set) of a model `req` accepts with room for its share.
+    pub fn fitting_gpus(&self, req: &GpuRequest) -> u64 {
+        let n = self.node.gpus.len().min(64);
+        (0..n)
+            .filter(|&i| req.accepts(self.node.gpus[i].model) && self.gpu_free(i) >= req.milli)
+            .fold(0u64, |m, i| m | 1 << i)
+    }
+
     /// Whether a pod asking `req` fits on this node's GPUs: exactly when
     /// [`NodeInfo::choose_gpus`] gives `Some`, without building the choice.
     pub fn fits_gpus(&self, req: &GpuRequest) -> bool {
-        let n = self.node.gpus.len().min(64);
-        let fits = (0..n).filter(|&i| req.accepts(self.node.gpus[i].model) && self.gpu_free(i) >= req.milli);
-        fits.count() >= req.count as usize
+        self.fitting_gpus(req).count_ones() >= req.count
     }
 
     /// Whether exactly the GPUs in `gpus` can take a pod asking `req`: `req.count` of them,
@@ -524,7 +544,7 @@ mod tests {
     }
 
     fn gpu_node(islands: &[u16]) -> Arc<Node> {
-        let gpus = islands.iter().map(|&island| Gpu { model: Sym::new("A100"), island }).collect();
+        let gpus = islands.iter().map(|&island| Gpu::new(Sym::new("A100"), island)).collect();
         Arc::new(Node { gpus, ..Node::clone(&node()) })
     }
 

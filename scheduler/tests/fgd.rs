@@ -36,7 +36,7 @@ fn node(name: &str, gpus: usize, cores: i64) -> Node {
         allocatable: ResourceVec::cpu_mem(cores * 1000, 1 << 40),
         allowed_pods: 110,
         images: vec![],
-        gpus: (0..gpus).map(|_| Gpu { model: Sym::new("G2"), island: 0 }).collect(),
+        gpus: (0..gpus).map(|_| Gpu::new(Sym::new("G2"), 0)).collect(),
         devices: Default::default(),
     }
 }

@@ -127,7 +127,7 @@ fn gpu_node(name: &str, gpus: usize) -> Node {
         allocatable: ResourceVec::cpu_mem(64_000, 256 << 30),
         allowed_pods: 110,
         images: Vec::new(),
-        gpus: vec![Gpu { model: Sym::new("V100M32"), island: 0 }; gpus],
+        gpus: vec![Gpu::new(Sym::new("V100M32"), 0); gpus],
         devices: Default::default(),
     }
 }

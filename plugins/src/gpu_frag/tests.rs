@@ -29,7 +29,7 @@ fn node_with(cpu: i64, gpus: Vec<Gpu>) -> NodeInfo {
 }
 
 fn node(gpus: usize, cpu: i64) -> NodeInfo {
-    node_with(cpu, (0..gpus).map(|_| Gpu { model: Sym::new("T4"), island: 0 }).collect())
+    node_with(cpu, (0..gpus).map(|_| Gpu::new(Sym::new("T4"), 0)).collect())
 }
 
 /// A node whose GPUs have exactly `used` milli-GPU in use (one pod per GPU).
@@ -81,7 +81,7 @@ fn fragments_follow_the_fgd_definition() {
 
 #[test]
 fn a_gpu_of_a_model_the_pod_refuses_is_a_fragment_for_it() {
-    let gpus = vec![Gpu { model: Sym::new("T4"), island: 0 }, Gpu { model: Sym::new("A10"), island: 0 }];
+    let gpus = vec![Gpu::new(Sym::new("T4"), 0), Gpu::new(Sym::new("A10"), 0)];
     let n = node_with(8000, gpus);
     let t4_only = TypicalSet::new(vec![TypicalPod {
         shape: PodShape::new(0, 1, 500, vec![Sym::new("T4")]),
@@ -133,7 +133,7 @@ fn fgd_charges_cpu_that_leaves_idle_gpus_unreachable() {
 
 #[test]
 fn fgd_keeps_whole_gpus_in_one_island_and_reports_misfits() {
-    let gpus = [0, 0, 1, 1].iter().map(|&island| Gpu { model: Sym::new("T4"), island }).collect();
+    let gpus = [0, 0, 1, 1].iter().map(|&island| Gpu::new(Sym::new("T4"), island)).collect();
     let mut n = node_with(8000, gpus);
     n.add_pod_with(Arc::new(pod("x", 0, 1, 1000)), &crate::nodeinfo::DeviceChoice::gpus(0b0001));
     let t = typical(&[(1000, 1, 1000, 1)]);
@@ -227,8 +227,7 @@ fn the_fast_sweep_matches_the_definition() {
     for case in 0..2000 {
         let n = 1 + next(8) as usize;
         let mixed = case % 2 == 1;
-        let gpus: Vec<Gpu> =
-            (0..n).map(|i| Gpu { model: if mixed && i % 3 == 0 { a10 } else { t4 }, island: 0 }).collect();
+        let gpus: Vec<Gpu> = (0..n).map(|i| Gpu::new(if mixed && i % 3 == 0 { a10 } else { t4 }, 0)).collect();
         let free: Vec<u32> = (0..n).map(|_| [0, 100, 250, 300, 500, 700, 1000][next(7) as usize]).collect();
         let cpu = next(10_000) as i64;
         let fast = typical.milli(GpuLayout::of(&gpus).fragmentation(cpu, &free, &typical));

@@ -16,9 +16,11 @@
 //!   does that). Other strategies leave the GPU choice to [`NodeInfo::choose_gpus`].
 
 pub mod args;
+mod cpu_aware;
 mod fgd;
 pub mod learn;
 mod packing;
+mod spread;
 
 #[cfg(test)]
 mod tests;
@@ -67,7 +69,7 @@ impl Default for GpuTopology {
 impl GpuTopology {
     /// The plugin configured by validated `args`.
     pub fn with_args(args: &GpuTopologyArgs) -> GpuTopology {
-        let learner = (args.scoring_strategy == ScoringStrategy::Fgd).then(|| Learner::new(args));
+        let learner = args.scoring_strategy.learns().then(|| Learner::new(args));
         GpuTopology { args: args.clone(), strategy: args.scoring_strategy, learner }
     }
 
@@ -97,7 +99,7 @@ impl Plugin for GpuTopology {
     /// Reads only the node and the pod's signature fields — except under FGD, whose scores
     /// also depend on the workload learned so far, which changes from pod to pod.
     fn node_local(&self) -> bool {
-        self.strategy != ScoringStrategy::Fgd
+        !self.strategy.learns()
     }
     /// FGD learns the workload; a new scheduler starts from the args' seeds again.
     fn fresh(&self) -> Option<Arc<dyn Plugin>> {
@@ -117,7 +119,7 @@ impl Plugin for GpuTopology {
     }
     /// Only FGD chooses GPUs itself.
     fn as_reserve(&self) -> Option<&dyn ReservePlugin> {
-        (self.strategy == ScoringStrategy::Fgd).then_some(self as &dyn ReservePlugin)
+        self.strategy.learns().then_some(self as &dyn ReservePlugin)
     }
 }
 
@@ -149,11 +151,11 @@ impl FilterPlugin for GpuTopology {
 }
 
 impl PreScorePlugin for GpuTopology {
-    /// MostAllocated has nothing to say about pods without GPUs; Packing and FGD score every
-    /// pod, since where CPU goes decides whether idle GPUs stay usable.
+    /// MostAllocated and Spread have nothing to say about pods without GPUs; the others score
+    /// every pod, since where CPU goes decides whether idle GPUs stay usable.
     fn pre_score(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot, _: &[&NodeInfo]) -> Status {
         match self.strategy {
-            ScoringStrategy::MostAllocated if pod.gpu.is_none() => Status::skip(),
+            ScoringStrategy::MostAllocated | ScoringStrategy::Spread if pod.gpu.is_none() => Status::skip(),
             _ => Status::success(),
         }
     }
@@ -165,13 +167,22 @@ impl ScorePlugin for GpuTopology {
             ScoringStrategy::MostAllocated => most_allocated(pod, node),
             ScoringStrategy::Packing => packing::score(pod, node),
             ScoringStrategy::Fgd => self.typical(state).map_or(0, |t| fgd::score(&t, pod, node)),
+            ScoringStrategy::CpuAwareFgd => {
+                let w = self.args.stranding_weight();
+                self.typical(state).map_or(0, |t| cpu_aware::score(&t, w, pod, node))
+            }
+            ScoringStrategy::Spread => spread::spread(pod, node),
+            ScoringStrategy::DotProduct => spread::dot_product(pod, node),
         }
     }
 
     /// Reads the cycle state once for the whole batch rather than once per node.
     fn score_batch(&self, state: &CycleState, pod: &Pod, batch: ScoreBatch<'_>, out: &mut [i64]) {
         match (self.strategy, self.typical(state)) {
-            (ScoringStrategy::Fgd, Some(t)) => fgd::score_batch(&t, pod, batch.nodes, out),
+            (ScoringStrategy::Fgd, Some(t)) => fgd::score_batch(&t, pod, batch.nodes, out, fgd::sigmoid_score),
+            (ScoringStrategy::CpuAwareFgd, Some(t)) => {
+                cpu_aware::score_batch(&t, self.args.stranding_weight(), pod, batch.nodes, out)
+            }
             _ => {
                 for (o, n) in out.iter_mut().zip(batch.nodes) {
                     *o = self.score(state, pod, n);
@@ -191,7 +202,7 @@ impl ReservePlugin for GpuTopology {
     /// Records FGD's GPUs for the pod on the selected node: the same rule, on the same node
     /// and typical pods, as its Score applied.
     fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        if self.strategy != ScoringStrategy::Fgd || pod.gpu.as_ref().is_none_or(|g| g.count == 0) {
+        if !self.strategy.learns() || pod.gpu.as_ref().is_none_or(|g| g.count == 0) {
             return Status::success();
         }
         let Some(typical) = self.typical(state) else { return Status::success() };

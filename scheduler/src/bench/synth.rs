@@ -91,7 +91,7 @@ fn gpu_node(i: usize) -> Node {
         allocatable: ResourceVec::cpu_mem(96_000, 768 * GI),
         allowed_pods: 110,
         images: Vec::new(),
-        gpus: (0..GANG_NODE_GPUS).map(|_| Gpu { model: Sym::new("A100"), island: 0 }).collect(),
+        gpus: (0..GANG_NODE_GPUS).map(|_| Gpu::new(Sym::new("A100"), 0)).collect(),
         devices: Default::default(),
     }
 }

@@ -20,7 +20,7 @@ pub fn gpu_node(name: &str, rack: &str, gpus: usize) -> Node {
         allocatable: ResourceVec::cpu_mem(64_000, 512 << 30),
         allowed_pods: 110,
         images: vec![],
-        gpus: (0..gpus).map(|_| Gpu { model: Sym::new("A100"), island: 0 }).collect(),
+        gpus: (0..gpus).map(|_| Gpu::new(Sym::new("A100"), 0)).collect(),
         devices: Default::default(),
     }
 }

@@ -96,6 +96,9 @@ pub enum FieldProblem {
     /// rare, and every conversion's error carries this enum.
     #[error("{0}")]
     Conflict(Box<Conflict>),
+    /// A malformed `tessera.io/gpu-topology` annotation.
+    #[error("{0}")]
+    Wiring(#[from] tessera_plugins::gpu_wiring::WiringError),
     /// A reference to an object that is not known (a PriorityClass, a RuntimeClass).
     #[error("no {kind} named {name:?}")]
     NotFound {

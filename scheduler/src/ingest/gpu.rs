@@ -9,14 +9,22 @@
 //!   `alibabacloud.com/gpu-card-model` (`|`-separated).
 //! - NVLink islands: node annotation `tessera.io/gpu-islands`, one island number per GPU
 //!   (`0,0,0,0,1,1,1,1`); without it every GPU is in island 0.
+//! - Wiring: node annotation `tessera.io/gpu-topology`, NVLink links, PCIe roots and NUMA
+//!   nodes per GPU, or a preset ([`tessera_plugins::gpu_wiring::spec`]). It takes precedence
+//!   over the islands, which it implies. Wirings are interned: every node wired alike shares
+//!   one (its subset table is built once).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use tessera_plugins::gpu_wiring::{GpuWiring, parse_annotation};
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GPU_MILLI, Gpu, GpuRequest};
 use tessera_plugins::resources::{ResourceId, ResourceVec};
 
-use super::error::FieldError;
+use k8s_openapi::api::core::v1 as core;
+
+use super::error::{FieldError, FieldProblem, IngestError};
 
 /// The whole-GPU extended resource.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
@@ -30,6 +38,8 @@ pub const GPU_MODEL_KEY: &str = "alibabacloud.com/gpu-card-model";
 pub const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
 /// Node annotation: NVLink island per GPU.
 pub const GPU_ISLANDS_ANNOTATION: &str = "tessera.io/gpu-islands";
+/// Node annotation: how the GPUs are wired (JSON or a preset name).
+pub const GPU_TOPOLOGY_ANNOTATION: &str = "tessera.io/gpu-topology";
 /// Most GPUs one node may have (device sets are 64-bit masks).
 pub const MAX_GPUS_PER_NODE: i64 = 64;
 
@@ -51,8 +61,71 @@ pub fn node_gpus(
     }
     let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
     let model = Sym::new(label(GPU_PRODUCT_LABEL).or_else(|| label(GPU_MODEL_KEY)).unwrap_or(""));
-    let islands = islands(annotations.and_then(|a| a.get(GPU_ISLANDS_ANNOTATION)), count as usize)?;
-    Ok(islands.into_iter().map(|island| Gpu { model, island }).collect())
+    let count = count as usize;
+    let wiring = match annotations.and_then(|a| a.get(GPU_TOPOLOGY_ANNOTATION)) {
+        Some(v) if count > 0 => Some(interned(v, count, || parse_annotation(v, count)).map_err(|e| {
+            FieldError::new(format!("metadata.annotations.{GPU_TOPOLOGY_ANNOTATION}"), FieldProblem::Wiring(e))
+        })?),
+        _ => {
+            let islands = islands(annotations.and_then(|a| a.get(GPU_ISLANDS_ANNOTATION)), count)?;
+            // One island (or none given) says nothing: the node keeps the plain placement.
+            match islands.iter().any(|&i| i != islands[0]) {
+                true => Some(interned(&format!("islands:{islands:?}"), count, || {
+                    Ok(Arc::new(GpuWiring::from_islands(&islands)))
+                })?),
+                false => None,
+            }
+        }
+    };
+    let island = |i: usize| wiring.as_ref().map_or(0, |w| w.islands()[i]);
+    Ok((0..count).map(|i| Gpu { wiring: wiring.clone(), ..Gpu::new(model, island(i)) }).collect())
+}
+
+/// Wirings by annotation value (or islands list) and GPU count.
+type WiringCache = HashMap<(String, usize), Arc<GpuWiring>>;
+
+/// The wiring `key` names on a node of `count` GPUs: built by `build` the first time, shared
+/// afterwards (nodes of one cluster are wired in a handful of ways).
+fn interned<E>(
+    key: &str,
+    count: usize,
+    build: impl FnOnce() -> Result<Arc<GpuWiring>, E>,
+) -> Result<Arc<GpuWiring>, E> {
+    static CACHE: OnceLock<Mutex<WiringCache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let k = (key.to_string(), count);
+    if let Some(w) = cache.lock().ok().and_then(|c| c.get(&k).cloned()) {
+        return Ok(w);
+    }
+    let w = build()?;
+    if let Ok(mut c) = cache.lock() {
+        // Bounded: a cluster with more distinct wirings than this is a cluster of typos.
+        if c.len() < 4096 {
+            c.insert(k, w.clone());
+        }
+    }
+    Ok(w)
+}
+
+/// Whether `e` is about a node's GPU wiring annotations (`tessera.io/gpu-topology` or
+/// `tessera.io/gpu-islands`): such a node can still be placed on by GPU count.
+pub fn is_wiring_error(e: &IngestError) -> bool {
+    match e {
+        IngestError::Field { field, .. } => {
+            field.ends_with(GPU_TOPOLOGY_ANNOTATION) || field.ends_with(GPU_ISLANDS_ANNOTATION)
+        }
+        _ => false,
+    }
+}
+
+/// `n` without its GPU wiring annotations, for count-only placement.
+pub fn without_wiring(n: &core::Node) -> core::Node {
+    let mut n = n.clone();
+    if let Some(a) = n.metadata.annotations.as_mut() {
+        a.remove(GPU_TOPOLOGY_ANNOTATION);
+        a.remove(GPU_ISLANDS_ANNOTATION);
+    }
+    n
 }
 
 fn islands(value: Option<&String>, count: usize) -> Result<Vec<u16>, FieldError> {
@@ -159,9 +232,55 @@ mod tests {
         let ann = strings(&[(GPU_ISLANDS_ANNOTATION, "0,0,1,1")]);
         let g = node_gpus(&gpus(4), Some(&labels), Some(&ann)).unwrap();
         assert_eq!(g.len(), 4);
-        assert_eq!(g[3], Gpu { model: Sym::new("A100"), island: 1 });
+        assert_eq!((g[3].model, g[3].island), (Sym::new("A100"), 1));
         assert!(node_gpus(&gpus(2), None, Some(&ann)).is_err(), "islands must match the count");
         assert!(node_gpus(&ResourceVec::ZERO, None, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn node_gpus_take_the_wiring_annotation() {
+        let ann = strings(&[(GPU_TOPOLOGY_ANNOTATION, "dgx-1-v100"), (GPU_ISLANDS_ANNOTATION, "0,0,0,0,0,0,0,0")]);
+        let g = node_gpus(&gpus(8), None, Some(&ann)).unwrap();
+        let w = g[0].wiring.clone().unwrap();
+        assert_eq!(
+            (w.links(0, 3), g[7].island),
+            (2, 0),
+            "the cube-mesh is one NVLink island; it wins over the islands"
+        );
+        assert!(g.iter().all(|x| x.wiring.as_ref().is_some_and(|o| Arc::ptr_eq(o, &w))), "one wiring per node");
+        let again = node_gpus(&gpus(8), None, Some(&ann)).unwrap();
+        assert!(Arc::ptr_eq(again[0].wiring.as_ref().unwrap(), &w), "and per distinct annotation");
+        let islands = strings(&[(GPU_ISLANDS_ANNOTATION, "0,0,1,1")]);
+        let g = node_gpus(&gpus(4), None, Some(&islands)).unwrap();
+        assert_eq!(g[0].wiring.as_ref().unwrap().islands(), &[0, 0, 1, 1], "islands are the simple form of a wiring");
+        let one = strings(&[(GPU_ISLANDS_ANNOTATION, "0,0")]);
+        assert!(node_gpus(&gpus(2), None, Some(&one)).unwrap()[0].wiring.is_none(), "one island says nothing");
+        let bad = strings(&[(GPU_TOPOLOGY_ANNOTATION, r#"{"gpus": [{"nvlink": {"5": 2}}, {}]}"#)]);
+        let e = node_gpus(&gpus(2), None, Some(&bad)).unwrap_err();
+        assert_eq!(e.field, "metadata.annotations.tessera.io/gpu-topology");
+        assert_eq!(e.problem.to_string(), "gpus[0].nvlink: peer \"5\" is not a device index below 2");
+        assert!(node_gpus(&ResourceVec::ZERO, None, Some(&bad)).unwrap().is_empty(), "no GPUs yet: nothing to wire");
+    }
+
+    #[test]
+    fn a_malformed_wiring_names_the_node_and_can_be_dropped() {
+        let mut n = core::Node::default();
+        n.metadata.name = Some("gpu-7".into());
+        n.metadata.annotations = Some(strings(&[(GPU_TOPOLOGY_ANNOTATION, "dgx-z100")]));
+        let mut status = core::NodeStatus::default();
+        let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity("8".into());
+        status.allocatable = Some([(GPU_RESOURCE.to_string(), q)].into_iter().collect());
+        n.status = Some(status);
+        let e = crate::ingest::node(&n).unwrap_err();
+        assert!(is_wiring_error(&e));
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("Node gpu-7: metadata.annotations.tessera.io/gpu-topology: unknown preset \"dgx-z100\""),
+            "{msg}"
+        );
+        let plain = crate::ingest::node(&without_wiring(&n)).unwrap();
+        assert_eq!(plain.gpus.len(), 8);
+        assert!(plain.gpus[0].wiring.is_none());
     }
 
     #[test]

@@ -289,7 +289,7 @@ mod tests {
 
     /// `count` nodes of 64 GPUs each.
     fn nodes(count: usize) -> Vec<Node> {
-        let gpu = Gpu { model: Sym::new("G"), island: 0 };
+        let gpu = Gpu::new(Sym::new("G"), 0);
         (0..count)
             .map(|i| Node {
                 name: Sym::new(&format!("n{i}")),

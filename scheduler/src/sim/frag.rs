@@ -43,7 +43,7 @@ mod tests {
             allocatable: ResourceVec::cpu_mem(8000, 1 << 40),
             allowed_pods: 110,
             images: vec![],
-            gpus: (0..2).map(|_| Gpu { model: Sym::new("T4"), island: 0 }).collect(),
+            gpus: (0..2).map(|_| Gpu::new(Sym::new("T4"), 0)).collect(),
             devices: Default::default(),
         };
         let mut n = NodeInfo::new(0, Arc::new(node));

@@ -234,7 +234,15 @@ pub fn from_objects(objects: &Objects, on_invalid: OnInvalid) -> Result<SimInput
     let slices = SlicesByNode::new(slices);
     input.volumes = Arc::new(volume_objects(objects, &mut |e| invalid(e, &mut input.skipped))?);
     for n in &objects.nodes {
-        match ingest::node(n) {
+        let node = match ingest::node(n) {
+            // A node whose GPU wiring annotation is malformed stays, placed by GPU count only.
+            Err(e) if on_invalid == OnInvalid::Skip && ingest::gpu::is_wiring_error(&e) => {
+                input.skipped.push(format!("{e} (the node's GPUs are placed by count only)"));
+                ingest::node(&ingest::gpu::without_wiring(n))
+            }
+            other => other,
+        };
+        match node {
             Ok(node) => input.nodes.push(Node { devices: slices.devices(node.name, &node.labels), ..node }),
             Err(e) => invalid(e.into(), &mut input.skipped)?,
         }
@@ -365,7 +373,7 @@ fn trace_node(n: &TraceNode) -> Node {
         // The trace gives no pod limit; nodes take the kubelet's default.
         allowed_pods: 110,
         images: Vec::new(),
-        gpus: (0..n.gpus).map(|_| Gpu { model, island: 0 }).collect(),
+        gpus: (0..n.gpus).map(|_| Gpu::new(model, 0)).collect(),
         devices: Default::default(),
     }
 }
@@ -935,6 +943,24 @@ spec: {containers: [{name: c}]}
         assert_eq!(input.skipped.len(), 1);
         let left: Vec<String> = input.nodes[1].devices.devices.iter().map(|d| d.id().to_string()).collect();
         assert_eq!(left, ["fabric.example.com/fabric/link-0"], "only the allNodes device is left");
+    }
+
+    #[test]
+    fn a_malformed_gpu_wiring_stops_the_input_or_leaves_count_only_placement() {
+        let yaml = "kind: Node\napiVersion: v1\nmetadata:\n  name: gpu-7\n  annotations:\n    \
+                    tessera.io/gpu-topology: '{\"gpus\": [{\"nvlink\": {\"1\": 2}}, {\"nvlink\": {\"0\": 4}}]}'\n\
+                    status:\n  allocatable: {cpu: \"8\", memory: 8Gi, nvidia.com/gpu: \"2\"}\n";
+        let objects = ingest::read_objects("nodes.yaml", yaml).unwrap();
+        let e = from_objects(&objects, OnInvalid::Stop).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "Node gpu-7: metadata.annotations.tessera.io/gpu-topology: gpus[0].nvlink.1 is 2 but gpus[1].nvlink.0 is 4"
+        );
+        let input = from_objects(&objects, OnInvalid::Skip).unwrap();
+        assert_eq!(input.nodes.len(), 1, "the node stays");
+        assert_eq!(input.nodes[0].gpus.len(), 2);
+        assert!(input.nodes[0].gpus[0].wiring.is_none(), "placed by count only");
+        assert_eq!(input.skipped, vec![format!("{e} (the node's GPUs are placed by count only)")]);
     }
 
     #[test]

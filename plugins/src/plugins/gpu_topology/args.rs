@@ -4,7 +4,9 @@
 //! pluginConfig:
 //!   - name: GpuTopology
 //!     args:
-//!       scoringStrategy: FGD          # MostAllocated (default) | Packing | FGD
+//!       scoringStrategy: FGD          # MostAllocated (default) | Packing | FGD | CpuAwareFGD |
+//!                                     # Spread | DotProduct
+//!       strandingWeight: 0.5          # CpuAwareFGD: weight of the GPU its CPU cannot feed
 //!       popularityThreshold: 95       # FGD: % of pods the typical pods cover
 //!       learn: true                   # FGD: keep learning pod shapes from the pods seen
 //!       typicalPods:                  # FGD: shapes known up front, counted as pods seen
@@ -35,6 +37,21 @@ pub enum ScoringStrategy {
     /// Fragmentation Gradient Descent: the node (and GPUs) where the expected GPU
     /// fragmentation grows least. Written `FGD`.
     Fgd,
+    /// The node whose usable GPUs stay emptiest (pods without GPUs are not scored).
+    Spread,
+    /// The FGD paper's DotProd baseline: the node whose free CPU and GPU align least with the
+    /// request.
+    DotProduct,
+    /// FGD that also counts the idle GPU a node's free CPU can no longer feed. Written
+    /// `CpuAwareFGD`.
+    CpuAwareFgd,
+}
+
+impl ScoringStrategy {
+    /// Whether the strategy learns the workload's typical pods and chooses GPUs itself.
+    pub fn learns(self) -> bool {
+        matches!(self, ScoringStrategy::Fgd | ScoringStrategy::CpuAwareFgd)
+    }
 }
 
 impl<'de> Deserialize<'de> for ScoringStrategy {
@@ -44,8 +61,11 @@ impl<'de> Deserialize<'de> for ScoringStrategy {
             "MostAllocated" => Ok(ScoringStrategy::MostAllocated),
             "Packing" => Ok(ScoringStrategy::Packing),
             "FGD" => Ok(ScoringStrategy::Fgd),
+            "Spread" => Ok(ScoringStrategy::Spread),
+            "DotProduct" => Ok(ScoringStrategy::DotProduct),
+            "CpuAwareFGD" => Ok(ScoringStrategy::CpuAwareFgd),
             _ => Err(de::Error::custom(format!(
-                "scoringStrategy: unknown value {s:?}; expected MostAllocated, Packing or FGD"
+                "scoringStrategy: unknown value {s:?}; expected MostAllocated, Packing, FGD, CpuAwareFGD, Spread or DotProduct"
             ))),
         }
     }
@@ -83,6 +103,10 @@ fn cpu_quantity<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
+/// CpuAwareFGD's default `strandingWeight`: 0.25–8 all strand 4.15–4.25% of the GPUs on the openb
+/// default trace; 0.5 strands least on the CPU-heavy traces (cpu235, cpu250).
+pub const DEFAULT_STRANDING_WEIGHT: f64 = 0.5;
+
 /// GpuTopology's args.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -99,6 +123,10 @@ pub struct GpuTopologyArgs {
     /// FGD: whether the pods seen are counted too (the workload is learned online).
     #[serde(default = "yes")]
     pub learn: bool,
+    /// CpuAwareFGD: milli-GPU of fragmentation one milli-GPU of stranded GPU (idle GPU the
+    /// node's free CPU cannot feed) counts as; 0 is FGD.
+    #[serde(default)]
+    pub stranding_weight: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -112,6 +140,7 @@ impl Default for GpuTopologyArgs {
             popularity_threshold: None,
             typical_pods: Vec::new(),
             learn: true,
+            stranding_weight: None,
         }
     }
 }
@@ -126,9 +155,9 @@ impl GpuTopologyArgs {
 
     fn validate(&self) -> Result<(), PluginError> {
         let bad = |field: &str, what: String| Err(PluginError::bad_args(NAME, format!("{field}: {what}")));
-        let fgd = self.scoring_strategy == ScoringStrategy::Fgd;
+        let fgd = self.scoring_strategy.learns();
         if !fgd {
-            let only_fgd = "only applies to scoringStrategy FGD".to_string();
+            let only_fgd = "only applies to scoringStrategy FGD or CpuAwareFGD".to_string();
             if self.popularity_threshold.is_some() {
                 return bad("popularityThreshold", only_fgd);
             }
@@ -138,6 +167,14 @@ impl GpuTopologyArgs {
             if !self.learn {
                 return bad("learn", only_fgd);
             }
+        }
+        if self.stranding_weight.is_some() && self.scoring_strategy != ScoringStrategy::CpuAwareFgd {
+            return bad("strandingWeight", "only applies to scoringStrategy CpuAwareFGD".to_string());
+        }
+        if let Some(w) = self.stranding_weight
+            && !(0.0..=100.0).contains(&w)
+        {
+            return bad("strandingWeight", format!("must be between 0 and 100, got {w}"));
         }
         if let Some(t) = self.popularity_threshold
             && !(1..=100).contains(&t)
@@ -168,6 +205,11 @@ impl GpuTopologyArgs {
     /// The typical-pod threshold as a share (0..=1).
     pub fn threshold(&self) -> f64 {
         self.popularity_threshold.map_or(crate::gpu_frag::DEFAULT_POPULARITY_THRESHOLD, |t| f64::from(t) / 100.0)
+    }
+
+    /// CpuAwareFGD's stranding weight (default 0.5).
+    pub fn stranding_weight(&self) -> f64 {
+        self.stranding_weight.unwrap_or(DEFAULT_STRANDING_WEIGHT)
     }
 
     /// The seed shapes with their counts.

@@ -25,8 +25,17 @@ pub fn score(typical: &TypicalSet, pod: &Pod, node: &NodeInfo) -> i64 {
     fgd_increase(node, pod, typical).map_or(0, sigmoid_score)
 }
 
-/// [`score`] of every node of `nodes` into `out`, once per distinct node state.
-pub fn score_batch(typical: &TypicalSet, pod: &Pod, nodes: &[&NodeInfo], out: &mut [i64]) {
+/// [`score`] of every node of `nodes` into `out`, once per distinct node state, the increase
+/// turned into a score by `to_score` (0 where the pod does not fit).
+pub fn score_batch(
+    typical: &TypicalSet,
+    pod: &Pod,
+    nodes: &[&NodeInfo],
+    out: &mut [i64],
+    to_score: impl Fn(f64) -> i64,
+) {
+    let score =
+        |typical: &TypicalSet, pod: &Pod, node: &NodeInfo| fgd_increase(node, pod, typical).map_or(0, &to_score);
     let mut models: Vec<Sym> = Vec::new();
     let mut memo: FxMap<u128, i64> = FxMap::default();
     let cpu = pod.requests.get(ResourceId::CPU);

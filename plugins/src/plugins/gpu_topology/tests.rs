@@ -7,7 +7,7 @@ use crate::plugins::testing::*;
 
 fn gpu_node(name: &str, n: usize, model: &str) -> crate::model::Node {
     let mut node = node(name, 64_000, 256 * GI);
-    node.gpus = (0..n).map(|_| Gpu { model: Sym::new(model), island: 0 }).collect();
+    node.gpus = (0..n).map(|_| Gpu::new(Sym::new(model), 0)).collect();
     node
 }
 
@@ -57,7 +57,7 @@ fn most_allocated_prefers_the_node_that_ends_fuller() {
 
 #[test]
 fn args_name_the_bad_field() {
-    assert!(bad_args(json!({"scoringStrategy": "Spread"})).contains("scoringStrategy: unknown value \"Spread\""));
+    assert!(bad_args(json!({"scoringStrategy": "Sprad"})).contains("scoringStrategy: unknown value \"Sprad\""));
     assert!(bad_args(json!({"scoringStrategie": "FGD"})).contains("unknown field `scoringStrategie`"));
     assert!(bad_args(json!({"scoringStrategy": "FGD", "popularityThreshold": 0})).starts_with("popularityThreshold:"));
     assert!(bad_args(json!({"scoringStrategy": "Packing", "learn": false})).starts_with("learn: only applies"));
@@ -201,4 +201,59 @@ fn fgd_batch_scores_equal_node_by_node_scores() {
         let single: Vec<i64> = refs.iter().map(|n| p.score(&s, &q, n)).collect();
         assert_eq!(batch, single, "{:?}", q.gpu);
     }
+}
+
+#[test]
+fn spread_prefers_the_emptier_node_and_dot_product_the_least_aligned() {
+    let s = CycleState::new();
+    let spread = plugin(json!({"scoringStrategy": "Spread"}));
+    let half = node_info(0, gpu_node("a", 2, "T4"), vec![gpu_pod("x", 1, 1000, &[])]);
+    let empty = node_info(1, gpu_node("b", 2, "T4"), vec![]);
+    let q = gpu_pod("p", 1, 500, &[]);
+    assert_eq!((spread.score(&s, &q, &half), spread.score(&s, &q, &empty)), (25, 75));
+    assert_eq!(spread.pre_score(&mut CycleState::new(), &pod("c", 1, 1), &Snapshot::new(), &[]), Status::skip());
+    let dot = plugin(json!({"scoringStrategy": "DotProduct"}));
+    // 64 cores free and 1 core asked: (0.5 × 1/128 + GPU free/8 × 0.5/8) / 2.
+    // empty: 2 GPUs free → 1 − (0.0039 + 0.0156)/2 = 0.990; half: 1 GPU → 0.994.
+    let (se, sh) = (dot.score(&s, &q, &empty), dot.score(&s, &q, &half));
+    assert!(sh >= se, "{sh} {se}");
+    assert_eq!(dot.score(&s, &q, &empty), 99);
+    assert!(dot.pre_score(&mut CycleState::new(), &pod("c", 1, 1), &Snapshot::new(), &[]).is_success());
+    assert!(dot.node_local() && dot.as_reserve().is_none());
+}
+
+#[test]
+fn cpu_aware_fgd_counts_the_gpu_a_node_cannot_feed() {
+    // Typical pods: whole GPUs with 16 cores each. A 2-GPU node with 24 cores can feed only
+    // 1.5 of its GPUs: half a GPU is stranded. A 1-GPU pod of 4 cores there leaves one GPU and
+    // 20 cores, none stranded; on a node with 64 cores nothing changes. FGD sees both alike.
+    let seeds = json!([{"cpu": 16, "gpuCount": 1, "gpuMilli": 1000, "count": 1}]);
+    let p = plugin(json!({"scoringStrategy": "CpuAwareFGD", "typicalPods": seeds, "learn": false}));
+    let fgd = plugin(json!({"scoringStrategy": "FGD", "typicalPods": seeds, "learn": false}));
+    assert!(!p.node_local() && p.as_reserve().is_some(), "it learns and chooses GPUs as FGD does");
+    let mut tight = gpu_node("a", 2, "T4");
+    tight.allocatable = crate::resources::ResourceVec::cpu_mem(24_000, 256 * GI);
+    let (tight, roomy) = (node_info(0, tight, vec![]), node_info(1, gpu_node("b", 2, "T4"), vec![]));
+    let mut q = gpu_pod("q", 1, 1000, &[]);
+    q.requests = crate::resources::ResourceVec::cpu_mem(4000, GI);
+    let mut s = CycleState::new();
+    let _ = p.pre_filter(&mut s, &q, &Snapshot::new());
+    assert_eq!(fgd.score(&s, &q, &tight), fgd.score(&s, &q, &roomy), "FGD: both stay usable");
+    // 500 milli less stranded × 0.5: 100 × sigmoid(0.25) = 56.
+    assert_eq!((p.score(&s, &q, &tight), p.score(&s, &q, &roomy)), (56, 50));
+    let nodes = [&tight, &roomy];
+    let ids = [0, 1];
+    let snap = Snapshot::new();
+    let mut batch = [0; 2];
+    p.score_batch(&s, &q, ScoreBatch::new(&snap, &ids, &nodes), &mut batch);
+    assert_eq!(batch, [56, 50], "the batch scores as node by node");
+    let c = pod("c", 8000, GI);
+    assert_eq!((p.score(&s, &c, &tight), p.score(&s, &c, &roomy)), (50, 50), "a CPU-only pod: FGD alone");
+    let msg = bad_args(json!({"scoringStrategy": "FGD", "strandingWeight": 1}));
+    assert!(msg.starts_with("strandingWeight: only applies to scoringStrategy CpuAwareFGD"), "{msg}");
+    let msg = bad_args(json!({"scoringStrategy": "CpuAwareFGD", "strandingWeight": -1}));
+    assert!(msg.starts_with("strandingWeight: must be between 0 and 100"), "{msg}");
+    let zero = plugin(json!({"scoringStrategy": "CpuAwareFGD", "typicalPods": seeds, "learn": false,
+                             "strandingWeight": 0}));
+    assert_eq!(zero.score(&s, &q, &tight), 50, "weight 0 is FGD");
 }

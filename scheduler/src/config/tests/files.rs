@@ -67,6 +67,22 @@ fn describe_lists_every_point_with_weights() {
 }
 
 #[test]
+fn gpu_profiles_load_with_their_strategies() {
+    let r = Registry::builtin();
+    for (file, strategy) in [
+        ("gpu.yaml", "CpuAwareFGD"),
+        ("fgd.yaml", "FGD"),
+        ("gpu-packing.yaml", "Packing"),
+        ("gpu-spread.yaml", "Spread"),
+        ("gpu-dot-product.yaml", "DotProduct"),
+    ] {
+        let c = load_config(&manifest(file), &r).unwrap();
+        assert!(c.warnings.is_empty(), "{file}: {:?}", c.warnings);
+        assert_eq!(c.plugin_args["tessera"]["GpuTopology"]["scoringStrategy"], strategy, "{file}");
+    }
+}
+
+#[test]
 fn a_missing_file_names_the_path() {
     let path = manifest("no-such-file.yaml");
     let e = load_config(&path, &Registry::builtin()).unwrap_err();
