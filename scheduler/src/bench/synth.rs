@@ -59,7 +59,7 @@ pub enum Mix {
     /// nodes publishing 8 of each.
     Dra,
     /// Nodes full of running pods of low priority, some protected by budgets, and pods of
-    /// high priority that each must preempt (see `bench::preemption`).
+    /// high priority that each must preempt; `--verify` also checks every victim and budget.
     Preemption,
 }
 
