@@ -565,14 +565,20 @@ fn unknown_kinds_are_reported_once_and_skipped() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn a_pod_that_never_fits_is_unschedulable_not_an_error() {
-    let dir = scratch("never-fits");
+/// n1 (as ONE_NODE) and n2, tainted; pods `small` (1 CPU) and `huge` (64, more than a node has).
+fn small_and_huge_on_two_nodes(dir: &Path) -> (PathBuf, PathBuf) {
     let tainted = ONE_NODE
         .replace("n1", "n2")
         .replace("status:", "spec:\n  taints: [{key: k, value: v, effect: NoSchedule}]\nstatus:");
-    let cluster = write(&dir, "cluster.yaml", &format!("{ONE_NODE}---\n{tainted}"));
-    let workload = write(&dir, "workload.yaml", &format!("{}---\n{}", pod("small", "1"), pod("huge", "64")));
+    let cluster = write(dir, "cluster.yaml", &format!("{ONE_NODE}---\n{tainted}"));
+    let workload = write(dir, "workload.yaml", &format!("{}---\n{}", pod("small", "1"), pod("huge", "64")));
+    (cluster, workload)
+}
+
+#[test]
+fn a_pod_that_never_fits_is_unschedulable_not_an_error() {
+    let dir = scratch("never-fits");
+    let (cluster, workload) = small_and_huge_on_two_nodes(&dir);
     let out = dir.join("out");
     simulate(&cluster, &workload, &out, &[]).ok();
     let s = json(&out.join("summary.json"));
@@ -969,11 +975,7 @@ fn the_report_renders_in_headless_chromium() {
 #[test]
 fn explain_writes_every_nodes_verdict_and_scores_for_the_pods_asked_about() {
     let dir = scratch("explain");
-    let tainted = ONE_NODE
-        .replace("n1", "n2")
-        .replace("status:", "spec:\n  taints: [{key: k, value: v, effect: NoSchedule}]\nstatus:");
-    let cluster = write(&dir, "cluster.yaml", &format!("{ONE_NODE}---\n{tainted}"));
-    let workload = write(&dir, "workload.yaml", &format!("{}---\n{}", pod("small", "1"), pod("huge", "64")));
+    let (cluster, workload) = small_and_huge_on_two_nodes(&dir);
     let out = dir.join("out");
     simulate(&cluster, &workload, &out, &["--explain", "default/small", "--explain", "huge"]).ok();
     let small = json(&out.join("explain/default_small.json"));
