@@ -334,7 +334,7 @@ impl Core<'_> {
                         attempts: unit.attempts,
                         at: now,
                         cycle_s,
-                        nominated: None,
+                        nominated: Vec::new(),
                     };
                     Resolved { outcomes: vec![outcome], finished: 1, spawned: 0 }
                 }
@@ -443,7 +443,7 @@ impl Core<'_> {
             attempts: unit.attempts,
             at: now,
             cycle_s,
-            nominated: self.nominated_name(&unit),
+            nominated: self.nominated_names(&unit),
         };
         if let Some(g) = &unit.gang {
             self.queue.gangs.failed(g.key, unit.last_failure.as_deref().unwrap_or_default());

@@ -126,9 +126,9 @@ pub enum Outcome {
         at: f64,
         /// Seconds the worker's scheduling cycle took.
         cycle_s: f64,
-        /// The node the pod is nominated to: it preempted pods there and waits for them
-        /// (upstream's `status.nominatedNodeName`).
-        nominated: Option<Sym>,
+        /// For each pod of `pods` (in order; empty when none is), the node it is nominated to:
+        /// it preempted pods there and waits for them (upstream's `status.nominatedNodeName`).
+        nominated: Vec<Option<Sym>>,
     },
     /// A pod is evicted to make room for a preemptor of higher priority (upstream's
     /// `Preempted` event). With [`Eviction::AtOnce`] it is already gone from the state; with

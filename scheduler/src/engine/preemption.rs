@@ -193,9 +193,16 @@ impl Core<'_> {
     }
 
     /// The name of the node the unit is nominated to, for its outcome.
-    /// A gang's members each have their own node, which one name cannot tell: `None` for them.
-    pub(super) fn nominated_name(&self, unit: &Unit) -> Option<Sym> {
-        let n = unit.nominated.as_ref().filter(|_| unit.gang.is_none())?;
-        self.state.snapshot().node(n.node).map(|node| node.name())
+    /// The node each pod of the unit is nominated to, for its outcome (empty when the unit
+    /// holds no nomination).
+    pub(super) fn nominated_names(&self, unit: &Unit) -> Vec<Option<Sym>> {
+        if unit.nominated.is_none() {
+            return Vec::new();
+        }
+        let snapshot = self.state.snapshot();
+        unit.pods
+            .iter()
+            .map(|p| self.state.nominated_node(&p.key()).and_then(|id| snapshot.node(id)).map(|n| n.name()))
+            .collect()
     }
 }

@@ -89,7 +89,7 @@ fn a_high_priority_pod_evicts_the_least_it_must_and_lands_where_it_made_room() {
     assert_eq!(v.len(), 1, "{out:?}");
     assert!(v[0].0 == "b" || v[0].0 == "c");
     let nominated = out.iter().find_map(|o| match o {
-        Outcome::Unschedulable { nominated, .. } => *nominated,
+        Outcome::Unschedulable { nominated, .. } => nominated.first().copied().flatten(),
         _ => None,
     });
     assert_eq!(nominated.map(|n| n.as_str()), Some("n1"));
@@ -293,6 +293,16 @@ fn a_gang_preempts_as_one_unit_or_not_at_all() {
     e.add_pod(member("m1", 3000, 100, None, "big"), 0.0).unwrap();
     let out = e.schedule_pending(0.0);
     assert_eq!(evicted(&out), vec!["low0", "low1"]);
+    // Each member is nominated to its own node.
+    let mut nominated: Vec<&str> = out
+        .iter()
+        .flat_map(|o| match o {
+            Outcome::Unschedulable { nominated, .. } => nominated.iter().flatten().map(|n| n.as_str()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    nominated.sort_unstable();
+    assert_eq!(nominated, vec!["n0", "n1"]);
     let out = e.schedule_pending(5.0);
     let mut nodes: Vec<&str> = ["m0", "m1"].iter().filter_map(|m| bound_on(&out, m)).collect();
     nodes.sort_unstable();

@@ -70,8 +70,8 @@ pub enum Decision {
         pods: Vec<Arc<Pod>>,
         /// The message for their `PodScheduled` condition.
         message: String,
-        /// The node preemption nominated the pod to, if it did.
-        nominated: Option<Sym>,
+        /// For each pod (in order), the node preemption nominated it to, if it did.
+        nominated: Vec<Option<Sym>>,
     },
     /// Evict a pod for a preemptor (see [`super::evict`]).
     Evict {

@@ -281,7 +281,7 @@ async fn execute(mut decisions: mpsc::UnboundedReceiver<Decision>, cx: BindConte
                 let _ = reports.try_send(Report::Forget(key));
             }
             Decision::Unschedulable { pods, message, nominated } => {
-                let nominated = nominated.map(|n| n.as_str().to_string());
+                let nominated = nominated.into_iter().map(|n| n.map(|n| n.as_str().to_string())).collect();
                 if reports.try_send(Report::Unschedulable { pods, message, nominated }).is_err() {
                     tracing::debug!("report queue full; a FailedScheduling report was dropped");
                 }

@@ -41,8 +41,9 @@ pub enum Report {
         pods: Vec<Arc<Pod>>,
         /// The message.
         message: String,
-        /// The node the pod is nominated to by preemption (`status.nominatedNodeName`).
-        nominated: Option<String>,
+        /// For each pod (in order; empty when none is), the node preemption nominated it to
+        /// (`status.nominatedNodeName`).
+        nominated: Vec<Option<String>>,
     },
     /// A pod was evicted to make room for a preemptor.
     Preempted {
@@ -122,13 +123,17 @@ impl Reporter {
                 self.event(&pod, "Normal", "Preempted", "Preempting", note).await;
             }
             Report::Unschedulable { pods, message, nominated } => {
-                let shown = match &nominated {
-                    Some(node) => format!("{message}\u{0}{node}"),
-                    None => message.clone(),
-                };
-                let fresh: Vec<&Arc<Pod>> = pods.iter().filter(|p| self.changed(p, &shown)).collect();
-                for pod in &fresh {
-                    self.condition(pod, &message, nominated.as_deref()).await;
+                let node_of = |i: usize| nominated.get(i).cloned().flatten();
+                let mut fresh: Vec<&Arc<Pod>> = Vec::new();
+                for (i, pod) in pods.iter().enumerate() {
+                    let shown = match node_of(i) {
+                        Some(node) => format!("{message}\u{0}{node}"),
+                        None => message.clone(),
+                    };
+                    if self.changed(pod, &shown) {
+                        self.condition(pod, &message, node_of(i).as_deref()).await;
+                        fresh.push(pod);
+                    }
                 }
                 if let Some(first) = fresh.first() {
                     let note = match pods.len() {
@@ -242,7 +247,8 @@ mod tests {
     async fn a_pending_pod_deleted_is_forgotten() {
         let r = reporter();
         let pod = Arc::new(Pod::new("ns", "p", tessera_plugins::resources::ResourceVec::default()));
-        r.write(Report::Unschedulable { pods: vec![pod.clone()], message: "0/1 nodes".into(), nominated: None }).await;
+        r.write(Report::Unschedulable { pods: vec![pod.clone()], message: "0/1 nodes".into(), nominated: Vec::new() })
+            .await;
         assert!(!r.changed(&pod, "0/1 nodes"), "the same message is not written twice");
         r.write(Report::Forget(pod.key())).await;
         assert!(r.written.lock().is_empty(), "nothing is kept for a deleted pod");

@@ -266,11 +266,11 @@ impl Replay<'_> {
                 }
             }
             Outcome::Unschedulable { pods, message, reasons, attempts, nominated, .. } => {
-                for pod in pods {
+                for (k, pod) in pods.iter().enumerate() {
                     if let Some(&i) = self.index.get(&pod.key()) {
                         let rec = &mut self.records[i];
                         (rec.reason, rec.reasons, rec.attempts) = (message.clone(), reasons.clone(), attempts);
-                        rec.nominated = nominated;
+                        rec.nominated = nominated.get(k).copied().flatten();
                     }
                 }
             }
