@@ -301,10 +301,10 @@ impl<'a, 's> Walk<'a, 's> {
                     diagnosis.add_node_status(&s);
                     continue;
                 }
-                // Pods nominated here count against this pod (see
+                // Pods nominated here of at least this pod's priority count against it (see
                 // `Profile::run_filter_with_nominated`); verdicts that depend on them are not
                 // the node's own, so they bypass the reuse cache.
-                if !node.nominated.is_empty() {
+                if node.nominated.iter().any(|n| n.priority >= self.pod.priority) {
                     let s = profile.run_filter_with_nominated(self.state, self.pod, node);
                     if s.is_success() {
                         found.ids.push(id);
