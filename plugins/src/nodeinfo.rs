@@ -186,7 +186,7 @@ impl NodeInfo {
 
     /// Free capacity: allocatable minus requested.
     pub fn free(&self) -> ResourceVec {
-        let mut f = self.node.allocatable;
+        let mut f = self.node.allocatable.clone();
         f.sub(&self.requested);
         f
     }

@@ -14,7 +14,7 @@ use crate::framework::{CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, ScorePl
 use crate::model::Pod;
 use crate::nodeinfo::NodeInfo;
 use crate::registry::{PluginArgs, PluginError, decode_args};
-use crate::resources::{MAX_RESOURCES, ResourceId};
+use crate::resources::{ResourceId, ResourceSet};
 use crate::status::{Code, Reason, Status};
 
 /// The plugin's name.
@@ -135,7 +135,7 @@ impl ScoredResources {
 /// See the module docs.
 #[derive(Debug)]
 pub struct NodeResourcesFit {
-    ignored: [bool; MAX_RESOURCES],
+    ignored: ResourceSet,
     ignored_groups: Vec<String>,
     strategy: ScoringStrategyType,
     resources: ScoredResources,
@@ -150,10 +150,10 @@ pub fn new(args: Option<&PluginArgs>) -> Result<Arc<dyn Plugin>, PluginError> {
 impl NodeResourcesFit {
     /// Builds the plugin from decoded args.
     pub fn from_args(args: NodeResourcesFitArgs) -> Result<NodeResourcesFit, PluginError> {
-        let mut ignored = [false; MAX_RESOURCES];
+        let mut ignored = ResourceSet::default();
         for name in &args.ignored_resources {
             let id = ResourceId::of(name).map_err(|e| PluginError::bad_args(NAME, e.to_string()))?;
-            ignored[id.index()] = true;
+            ignored.insert(id);
         }
         let strategy = args.scoring_strategy.kind;
         let resources = ScoredResources::resolve(NAME, &args.scoring_strategy.resources)?;
@@ -174,7 +174,7 @@ impl NodeResourcesFit {
         if id.index() < 3 {
             return false;
         }
-        self.ignored[id.index()]
+        self.ignored.contains(id)
             || (!self.ignored_groups.is_empty() && {
                 let name = id.name();
                 let group = name.split('/').next().unwrap_or("");
@@ -239,16 +239,13 @@ impl FilterPlugin for NodeResourcesFit {
             status.reasons.push(Reason::Borrowed(REASON_TOO_MANY_PODS));
         }
         let alloc = &node.node.allocatable;
-        for (i, &want) in pod.requests.0.iter().enumerate() {
-            if want <= 0 {
-                continue;
-            }
-            let id = ResourceId(i as u8);
-            if want <= alloc.0[i] - node.requested.0[i] || self.is_ignored(id) {
+        for (id, want) in pod.requests.iter_nonzero() {
+            if want <= 0 || want <= alloc.get(id) - node.requested.get(id) || self.is_ignored(id) {
                 continue;
             }
             if status.code != Code::UnschedulableAndUnresolvable {
-                status.code = if want > alloc.0[i] { Code::UnschedulableAndUnresolvable } else { Code::Unschedulable };
+                status.code =
+                    if want > alloc.get(id) { Code::UnschedulableAndUnresolvable } else { Code::Unschedulable };
             }
             status.reasons.push(insufficient(id));
         }

@@ -300,6 +300,7 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     use super::*;
+    use tessera_plugins::resources::ResourceId;
 
     #[test]
     fn the_gang_workload_has_exactly_the_pods_asked_for_each_in_a_group_of_its_size() {
@@ -354,7 +355,7 @@ mod tests {
         );
         // Eight pods of one GPU each leave CPU and memory to spare: GPUs are what runs out.
         let pod = gang_pod("g", 0, 8, 0);
-        assert!(pod.requests.0[0] * 2 <= nodes[0].allocatable.0[0]);
-        assert!(pod.requests.0[1] * 2 <= nodes[0].allocatable.0[1]);
+        assert!(pod.requests.get(ResourceId::CPU) * 2 <= nodes[0].allocatable.get(ResourceId::CPU));
+        assert!(pod.requests.get(ResourceId::MEMORY) * 2 <= nodes[0].allocatable.get(ResourceId::MEMORY));
     }
 }

@@ -310,6 +310,7 @@ mod tests {
 
     use tessera_plugins::nodeinfo::NodeInfo;
     use tessera_plugins::registry::Registry;
+    use tessera_plugins::resources::ResourceId;
     use tessera_plugins::status::Diagnosis;
 
     use super::*;
@@ -334,7 +335,7 @@ mod tests {
         }
         for (i, mut n) in nodes.into_iter().enumerate() {
             // Small nodes, so that the cluster fills up and later pods fail on every node.
-            n.allocatable.0[0] /= 4;
+            n.allocatable.set(ResourceId::CPU, n.allocatable.get(ResourceId::CPU) / 4);
             n.allowed_pods = 4;
             snap.set_node(Arc::new(NodeInfo::new(i as NodeId, Arc::new(n))));
         }

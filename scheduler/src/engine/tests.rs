@@ -148,7 +148,7 @@ fn a_rejected_proposal_changes_nothing() {
     };
     let mut binder = Binder::new();
     assert_eq!(binder.commit(&mut state, &profile, &pa), Verdict::Accepted);
-    let before = state.snapshot().node(0).unwrap().requested;
+    let before = state.snapshot().node(0).unwrap().requested.clone();
     let generation = state.generation();
     assert!(matches!(binder.commit(&mut state, &profile, &pb), Verdict::Rejected { .. }));
     assert_eq!(state.snapshot().node(0).unwrap().requested, before);

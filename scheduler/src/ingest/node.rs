@@ -38,10 +38,10 @@ fn convert(n: &core::Node, name: &str) -> Result<Node, FieldError> {
         labels: label_set(n.metadata.labels.as_ref()),
         taints: taints(spec.and_then(|s| s.taints.as_deref()).unwrap_or_default())?,
         unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+        gpus: super::gpu::node_gpus(&allocatable, n.metadata.labels.as_ref(), n.metadata.annotations.as_ref())?,
         allocatable,
         allowed_pods,
         images: images(n.status.as_ref()),
-        gpus: super::gpu::node_gpus(&allocatable, n.metadata.labels.as_ref(), n.metadata.annotations.as_ref())?,
         devices: Default::default(),
     })
 }

@@ -153,7 +153,7 @@ pub fn coscheduling_pod_group(pg: &tessera_crds::PodGroup) -> Result<PodGroup, I
             topology_key: None,
             schedule_timeout_s,
             priority: None,
-            min_resources: (min_resources.present != 0).then_some(min_resources.values),
+            min_resources: (!min_resources.present.is_empty()).then_some(min_resources.values),
             disruption: DisruptionMode::All,
         })
     };
@@ -176,7 +176,7 @@ pub fn volcano_pod_group(pg: &VolcanoPodGroup) -> Result<PodGroup, IngestError> 
             topology_key: None,
             schedule_timeout_s: None,
             priority: None,
-            min_resources: (min_resources.present != 0).then_some(min_resources.values),
+            min_resources: (!min_resources.present.is_empty()).then_some(min_resources.values),
             disruption: DisruptionMode::All,
         })
     };

@@ -4,50 +4,42 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use tessera_plugins::quantity::{parse_milli, parse_value};
-use tessera_plugins::resources::{MAX_RESOURCES, ResourceId, ResourceVec};
+use tessera_plugins::resources::{ResourceId, ResourceSet, ResourceVec};
 
 use super::error::FieldError;
 
-// `Amounts::present` is a bit mask over resource slots.
-const _: () = assert!(MAX_RESOURCES <= 16, "Amounts::present has one bit per resource slot");
-
 /// A resource list as amounts, remembering which names were listed: upstream tells a missing
 /// request (which scoring replaces with a default) from an explicit zero (which it keeps).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Amounts {
     /// The amounts, in canonical units.
     pub values: ResourceVec,
-    /// Bit `i` is set when slot `i` was listed.
-    pub present: u16,
+    /// The listed names.
+    pub present: ResourceSet,
 }
 
 impl Amounts {
     /// Whether `id` was listed.
     pub fn has(&self, id: ResourceId) -> bool {
-        self.present & bit(id) != 0
+        self.present.contains(id)
     }
 
     /// Lists `id` with `amount`.
     pub fn set(&mut self, id: ResourceId, amount: i64) {
         self.values.set(id, amount);
-        self.present |= bit(id);
+        self.present.insert(id);
     }
 
     /// Adds `other`: amounts slot by slot, listed names as a union.
     pub fn add(&mut self, other: &Amounts) {
         self.values.add(&other.values);
-        self.present |= other.present;
+        self.present.union_with(&other.present);
     }
 
     /// The listed slots.
     pub fn listed(&self) -> impl Iterator<Item = ResourceId> + '_ {
-        (0..MAX_RESOURCES as u8).map(ResourceId).filter(|id| self.has(*id))
+        self.present.iter()
     }
-}
-
-/// The bit of `id` in [`Amounts::present`].
-pub fn bit(id: ResourceId) -> u16 {
-    1 << id.index()
 }
 
 /// A resource list, keyed by resource name.

@@ -89,7 +89,7 @@ fn capacity_violations(nodes: &[Node], assignment: &[BoundWithClaims]) -> Vec<Vi
         .iter()
         .filter_map(|n| {
             let (sum, count, gpu_milli) = sums.get(&n.name)?;
-            let short = sum.0.iter().zip(n.allocatable.0.iter()).any(|(s, a)| s > a);
+            let short = !n.allocatable.covers(sum);
             let gpu_short = *gpu_milli > n.gpus.len() as u64 * u64::from(GPU_MILLI);
             (short || gpu_short || *count > n.allowed_pods).then(|| (n.name, format!("node {} over-committed", n.name)))
         })

@@ -10,5 +10,6 @@ mod admission;
 mod diagnosis;
 mod gates;
 mod preemption;
+mod resources;
 mod scoring;
 mod volumes;

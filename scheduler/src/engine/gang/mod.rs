@@ -251,7 +251,7 @@ impl GangTable {
                 topology_key: group.topology_key,
                 formed_at: now,
                 timeout_s,
-                min_resources: group.min_resources,
+                min_resources: group.min_resources.clone(),
             }),
             nominated: None,
         })

@@ -16,7 +16,7 @@ use tessera_plugins::dra::model::{AllocationMode, DeviceRequest, ExactRequest, R
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Pod};
 use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
-use tessera_plugins::resources::{MAX_RESOURCES, ResourceVec};
+use tessera_plugins::resources::{ResourceId, ResourceVec};
 use tessera_plugins::snapshot::Snapshot;
 
 use super::GangSpec;
@@ -54,7 +54,7 @@ pub struct Plan {
 }
 
 /// What a gang asks for in total.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Demand {
     resources: ResourceVec,
     gpu_milli: u64,
@@ -105,9 +105,7 @@ struct Domain {
 
 impl Domain {
     fn holds(&self, d: &Demand) -> bool {
-        self.gpu_free >= d.gpu_milli
-            && self.devices_free >= d.devices
-            && (0..MAX_RESOURCES).all(|i| self.free.0[i] >= d.resources.0[i])
+        self.gpu_free >= d.gpu_milli && self.devices_free >= d.devices && self.free.covers(&d.resources)
     }
 
     /// Room left after the gang, in the gang's scarcest kind: GPUs when it asks for any, else
@@ -118,7 +116,7 @@ impl Domain {
         } else if d.devices > 0 {
             i128::from(self.devices_free) - i128::from(d.devices)
         } else {
-            i128::from(self.free.0[0]) - i128::from(d.resources.0[0])
+            i128::from(self.free.get(ResourceId::CPU)) - i128::from(d.resources.get(ResourceId::CPU))
         }
     }
 }

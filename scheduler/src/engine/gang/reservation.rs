@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GroupKey, Pod};
 use tessera_plugins::nodeinfo::{NodeId, NodeInfo};
-use tessera_plugins::resources::{MAX_RESOURCES, ResourceVec};
+use tessera_plugins::resources::{ResourceId, ResourceVec};
 use tessera_plugins::snapshot::Snapshot;
 
 use super::placement::gpu_free;
@@ -52,7 +52,7 @@ pub fn choose(snapshot: &Snapshot, pods: &[Arc<Pod>], gang: GroupKey, topology_k
     let mut rooms: Vec<(u64, i64, Room)> = snapshot
         .nodes()
         .filter(|n| n.reserved_for.is_none_or(|g| g == gang) && !n.node.unschedulable)
-        .map(|n| (gpu_free(n), n.free().0[0], room(n, topology_key)))
+        .map(|n| (gpu_free(n), n.free().get(ResourceId::CPU), room(n, topology_key)))
         .collect();
     // Most free now first: those drain soonest. Ties by id, for determinism.
     rooms.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.id.cmp(&b.2.id)));
@@ -71,7 +71,9 @@ pub fn choose(snapshot: &Snapshot, pods: &[Arc<Pod>], gang: GroupKey, topology_k
     };
     // Largest pods first, as first-fit-decreasing packs.
     let mut order: Vec<&Arc<Pod>> = pods.iter().collect();
-    order.sort_by_key(|p| std::cmp::Reverse((p.gpu.as_ref().map_or(0, |g| g.total_milli()), p.requests.0[0])));
+    order.sort_by_key(|p| {
+        std::cmp::Reverse((p.gpu.as_ref().map_or(0, |g| g.total_milli()), p.requests.get(ResourceId::CPU)))
+    });
     for domain in domains {
         for r in &mut rooms {
             r.used = false;
@@ -87,7 +89,7 @@ fn room(n: &NodeInfo, key: Option<Sym>) -> Room {
     Room {
         id: n.id,
         labels_value: key.and_then(|k| n.node.labels.get(k)),
-        left: n.node.allocatable,
+        left: n.node.allocatable.clone(),
         gpus_left: n.node.gpus.iter().map(|g| (g.model, 1000)).collect(),
         used: false,
     }
@@ -107,7 +109,7 @@ fn pack(rooms: &mut [Room], pods: &[&Arc<Pod>], domain: Option<Sym>) -> Option<V
             ok = false;
             break;
         };
-        taken.push((i, r.left, r.gpus_left.clone()));
+        taken.push((i, r.left.clone(), r.gpus_left.clone()));
         take(r, pod);
         r.used = true;
     }
@@ -122,7 +124,7 @@ fn pack(rooms: &mut [Room], pods: &[&Arc<Pod>], domain: Option<Sym>) -> Option<V
 }
 
 fn fits(r: &Room, pod: &Pod) -> bool {
-    let resources = (0..MAX_RESOURCES).all(|i| r.left.0[i] >= pod.requests.0[i]);
+    let resources = r.left.covers(&pod.requests);
     let gpus = pod.gpu.as_ref().is_none_or(|g| {
         r.gpus_left.iter().filter(|(m, free)| g.accepts(*m) && *free >= g.milli).count() >= g.count as usize
     });

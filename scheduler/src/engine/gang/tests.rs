@@ -310,7 +310,7 @@ proptest! {
                 prop_assert!(n.gpu_used[i] <= 1000, "node {} GPU {} over-committed", n.name(), i);
             }
             let free = n.free();
-            prop_assert!(free.0.iter().all(|&f| f >= 0), "node {} over-committed: {:?}", n.name(), free);
+            prop_assert!(free.covers(&ResourceVec::ZERO), "node {} over-committed: {:?}", n.name(), free);
         }
     }
 }

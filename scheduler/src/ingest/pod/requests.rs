@@ -4,14 +4,14 @@
 
 use k8s_openapi::api::core::v1 as core;
 use tessera_plugins::model::{DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST};
-use tessera_plugins::resources::{ResourceId, ResourceVec};
+use tessera_plugins::resources::{ResourceId, ResourceSet, ResourceVec};
 
 use super::context::PodContext;
 use crate::ingest::error::{FieldError, FieldProblem};
-use crate::ingest::quantities::{Amounts, ResourceList, bit, resource_amount, resource_list};
+use crate::ingest::quantities::{Amounts, ResourceList, resource_amount, resource_list};
 
 /// A pod's requests, as scheduling reads them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodRequests {
     /// What the pod occupies on its node (NodeResourcesFit's filter).
     pub requests: ResourceVec,
@@ -32,14 +32,19 @@ struct ContainerRequests {
 pub fn pod_requests(spec: &core::PodSpec, cx: &PodContext) -> Result<PodRequests, FieldError> {
     let containers = container_list(&spec.containers, "spec.containers")?;
     let inits = container_list(spec.init_containers.as_deref().unwrap_or_default(), "spec.initContainers")?;
-    let listed = containers.iter().chain(&inits).fold(0, |mask, c| mask | c.amounts.present);
+    let mut listed = ResourceSet::default();
+    for c in containers.iter().chain(&inits) {
+        listed.union_with(&c.amounts.present);
+    }
     let summed = aggregate(&containers, &inits, &ResourceVec::ZERO);
-    let pod_level = pod_level_requests(spec.resources.as_ref(), listed, &summed)?;
+    let pod_level = pod_level_requests(spec.resources.as_ref(), &listed, &summed)?;
     let overhead = overhead(spec, cx)?;
     let requests = finish(summed, &pod_level, &overhead);
-    let defaults = missing_defaults(&pod_level, listed | pod_level.present | overhead.present);
+    listed.union_with(&pod_level.present);
+    listed.union_with(&overhead.present);
+    let defaults = missing_defaults(&pod_level, &listed);
     let non_zero = if defaults.is_zero() {
-        requests
+        requests.clone()
     } else {
         finish(aggregate(&containers, &inits, &defaults), &pod_level, &overhead)
     };
@@ -86,11 +91,11 @@ fn aggregate(containers: &[ContainerRequests], inits: &[ContainerRequests], defa
     let mut init_peak = ResourceVec::ZERO;
     for c in inits {
         let own = with_defaults(&c.amounts, defaults);
-        let mut during = own;
+        let mut during = own.clone();
         if c.restartable {
             running.add(&own);
             sidecars.add(&own);
-            during = sidecars;
+            during = sidecars.clone();
         } else {
             during.add(&sidecars);
         }
@@ -101,7 +106,7 @@ fn aggregate(containers: &[ContainerRequests], inits: &[ContainerRequests], defa
 }
 
 fn with_defaults(amounts: &Amounts, defaults: &ResourceVec) -> ResourceVec {
-    let mut out = amounts.values;
+    let mut out = amounts.values.clone();
     for (id, default) in defaults.iter_nonzero() {
         if !amounts.has(id) {
             out.set(id, out.get(id) + default);
@@ -129,7 +134,7 @@ fn pod_level_list(list: Option<&ResourceList>, path: &str) -> Result<Amounts, Fi
 /// any container lists it, else the pod-level limit.
 fn pod_level_requests(
     resources: Option<&core::ResourceRequirements>,
-    listed: u16,
+    listed: &ResourceSet,
     aggregate: &ResourceVec,
 ) -> Result<Amounts, FieldError> {
     let Some(resources) = resources else { return Ok(Amounts::default()) };
@@ -137,8 +142,7 @@ fn pod_level_requests(
     if resources.limits.as_ref().is_none_or(|l| l.is_empty()) {
         return Ok(out);
     }
-    let from_containers = Amounts { values: *aggregate, present: listed };
-    for id in from_containers.listed().filter(|id| pod_level_resource(&id.name())) {
+    for id in listed.iter().filter(|id| pod_level_resource(&id.name())) {
         if !out.has(id) {
             out.set(id, aggregate.get(id));
         }
@@ -162,7 +166,7 @@ fn overhead(spec: &core::PodSpec, cx: &PodContext) -> Result<Amounts, FieldError
         return Ok(Amounts::default());
     };
     // Upstream admission rejects a pod naming an unknown RuntimeClass.
-    cx.runtime_overhead_amounts(name).copied().ok_or_else(|| {
+    cx.runtime_overhead_amounts(name).cloned().ok_or_else(|| {
         FieldError::new(
             "spec.runtimeClassName",
             FieldProblem::NotFound { kind: "RuntimeClass", name: name.to_string() },
@@ -182,13 +186,13 @@ fn finish(mut aggregate: ResourceVec, pod_level: &Amounts, overhead: &Amounts) -
 /// The per-container defaults for scoring (upstream `getNonMissingContainerRequests`): both,
 /// without pod-level requests; with them, only for a resource that neither the containers,
 /// the pod level nor the overhead lists.
-fn missing_defaults(pod_level: &Amounts, listed: u16) -> ResourceVec {
-    let pod_level_set = pod_level.present != 0;
+fn missing_defaults(pod_level: &Amounts, listed: &ResourceSet) -> ResourceVec {
+    let pod_level_set = !pod_level.present.is_empty();
     let mut out = ResourceVec::ZERO;
-    if !pod_level_set || listed & bit(ResourceId::CPU) == 0 {
+    if !pod_level_set || !listed.contains(ResourceId::CPU) {
         out.set(ResourceId::CPU, DEFAULT_MILLI_CPU_REQUEST);
     }
-    if !pod_level_set || listed & bit(ResourceId::MEMORY) == 0 {
+    if !pod_level_set || !listed.contains(ResourceId::MEMORY) {
         out.set(ResourceId::MEMORY, DEFAULT_MEMORY_REQUEST);
     }
     out
