@@ -119,6 +119,9 @@ pub(crate) static RESOURCES: &[ResourceInfo] = &[
     res("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", false, STATUS),
     res("storage.k8s.io", "v1", "volumeattributesclasses", "VolumeAttributesClass", false, NONE),
     res("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, STATUS),
+    res("apps", "v1", "deployments", "Deployment", true, STATUS),
+    res("apps", "v1", "daemonsets", "DaemonSet", true, STATUS),
+    res("batch", "v1", "jobs", "Job", true, STATUS),
 ];
 
 /// Index of the resource served at `/apis/{group}/{version}/{plural}` (group "" = core).

@@ -6,9 +6,11 @@
 //! classes, Services and ReplicationControllers for default spreading, both PodGroup APIs,
 //! Workloads, DRA device classes, slices, claims and claim templates, PersistentVolumes and
 //! their claims, StorageClasses and CSINodes), so a what-if (another
-//! profile, more pods) starts from the cluster as it is. ReplicaSets and StatefulSets come too:
-//! their selectors are what their pods' default spreading reads, and the simulator creates only
-//! the pods a controller's listed pods do not already account for. Pods that finished (`Succeeded`,
+//! profile, more pods) starts from the cluster as it is. The workload controllers come too
+//! (Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs): their selectors are what their
+//! pods' default spreading reads, a what-if that adds nodes gets their DaemonSets' pods, and the
+//! simulator creates only the pods a controller's listed pods do not already account for.
+//! PodDisruptionBudgets come for preemption. Pods that finished (`Succeeded`,
 //! `Failed`) hold no resources and are left out; bound pods come out with `spec.nodeName`
 //! and the simulator places them as running.
 //!
@@ -21,11 +23,13 @@
 
 use std::fmt::Debug;
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::node::v1::RuntimeClass;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaim, ResourceClaimTemplate, ResourceSlice};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::scheduling::v1alpha3::{PodGroup, Workload};
@@ -95,6 +99,10 @@ pub async fn snapshot(client: Client) -> Result<Snapshot, OpsError> {
     add::<ReplicationController>(&client, &mut out, |_| true).await?;
     add::<ReplicaSet>(&client, &mut out, |_| true).await?;
     add::<StatefulSet>(&client, &mut out, |_| true).await?;
+    add::<Deployment>(&client, &mut out, |_| true).await?;
+    add::<DaemonSet>(&client, &mut out, |_| true).await?;
+    add::<Job>(&client, &mut out, |_| true).await?;
+    add::<PodDisruptionBudget>(&client, &mut out, |_| true).await?;
     add::<DeviceClass>(&client, &mut out, |_| true).await?;
     add::<ResourceSlice>(&client, &mut out, |_| true).await?;
     add::<ResourceClaim>(&client, &mut out, |_| true).await?;

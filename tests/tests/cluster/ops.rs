@@ -456,11 +456,20 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
     let server = TestApiServer::start().await;
     // More pods than one page holds, so pagination must work for them all to come back.
     seed_cluster(&server, 1200);
-    // A ReplicaSet with its two running pods, and a Service selecting them: the selectors their
-    // default spreading reads come along, and the pods are not created a second time.
+    // A Deployment, its ReplicaSet and their two running pods, and a Service selecting them: the
+    // selectors their default spreading reads come along, and the pods are one workload, not
+    // created a second time by the ReplicaSet or the Deployment.
     let store = server.store();
+    let template = json!({ "metadata": { "labels": { "app": "api" } },
+        "spec": { "containers": [{ "name": "c", "image": "busybox" }] } });
     store
-        .create(json!({ "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": { "name": "api-7f", "namespace": "default" },
+        .create(json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "api", "namespace": "default" },
+            "spec": { "replicas": 2, "selector": { "matchLabels": { "app": "api" } }, "template": template } }))
+        .unwrap();
+    store
+        .create(json!({ "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": { "name": "api-7f", "namespace": "default",
+                "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "uid": "deploy-uid",
+                    "controller": true }] },
             "spec": { "replicas": 2, "selector": { "matchLabels": { "app": "api" } },
                 "template": { "metadata": { "labels": { "app": "api" } },
                     "spec": { "containers": [{ "name": "c", "image": "busybox" }] } } } }))
@@ -478,6 +487,33 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
                 "spec": { "nodeName": "n0", "containers": [{ "name": "c", "image": "busybox" }] } }))
             .unwrap();
     }
+    // A DaemonSet whose pod already runs on one of the three nodes: the snapshot's replay adds
+    // one for each of the other two, as its controller would; a finished Job adds none; a
+    // PodDisruptionBudget comes for preemption.
+    store
+        .create(json!({ "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": { "name": "agent", "namespace": "kube-system" },
+            "spec": { "selector": { "matchLabels": { "app": "agent" } },
+                "template": { "metadata": { "labels": { "app": "agent" } },
+                    "spec": { "containers": [{ "name": "c", "image": "agent" }] } } } }))
+        .unwrap();
+    store
+        .create(json!({ "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "agent-x1", "namespace": "kube-system", "labels": { "app": "agent" },
+                "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent",
+                    "uid": "ds-uid", "controller": true }] },
+            "spec": { "nodeName": "n0", "containers": [{ "name": "c", "image": "agent" }] } }))
+        .unwrap();
+    let job = json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "etl", "namespace": "default" },
+        "spec": { "completions": 1, "parallelism": 1, "template": { "metadata": { "labels": { "job": "etl" } },
+            "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "etl" }] } } } });
+    let job = store.create(job).unwrap();
+    let mut done = job.clone();
+    done["status"] = json!({ "succeeded": 1 });
+    store.update(done).unwrap();
+    store
+        .create(json!({ "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": { "name": "api", "namespace": "default" },
+            "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "api" } } } }))
+        .unwrap();
     // A claim bound to a volume, and their class: the volume plugins read them.
     store
         .create(json!({ "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": { "name": "local" },
@@ -502,8 +538,10 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
     );
     let count = |kind: &str| snap.counts.iter().find(|(k, _)| k == kind).map(|(_, n)| *n);
     assert_eq!(count("v1 Node"), Some(3));
-    assert_eq!(count("v1 Pod"), Some(1204));
+    assert_eq!(count("v1 Pod"), Some(1205));
     assert_eq!((count("apps/v1 ReplicaSet"), count("v1 Service")), (Some(1), Some(1)));
+    let controllers = ["apps/v1 Deployment", "apps/v1 DaemonSet", "batch/v1 Job", "policy/v1 PodDisruptionBudget"];
+    assert_eq!(controllers.map(count), [Some(1); 4]);
     assert_eq!(count("scheduling.x-k8s.io/v1alpha1 PodGroup"), Some(1));
     assert_eq!(count("resource.k8s.io/v1 DeviceClass"), Some(1));
     // Objects' own uids go (owner references keep theirs: the API requires them).
@@ -512,7 +550,7 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
     assert!(!snap.summary().contains(" 0 "), "kinds without objects are left out: {}", snap.summary());
 
     let objects = read_objects("snapshot.yaml", &snap.yaml).unwrap();
-    assert_eq!((objects.nodes.len(), objects.pods.len()), (3, 1204), "the ReplicaSet's pods once");
+    assert_eq!(objects.nodes.len(), 3);
     assert_eq!(objects.pod_groups.len(), 1);
     assert_eq!(objects.device_classes.len(), 1, "the DeviceClass, for the DRA plugin");
     assert!(objects.unknown_kinds.is_empty(), "{:?}", objects.unknown_kinds);
@@ -520,9 +558,11 @@ async fn snapshot_round_trips_through_the_simulators_reader() {
     assert_eq!(objects.namespaces.len(), 5);
     let input = from_objects(&objects, OnInvalid::Stop).unwrap();
     assert_eq!(input.nodes.len(), 3);
-    assert_eq!(input.running.len(), 1202, "bound pods replay as running");
-    assert_eq!(input.selector_sources.len(), 2, "the Service's and the ReplicaSet's selectors");
-    assert_eq!(input.pods.len(), 2, "the pending gang members are to schedule");
+    assert_eq!(input.running.len(), 1203, "bound pods replay as running, the Deployment's once");
+    let pending: Vec<&str> = input.pods.iter().map(|p| &*p.pod.name).collect();
+    assert_eq!(pending.len(), 4, "the gang's two members and the DaemonSet's pods for n1 and n2: {pending:?}");
+    assert_eq!(pending.iter().filter(|n| n.starts_with("agent-")).count(), 2, "{pending:?}");
+    assert!(!input.budgets.is_empty(), "the PodDisruptionBudget");
     assert_eq!(input.pod_groups.len(), 1);
     assert!(!input.volumes.is_empty(), "the volume, claim and class");
 }
