@@ -37,9 +37,11 @@ macro_rules! note {
     ($($arg:tt)*) => { write_err(format_args!($($arg)*)) };
 }
 
-/// Tessera: a parallel batch pod scheduler for Kubernetes, and its placement simulator.
+/// Tessera, a parallel batch pod scheduler for Kubernetes with gangs, GPU topology and DRA
+/// devices: run it on a cluster (a secondary scheduler, or in place of kube-scheduler),
+/// simulate a cluster and a workload offline on the same engine, or benchmark the engine.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about)]
+#[command(name = "tessera", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,9 +106,11 @@ struct SimulateArgs {
     #[arg(long)]
     cluster: Vec<PathBuf>,
     /// Workload files: Kubernetes YAML (Pods, Deployments, Jobs, ...) or an openb pod list CSV.
+    /// Repeatable.
     #[arg(long)]
     workload: Vec<PathBuf>,
     /// KubeSchedulerConfiguration files; several run the same workload side by side.
+    /// Repeatable.
     #[arg(long)]
     config: Vec<PathBuf>,
     /// replay: arrivals and departures in virtual time; fill: the FGD method.
