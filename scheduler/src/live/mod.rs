@@ -156,14 +156,15 @@ pub async fn run(
     let cc = &opts.config.client_connection;
     let mut pod_context = PodContext::new();
     *pod_context.dra_mut() = DraCatalog::live();
+    let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
     let watch_cx = WatchContext {
         changes: changes_tx.clone(),
         pods: Arc::new(RwLock::new(pod_context)),
         dra: Arc::default(),
         metrics: metrics.clone(),
+        reports: reports_tx.clone(),
     };
     let watchers = watch::spawn_all(&opts.client, &watch_cx);
-    let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
     let reporter = Reporter::new(opts.client.clone(), cc.qps, cc.burst, identity);
     let reporter_task = tokio::spawn(reporter.run(reports_rx));
     let bind_cx = BindContext {

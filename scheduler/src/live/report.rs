@@ -68,6 +68,18 @@ pub enum Report {
         /// Its node.
         node: String,
     },
+    /// Something is wrong with a Node object that the scheduler works around (a malformed
+    /// `tessera.io/gpu-topology`: its GPUs are placed by count only). Written once per message.
+    NodeWarning {
+        /// The node's name.
+        node: String,
+        /// Its uid, when known.
+        uid: Option<String>,
+        /// The event's reason (`InvalidGPUTopology`).
+        reason: &'static str,
+        /// What is wrong and what the scheduler does about it.
+        note: String,
+    },
 }
 
 /// Writes reports; see the module docs.
@@ -78,6 +90,9 @@ pub struct Reporter {
     identity: String,
     /// Hash of the message last written per pending pod.
     written: Mutex<HashMap<PodKey, u64>>,
+    /// Hash of the warning last written per node: a node object is updated often, its warning
+    /// is written once.
+    node_warnings: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -92,7 +107,13 @@ pub const REPORT_QUEUE: usize = 100_000;
 impl Reporter {
     /// A reporter writing through `client` at most `qps` (with `burst`) requests a second.
     pub fn new(client: Client, qps: f64, burst: u32, identity: String) -> Arc<Reporter> {
-        Arc::new(Reporter { client, limiter: RateLimiter::new(qps, burst), identity, written: Mutex::default() })
+        Arc::new(Reporter {
+            client,
+            limiter: RateLimiter::new(qps, burst),
+            identity,
+            written: Mutex::default(),
+            node_warnings: Mutex::default(),
+        })
     }
 
     /// Writes every report received until the channel closes.
@@ -122,6 +143,22 @@ impl Reporter {
             Report::Preempted { pod, note } => {
                 self.event(&pod, "Normal", "Preempted", "Preempting", note).await;
             }
+            Report::NodeWarning { node, uid, reason, note } => {
+                let hash = hash_of(&note);
+                if self.node_warnings.lock().insert(node.clone(), hash) == Some(hash) {
+                    return;
+                }
+                let regarding = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Node".into()),
+                    name: Some(node.clone()),
+                    uid,
+                    ..ObjectReference::default()
+                };
+                // Events about cluster-scoped objects live in `default`, as the kubelet's do.
+                let event = self.new_event(regarding, "default", "tessera", ("Warning", reason, "Scheduling"), note);
+                self.post(event, &format!("node {node}")).await;
+            }
             Report::Unschedulable { pods, message, nominated } => {
                 let node_of = |i: usize| nominated.get(i).cloned().flatten();
                 let mut fresh: Vec<&Arc<Pod>> = Vec::new();
@@ -148,9 +185,7 @@ impl Reporter {
 
     /// Whether `message` differs from what `pod` shows; records it as shown.
     fn changed(&self, pod: &Pod, message: &str) -> bool {
-        let mut h = DefaultHasher::new();
-        message.hash(&mut h);
-        let hash = h.finish();
+        let hash = hash_of(message);
         self.written.lock().insert(pod.key(), hash) != Some(hash)
     }
 
@@ -200,11 +235,35 @@ impl Reporter {
     }
 
     async fn event(&self, pod: &Pod, type_: &str, reason: &str, action: &str, note: String) {
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: Some(pod.namespace.as_str().to_string()),
+            name: Some(pod.name.to_string()),
+            uid: (!pod.uid.is_empty()).then(|| pod.uid.to_string()),
+            ..ObjectReference::default()
+        };
+        let namespace = pod.namespace.as_str();
+        let event = self.new_event(regarding, namespace, pod.scheduler_name.as_str(), (type_, reason, action), note);
+        self.post(event, &format!("pod {}", pod.key())).await;
+    }
+
+    /// An `events.k8s.io/v1` Event about `regarding`, in `namespace`, from `controller`;
+    /// `(type, reason, action)` as upstream spells them.
+    fn new_event(
+        &self,
+        regarding: ObjectReference,
+        namespace: &str,
+        controller: &str,
+        (type_, reason, action): (&str, &str, &str),
+        note: String,
+    ) -> Event {
         let now = Timestamp::now();
-        let event = Event {
+        let name = regarding.name.as_deref().unwrap_or("object");
+        Event {
             metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", pod.name, now.as_nanosecond())),
-                namespace: Some(pod.namespace.as_str().to_string()),
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                namespace: Some(namespace.to_string()),
                 ..ObjectMeta::default()
             },
             event_time: Some(MicroTime(now)),
@@ -212,24 +271,29 @@ impl Reporter {
             reason: Some(reason.to_string()),
             action: Some(action.to_string()),
             note: Some(note),
-            reporting_controller: Some(pod.scheduler_name.as_str().to_string()),
+            reporting_controller: Some(controller.to_string()),
             reporting_instance: Some(self.identity.clone()),
-            regarding: Some(ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                namespace: Some(pod.namespace.as_str().to_string()),
-                name: Some(pod.name.to_string()),
-                uid: (!pod.uid.is_empty()).then(|| pod.uid.to_string()),
-                ..ObjectReference::default()
-            }),
+            regarding: Some(regarding),
             ..Event::default()
-        };
-        self.limiter.acquire().await;
-        let api: Api<Event> = Api::namespaced(self.client.clone(), pod.namespace.as_str());
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!("pod {}: writing event {reason}: {e}", pod.key());
         }
     }
+
+    /// Creates `event` under the rate limit; a failure is only logged (`about` names whom it
+    /// was about), since reports are best effort.
+    async fn post(&self, event: Event, about: &str) {
+        self.limiter.acquire().await;
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::debug!("{about}: writing event {}: {e}", event.reason.as_deref().unwrap_or_default());
+        }
+    }
+}
+
+fn hash_of(message: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    message.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]

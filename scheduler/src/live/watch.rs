@@ -42,6 +42,7 @@ use crate::ingest::{self, PodContext, PodGroupObject, selector_sources};
 use super::dra::DraObjects;
 use super::lenient::Lenient;
 use super::metrics::Metrics;
+use super::report::Report;
 use super::volumes::VolumeChange;
 
 /// The kinds the live scheduler watches.
@@ -238,6 +239,8 @@ pub struct WatchContext {
     pub dra: Arc<Mutex<DraObjects>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Warnings about objects the scheduler works around, to the reporter.
+    pub reports: tokio::sync::mpsc::Sender<Report>,
 }
 
 /// Starts one watch task per kind on the current tokio runtime.
@@ -366,7 +369,7 @@ impl Watched for core::Node {
     /// The DRA cache learns the node's labels first (a `nodeSelector` slice may reach it now
     /// or no longer), under its lock, so that no inventory sent by a slice's task overtakes it.
     fn pass_on(self, key: &str, cx: &WatchContext) -> Option<()> {
-        let node = convert(Self::KIND, key, ingest::node(&self), cx)?;
+        let node = convert(Self::KIND, key, node_or_count_only(&self, key, cx), cx)?;
         let mut dra = cx.dra.lock();
         if let Some(devices) = dra.put_node(node.name, &node.labels) {
             let _ = cx.changes.send(Change::NodeDevices { node: node.name, devices });
@@ -676,6 +679,26 @@ fn send(cx: &WatchContext, change: Change) -> Option<()> {
     Some(())
 }
 
+/// The node; one whose GPU wiring annotation is malformed is kept with its GPUs placed by
+/// count only (dropping a GPU node for a typo in our own annotation would strand it), and the
+/// problem is reported on the node.
+fn node_or_count_only(n: &core::Node, key: &str, cx: &WatchContext) -> Result<Node, ingest::IngestError> {
+    match ingest::node(n) {
+        Err(e) if ingest::gpu::is_wiring_error(&e) => {
+            cx.metrics.malformed_object(Kind::Node.name());
+            tracing::warn!("node {key}: {e}; its GPUs are placed by count only");
+            let _ = cx.reports.try_send(Report::NodeWarning {
+                node: key.to_string(),
+                uid: n.metadata.uid.clone(),
+                reason: "InvalidGPUTopology",
+                note: format!("{e}; its GPUs are placed by count only until the annotation is fixed"),
+            });
+            ingest::node(&ingest::gpu::without_wiring(n))
+        }
+        result => result,
+    }
+}
+
 fn convert<T>(kind: Kind, key: &str, result: Result<T, ingest::IngestError>, cx: &WatchContext) -> Option<T> {
     result.map_err(|e| malformed(kind, key, &e.to_string(), cx)).ok()
 }
@@ -759,6 +782,7 @@ mod tests {
             pods: Arc::new(RwLock::new(pods)),
             dra: Arc::default(),
             metrics: Arc::new(Metrics::new()),
+            reports: tokio::sync::mpsc::channel(16).0,
         };
         (cx, sent)
     }

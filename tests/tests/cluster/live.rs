@@ -407,6 +407,39 @@ async fn gpus_recorded_on_bound_pods_are_read_back_after_a_restart() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_gpu_topology_keeps_the_node_by_count_and_is_reported_on_it() {
+    let server = TestApiServer::start().await;
+    let mut g0 = gpu_node("g0", 8);
+    // GPU 0 claims 2 links to GPU 1, which claims 4 back: not a wiring.
+    let wiring = r#"{"gpus": [{"nvlink": {"1": 2}}, {"nvlink": {"0": 4}}]}"#;
+    g0["metadata"]["annotations"] = json!({"tessera.io/gpu-topology": wiring});
+    create(&server, g0);
+    let s = Scheduler::start(&server, SECONDARY, false).await;
+    create(&server, gpu_pod("train", 4));
+    until(&server, "the GPU pod bound to the node by count", |p| p["train"].as_deref() == Some("g0")).await;
+    let warned = |e: &Value| e["reason"] == "InvalidGPUTopology" && e["regarding"]["kind"] == "Node";
+    let start = std::time::Instant::now();
+    while !server.store().list("events.k8s.io/v1", "Event").iter().any(warned) {
+        assert!(start.elapsed() < WAIT, "no InvalidGPUTopology event on the node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The node's later updates do not repeat the warning.
+    let mut g0 = server.store().get("v1", "Node", None, "g0").unwrap();
+    g0["metadata"]["labels"]["touched"] = json!("yes");
+    server.store().update(g0).unwrap();
+    create(&server, gpu_pod("after", 1));
+    until(&server, "a pod after the node's update bound", |p| p["after"].is_some()).await;
+    let events = server.store().list("events.k8s.io/v1", "Event");
+    let warnings: Vec<&Value> = events.iter().filter(|e| warned(e)).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["regarding"]["name"], "g0");
+    let note = warnings[0]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("tessera.io/gpu-topology") && note.contains("by count only"), "{note}");
+    assert!(s.handles.metrics.encode().contains("tessera_malformed_objects_total{kind=\"Node\"}"));
+    s.stop().await;
+}
+
 /// `GET path` over plain HTTP/1.1; the status code, or `None` when nothing answers.
 fn http_status(port: u16, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
