@@ -42,7 +42,7 @@ pub fn format_count_tick(v: f64) -> String {
 /// A tick of a logarithmic axis: only 1, 2 and 5 times a power of ten are labelled, so the
 /// labels between two decades do not crowd.
 pub fn format_log_tick(v: f64) -> String {
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return String::new();
     }
     let mantissa = v / 10f64.powf(v.log10().floor());

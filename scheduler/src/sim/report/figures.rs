@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use super::bars::BarChart;
 use super::groups::{NodeShape, Resource, group_rows};
 use super::heatmap::{HeatRow, Heatmap, Panel};
 use super::line::{LineChart, Series, YAxis, mean_band};
@@ -221,13 +220,10 @@ fn unschedulable(firsts: &[&RunResult]) -> Option<Figure> {
         "Pods that never got a node, each counted once under its main reason (the one that ruled out the most \
          nodes); the table below names the first {FIRST_PODS} pods of each reason."
     );
-    let mut f = figure("unschedulable", "Unschedulable pods by reason", caption, Kind::Bars(bar_chart(&per)));
+    let bars = Kind::Bars(reasons::bar_chart(&per));
+    let mut f = figure("unschedulable", "Unschedulable pods by reason", caption, bars);
     f.after = reasons::table(&per);
     Some(f)
-}
-
-fn bar_chart(per: &[(String, Vec<reasons::ReasonGroup>)]) -> BarChart {
-    reasons::bar_chart(per)
 }
 
 /// A seed's curve keyed by whole x (fill mode's arrived %).
@@ -333,6 +329,85 @@ mod tests {
         let two = over_seeds(&[vec![run(1, 10.0), run(2, 20.0)]], |r| r.fill.as_ref().map(|f| f.curve()));
         assert_eq!(two[0].points, vec![(0.0, 0.0), (1.0, 15.0)]);
         assert_eq!(two[0].band, vec![(0.0, 0.0, 0.0), (1.0, 10.0, 20.0)]);
+    }
+
+    fn context(mode: Mode, gpus: usize) -> Context {
+        use tessera_plugins::intern::Sym;
+        use tessera_plugins::labels::LabelSet;
+        use tessera_plugins::model::{Gpu, Node};
+        let node = Node {
+            name: Sym::new("n1"),
+            labels: LabelSet::from_pairs([(super::super::groups::ZONE_LABEL, "a")]),
+            taints: vec![],
+            unschedulable: false,
+            allocatable: ResourceVec::cpu_mem(4000, 1 << 30),
+            allowed_pods: 110,
+            images: vec![],
+            gpus: (0..gpus).map(|_| Gpu::new(Sym::new("T4"), 0)).collect(),
+            devices: Default::default(),
+        };
+        let provenance = Provenance {
+            inputs: vec![],
+            nodes: 1,
+            pods: 2,
+            running: 0,
+            configs: vec!["a".into(), "b".into()],
+            seed: 1,
+            mode,
+            repeat: 1,
+            fill_to: 1.3,
+            version: "0",
+        };
+        Context { provenance, nodes: vec![NodeShape::of(&node)] }
+    }
+
+    fn run(config: &str, gpus: f64) -> RunResult {
+        let pod = Pod::new("d", "p", ResourceVec::cpu_mem(1000, 0));
+        let mut placed = PodRecord::arrived(&pod, 0.0);
+        (placed.node, placed.start) = (Some(tessera_plugins::intern::Sym::new("n1")), Some(0.0));
+        let mut pending = PodRecord::arrived(&Pod::new("d", "q", ResourceVec::cpu_mem(9000, 0)), 1.0);
+        pending.reasons = vec!["Insufficient cpu".into()];
+        let point = |t| TimelinePoint { t, pending: 1, running: 1, cpu: 25.0, memory: 0.0, gpu: 0.0 };
+        RunResult {
+            config: config.into(),
+            records: vec![placed, pending],
+            timeline: vec![point(0.0), point(10.0)],
+            cluster_gpus: gpus,
+            frag_curve: if gpus > 0.0 { vec![(0.0, 0.0), (10.0, 5.0)] } else { vec![] },
+            ..RunResult::default()
+        }
+    }
+
+    fn names(figures: &[Figure]) -> Vec<&str> {
+        figures.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn gpu_views_only_where_there_are_gpus_and_every_view_renders() {
+        let runs = vec![vec![run("a", 0.0)], vec![run("b", 0.0)]];
+        let fs = figures(&runs, &context(Mode::Replay, 0));
+        assert_eq!(names(&fs), ["allocation", "heatmap_cpu", "pending", "queue_wait", "unschedulable"]);
+        let runs = vec![vec![run("a", 2.0)], vec![run("b", 2.0)]];
+        let fs = figures(&runs, &context(Mode::Replay, 2));
+        assert_eq!(
+            names(&fs),
+            ["allocation", "heatmap_cpu", "heatmap_gpu", "pending", "queue_wait", "unschedulable", "gpu_fragmentation"]
+        );
+        for f in &fs {
+            assert!(f.svg().unwrap().contains("<svg"), "{} renders", f.name);
+            assert!(!f.caption.is_empty() && f.caption.ends_with('.'), "{} explains itself", f.name);
+        }
+        let Kind::Line(alloc) = &fs[0].kind else { panic!("allocation is a line chart") };
+        assert!(alloc.series.iter().all(|s| s.step), "allocation changes in steps");
+        assert_eq!(alloc.series.len(), 2, "one line per config");
+        let Kind::Heatmap(map) = &fs[1].kind else { panic!("a heatmap") };
+        assert_eq!(map.panels.len(), 2, "one panel per config");
+        assert_eq!(map.panels[0].rows[0].label, "zone a");
+        assert!(map.panels[0].rows[0].shares.iter().all(|s| (s - 25.0).abs() < 1e-9), "1 of 4 CPUs throughout");
+        let Some(Kind::Line(wait)) = fs.iter().find(|f| f.name == "queue_wait").map(|f| &f.kind) else {
+            panic!("queue wait is a line chart")
+        };
+        assert!(wait.x_log);
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl GroupRow {
 
 /// Adds `amount` held over `[start, end)` to the buckets of `used`, each `width` long.
 pub fn add_interval(used: &mut [f64], start: f64, end: f64, amount: f64, width: f64) {
-    if !(width > 0.0) || end <= start || used.is_empty() {
+    if width.is_nan() || width <= 0.0 || end <= start || used.is_empty() {
         return;
     }
     let last = used.len() - 1;

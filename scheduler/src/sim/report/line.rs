@@ -19,7 +19,7 @@ pub struct Series {
     /// The value holds from one point until the next: drawn as steps, not diagonals.
     pub step: bool,
     /// (x, low, high): a shaded band around the line (mean ± std over seeds).
-    pub band: Vec<(f64, f64, f64)>,
+    pub band: Band,
 }
 
 impl Series {
@@ -76,9 +76,12 @@ pub fn step_points(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     out
 }
 
-/// (x, mean − std, mean + std) and (x, mean) over `curves` (one per seed), at every x all of
+/// (x, low, high) points of a band.
+pub type Band = Vec<(f64, f64, f64)>;
+
+/// (x, mean) and (x, mean − std, mean + std) over `curves` (one per seed), at every x all of
 /// them have. Population std, as `summary.json` gives it.
-pub fn mean_band(curves: &[BTreeMap<u32, f64>]) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+pub fn mean_band(curves: &[BTreeMap<u32, f64>]) -> (Vec<(f64, f64)>, Band) {
     let Some(first) = curves.first() else { return (Vec::new(), Vec::new()) };
     let mut mean = Vec::new();
     let mut band = Vec::new();
