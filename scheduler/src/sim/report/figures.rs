@@ -123,7 +123,10 @@ fn allocation(firsts: &[&RunResult], axis: TimeAxis, gpus: bool, mode: Mode) -> 
         Mode::Fill => "after each pod submitted (pods never leave in fill mode)",
     };
     let what = if several {
-        format!("Share of the cluster's {shown} that placed pods request under each configuration, {when}.")
+        format!(
+            "Share of the cluster's {} that placed pods request under each configuration, {when}.",
+            shown.to_uppercase()
+        )
     } else {
         format!(
             "Share of the cluster's allocatable CPU, memory{} that placed pods request, {when}.",

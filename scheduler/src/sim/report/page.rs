@@ -70,7 +70,7 @@ impl Provenance {
         vec![
             ("inputs", inputs),
             ("cluster", format!("{} nodes", self.nodes)),
-            ("pods", format!("{} to schedule, {} already bound", self.pods, self.running)),
+            ("input pods", format!("{} to schedule, {} already bound", self.pods, self.running)),
             ("configs", self.configs.join(", ")),
             ("mode", mode),
             ("seed", seeds),
