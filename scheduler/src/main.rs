@@ -411,7 +411,8 @@ fn run_simulate(args: SimulateArgs) -> Result<()> {
     }
     let runs = sim::run(&input, &configs, &opts);
     let summaries: Vec<_> = runs.iter().filter_map(|r| sim::summary::summarize(r, opts.mode, opts.fill_to)).collect();
-    let written = sim::output::write_all(&opts.out, &runs, &summaries)?;
+    let context = sim::report::Context::new(&input, &configs, &opts);
+    let written = sim::output::write_all(&opts.out, &runs, &summaries, &context)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&sim::output::summary_json(&summaries))?)?;
         return Ok(());

@@ -212,8 +212,13 @@ fn the_bundled_sample_runs_and_writes_every_output() {
 
     let report = read(&out.join("report.html"));
     assert!(report.starts_with("<!doctype html>"));
-    assert_eq!(report.matches("<svg").count(), 3, "three charts inline");
     assert!(!report.contains("src=\"http"), "the page must stand alone");
+    let charts =
+        ["allocation", "heatmap_cpu", "heatmap_gpu", "pending", "queue_wait", "unschedulable", "gpu_fragmentation"];
+    assert_eq!(report.matches("<svg").count(), charts.len(), "every chart inline");
+    for chart in &charts[..] {
+        assert!(report.contains(&format!("<figure id=\"{chart}\">")), "{chart} is not in the page");
+    }
     for chart in ["allocation", "pending", "queue_wait"] {
         let svg = read(&out.join(format!("{chart}.svg")));
         assert!(svg.contains("<svg") && svg.contains("<polyline"), "{chart}.svg has no line");
@@ -929,6 +934,80 @@ fn decode_png(path: &Path) -> (usize, usize, Vec<[u8; 3]>) {
     (w, h, pixels)
 }
 
+/// Screenshots `report` and checks that it is not blank and that its charts are drawn in colour.
+fn assert_renders(chromium: &Path, report: &Path, dir: &Path, name: &str) {
+    let blank =
+        write(dir, "blank.html", "<!doctype html><html><head><meta charset=\"utf-8\"></head><body></body></html>\n");
+    let (shot, blank_shot) = (dir.join(format!("{name}.png")), dir.join("blank.png"));
+    screenshot(chromium, report, &shot, &dir.join(format!("profile-{name}")));
+    screenshot(chromium, &blank, &blank_shot, &dir.join(format!("profile-blank-{name}")));
+
+    let size = |p: &Path| fs::metadata(p).unwrap().len();
+    assert!(
+        size(&shot) > 2 * size(&blank_shot),
+        "the {name} report screenshot ({} bytes) is no bigger than a blank page ({} bytes)",
+        size(&shot),
+        size(&blank_shot)
+    );
+    let (w, h, pixels) = decode_png(&shot);
+    assert!(w >= 1000 && h >= 2000, "screenshot is {w}x{h}");
+    // The charts sit below the provenance, the contents and the summary table: from about 1/6
+    // of the page down to about 2/3. There the page must not be white, and the series must be
+    // drawn in colour (axes, grid and text are grey).
+    let area = &pixels[h / 6 * w..h * 2 / 3 * w];
+    let non_white = area.iter().filter(|p| p.iter().any(|c| *c < 235)).count();
+    let coloured = area.iter().filter(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 80).count();
+    assert!(
+        non_white * 50 > area.len(),
+        "{name}: the chart area is nearly white: {non_white} of {} pixels",
+        area.len()
+    );
+    assert!(coloured > 2000, "{name}: no chart lines in the chart area: {coloured} coloured pixels");
+    // The blank page really is blank, so the thresholds above measure the report.
+    let (_, _, blank_pixels) = decode_png(&blank_shot);
+    assert!(blank_pixels.iter().all(|p| p.iter().all(|c| *c >= 235)), "the blank page is not blank");
+}
+
+/// Runs the bundled sample (GPUs of two models, two zones, racks, pods that fit nowhere) under
+/// default.yaml and `other`, with `extra` options, into `out`.
+fn sample_under_two_configs(other: &str, out: &Path, extra: &[&str]) {
+    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/config");
+    let (default, other) = (manifests.join("default.yaml"), manifests.join(other));
+    let mut args: Vec<&OsStr> = vec![
+        "simulate".as_ref(),
+        "--config".as_ref(),
+        default.as_os_str(),
+        "--config".as_ref(),
+        other.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    tessera(args).ok();
+}
+
+/// Checks that `page` has each view of `views` (by anchor) and says what produced it.
+fn assert_views(page: &str, views: &[&str], provenance: &[&str]) {
+    for view in views {
+        assert!(page.contains(&format!("id=\"{view}\"")), "the report has no {view} view");
+    }
+    let version = format!("tessera simulate {}", env!("CARGO_PKG_VERSION"));
+    for said in provenance.iter().copied().chain(["id=\"provenance\"", "bundled sample", &version]) {
+        assert!(page.contains(said), "the report does not say {said:?}");
+    }
+    assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("<link"), "self-contained");
+    assert_eq!(page.matches("<figcaption>").count(), page.matches("<figure").count(), "every figure explained");
+}
+
+/// Tick labels in an SVG with decimals that say nothing (`25.000`).
+fn spurious_ticks(svg: &str) -> Vec<String> {
+    svg.lines()
+        .map(str::trim)
+        .filter(|l| l.parse::<f64>().is_ok() && l.contains('.') && l.ends_with('0'))
+        .map(String::from)
+        .collect()
+}
+
 #[test]
 fn the_report_renders_in_headless_chromium() {
     let Some(chromium) = find_chromium() else {
@@ -941,34 +1020,46 @@ fn the_report_renders_in_headless_chromium() {
              Install it (./test.sh does, with apt-get install chromium) or set TESSERA_SKIP_BROWSER=1 to skip."
         );
     };
-    let report = sample_run().join("report.html");
     let dir = scratch("browser");
-    let blank =
-        write(&dir, "blank.html", "<!doctype html><html><head><meta charset=\"utf-8\"></head><body></body></html>\n");
-    let (shot, blank_shot) = (dir.join("report.png"), dir.join("blank.png"));
-    screenshot(&chromium, &report, &shot, &dir.join("profile-report"));
-    screenshot(&chromium, &blank, &blank_shot, &dir.join("profile-blank"));
+    // Replay, two configs side by side.
+    let replay = dir.join("replay");
+    sample_under_two_configs("binpack.yaml", &replay, &["--seed", "7"]);
+    let page = read(&replay.join("report.html"));
+    let views = [
+        "allocation",
+        "heatmap_cpu",
+        "heatmap_gpu",
+        "pending",
+        "queue_wait",
+        "unschedulable",
+        "unschedulable_pods",
+        "gpu_fragmentation",
+    ];
+    assert_views(&page, &views, &["default, binpack", "replay:", "nodes", "to schedule"]);
+    assert!(page.contains("zone zone-a") && page.contains("gpu H100") && page.contains("others"), "heatmap rows");
+    assert!(page.contains("Insufficient"), "the reasons are named");
+    for view in
+        ["allocation", "heatmap_cpu", "heatmap_gpu", "pending", "queue_wait", "unschedulable", "gpu_fragmentation"]
+    {
+        let svg = read(&replay.join(format!("{view}.svg")));
+        assert!(svg.contains("default") && svg.contains("binpack"), "{view}.svg does not show both configs");
+        assert_eq!(spurious_ticks(&svg), Vec::<String>::new(), "{view}.svg");
+    }
+    assert!(read(&replay.join("queue_wait.svg")).contains("log scale"));
+    assert_renders(&chromium, &replay.join("report.html"), &dir, "replay");
 
-    let size = |p: &Path| fs::metadata(p).unwrap().len();
-    assert!(
-        size(&shot) > 2 * size(&blank_shot),
-        "the report screenshot ({} bytes) is no bigger than a blank page ({} bytes)",
-        size(&shot),
-        size(&blank_shot)
-    );
-    let (w, h, pixels) = decode_png(&shot);
-    assert!(w >= 1000 && h >= 2000, "screenshot is {w}x{h}");
-    // The charts sit below the title and the summary table: from about 1/6 of the page down
-    // to about 2/3 (three 360-pixel charts). There the page must not be white, and the
-    // series must be drawn in colour (axes, grid and text are grey).
-    let area = &pixels[h / 6 * w..h * 2 / 3 * w];
-    let non_white = area.iter().filter(|p| p.iter().any(|c| *c < 235)).count();
-    let coloured = area.iter().filter(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 80).count();
-    assert!(non_white * 50 > area.len(), "the chart area is nearly white: {non_white} of {} pixels", area.len());
-    assert!(coloured > 2000, "no chart lines in the chart area: {coloured} coloured pixels");
-    // The blank page really is blank, so the thresholds above measure the report.
-    let (_, _, blank_pixels) = decode_png(&blank_shot);
-    assert!(blank_pixels.iter().all(|p| p.iter().all(|c| *c >= 235)), "the blank page is not blank");
+    // Fill mode over two seeds: the mean with a band of ± std.
+    let fill = dir.join("fill");
+    sample_under_two_configs("fgd.yaml", &fill, &["--mode", "fill", "--repeat", "2", "--seed", "7"]);
+    let page = read(&fill.join("report.html"));
+    let views = ["allocation", "heatmap_gpu", "unschedulable", "gpu_fragmentation", "fill"];
+    assert_views(&page, &views, &["default, fgd", "fill: pods never leave", "7 to 8 (2 seeds)"]);
+    for view in ["fill", "gpu_fragmentation"] {
+        let svg = read(&fill.join(format!("{view}.svg")));
+        assert_eq!(svg.matches("<polygon").count(), 2, "{view}.svg: one band per config");
+        assert_eq!(spurious_ticks(&svg), Vec::<String>::new(), "{view}.svg");
+    }
+    assert_renders(&chromium, &fill.join("report.html"), &dir, "fill");
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
-use super::record::{FillTrace, PodRecord, RunResult, TimelinePoint, Usage};
+use super::record::{FRAG_STEP_PCT, FillTrace, PodRecord, RunResult, TimelinePoint, Usage};
 use super::replay::keep_explanations;
 use super::{NamedConfig, Preemption, build_engine};
 use crate::engine::rng::Rng;
@@ -216,6 +216,9 @@ pub fn fill_explaining(
     let mut timeline = Vec::with_capacity(pods.len());
     let mut arrived = 0.0;
     let mut checkpoints = FRAG_CHECKPOINTS.iter().peekable();
+    let gpus = usage.gpu_capacity() > 0.0;
+    let mut frag_curve = Vec::new();
+    let mut next_frag = 0u32;
     progress.set_length(pods.len() as u64);
     for (i, pod) in pods.iter().enumerate() {
         progress.inc(1);
@@ -258,6 +261,13 @@ pub fn fill_explaining(
             trace.fragmentation.push((c, amount, ratio));
             checkpoints.next();
         }
+        if gpus && arrived_pct >= f64::from(next_frag) {
+            let (amount, _) = cluster_fragmentation(engine.state().snapshot().nodes().map(|n| n.as_ref()), &typical);
+            while arrived_pct >= f64::from(next_frag) {
+                frag_curve.push((f64::from(next_frag), amount));
+                next_frag += FRAG_STEP_PCT;
+            }
+        }
         timeline.push(TimelinePoint { t: now, pending: 0, running: engine.state().placed_count(), cpu, memory, gpu });
         records.push(rec);
     }
@@ -270,6 +280,7 @@ pub fn fill_explaining(
         timeline,
         fill: Some(trace),
         fragmentation,
+        frag_curve,
         wall_s: started.elapsed().as_secs_f64(),
         final_allocation: usage.percent(),
         cluster_gpus: usage.gpu_capacity() / GPU_MILLI as f64,

@@ -15,7 +15,7 @@ use tessera_plugins::model::{PodGroupApi, PodKey};
 use thiserror::Error;
 
 use super::record::{ExplainedAttempt, RunResult, TimelinePoint};
-use super::report::{self, Chart, Series};
+use super::report::{self, Context, Page};
 use super::summary::{Summary, round};
 use crate::engine::gang::status as gang_status;
 
@@ -60,7 +60,12 @@ pub fn summary_json(summaries: &[Summary]) -> serde_json::Value {
 }
 
 /// Writes every output into `out`. Returns the files written.
-pub fn write_all(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> Result<Vec<PathBuf>, OutputError> {
+pub fn write_all(
+    out: &Path,
+    runs: &[Vec<RunResult>],
+    summaries: &[Summary],
+    context: &Context,
+) -> Result<Vec<PathBuf>, OutputError> {
     let mut written = Vec::new();
     let doc = serde_json::to_string_pretty(&summary_json(summaries)).unwrap_or_default();
     written.push(out.join("summary.json"));
@@ -91,7 +96,7 @@ pub fn write_all(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> 
             written.push(path);
         }
     }
-    written.extend(write_report(out, runs, summaries)?);
+    written.extend(write_report(out, runs, summaries, context)?);
     Ok(written)
 }
 
@@ -204,91 +209,6 @@ fn fill_csv(runs: &[RunResult]) -> String {
     s
 }
 
-/// At most `max` evenly spaced points (charts do not need every event).
-fn downsample(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
-    if points.len() <= max {
-        return points;
-    }
-    let step = points.len() as f64 / max as f64;
-    (0..max).map(|i| points[(i as f64 * step) as usize]).chain(points.last().copied()).collect()
-}
-
-fn time_scale(runs: &[Vec<RunResult>]) -> (f64, &'static str) {
-    let span = runs.iter().filter_map(|r| r.first()).filter_map(|r| r.timeline.last()).map(|p| p.t).fold(0.0, f64::max);
-    if span > 7200.0 { (3600.0, "virtual time (h)") } else { (1.0, "virtual time (s)") }
-}
-
-/// Reads one metric off a timeline point.
-type Metric = fn(&TimelinePoint) -> f64;
-
-fn charts(runs: &[Vec<RunResult>]) -> Vec<Chart> {
-    let firsts: Vec<&RunResult> = runs.iter().filter_map(|r| r.first()).collect();
-    let several = firsts.len() > 1;
-    let (scale, x_label) = time_scale(runs);
-    let line = |r: &RunResult, f: &dyn Fn(&TimelinePoint) -> f64| {
-        downsample(r.timeline.iter().map(|p| (p.t / scale, f(p))).collect(), 1500)
-    };
-    let mut alloc = Vec::new();
-    for r in &firsts {
-        let resources: [(&str, Metric); 3] = [("cpu", |p| p.cpu), ("memory", |p| p.memory), ("gpu", |p| p.gpu)];
-        for (name, f) in resources {
-            if !several || name == "gpu" {
-                let label = if several { format!("{} gpu", r.config) } else { name.to_string() };
-                alloc.push(Series { label, points: line(r, &f) });
-            }
-        }
-    }
-    let pending =
-        firsts.iter().map(|r| Series { label: r.config.clone(), points: line(r, &|p| p.pending as f64) }).collect();
-    let waits = firsts.iter().map(|r| Series { label: r.config.clone(), points: wait_cdf(r) }).collect();
-    let mut out = vec![
-        chart("allocation", "Allocation over time", x_label, "% of capacity", alloc),
-        chart("pending", "Pending pods over time", x_label, "pods", pending),
-        chart("queue_wait", "Queue wait (CDF of scheduled pods)", "wait (virtual s)", "% of pods", waits),
-    ];
-    let fills: Vec<Series> = runs
-        .iter()
-        .filter_map(|seeds| {
-            let first = seeds.first()?;
-            first.fill.as_ref()?;
-            Some(Series { label: first.config.clone(), points: mean_curve(seeds) })
-        })
-        .collect();
-    if !fills.is_empty() {
-        out.push(chart(
-            "fill",
-            "GPU allocation against arrived GPU demand",
-            "arrived GPU request (% of capacity)",
-            "GPU allocated (%)",
-            fills,
-        ));
-    }
-    out
-}
-
-fn chart(name: &str, title: &str, x: &str, y: &str, series: Vec<Series>) -> Chart {
-    Chart { name: name.into(), title: title.into(), x_label: x.into(), y_label: y.into(), series }
-}
-
-fn wait_cdf(r: &RunResult) -> Vec<(f64, f64)> {
-    let mut waits: Vec<f64> = r.records.iter().filter_map(|x| x.start.map(|s| s - x.arrival)).collect();
-    waits.sort_by(f64::total_cmp);
-    let n = waits.len().max(1) as f64;
-    downsample(waits.iter().enumerate().map(|(i, w)| (*w, 100.0 * (i + 1) as f64 / n)).collect(), 1000)
-}
-
-fn mean_curve(seeds: &[RunResult]) -> Vec<(f64, f64)> {
-    let curves: Vec<_> = seeds.iter().filter_map(|r| r.fill.as_ref()).map(|f| f.curve()).collect();
-    let Some(first) = curves.first() else { return Vec::new() };
-    first
-        .keys()
-        .filter_map(|k| {
-            let vals: Vec<f64> = curves.iter().filter_map(|c| c.get(k).copied()).collect();
-            (vals.len() == curves.len()).then(|| (f64::from(*k), vals.iter().sum::<f64>() / vals.len() as f64))
-        })
-        .collect()
-}
-
 fn table(summaries: &[Summary]) -> Vec<(String, Vec<(String, String)>)> {
     summaries
         .iter()
@@ -333,15 +253,20 @@ fn table(summaries: &[Summary]) -> Vec<(String, Vec<(String, String)>)> {
         .collect()
 }
 
-fn write_report(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> Result<Vec<PathBuf>, OutputError> {
+fn write_report(
+    out: &Path,
+    runs: &[Vec<RunResult>],
+    summaries: &[Summary],
+    context: &Context,
+) -> Result<Vec<PathBuf>, OutputError> {
     let mut written = Vec::new();
     let mut rendered = Vec::new();
-    for c in charts(runs) {
-        let svg = report::svg(&c).map_err(|message| OutputError::Chart { chart: c.name.clone(), message })?;
-        let path = out.join(format!("{}.svg", c.name));
+    for f in report::figures(runs, context) {
+        let svg = f.svg().map_err(|message| OutputError::Chart { chart: f.name.clone(), message })?;
+        let path = out.join(format!("{}.svg", f.name));
         write(&path, &svg)?;
         written.push(path);
-        rendered.push((c, svg));
+        rendered.push((f, svg));
     }
     let explained: Vec<(String, &PodKey, &[ExplainedAttempt])> = runs
         .iter()
@@ -349,7 +274,14 @@ fn write_report(out: &Path, runs: &[Vec<RunResult>], summaries: &[Summary]) -> R
         .flat_map(|r| r.explained.iter().map(|(k, a)| (r.config.clone(), k, a.as_slice())))
         .collect();
     let sections = report::explained_section(&explained);
-    let page = report::html("Tessera simulation report", &table(summaries), &rendered, &sections);
+    let table = table(summaries);
+    let page = report::html(&Page {
+        title: "Tessera simulation report",
+        provenance: &context.provenance,
+        table: &table,
+        figures: &rendered,
+        sections: &sections,
+    });
     write(&out.join("report.html"), &page)?;
     written.push(out.join("report.html"));
     Ok(written)

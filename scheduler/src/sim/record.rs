@@ -47,6 +47,10 @@ pub struct PodRecord {
     pub nominated: Option<Sym>,
     /// How many pods it evicted to make room for itself.
     pub victims: u32,
+    /// Its CPU request, milli-CPU (the report's allocation per node group).
+    pub cpu_request: f64,
+    /// Its GPU request, milli-GPU.
+    pub gpu_request: f64,
 }
 
 impl PodRecord {
@@ -69,6 +73,8 @@ impl PodRecord {
             preempted_by: None,
             nominated: None,
             victims: 0,
+            cpu_request: pod.requests.get(ResourceId::CPU) as f64,
+            gpu_request: pod.gpu.as_ref().map_or(0, |g| g.total_milli()) as f64,
         }
     }
 }
@@ -127,6 +133,13 @@ impl Usage {
         self.capacity[2]
     }
 }
+
+/// Fill mode samples fragmentation each time the arrived GPU request passes a multiple of
+/// this (% of capacity).
+pub const FRAG_STEP_PCT: u32 = 5;
+
+/// Replay samples fragmentation about this many times over the input's span.
+pub const FRAG_SAMPLES: usize = 60;
 
 /// Allocation against arrived demand in fill mode: one point per pod submitted.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -192,6 +205,10 @@ pub struct RunResult {
     pub fill: Option<FillTrace>,
     /// Final GPU fragmentation (amount %, ratio %).
     pub fragmentation: (f64, f64),
+    /// GPU fragmentation amount (% of all GPU) as it went, as (x, amount): x is virtual time
+    /// in replay, the arrived GPU request (% of capacity, every [`FRAG_STEP_PCT`]) in fill
+    /// mode. Empty on a cluster without GPUs.
+    pub frag_curve: Vec<(f64, f64)>,
     /// Wall time of the run, seconds.
     pub wall_s: f64,
     /// Final allocation (cpu, memory, gpu) %.

@@ -17,9 +17,9 @@ use std::time::Instant;
 use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
 use tessera_plugins::plugins::scheduling_gates;
 
-use super::frag::{cluster_fragmentation, typical_pods};
+use super::frag::{TypicalPod, cluster_fragmentation, typical_pods};
 use super::input::SimInput;
-use super::record::{ExplainedAttempt, PodRecord, RunResult, TimelinePoint, Usage};
+use super::record::{ExplainedAttempt, FRAG_SAMPLES, PodRecord, RunResult, TimelinePoint, Usage};
 use super::{NamedConfig, Preemption, Progress, build_engine};
 use crate::engine::{Admission, Engine, Outcome};
 
@@ -53,6 +53,50 @@ struct Replay<'a> {
     timeline: Vec<TimelinePoint>,
     /// The explained attempts so far (`--explain`).
     explained: BTreeMap<PodKey, Vec<ExplainedAttempt>>,
+    /// GPU fragmentation as it went.
+    frag: FragSampler,
+}
+
+/// Samples GPU fragmentation about [`FRAG_SAMPLES`] times over the input's span (arrival plus
+/// run time of its last pod), never more than four times that.
+struct FragSampler {
+    typical: Vec<TypicalPod>,
+    every: f64,
+    next: f64,
+    on: bool,
+    curve: Vec<(f64, f64)>,
+}
+
+impl FragSampler {
+    fn new(input: &SimInput, gpus: bool) -> FragSampler {
+        let span = input.pods.iter().map(|p| p.arrival + p.duration.unwrap_or(0.0)).fold(0.0, f64::max);
+        let every = if span > 0.0 { span / FRAG_SAMPLES as f64 } else { 1.0 };
+        let typical = typical_pods(input.pods.iter().map(|p| p.pod.as_ref()));
+        FragSampler { typical, every, next: 0.0, on: gpus, curve: Vec::new() }
+    }
+
+    /// A sampler that samples nothing.
+    fn off() -> FragSampler {
+        FragSampler { typical: Vec::new(), every: 1.0, next: 0.0, on: false, curve: Vec::new() }
+    }
+
+    /// Samples `engine`'s cluster at `now` when a sample is due.
+    fn sample(&mut self, engine: &Engine, now: f64) {
+        if !self.on || now < self.next || self.curve.len() >= 4 * FRAG_SAMPLES {
+            return;
+        }
+        let (amount, _) = cluster_fragmentation(engine.state().snapshot().nodes().map(|n| n.as_ref()), &self.typical);
+        self.curve.push((now, amount));
+        self.next = now + self.every;
+    }
+
+    /// The curve, ending with the final `amount` at `end`.
+    fn finish(mut self, end: f64, amount: f64) -> Vec<(f64, f64)> {
+        if self.on && self.curve.last().is_none_or(|(t, _)| *t < end) {
+            self.curve.push((end, amount));
+        }
+        self.curve
+    }
 }
 
 /// Moves the explanations `engine` made in a step at `now` into `into`, each with what came
@@ -101,15 +145,18 @@ pub fn replay_explaining(
     if !explain.is_empty() {
         engine.explain_pods(explain.clone());
     }
+    let usage = Usage::new(input.nodes.iter());
+    let frag = FragSampler::new(input, usage.gpu_capacity() > 0.0);
     let mut r = Replay {
         input,
         engine,
+        frag,
         explained: BTreeMap::new(),
         events: input.pods.iter().enumerate().map(|(i, p)| Reverse((tick(p.arrival), Event::Arrive(i)))).collect(),
         records: Vec::with_capacity(input.pods.len() + input.running.len()),
         durations: Vec::with_capacity(input.pods.len() + input.running.len()),
         index: HashMap::with_capacity(input.pods.len()),
-        usage: Usage::new(input.nodes.iter()),
+        usage,
         timeline: Vec::new(),
     };
     r.start_running();
@@ -192,6 +239,7 @@ impl Replay<'_> {
         let queue = self.engine.queue();
         let pending = queue.len() + queue.gangs.waiting_len() + queue.gated_len();
         self.timeline.push(TimelinePoint { t: now, pending, running, cpu, memory, gpu });
+        self.frag.sample(&self.engine, now);
     }
 
     /// Keeps the attempts explained in this step, each with what came of it.
@@ -298,8 +346,10 @@ impl Replay<'_> {
                 self.records[i].reason = why;
             }
         }
-        let typical = typical_pods(self.input.pods.iter().map(|p| p.pod.as_ref()));
-        let fragmentation = cluster_fragmentation(self.engine.state().snapshot().nodes().map(|n| n.as_ref()), &typical);
+        let fragmentation =
+            cluster_fragmentation(self.engine.state().snapshot().nodes().map(|n| n.as_ref()), &self.frag.typical);
+        let end = self.timeline.last().map_or(0.0, |p| p.t);
+        let frag_curve = std::mem::replace(&mut self.frag, FragSampler::off()).finish(end, fragmentation.0);
         RunResult {
             config: config.to_string(),
             seed,
@@ -307,6 +357,7 @@ impl Replay<'_> {
             timeline: self.timeline,
             fill: None,
             fragmentation,
+            frag_curve,
             wall_s: started.elapsed().as_secs_f64(),
             final_allocation: self.usage.percent(),
             cluster_gpus: self.usage.gpu_capacity() / GPU_MILLI as f64,

@@ -357,6 +357,7 @@ mod tests {
             timeline: Vec::new(),
             fill: None,
             fragmentation: (0.0, 0.0),
+            frag_curve: Vec::new(),
             wall_s: 1.0,
             final_allocation: [0.0; 3],
             cluster_gpus: 0.0,
