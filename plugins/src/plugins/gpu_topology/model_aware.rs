@@ -50,7 +50,8 @@ impl ModelPressure {
     /// The pressures of `typical` on `idle`, the idle milli-GPU of each model.
     pub fn from_idle(typical: &TypicalSet, idle: &[(Sym, u64)]) -> ModelPressure {
         let all: u64 = idle.iter().map(|(_, i)| i).sum();
-        let demand = |p: &crate::gpu_frag::TypicalPod| p.count as f64 * f64::from(p.shape.gpus * p.shape.milli);
+        let demand =
+            |p: &crate::gpu_frag::TypicalPod| p.count as f64 * f64::from(p.shape.gpus) * f64::from(p.shape.milli);
         let total: f64 = typical.gpu_pods().iter().map(demand).sum();
         let mut models: Vec<(Sym, f64)> = idle.iter().map(|&(m, _)| (m, 0.0)).collect();
         if total == 0.0 {
@@ -72,12 +73,13 @@ impl ModelPressure {
         ModelPressure { models }
     }
 
-    /// The pressure of `model` (0 for a model without idle GPU: no pod can take it).
+    /// The pressure of `model` (0 for a model no node has).
     pub fn of(&self, model: Sym) -> f64 {
         self.models.iter().find(|(m, _)| *m == model).map_or(0.0, |&(_, p)| p)
     }
 
-    /// The lowest pressure among the models `pod` accepts (0 for a pod without GPUs).
+    /// The lowest pressure among the models `pod` accepts: 0 for a pod without GPUs, 1 when no
+    /// node has a model it accepts (it pays nothing then: no pressure is above 1).
     pub fn lowest_for(&self, pod: &Pod) -> f64 {
         let Some(req) = &pod.gpu else { return 0.0 };
         self.models.iter().filter(|(m, _)| req.accepts(*m)).map(|&(_, p)| p).fold(f64::INFINITY, f64::min).min(1.0)
@@ -114,8 +116,8 @@ pub fn idle_by_model<'a>(nodes: impl Iterator<Item = &'a NodeInfo>) -> Vec<(Sym,
     idle
 }
 
-/// The score of `pod` on `node`: CpuAwareFGD's with the model cost added to the increase;
-/// `stranding` and `weight` are `strandingWeight` and `modelWeight`.
+/// The score of `pod` on `node`: CpuAwareFGD's, with the model cost times `weights.model` added
+/// to the increase.
 pub fn score(typical: &TypicalSet, pressure: &ModelPressure, weights: Weights, pod: &Pod, node: &NodeInfo) -> i64 {
     let cost = weights.model * pressure.cost(pressure.lowest_for(pod), pod, node);
     cpu_aware::score_with(typical, weights.stranding, pod, node, cost)
