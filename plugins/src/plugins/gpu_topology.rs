@@ -8,6 +8,10 @@
 //!   may use; packing leaves whole GPUs and whole nodes free for the multi-GPU jobs that need
 //!   them. Pods without GPUs are not scored.
 //! - `Packing`: best fit on CPU and GPU, the FGD paper's BestFit baseline (module `packing`).
+//! - `CpuAwareFGD` (module `cpu_aware`): FGD plus the idle GPU a node's free CPU can no longer
+//!   feed. `ModelAwareFGD` (module `model_aware`): CpuAwareFGD plus the GPU a pod takes from a
+//!   model that pods constrained to few models need; PreScore works out each model's pressure
+//!   once per pod, from the whole cluster's idle GPUs.
 //! - `FGD`: Fragmentation Gradient Descent (module `fgd`, [`crate::gpu_frag`]): the node where the
 //!   expected GPU fragmentation, weighed by the workload's typical pods, grows least. The
 //!   typical pods are learned from the pods seen ([`learn`]). FGD also picks *which* GPUs of
@@ -19,6 +23,7 @@ pub mod args;
 mod cpu_aware;
 mod fgd;
 pub mod learn;
+mod model_aware;
 mod packing;
 mod spread;
 
@@ -29,6 +34,7 @@ use std::sync::Arc;
 
 use self::args::{GpuTopologyArgs, ScoringStrategy};
 use self::learn::Learner;
+use self::model_aware::{ModelPressure, Weights};
 use crate::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin, ReservePlugin, ScoreBatch,
     ScorePlugin,
@@ -42,14 +48,14 @@ use crate::status::Status;
 
 /// The plugin's name.
 pub const NAME: &str = "GpuTopology";
-/// Reason when the node has no GPU of an acceptable model.
-pub const ERR_REASON_MODEL: &str = "node(s) didn't have the requested GPU model";
 /// Reason when the node's GPUs are too busy: the words kube-scheduler uses for the extended
 /// resource, so a pending pod reads the same under either scheduler.
 pub const ERR_REASON_INSUFFICIENT: &str = "Insufficient nvidia.com/gpu";
 
 /// Where PreFilter leaves the typical pods for Score and Reserve (FGD only).
 const TYPICAL_KEY: &str = "GpuTopology/typical";
+/// Where PreScore leaves the models' pressure for Score (ModelAwareFGD only).
+const PRESSURE_KEY: &str = "GpuTopology/pressure";
 
 /// See the module docs.
 #[derive(Debug)]
@@ -76,6 +82,11 @@ impl GpuTopology {
     /// The scoring strategy.
     pub fn strategy(&self) -> ScoringStrategy {
         self.strategy
+    }
+
+    /// ModelAwareFGD's two weights.
+    fn weights(&self) -> Weights {
+        Weights { stranding: self.args.stranding_weight(), model: self.args.model_weight() }
     }
 
     /// The typical pods the cycle's PreFilter saw, or the learner's current ones.
@@ -142,20 +153,30 @@ impl FilterPlugin for GpuTopology {
             return Status::success();
         }
         let capable = node.node.gpus.iter().filter(|g| req.accepts(g.model)).count();
-        if capable < req.count as usize {
-            Status::unresolvable(ERR_REASON_MODEL)
-        } else {
+        if capable >= req.count as usize {
             Status::unschedulable(ERR_REASON_INSUFFICIENT)
+        } else if capable > 0 || req.models.is_empty() {
+            // Too few GPUs of the models asked, however free: no preemption helps.
+            Status::unresolvable(ERR_REASON_INSUFFICIENT)
+        } else {
+            Status::unresolvable(model_reason(&req.models, node))
         }
     }
 }
 
 impl PreScorePlugin for GpuTopology {
     /// MostAllocated and Spread have nothing to say about pods without GPUs; the others score
-    /// every pod, since where CPU goes decides whether idle GPUs stay usable.
-    fn pre_score(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot, _: &[&NodeInfo]) -> Status {
+    /// every pod, since where CPU goes decides whether idle GPUs stay usable. ModelAwareFGD
+    /// works out the models' pressure here, for a pod with GPUs.
+    fn pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, _: &[&NodeInfo]) -> Status {
         match self.strategy {
             ScoringStrategy::MostAllocated | ScoringStrategy::Spread if pod.gpu.is_none() => Status::skip(),
+            ScoringStrategy::ModelAwareFgd if pod.gpu.is_some() => {
+                if let Some(pressure) = self.typical(state).and_then(|t| ModelPressure::new(&t, snapshot)) {
+                    state.write(PRESSURE_KEY, Arc::new(pressure));
+                }
+                Status::success()
+            }
             _ => Status::success(),
         }
     }
@@ -171,6 +192,13 @@ impl ScorePlugin for GpuTopology {
                 let w = self.args.stranding_weight();
                 self.typical(state).map_or(0, |t| cpu_aware::score(&t, w, pod, node))
             }
+            ScoringStrategy::ModelAwareFgd => {
+                match (self.typical(state), state.read::<Arc<ModelPressure>>(PRESSURE_KEY)) {
+                    (Some(t), Some(p)) => model_aware::score(&t, p, self.weights(), pod, node),
+                    (Some(t), None) => cpu_aware::score(&t, self.args.stranding_weight(), pod, node),
+                    _ => 0,
+                }
+            }
             ScoringStrategy::Spread => spread::spread(pod, node),
             ScoringStrategy::DotProduct => spread::dot_product(pod, node),
         }
@@ -183,6 +211,10 @@ impl ScorePlugin for GpuTopology {
             (ScoringStrategy::CpuAwareFgd, Some(t)) => {
                 cpu_aware::score_batch(&t, self.args.stranding_weight(), pod, batch.nodes, out)
             }
+            (ScoringStrategy::ModelAwareFgd, Some(t)) => match state.read::<Arc<ModelPressure>>(PRESSURE_KEY) {
+                Some(p) => model_aware::score_batch(&t, p, self.weights(), pod, batch.nodes, out),
+                None => cpu_aware::score_batch(&t, self.args.stranding_weight(), pod, batch.nodes, out),
+            },
             _ => {
                 for (o, n) in out.iter_mut().zip(batch.nodes) {
                     *o = self.score(state, pod, n);
@@ -217,6 +249,24 @@ impl ReservePlugin for GpuTopology {
 
     /// Nothing to release: the choice lives in the cycle state.
     fn unreserve(&self, _: &mut CycleState, _: &Pod, _: &NodeInfo) {}
+}
+
+/// Filter's reason when `node` lacks GPUs of the `asked` models, upstream style, to be counted
+/// per node by the diagnosis: `node(s) had GPU model T4 but the pod asks for [V100, A100]`
+/// (`models [A10, T4]` on a node of several, `no GPU` on a node without).
+fn model_reason(asked: &[crate::intern::Sym], node: &NodeInfo) -> String {
+    let mut had: Vec<&str> = Vec::new();
+    for g in &node.node.gpus {
+        if !had.contains(&g.model.as_str()) {
+            had.push(g.model.as_str());
+        }
+    }
+    let asked = asked.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+    match had.as_slice() {
+        [] => format!("node(s) had no GPU but the pod asks for [{asked}]"),
+        [one] => format!("node(s) had GPU model {one} but the pod asks for [{asked}]"),
+        many => format!("node(s) had GPU models [{}] but the pod asks for [{asked}]", many.join(", ")),
+    }
 }
 
 /// The MostAllocated score: how full the GPUs the pod may use are once it is placed.

@@ -24,14 +24,32 @@ use crate::resources::ResourceId;
 
 /// The score of `pod` on `node` (0 when its GPUs do not fit: Filter removed such nodes).
 pub fn score(typical: &TypicalSet, weight: f64, pod: &Pod, node: &NodeInfo) -> i64 {
+    score_with(typical, weight, pod, node, 0.0)
+}
+
+/// [`score`] with `extra` milli-GPU added to the increase (another strategy's term).
+pub fn score_with(typical: &TypicalSet, weight: f64, pod: &Pod, node: &NodeInfo, extra: f64) -> i64 {
     let rho = cpu_per_milli_gpu(typical, node);
-    fgd_increase(node, pod, typical).map_or(0, |inc| sigmoid_score(inc + weight * stranding_growth(rho, pod, node)))
+    fgd_increase(node, pod, typical)
+        .map_or(0, |inc| sigmoid_score(inc + weight * stranding_growth(rho, pod, node) + extra))
 }
 
 /// [`score`] of every node of `nodes` into `out`: FGD's increase once per distinct node state
 /// (as FGD's batch), the stranding term per node (it reads the node's exact free CPU), `ρ`
 /// once per GPU model.
 pub fn score_batch(typical: &TypicalSet, weight: f64, pod: &Pod, nodes: &[&NodeInfo], out: &mut [i64]) {
+    score_batch_with(typical, weight, pod, nodes, out, |_| 0.0);
+}
+
+/// [`score_batch`] with `extra(node)` milli-GPU added to each node's increase.
+pub fn score_batch_with(
+    typical: &TypicalSet,
+    weight: f64,
+    pod: &Pod,
+    nodes: &[&NodeInfo],
+    out: &mut [i64],
+    extra: impl Fn(&NodeInfo) -> f64,
+) {
     // The increase, in thousandths of a milli-GPU, through FGD's memo.
     super::fgd::score_batch(typical, pod, nodes, out, |inc| (inc * 1000.0).round() as i64);
     let mut rhos: Vec<(Option<Sym>, f64)> = Vec::new();
@@ -49,7 +67,7 @@ pub fn score_batch(typical: &TypicalSet, weight: f64, pod: &Pod, nodes: &[&NodeI
                 r
             }
         };
-        *o = sigmoid_score(*o as f64 / 1000.0 + weight * stranding_growth(rho, pod, n));
+        *o = sigmoid_score(*o as f64 / 1000.0 + weight * stranding_growth(rho, pod, n) + extra(n));
     }
 }
 

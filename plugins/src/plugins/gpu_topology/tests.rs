@@ -38,8 +38,31 @@ fn filter_checks_devices_and_models() {
     assert_eq!(p.filter(&s, &gpu_pod("p", 1, 500, &[]), &busy), Status::unschedulable(ERR_REASON_INSUFFICIENT));
     let free = node_info(1, gpu_node("b", 2, "T4"), vec![]);
     assert!(p.filter(&s, &gpu_pod("p", 2, 1000, &["T4"]), &free).is_success());
-    assert_eq!(p.filter(&s, &gpu_pod("p", 1, 1000, &["A100"]), &free), Status::unresolvable(ERR_REASON_MODEL));
+    let wrong = p.filter(&s, &gpu_pod("p", 1, 1000, &["V100", "A100"]), &free);
+    assert_eq!(wrong, Status::unresolvable("node(s) had GPU model T4 but the pod asks for [V100, A100]"));
     assert!(p.filter(&s, &pod("cpu", 1, 1), &free).is_success());
+    let too_few = Status::unresolvable(ERR_REASON_INSUFFICIENT);
+    assert_eq!(p.filter(&s, &gpu_pod("p", 4, 1000, &[]), &free), too_few, "2 GPUs, however free");
+    assert_eq!(p.filter(&s, &gpu_pod("p", 4, 1000, &["T4"]), &free), too_few, "the model is there, too few");
+}
+
+#[test]
+fn the_model_reason_names_the_nodes_models_and_the_pods() {
+    let (s, p) = (CycleState::new(), GpuTopology::default());
+    let mut mixed = gpu_node("m", 3, "T4");
+    mixed.gpus[1] = Gpu::new(Sym::new("A10"), 0);
+    let mixed = node_info(0, mixed, vec![]);
+    let none = node_info(1, node("c", 64_000, GI), vec![]);
+    let q = gpu_pod("p", 1, 500, &["G2"]);
+    let reason = |n: &NodeInfo| p.filter(&s, &q, n).reasons.join("");
+    assert_eq!(reason(&mixed), "node(s) had GPU models [T4, A10] but the pod asks for [G2]");
+    assert_eq!(reason(&none), "node(s) had no GPU but the pod asks for [G2]");
+    // The diagnosis counts nodes per reason, as upstream's "3 node(s) had untolerated taint".
+    let mut d = crate::status::Diagnosis::default();
+    for n in [&mixed, &none, &none] {
+        d.add_node_status(&p.filter(&s, &q, n));
+    }
+    assert_eq!(d.reasons.get("node(s) had no GPU but the pod asks for [G2]"), Some(&2));
 }
 
 #[test]
@@ -256,4 +279,88 @@ fn cpu_aware_fgd_counts_the_gpu_a_node_cannot_feed() {
     let zero = plugin(json!({"scoringStrategy": "CpuAwareFGD", "typicalPods": seeds, "learn": false,
                              "strandingWeight": 0}));
     assert_eq!(zero.score(&s, &q, &tight), 50, "weight 0 is FGD");
+}
+
+/// The typical pods of `seeds` (JSON as in the args) as a set.
+fn typical_of(seeds: serde_json::Value) -> TypicalSet {
+    let a = GpuTopologyArgs::decode(Some(&json!({"scoringStrategy": "FGD", "typicalPods": seeds}))).unwrap();
+    let mut h = crate::gpu_frag::ShapeHistogram::new();
+    for (shape, n) in a.seeds() {
+        h.add(shape, n);
+    }
+    TypicalSet::new(h.typical(1.0))
+}
+
+#[test]
+fn model_pressure_is_the_share_of_a_models_idle_gpu_its_constrained_pods_need() {
+    // Demand: 3 whole GPUs unconstrained, 1 on T4 only. Idle: 6 GPUs of G2, 2 of T4. If the 8
+    // idle GPUs fill as the workload does, T4-only pods ask 2 of them: all of T4's (pressure 1).
+    let t = typical_of(json!([
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "count": 3},
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "gpuModels": ["T4"], "count": 1}]));
+    let (g2, t4) = (Sym::new("G2"), Sym::new("T4"));
+    let p = model_aware::ModelPressure::from_idle(&t, &[(g2, 6000), (t4, 2000)]);
+    assert_eq!((p.of(g2), p.of(t4)), (0.0, 1.0));
+    // With 4 T4s idle they need half of them; more than all is still 1.
+    assert_eq!(model_aware::ModelPressure::from_idle(&t, &[(g2, 4000), (t4, 4000)]).of(t4), 0.5);
+    assert_eq!(model_aware::ModelPressure::from_idle(&t, &[(g2, 9000), (t4, 1000)]).of(t4), 1.0);
+    // A pod accepting G2 or T4 spreads its demand over both by their idle GPU: both get
+    // (1/4) × 8/8.
+    let both = typical_of(json!([
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "count": 3},
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "gpuModels": ["G2", "T4"], "count": 1}]));
+    let p = model_aware::ModelPressure::from_idle(&both, &[(g2, 6000), (t4, 2000)]);
+    assert_eq!((p.of(g2), p.of(t4)), (0.25, 0.25));
+    let none = model_aware::ModelPressure::from_idle(
+        &typical_of(json!([
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 500, "count": 3}])),
+        &[(g2, 6000), (t4, 2000)],
+    );
+    assert_eq!((none.of(g2), none.of(t4)), (0.0, 0.0), "no constraints, no pressure");
+}
+
+#[test]
+fn model_aware_fgd_keeps_flexible_pods_off_the_model_constrained_pods_need() {
+    // Typical pods: half the whole GPUs may go anywhere, half only on T4. One G2 node with 6
+    // idle GPUs and one T4 node with 2: T4 is fully needed by the T4-only pods.
+    let seeds = json!([
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "count": 1},
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "gpuModels": ["T4"], "count": 1}]);
+    let args = json!({"scoringStrategy": "ModelAwareFGD", "typicalPods": seeds, "learn": false});
+    let p = plugin(args);
+    assert!(!p.node_local() && p.as_reserve().is_some(), "it learns and chooses GPUs as FGD does");
+    let (g2, t4) = (node_info(0, gpu_node("g", 6, "G2"), vec![]), node_info(1, gpu_node("t", 2, "T4"), vec![]));
+    let mut snap = Snapshot::new();
+    snap.set_node(Arc::new(g2.clone()));
+    snap.set_node(Arc::new(t4.clone()));
+    let score = |q: &Pod| {
+        let mut s = CycleState::new();
+        let _ = p.pre_filter(&mut s, q, &snap);
+        assert!(p.pre_score(&mut s, q, &snap, &[&g2, &t4]).is_success());
+        let single = (p.score(&s, q, &g2), p.score(&s, q, &t4));
+        let mut batch = [0; 2];
+        p.score_batch(&s, q, ScoreBatch::new(&snap, &[0, 1], &[&g2, &t4]), &mut batch);
+        assert_eq!(batch, [single.0, single.1], "the batch scores as node by node");
+        single
+    };
+    // FGD alone: a GPU off G2 takes 1000 idle milli that the T4-only half cannot use: −500,
+    // 100 × sigmoid(0.5) = 62; off T4, −0 (every typical pod may use T4): 50. The flexible pod
+    // goes to G2 either way, but the model term widens the gap: T4 is under pressure 1 (the 8
+    // idle GPUs filled half by T4-only pods need 4 T4s, and there are 2), G2 under 0: +1000 on
+    // T4 at modelWeight 2, 100 × sigmoid(−2) = 11.
+    assert_eq!(score(&gpu_pod("q", 1, 1000, &[])), (62, 11));
+    // A pod that can only use T4 pays nothing for it.
+    assert_eq!(score(&gpu_pod("q", 1, 1000, &["T4"])).1, 50);
+    let cpu_aware = plugin(json!({"scoringStrategy": "CpuAwareFGD", "typicalPods": seeds, "learn": false}));
+    let zero = plugin(json!({"scoringStrategy": "ModelAwareFGD", "typicalPods": seeds, "learn": false,
+                             "modelWeight": 0}));
+    let q = gpu_pod("q", 1, 1000, &[]);
+    let mut s = CycleState::new();
+    let _ = zero.pre_filter(&mut s, &q, &snap);
+    let _ = zero.pre_score(&mut s, &q, &snap, &[&g2, &t4]);
+    assert_eq!(zero.score(&s, &q, &t4), cpu_aware.score(&s, &q, &t4), "weight 0 is CpuAwareFGD");
+    let msg = bad_args(json!({"scoringStrategy": "CpuAwareFGD", "modelWeight": 1}));
+    assert!(msg.starts_with("modelWeight: only applies to scoringStrategy ModelAwareFGD"), "{msg}");
+    let msg = bad_args(json!({"scoringStrategy": "ModelAwareFGD", "modelWeight": 101}));
+    assert!(msg.starts_with("modelWeight: must be between 0 and 100"), "{msg}");
 }

@@ -70,7 +70,8 @@ fn describe_lists_every_point_with_weights() {
 fn gpu_profiles_load_with_their_strategies() {
     let r = Registry::builtin();
     for (file, strategy) in [
-        ("gpu.yaml", "CpuAwareFGD"),
+        ("gpu.yaml", "ModelAwareFGD"),
+        ("gpu-cpu-aware.yaml", "CpuAwareFGD"),
         ("fgd.yaml", "FGD"),
         ("gpu-packing.yaml", "Packing"),
         ("gpu-spread.yaml", "Spread"),
