@@ -340,6 +340,9 @@ fn fill_mode_is_deterministic_whatever_the_worker_count() {
     let s: Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(s["seeds"], serde_json::json!([42, 43]));
     assert!(s["scheduled"].as_u64().unwrap() > 500 && s["unschedulable"].as_u64().unwrap() > 0, "{s}");
+    let rows = csv_rows(&one.join("placements.csv"));
+    let with_gpus = rows.iter().filter(|r| !r["node"].is_empty() && !r["gpus"].is_empty()).count();
+    assert!(with_gpus > 100, "placed GPU pods name their GPUs in fill mode too: {with_gpus}");
     let _ = fs::remove_dir_all(&dir);
 }
 

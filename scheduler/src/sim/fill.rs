@@ -236,8 +236,9 @@ pub fn fill_explaining(
         keep_explanations(&mut engine, &outcomes, now, &mut explained);
         for o in outcomes {
             match o {
-                Outcome::Bound { node, attempts, .. } => {
-                    (rec.node, rec.start, rec.attempts) = (Some(node), Some(now), attempts);
+                Outcome::Bound { node, attempts, gpus, claims, .. } => {
+                    (rec.node, rec.start, rec.attempts, rec.gpus) = (Some(node), Some(now), attempts, gpus);
+                    rec.devices = claims.iter().flat_map(|c| c.devices.iter().map(|d| d.device)).collect();
                     usage.apply(pod, 1.0);
                 }
                 Outcome::Unschedulable { message, reasons, attempts, .. } => {
