@@ -1,7 +1,8 @@
 //! Axes shared by every chart: tick labels without spurious decimals, the ranges that cover
 //! the data, and the palette that gives each configuration its colour.
 
-use plotters::style::RGBColor;
+use plotters::coord::CoordTranslate;
+use plotters::prelude::*;
 
 /// One colour per configuration (or per line when one configuration draws several).
 pub const PALETTE: [RGBColor; 6] = [
@@ -16,6 +17,20 @@ pub const PALETTE: [RGBColor; 6] = [
 /// The colour of line, bar set or panel `i`.
 pub fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
+}
+
+/// Draws the legend of the series drawn on `cc` at `position`, on a light box.
+pub fn legend<'a, DB, CT>(cc: &mut ChartContext<'a, DB, CT>, position: SeriesLabelPosition) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    cc.configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .position(position)
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// A tick label as people write it: `25` rather than `25.000`, `0.5` rather than `0.500`.

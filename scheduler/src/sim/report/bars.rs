@@ -4,7 +4,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::axis::{colour, count_labels, format_count_tick, row_name, value_range};
+use super::axis::{colour, count_labels, format_count_tick, legend, row_name, value_range};
 
 /// A horizontal bar chart.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -84,12 +84,7 @@ pub fn draw(area: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, chart: &BarC
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
     if m > 1 {
-        cc.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        legend(&mut cc, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }

@@ -335,20 +335,7 @@ mod tests {
     }
 
     fn context(mode: Mode, gpus: usize) -> Context {
-        use tessera_plugins::intern::Sym;
-        use tessera_plugins::labels::LabelSet;
-        use tessera_plugins::model::{Gpu, Node};
-        let node = Node {
-            name: Sym::new("n1"),
-            labels: LabelSet::from_pairs([(super::super::groups::ZONE_LABEL, "a")]),
-            taints: vec![],
-            unschedulable: false,
-            allocatable: ResourceVec::cpu_mem(4000, 1 << 30),
-            allowed_pods: 110,
-            images: vec![],
-            gpus: (0..gpus).map(|_| Gpu::new(Sym::new("T4"), 0)).collect(),
-            devices: Default::default(),
-        };
+        let node = super::super::groups::tests::node_with("n1", &[(super::super::groups::ZONE_LABEL, "a")], gpus, "T4");
         let provenance = Provenance {
             inputs: vec![],
             nodes: 1,

@@ -215,7 +215,7 @@ pub fn cap_rows(rows: Vec<GroupRow>, max: usize) -> Vec<GroupRow> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tessera_plugins::intern::Sym;
     use tessera_plugins::labels::LabelSet;
     use tessera_plugins::model::{Gpu, Pod};
@@ -223,7 +223,8 @@ mod tests {
 
     use super::*;
 
-    fn node(name: &str, labels: &[(&str, &str)], gpus: usize) -> Node {
+    /// A 4-CPU node with `labels` and `gpus` GPUs of `model`.
+    pub(crate) fn node_with(name: &str, labels: &[(&str, &str)], gpus: usize, model: &str) -> Node {
         Node {
             name: Sym::new(name),
             labels: LabelSet::from_pairs(labels.iter().copied()),
@@ -232,9 +233,13 @@ mod tests {
             allocatable: ResourceVec::cpu_mem(4000, 1 << 30),
             allowed_pods: 110,
             images: vec![],
-            gpus: (0..gpus).map(|_| Gpu::new(Sym::new("A100"), 0)).collect(),
+            gpus: (0..gpus).map(|_| Gpu::new(Sym::new(model), 0)).collect(),
             devices: Default::default(),
         }
+    }
+
+    fn node(name: &str, labels: &[(&str, &str)], gpus: usize) -> Node {
+        node_with(name, labels, gpus, "A100")
     }
 
     fn placed(node: &str, cpu: i64, start: f64, end: Option<f64>) -> PodRecord {

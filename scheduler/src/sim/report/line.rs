@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::axis::{colour, count_labels, format_count_tick, format_log_tick, format_tick, span, value_range};
+use super::axis::{colour, count_labels, format_count_tick, format_log_tick, format_tick, legend, span, value_range};
 
 /// One line.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -177,12 +177,7 @@ where
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
     }
     if chart.series.len() > 1 || chart.series.iter().any(|s| !s.label.is_empty()) {
-        cc.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        legend(&mut cc, SeriesLabelPosition::UpperLeft)?;
     }
     Ok(())
 }
