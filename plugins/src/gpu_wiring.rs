@@ -197,7 +197,15 @@ impl GpuWiring {
     /// The `k` GPUs of `free` wired best for a pod that uses them together, or `None` when
     /// `free` has fewer than `k`. See the module docs for the order; deterministic.
     pub fn best_subset(&self, free: u64, k: u32) -> Option<u64> {
+        self.best_subset_beside(free, k, 0)
+    }
+
+    /// As [`GpuWiring::best_subset`], weighing each choice together with `beside`: devices the
+    /// pod holds already, such as the GPUs of a DRA claim's earlier request when the next asks
+    /// for NICs, so the NIC under the GPUs' PCIe root wins.
+    pub fn best_subset_beside(&self, free: u64, k: u32, beside: u64) -> Option<u64> {
         let free = free & self.all();
+        let beside = beside & self.all() & !free;
         let have = free.count_ones();
         if have < k {
             return None;
@@ -209,19 +217,19 @@ impl GpuWiring {
             return Some(free);
         }
         if self.n <= TABLE_GPUS {
-            return Some(self.best_tabulated(free, k));
+            return Some(self.best_tabulated(free, k, beside));
         }
-        Some(self.best_greedy(free, k))
+        Some(self.best_greedy(free, k, beside))
     }
 
     /// Every `k`-subset of `free` (at most C(8,4) = 70), by table.
-    fn best_tabulated(&self, free: u64, k: u32) -> u64 {
+    fn best_tabulated(&self, free: u64, k: u32, beside: u64) -> u64 {
         let mut best: Option<(u128, u128, u64)> = None;
         // Submasks of `free`, from `free` down to 0 (the classic `(s - 1) & free` walk).
         let mut s = free;
         while s != 0 {
             if s.count_ones() == k {
-                let key = (self.table[s as usize], self.table[(free & !s) as usize]);
+                let key = (self.table[(s | beside) as usize], self.table[(free & !s) as usize]);
                 // Higher keys win; on equal keys the lower mask (lower indices), which the
                 // downward walk meets last.
                 if best.is_none_or(|(a, b, _)| key >= (a, b)) {
@@ -234,14 +242,15 @@ impl GpuWiring {
     }
 
     /// Greedy sets grown from every seed GPU, each step adding the GPU with the most weight to
-    /// those taken; the best set by (connectivity, connectivity left, lower mask).
-    fn best_greedy(&self, free: u64, k: u32) -> u64 {
+    /// those taken (and `beside`); the best set by (connectivity, connectivity left, lower
+    /// mask).
+    fn best_greedy(&self, free: u64, k: u32, beside: u64) -> u64 {
         let mut best: Option<(u128, u128, u64)> = None;
         for seed in bits(free) {
             let mut set = 1u64 << seed;
-            let mut conn = 0u128;
+            let mut conn = self.gain(beside, seed);
             for _ in 1..k {
-                let pick = bits(free & !set).map(|j| (self.gain(set, j), j)).max_by(|a, b| {
+                let pick = bits(free & !set).map(|j| (self.gain(set | beside, j), j)).max_by(|a, b| {
                     // More weight first; on a tie the lower index.
                     a.0.cmp(&b.0).then(b.1.cmp(&a.1))
                 });

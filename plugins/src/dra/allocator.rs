@@ -1,8 +1,13 @@
 //! Finds devices on one node for a pod's claims, as upstream's structured-parameters
 //! allocator does: claims in order, requests in order, `firstAvailable` sub-requests tried in
 //! order, devices tried in the node's device order, backtracking when a later request or a
-//! constraint cannot be met. The first allocation found wins, so a worker and the binder
-//! looking at the same node find the same one.
+//! constraint cannot be met. The first allocation found wins.
+//!
+//! Where a node's devices are wired ([`crate::dra::wiring`]), [`Preference::Wiring`] tries
+//! each request's devices wired best first: the GPUs of one NVLink clique, the NIC under the
+//! GPUs' PCIe root. It only reorders the search, which still tries every set of devices, so
+//! it finds an allocation exactly where first fit does; Filter asks first fit whether one
+//! exists, and Reserve, once per placed pod, asks for the best wired.
 //!
 //! Three things keep it cheap where a pod is tried on thousands of nodes: selector results are
 //! cached per device inside each compiled [`Selector`](crate::dra::cel::Selector); a request
@@ -74,10 +79,26 @@ impl std::fmt::Display for Unsatisfiable {
     }
 }
 
+/// Which devices of a request the search tries first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preference {
+    /// The node's device order, as upstream: the cheapest way to learn whether the claims fit.
+    FirstFit,
+    /// On a wired node, the free devices wired best together and with those the pod already
+    /// got from earlier requests, leaving the rest best connected
+    /// ([`GpuWiring::best_subset_beside`](crate::gpu_wiring::GpuWiring::best_subset_beside));
+    /// first fit elsewhere.
+    Wiring,
+}
+
 /// Allocates every claim of `claims` on `node` together (their devices distinct), or says
-/// which could not be.
-pub fn allocate(node: NodeView<'_>, claims: &[ClaimToAllocate<'_>]) -> Result<Vec<ClaimAllocation>, Unsatisfiable> {
-    let mut search = Search::new(node, claims);
+/// which could not be. Deterministic for a given node state and preference.
+pub fn allocate(
+    node: NodeView<'_>,
+    claims: &[ClaimToAllocate<'_>],
+    preference: Preference,
+) -> Result<Vec<ClaimAllocation>, Unsatisfiable> {
+    let mut search = Search::new(node, claims, preference == Preference::Wiring);
     search.precheck()?;
     if search.claim(0) { Ok(search.results()) } else { Err(search.failure()) }
 }
@@ -116,6 +137,8 @@ struct Search<'a> {
     chosen: Vec<Vec<(usize, Vec<usize>)>>,
     /// Per claim: the first device of its first request, for interchangeable claims.
     first_device: Vec<Option<usize>>,
+    /// Whether requests try their best-wired devices first ([`Preference::Wiring`]).
+    wired: bool,
     steps: u32,
     /// The deepest (claim, request) reached without success.
     deepest: (usize, usize),
@@ -123,7 +146,7 @@ struct Search<'a> {
 }
 
 impl<'a> Search<'a> {
-    fn new(node: NodeView<'a>, claims: &'a [ClaimToAllocate<'a>]) -> Search<'a> {
+    fn new(node: NodeView<'a>, claims: &'a [ClaimToAllocate<'a>], wired: bool) -> Search<'a> {
         let mut selector_error = None;
         let mut slots: Vec<Vec<Slot<'a>>> = Vec::with_capacity(claims.len());
         for (c, claim) in claims.iter().enumerate() {
@@ -143,6 +166,7 @@ impl<'a> Search<'a> {
             drawn: node.drawn.to_vec(),
             chosen: claims.iter().map(|c| Vec::with_capacity(c.spec.requests.len())).collect(),
             first_device: vec![None; claims.len()],
+            wired: wired && node.devices.wiring.is_some(),
             steps: 0,
             deepest: (0, 0),
             selector_error,
@@ -200,7 +224,12 @@ impl<'a> Search<'a> {
         for o in 0..self.slots[c][r].options.len() {
             let exact = self.slots[c][r].options[o].exact;
             let found = match exact.mode {
-                AllocationMode::ExactCount(n) => self.pick(c, r, o, n as usize, 0, Vec::new()),
+                AllocationMode::ExactCount(n) => {
+                    if self.wired {
+                        self.best_wired_first(c, r, o, n);
+                    }
+                    self.pick(c, r, o, n as usize, 0, Vec::new())
+                }
                 AllocationMode::All => self.take_all(c, r, o),
             };
             if found {
@@ -210,8 +239,21 @@ impl<'a> Search<'a> {
         false
     }
 
+    /// Reorders option `o`'s matching devices so that the `n` free ones wired best (beside
+    /// the devices this allocation holds so far) come first, then the rest in device order.
+    /// [`Search::pick`] takes positions as a set, so any order still tries every set.
+    fn best_wired_first(&mut self, c: usize, r: usize, o: usize, n: u32) {
+        let Some(wiring) = self.node.devices.wiring.as_deref() else { return };
+        let opt = &self.slots[c][r].options[o];
+        let admin = opt.exact.admin_access;
+        let free = mask(opt.matching.iter().copied().filter(|&d| admin || self.free(d)));
+        let beside = mask(self.chosen.iter().flatten().flat_map(|(_, picked)| picked.iter().copied()));
+        let Some(best) = wiring.best_subset_beside(free, n, beside) else { return };
+        self.slots[c][r].options[o].matching.sort_by_key(|&d| (mask([d]) & best == 0, d));
+    }
+
     /// Picks `left` more devices for option `o` of request `r` of claim `c`, from position
-    /// `from` of its matching devices on (increasing order: a set, not a sequence).
+    /// `from` of its matching devices on (increasing positions: a set, not a sequence).
     fn pick(&mut self, c: usize, r: usize, o: usize, left: usize, from: usize, picked: Vec<usize>) -> bool {
         if left == 0 {
             return self.commit(c, r, o, picked);
@@ -321,10 +363,13 @@ impl<'a> Search<'a> {
         false
     }
 
-    /// Interchangeable claims (one spec, consecutive) take their first devices in increasing
-    /// order: any allocation can be relabelled so, and the other orders need not be tried.
+    /// Under first fit, interchangeable claims (one spec, consecutive) take their first
+    /// devices in increasing order: any allocation can be relabelled so, and the other orders
+    /// need not be tried. Not under [`Preference::Wiring`]: each claim's devices are chosen
+    /// beside the earlier claims', so a later claim may do best on lower devices (the search
+    /// then runs on a node that Filter found has room, where it ends soon).
     fn order_ok(&self, c: usize, r: usize, first_pick: bool, d: usize) -> bool {
-        if r != 0 || !first_pick || c == 0 || !Arc::ptr_eq(self.claims[c].spec, self.claims[c - 1].spec) {
+        if self.wired || r != 0 || !first_pick || c == 0 || !Arc::ptr_eq(self.claims[c].spec, self.claims[c - 1].spec) {
             return true;
         }
         self.first_device[c - 1].is_none_or(|prev| d >= prev)
@@ -410,6 +455,11 @@ impl<'a> Search<'a> {
             self.claims.get(c).and_then(|cl| cl.spec.requests.get(r)).map_or_else(|| Arc::from(""), |q| q.name.clone());
         Unsatisfiable { claim, request, selector_error: self.selector_error.clone(), gave_up: self.steps > STEP_BUDGET }
     }
+}
+
+/// The wiring mask of device indices (a wiring describes at most the first 64 devices).
+fn mask(devices: impl IntoIterator<Item = usize>) -> u64 {
+    devices.into_iter().filter(|&d| d < 64).fold(0, |m, d| m | 1 << d)
 }
 
 /// Whether a constraint over `requests` covers the option `name` of request `parent`: an

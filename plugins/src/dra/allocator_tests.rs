@@ -112,10 +112,19 @@ fn run(
     used: &DeviceSet,
     specs: &[Arc<ClaimSpec>],
 ) -> Result<Vec<ClaimAllocation>, Unsatisfiable> {
+    run_preferring(devices, used, specs, Preference::FirstFit)
+}
+
+fn run_preferring(
+    devices: &NodeDevices,
+    used: &DeviceSet,
+    specs: &[Arc<ClaimSpec>],
+    preference: Preference,
+) -> Result<Vec<ClaimAllocation>, Unsatisfiable> {
     let keys: Vec<ClaimKey> = (0..specs.len()).map(|i| ClaimKey::new("default", &format!("c{i}"))).collect();
     let claims: Vec<ClaimToAllocate<'_>> =
         keys.iter().zip(specs).map(|(key, spec)| ClaimToAllocate { key: *key, spec }).collect();
-    allocate(NodeView { name: Sym::new("n1"), devices, used, drawn: &[] }, &claims)
+    allocate(NodeView { name: Sym::new("n1"), devices, used, drawn: &[] }, &claims, preference)
 }
 
 /// `request=device` pairs of each claim, for short expectations.
@@ -383,6 +392,7 @@ fn partitions_of_one_gpu_never_draw_more_than_its_counters() {
     let result = allocate(
         NodeView { name: Sym::new("n1"), devices: &node, used: &DeviceSet::new(), drawn: &drawn },
         &[ClaimToAllocate { key: ClaimKey::new("default", "c0"), spec: &one }],
+        Preference::FirstFit,
     );
     assert!(result.is_err(), "the whole GPU is allocated");
 }
@@ -452,6 +462,80 @@ fn a_selector_that_fails_to_evaluate_is_reported() {
     let err = run(&node, &DeviceSet::new(), &[spec(vec![request("gpu", req)], vec![])]).err();
     let text = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(text.contains("request gpu") && text.contains("nosuch"), "{text}");
+}
+
+// ---- wiring ----
+
+/// An 8-GPU node as a driver publishes it: NVLink cliques 0–3 and 4–7, GPUs 2i and 2i+1 under
+/// one PCIe root with NIC i, GPUs 0–3 and NICs 0–1 on NUMA node 0.
+fn wired_node() -> NodeDevices {
+    let clique = "gpu.example.com/nvlinkClique";
+    let numa = |i: usize| ("resource.kubernetes.io/numaNode", AttrValue::Int(i as i64));
+    let mut devices: Vec<Arc<Device>> = (0..8)
+        .map(|i| {
+            let island = AttrValue::String(Arc::from(if i < 4 { "a" } else { "b" }));
+            device(GPU, &format!("gpu-{i}"), &[root(&format!("pci{}", i / 2)), numa(i / 4), (clique, island)])
+        })
+        .collect();
+    devices.extend((0..4).map(|i| device(NIC, &format!("nic-{i}"), &[root(&format!("pci{i}")), numa(i / 2)])));
+    inventory(devices)
+}
+
+fn used(node: &NodeDevices, names: &[&str]) -> DeviceSet {
+    let mut used = DeviceSet::new();
+    used.extend(names.iter().filter_map(|n| node.devices.iter().position(|d| d.name.as_str() == *n)));
+    used
+}
+
+/// First fit's and the wired preference's picks, in that order.
+fn both(node: &NodeDevices, used: &DeviceSet, specs: &[Arc<ClaimSpec>]) -> [Vec<Vec<String>>; 2] {
+    [Preference::FirstFit, Preference::Wiring].map(|p| match run_preferring(node, used, specs, p) {
+        Ok(r) => picks(&r),
+        Err(e) => panic!("{p:?}: {e}"),
+    })
+}
+
+#[test]
+fn a_four_gpu_claim_gets_a_whole_nvlink_clique_when_one_is_free() {
+    let node = wired_node();
+    let [first_fit, wired] =
+        both(&node, &used(&node, &["gpu-0"]), &[spec(vec![request("gpu", exact(GPU, 4))], vec![])]);
+    assert_eq!(wired, [["gpu=gpu-4", "gpu=gpu-5", "gpu=gpu-6", "gpu=gpu-7"]]);
+    assert_eq!(first_fit, [["gpu=gpu-1", "gpu=gpu-2", "gpu=gpu-3", "gpu=gpu-4"]], "first fit spans both cliques");
+}
+
+#[test]
+fn a_nic_asked_beside_a_gpu_comes_from_the_gpus_pcie_root_without_a_constraint() {
+    let node = wired_node();
+    let taken = used(&node, &["gpu-0", "gpu-1", "gpu-2", "gpu-3", "gpu-4"]);
+    let one_each = spec(vec![request("gpu", exact(GPU, 1)), request("nic", exact(NIC, 1))], vec![]);
+    let [first_fit, wired] = both(&node, &taken, &[one_each]);
+    // gpu-5 leaves gpu-6 and gpu-7, one root and one clique, free together; nic-2 is under
+    // gpu-5's root.
+    assert_eq!(wired, [["gpu=gpu-5", "nic=nic-2"]]);
+    assert_eq!(first_fit, [["gpu=gpu-5", "nic=nic-0"]]);
+}
+
+#[test]
+fn a_pods_second_claim_is_wired_to_its_first_and_leaves_a_whole_pair_free() {
+    let node = wired_node();
+    let pair = spec(vec![request("gpu", exact(GPU, 2))], vec![]);
+    let [first_fit, wired] = both(&node, &used(&node, &["gpu-0", "gpu-4"]), &[pair.clone(), pair]);
+    // The first claim takes the pair under one root in a clique; the second joins gpu-1 to
+    // them (the pod's four GPUs then have three NVLink pairs, where gpu-6 and gpu-7 would add
+    // none to the first two) and takes gpu-5, which keeps gpu-6 and gpu-7 free together.
+    assert_eq!(wired, [["gpu=gpu-2", "gpu=gpu-3"], ["gpu=gpu-1", "gpu=gpu-5"]]);
+    assert_eq!(first_fit, [["gpu=gpu-1", "gpu=gpu-2"], ["gpu=gpu-3", "gpu=gpu-5"]]);
+}
+
+#[test]
+fn the_wired_preference_finds_what_first_fit_finds_when_a_constraint_rules_out_the_best_devices() {
+    let node = wired_node();
+    // The best-wired GPU for one (gpu-5, as above) has no free NIC under its root: the
+    // constraint sends the search on to gpu-6 or gpu-7, under nic-3.
+    let taken = used(&node, &["gpu-0", "gpu-1", "gpu-2", "gpu-3", "gpu-4", "nic-2"]);
+    let [_, wired] = both(&node, &taken, &[pair_spec()]);
+    assert_eq!(wired, [["gpu=gpu-6", "nic=nic-3"]]);
 }
 
 // ---- properties ----
@@ -564,6 +648,7 @@ fn arb_node() -> impl Strategy<Value = (NodeDevices, DeviceSet)> {
     })
 }
 
+/// One to two claims, and sometimes a twin of the first (one template's claims).
 fn arb_specs() -> impl Strategy<Value = Vec<Arc<ClaimSpec>>> {
     let one = (1..3u32, 0..2u32, any::<bool>()).prop_map(|(gpus, nics, matched)| {
         let mut requests = vec![request("gpu", exact(GPU, gpus))];
@@ -572,7 +657,12 @@ fn arb_specs() -> impl Strategy<Value = Vec<Arc<ClaimSpec>>> {
         }
         spec(requests, if matched { vec![same_root(&[])] } else { vec![] })
     });
-    prop::collection::vec(one, 1..3)
+    (prop::collection::vec(one, 1..3), any::<bool>()).prop_map(|(mut specs, twin)| {
+        if twin {
+            specs.insert(1, specs[0].clone());
+        }
+        specs
+    })
 }
 
 proptest! {
@@ -580,9 +670,11 @@ proptest! {
 
     #[test]
     fn allocations_are_valid_and_found_whenever_one_exists((node, used) in arb_node(), specs in arb_specs()) {
-        match run(&node, &used, &specs) {
-            Ok(result) => prop_assert!(valid(&node, &used, &specs, &result), "invalid: {:?}", picks(&result)),
-            Err(e) => prop_assert!(!brute_force(&node, &used, &specs), "missed an allocation: {e}"),
+        for preference in [Preference::FirstFit, Preference::Wiring] {
+            match run_preferring(&node, &used, &specs, preference) {
+                Ok(result) => prop_assert!(valid(&node, &used, &specs, &result), "{preference:?} invalid: {:?}", picks(&result)),
+                Err(e) => prop_assert!(!brute_force(&node, &used, &specs), "{preference:?} missed an allocation: {e}"),
+            }
         }
     }
 }

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::dra::model::{ClaimAllocation, CounterSet, Device, DeviceId, ResourceSlice, SliceNodes};
+use crate::dra::wiring;
+use crate::gpu_wiring::GpuWiring;
 use crate::intern::Sym;
 use crate::labels::LabelSet;
 
@@ -25,6 +27,9 @@ pub struct NodeDevices {
     pub incomplete: Vec<(Sym, Sym)>,
     /// What allocations draw on besides the devices themselves.
     pub ledger: Ledger,
+    /// How the devices are wired, when their drivers publish PCIe roots, NUMA nodes or NVLink
+    /// cliques ([`crate::dra::wiring`]); indices are device indices.
+    pub wiring: Option<Arc<GpuWiring>>,
 }
 
 /// Amounts allocations draw on besides whole devices: the counters of partitionable devices'
@@ -191,7 +196,8 @@ impl NodeDevices {
         remote.extend(devices.iter().enumerate().filter(|(_, d)| d.1).map(|(i, _)| i));
         let devices: Vec<Arc<Device>> = devices.into_iter().map(|d| d.0).collect();
         let ledger = Ledger::build(&devices, &sets);
-        NodeDevices { devices, remote, incomplete, ledger }
+        let wiring = wiring::of_devices(&devices);
+        NodeDevices { devices, remote, incomplete, ledger, wiring }
     }
 
     /// How many devices.

@@ -4,7 +4,8 @@
 //! Start with [`model`]: devices published in ResourceSlices, and the claims that ask for them
 //! through requests, CEL selectors ([`cel`]) and constraints. [`inventory`] gathers the
 //! devices a node can allocate from; [`allocator`] finds devices for a pod's claims on one
-//! node. The plugin itself is [`crate::plugins::dynamic_resources`]; the devices a pod holds
+//! node, preferring the devices wired best ([`wiring`]: PCIe roots, NUMA nodes and NVLink
+//! cliques from standard attributes). The plugin itself is [`crate::plugins::dynamic_resources`]; the devices a pod holds
 //! live on its node ([`crate::nodeinfo::NodeInfo`]), so that a node's generation moves
 //! whenever its devices do and the binder's fast path stays exact.
 
@@ -13,3 +14,4 @@ pub mod cel;
 pub mod held;
 pub mod inventory;
 pub mod model;
+pub mod wiring;

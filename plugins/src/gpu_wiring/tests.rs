@@ -37,6 +37,18 @@ fn two_islands_keep_a_whole_island_for_the_next_pod() {
 }
 
 #[test]
+fn devices_the_pod_holds_already_pull_the_choice_beside_them() {
+    let w = GpuWiring::from_islands(&[0, 0, 0, 0, 1, 1, 1, 1]);
+    let free = mask(&[1, 2, 5, 6]);
+    assert_eq!(w.best_subset_beside(free, 1, 0), Some(mask(&[1])), "alone: the lowest of equals");
+    assert_eq!(w.best_subset_beside(free, 1, mask(&[4])), Some(mask(&[5])), "beside GPU 4: its island");
+    assert_eq!(w.best_subset_beside(free, 2, mask(&[4])), Some(mask(&[5, 6])));
+    // The same on a node past the table's size, where the search is greedy.
+    let big = GpuWiring::from_islands(&[0, 0, 0, 0, 1, 1, 1, 1, 2, 2]);
+    assert_eq!(big.best_subset_beside(free | mask(&[8, 9]), 1, mask(&[4])), Some(mask(&[5])));
+}
+
+#[test]
 fn pcie_roots_then_numa_nodes_break_ties_without_nvlink() {
     let pcie = r#"{"gpus": [{"pcieRoot": "a", "numa": 0}, {"pcieRoot": "a", "numa": 0},
                             {"pcieRoot": "b", "numa": 0}, {"pcieRoot": "b", "numa": 0}]}"#;

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use crate::dra::allocator::{self, ClaimToAllocate, NodeView, STEP_BUDGET, Unsatisfiable};
+use crate::dra::allocator::{self, ClaimToAllocate, NodeView, Preference, STEP_BUDGET, Unsatisfiable};
 use crate::dra::model::{ClaimAllocation, PodClaim};
 use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, ReservePlugin};
 use crate::intern::Sym;
@@ -137,7 +137,7 @@ fn nodes_for(pc: &PodClaim, allocation: &ClaimAllocation, snapshot: &Snapshot) -
 
 impl FilterPlugin for DynamicResources {
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        match allocate_on(state, pod, node) {
+        match allocate_on(state, pod, node, Preference::FirstFit) {
             Ok(_) => Status::success(),
             Err(s) => s,
         }
@@ -146,7 +146,7 @@ impl FilterPlugin for DynamicResources {
 
 impl ReservePlugin for DynamicResources {
     fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        match allocate_on(state, pod, node) {
+        match allocate_on(state, pod, node, Preference::Wiring) {
             Ok(claims) => {
                 state.set_claim_allocations(claims.into_iter().map(Arc::new).collect());
                 Status::success()
@@ -159,8 +159,15 @@ impl ReservePlugin for DynamicResources {
 }
 
 /// Allocates the pod's claims that `node` does not hold yet and that are not allocated
-/// elsewhere already; deterministic, so Filter, Reserve and the binder's re-check agree.
-fn allocate_on(state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<Vec<ClaimAllocation>, Status> {
+/// elsewhere already. Both preferences find an allocation on the same nodes, so Filter asks
+/// the cheaper and Reserve the best wired (first fit again should the reordered search run
+/// out of steps where first fit did not).
+fn allocate_on(
+    state: &CycleState,
+    pod: &Pod,
+    node: &NodeInfo,
+    preference: Preference,
+) -> Result<Vec<ClaimAllocation>, Status> {
     let elsewhere = state.read::<HeldElsewhere>(HELD_ELSEWHERE).map_or(&[][..], |h| h.0.as_slice());
     let mut wanted: Vec<ClaimToAllocate<'_>> = Vec::with_capacity(pod.claims.len());
     for pc in &pod.claims {
@@ -200,7 +207,11 @@ fn allocate_on(state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<Vec<Cla
     }
     let view =
         NodeView { name: node.name(), devices: &node.node.devices, used: &node.devices_used, drawn: &node.drawn };
-    allocator::allocate(view, &wanted).map_err(|u| Status::unschedulable(reason(pod, &u)))
+    let found = match allocator::allocate(view, &wanted, preference) {
+        Err(_) if preference != Preference::FirstFit => allocator::allocate(view, &wanted, Preference::FirstFit),
+        found => found,
+    };
+    found.map_err(|u| Status::unschedulable(reason(pod, &u)))
 }
 
 /// Why a claim whose status records an allocation the node does not hold cannot use it now.
