@@ -397,6 +397,19 @@ fn a_gang_shares_its_podgroup_claim_on_a_rack_channel_across_nodes() {
 }
 
 #[test]
+fn dra_devices_are_chosen_by_their_published_wiring() {
+    let input = load(&["dra-wired.yaml"]);
+    let run = replay_default(&input);
+    let devices: Vec<String> = record(&run, "trainer").devices.iter().map(|d| d.to_string()).collect();
+    let want: Vec<String> = ["gpu-4", "gpu-5", "gpu-6", "gpu-7"]
+        .iter()
+        .map(|g| format!("gpu.example.com/gpu-w0/{g}"))
+        .chain(["rdma.example.com/gpu-w0/nic-2".to_string()])
+        .collect();
+    assert_eq!(devices, want, "the free NVLink clique, and the NIC under its first PCIe root");
+}
+
+#[test]
 fn gpu_partitions_and_shared_nic_bandwidth_are_never_overdrawn() {
     let input = load(&["dra-partitions.yaml"]);
     let run = replay_default(&input);
