@@ -213,13 +213,21 @@ fn the_bundled_sample_runs_and_writes_every_output() {
     let report = read(&out.join("report.html"));
     assert!(report.starts_with("<!doctype html>"));
     assert!(!report.contains("src=\"http"), "the page must stand alone");
-    let charts =
-        ["allocation", "heatmap_cpu", "heatmap_gpu", "pending", "queue_wait", "unschedulable", "gpu_fragmentation"];
+    let charts = [
+        "allocation",
+        "heatmap_cpu",
+        "heatmap_gpu",
+        "pending",
+        "queue_wait",
+        "unschedulable",
+        "gpu_fragmentation",
+        "dra_devices",
+    ];
     assert_eq!(report.matches("<svg").count(), charts.len(), "every chart inline");
     for chart in &charts[..] {
         assert!(report.contains(&format!("<figure id=\"{chart}\">")), "{chart} is not in the page");
     }
-    for chart in ["allocation", "pending", "queue_wait"] {
+    for chart in ["allocation", "pending", "queue_wait", "dra_devices"] {
         let svg = read(&out.join(format!("{chart}.svg")));
         assert!(svg.contains("<svg") && svg.contains("<polyline"), "{chart}.svg has no line");
         assert!(report.contains(&format!("<figure id=\"{chart}\">")), "{chart} is not in the page");
@@ -1037,13 +1045,21 @@ fn the_report_renders_in_headless_chromium() {
         "unschedulable",
         "unschedulable_pods",
         "gpu_fragmentation",
+        "dra_devices",
     ];
     assert_views(&page, &views, &["default, binpack", "replay:", "nodes", "to schedule"]);
     assert!(page.contains("zone zone-a") && page.contains("gpu H100") && page.contains("others"), "heatmap rows");
     assert!(page.contains("Insufficient"), "the reasons are named");
-    for view in
-        ["allocation", "heatmap_cpu", "heatmap_gpu", "pending", "queue_wait", "unschedulable", "gpu_fragmentation"]
-    {
+    for view in [
+        "allocation",
+        "heatmap_cpu",
+        "heatmap_gpu",
+        "pending",
+        "queue_wait",
+        "unschedulable",
+        "gpu_fragmentation",
+        "dra_devices",
+    ] {
         let svg = read(&replay.join(format!("{view}.svg")));
         assert!(svg.contains("default") && svg.contains("binpack"), "{view}.svg does not show both configs");
         assert_eq!(spurious_ticks(&svg), Vec::<String>::new(), "{view}.svg");
@@ -1055,7 +1071,7 @@ fn the_report_renders_in_headless_chromium() {
     let fill = dir.join("fill");
     sample_under_two_configs("fgd.yaml", &fill, &["--mode", "fill", "--repeat", "2", "--seed", "7"]);
     let page = read(&fill.join("report.html"));
-    let views = ["allocation", "heatmap_gpu", "unschedulable", "gpu_fragmentation", "fill"];
+    let views = ["allocation", "heatmap_gpu", "unschedulable", "gpu_fragmentation", "dra_devices", "fill"];
     assert_views(&page, &views, &["default, fgd", "fill: pods never leave", "7 to 8 (2 seeds)"]);
     for view in ["fill", "gpu_fragmentation"] {
         let svg = read(&fill.join(format!("{view}.svg")));

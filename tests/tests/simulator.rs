@@ -407,6 +407,9 @@ fn dra_devices_are_chosen_by_their_published_wiring() {
         .chain(["rdma.example.com/gpu-w0/nic-2".to_string()])
         .collect();
     assert_eq!(devices, want, "the free NVLink clique, and the NIC under its first PCIe root");
+    let Some((_, held)) = run.device_curve.last() else { panic!("no DRA device curve") };
+    let want = [("gpu.example.com", [8, 5]), ("rdma.example.com", [4, 1])].into();
+    assert_eq!(held, &want, "the notebook's GPU, and the trainer's four GPUs and NIC");
 }
 
 #[test]

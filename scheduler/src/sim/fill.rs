@@ -23,11 +23,12 @@ use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
 use tessera_plugins::plugins::scheduling_gates;
 use thiserror::Error;
 
+use super::devices::DeviceSampler;
 use super::frag::{cluster_fragmentation, typical_pods};
 use super::input::SimInput;
-use super::record::{FRAG_STEP_PCT, FillTrace, PodRecord, RunResult, TimelinePoint, Usage};
+use super::record::{FRAG_SAMPLES, FRAG_STEP_PCT, FillTrace, PodRecord, RunResult, TimelinePoint, Usage};
 use super::replay::keep_explanations;
-use super::{NamedConfig, Preemption, build_engine};
+use super::{NamedConfig, Preemption, build_engine, cluster_nodes};
 use crate::engine::rng::Rng;
 use crate::engine::{Admission, Outcome};
 
@@ -219,6 +220,8 @@ pub fn fill_explaining(
     let gpus = usage.gpu_capacity() > 0.0;
     let mut frag_curve = Vec::new();
     let mut next_frag = 0u32;
+    let mut devices = DeviceSampler::new(cluster_nodes(&engine));
+    let device_every = (pods.len() / FRAG_SAMPLES).max(1);
     progress.set_length(pods.len() as u64);
     for (i, pod) in pods.iter().enumerate() {
         progress.inc(1);
@@ -257,22 +260,24 @@ pub fn fill_explaining(
             if arrived_pct < f64::from(c) {
                 break;
             }
-            let (amount, ratio) =
-                cluster_fragmentation(engine.state().snapshot().nodes().map(|n| n.as_ref()), &typical);
+            let (amount, ratio) = cluster_fragmentation(cluster_nodes(&engine), &typical);
             trace.fragmentation.push((c, amount, ratio));
             checkpoints.next();
         }
         if gpus && arrived_pct >= f64::from(next_frag) {
-            let (amount, _) = cluster_fragmentation(engine.state().snapshot().nodes().map(|n| n.as_ref()), &typical);
+            let (amount, _) = cluster_fragmentation(cluster_nodes(&engine), &typical);
             while arrived_pct >= f64::from(next_frag) {
                 frag_curve.push((f64::from(next_frag), amount));
                 next_frag += FRAG_STEP_PCT;
             }
         }
+        if i % device_every == 0 || i + 1 == pods.len() {
+            devices.sample(now, cluster_nodes(&engine));
+        }
         timeline.push(TimelinePoint { t: now, pending: 0, running: engine.state().placed_count(), cpu, memory, gpu });
         records.push(rec);
     }
-    let fragmentation = cluster_fragmentation(engine.state().snapshot().nodes().map(|n| n.as_ref()), &typical);
+    let fragmentation = cluster_fragmentation(cluster_nodes(&engine), &typical);
     RunResult {
         config: config.name.clone(),
         seed,
@@ -282,6 +287,7 @@ pub fn fill_explaining(
         fill: Some(trace),
         fragmentation,
         frag_curve,
+        device_curve: devices.finish(),
         wall_s: started.elapsed().as_secs_f64(),
         final_allocation: usage.percent(),
         cluster_gpus: usage.gpu_capacity() / GPU_MILLI as f64,

@@ -5,6 +5,7 @@
 //! Runs are deterministic for a seed whatever the thread count: the engine's step drive makes
 //! the same choices however many threads evaluate Filter ([`crate::engine::algorithm`]).
 
+pub mod devices;
 pub mod fill;
 pub mod frag;
 pub mod input;
@@ -31,6 +32,11 @@ use crate::config::SchedulerConfig;
 use crate::engine::gang::GangOptions;
 use crate::engine::queue::BackoffPolicy;
 use crate::engine::{Engine, EngineOptions, Eviction};
+
+/// The nodes of `engine`'s cluster as they are now.
+fn cluster_nodes(engine: &Engine) -> impl Iterator<Item = &tessera_plugins::nodeinfo::NodeInfo> {
+    engine.state().snapshot().nodes().map(|n| n.as_ref())
+}
 
 /// The bundled cluster, used when no `--cluster`/`--workload` is given.
 pub const SAMPLE_CLUSTER: &str = include_str!("sample/cluster.yaml");

@@ -9,6 +9,7 @@ use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{GPU_MILLI, Node, Pod, PodKey};
 use tessera_plugins::resources::ResourceId;
 
+use super::devices::DeviceUse;
 use crate::engine::gang::GangRecord;
 
 /// One pod's fate.
@@ -209,6 +210,10 @@ pub struct RunResult {
     /// in replay, the arrived GPU request (% of capacity, every [`FRAG_STEP_PCT`]) in fill
     /// mode. Empty on a cluster without GPUs.
     pub frag_curve: Vec<(f64, f64)>,
+    /// DRA devices per driver and those claims hold, as it went, as (x, use): x as in
+    /// [`RunResult::timeline`] (virtual time in replay, pods submitted in fill mode). Empty on a
+    /// cluster without DRA devices.
+    pub device_curve: Vec<(f64, DeviceUse)>,
     /// Wall time of the run, seconds.
     pub wall_s: f64,
     /// Final allocation (cpu, memory, gpu) %.

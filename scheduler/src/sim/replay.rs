@@ -17,10 +17,11 @@ use std::time::Instant;
 use tessera_plugins::model::{GPU_MILLI, Pod, PodKey};
 use tessera_plugins::plugins::scheduling_gates;
 
+use super::devices::{DeviceSampler, DeviceUse};
 use super::frag::{TypicalPod, cluster_fragmentation, typical_pods};
 use super::input::SimInput;
 use super::record::{ExplainedAttempt, FRAG_SAMPLES, PodRecord, RunResult, TimelinePoint, Usage};
-use super::{NamedConfig, Preemption, Progress, build_engine};
+use super::{NamedConfig, Preemption, Progress, build_engine, cluster_nodes};
 use crate::engine::{Admission, Engine, Outcome};
 
 /// Virtual time in microseconds: an exact, totally ordered event key.
@@ -53,50 +54,65 @@ struct Replay<'a> {
     timeline: Vec<TimelinePoint>,
     /// The explained attempts so far (`--explain`).
     explained: BTreeMap<PodKey, Vec<ExplainedAttempt>>,
-    /// GPU fragmentation as it went.
-    frag: FragSampler,
+    /// GPU fragmentation and DRA device use as it went.
+    curves: CurveSampler,
 }
 
-/// Samples GPU fragmentation about [`FRAG_SAMPLES`] times over the input's span (arrival plus
-/// run time of its last pod), never more than four times that.
-struct FragSampler {
+/// Samples GPU fragmentation (on a cluster with GPUs) and DRA device use (with DRA devices)
+/// about [`FRAG_SAMPLES`] times over the input's span (arrival plus run time of its last pod),
+/// never more than four times that.
+struct CurveSampler {
     typical: Vec<TypicalPod>,
     every: f64,
     next: f64,
-    on: bool,
-    curve: Vec<(f64, f64)>,
+    /// When the last sample was taken, and how many were.
+    last: Option<f64>,
+    samples: usize,
+    gpus: bool,
+    frag: Vec<(f64, f64)>,
+    devices: DeviceSampler,
 }
 
-impl FragSampler {
-    fn new(input: &SimInput, gpus: bool) -> FragSampler {
+impl CurveSampler {
+    fn new(input: &SimInput, gpus: bool, engine: &Engine) -> CurveSampler {
         let span = input.pods.iter().map(|p| p.arrival + p.duration.unwrap_or(0.0)).fold(0.0, f64::max);
         let every = if span > 0.0 { span / FRAG_SAMPLES as f64 } else { 1.0 };
         let typical = typical_pods(input.pods.iter().map(|p| p.pod.as_ref()));
-        FragSampler { typical, every, next: 0.0, on: gpus, curve: Vec::new() }
-    }
-
-    /// A sampler that samples nothing.
-    fn off() -> FragSampler {
-        FragSampler { typical: Vec::new(), every: 1.0, next: 0.0, on: false, curve: Vec::new() }
+        let devices = DeviceSampler::new(cluster_nodes(engine));
+        CurveSampler { typical, every, next: 0.0, last: None, samples: 0, gpus, frag: Vec::new(), devices }
     }
 
     /// Samples `engine`'s cluster at `now` when a sample is due.
     fn sample(&mut self, engine: &Engine, now: f64) {
-        if !self.on || now < self.next || self.curve.len() >= 4 * FRAG_SAMPLES {
+        if now < self.next || self.samples >= 4 * FRAG_SAMPLES {
             return;
         }
-        let (amount, _) = cluster_fragmentation(engine.state().snapshot().nodes().map(|n| n.as_ref()), &self.typical);
-        self.curve.push((now, amount));
-        self.next = now + self.every;
+        if self.gpus {
+            let (amount, _) = cluster_fragmentation(cluster_nodes(engine), &self.typical);
+            self.frag.push((now, amount));
+        }
+        self.devices.sample(now, cluster_nodes(engine));
+        (self.last, self.samples, self.next) = (Some(now), self.samples + 1, now + self.every);
     }
 
-    /// The curve, ending with the final `amount` at `end`.
-    fn finish(mut self, end: f64, amount: f64) -> Vec<(f64, f64)> {
-        if self.on && self.curve.last().is_none_or(|(t, _)| *t < end) {
-            self.curve.push((end, amount));
+    /// The final fragmentation, and both curves, ending with a sample at `end`.
+    fn finish(mut self, engine: &Engine, end: f64) -> Curves {
+        let fragmentation = cluster_fragmentation(cluster_nodes(engine), &self.typical);
+        if self.last.is_none_or(|t| t < end) {
+            if self.gpus {
+                self.frag.push((end, fragmentation.0));
+            }
+            self.devices.sample(end, cluster_nodes(engine));
         }
-        self.curve
+        Curves { fragmentation, frag_curve: self.frag, device_curve: self.devices.finish() }
     }
+}
+
+/// What a [`CurveSampler`] leaves for the [`RunResult`], in its fields' names.
+struct Curves {
+    fragmentation: (f64, f64),
+    frag_curve: Vec<(f64, f64)>,
+    device_curve: Vec<(f64, DeviceUse)>,
 }
 
 /// Moves the explanations `engine` made in a step at `now` into `into`, each with what came
@@ -146,11 +162,11 @@ pub fn replay_explaining(
         engine.explain_pods(explain.clone());
     }
     let usage = Usage::new(input.nodes.iter());
-    let frag = FragSampler::new(input, usage.gpu_capacity() > 0.0);
+    let curves = CurveSampler::new(input, usage.gpu_capacity() > 0.0, &engine);
     let mut r = Replay {
         input,
         engine,
-        frag,
+        curves,
         explained: BTreeMap::new(),
         events: input.pods.iter().enumerate().map(|(i, p)| Reverse((tick(p.arrival), Event::Arrive(i)))).collect(),
         records: Vec::with_capacity(input.pods.len() + input.running.len()),
@@ -239,7 +255,7 @@ impl Replay<'_> {
         let queue = self.engine.queue();
         let pending = queue.len() + queue.gangs.waiting_len() + queue.gated_len();
         self.timeline.push(TimelinePoint { t: now, pending, running, cpu, memory, gpu });
-        self.frag.sample(&self.engine, now);
+        self.curves.sample(&self.engine, now);
     }
 
     /// Keeps the attempts explained in this step, each with what came of it.
@@ -346,10 +362,8 @@ impl Replay<'_> {
                 self.records[i].reason = why;
             }
         }
-        let fragmentation =
-            cluster_fragmentation(self.engine.state().snapshot().nodes().map(|n| n.as_ref()), &self.frag.typical);
         let end = self.timeline.last().map_or(0.0, |p| p.t);
-        let frag_curve = std::mem::replace(&mut self.frag, FragSampler::off()).finish(end, fragmentation.0);
+        let Curves { fragmentation, frag_curve, device_curve } = self.curves.finish(&self.engine, end);
         RunResult {
             config: config.to_string(),
             seed,
@@ -358,6 +372,7 @@ impl Replay<'_> {
             fill: None,
             fragmentation,
             frag_curve,
+            device_curve,
             wall_s: started.elapsed().as_secs_f64(),
             final_allocation: self.usage.percent(),
             cluster_gpus: self.usage.gpu_capacity() / GPU_MILLI as f64,

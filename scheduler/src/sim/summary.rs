@@ -354,15 +354,8 @@ mod tests {
                 pending("a", &["Insufficient cpu", "node(s) had untolerated taint(s)"]),
                 pending("b", &["node(s) had untolerated taint(s)"]),
             ],
-            timeline: Vec::new(),
-            fill: None,
-            fragmentation: (0.0, 0.0),
-            frag_curve: Vec::new(),
             wall_s: 1.0,
-            final_allocation: [0.0; 3],
-            cluster_gpus: 0.0,
-            gangs: BTreeMap::new(),
-            explained: BTreeMap::new(),
+            ..RunResult::default()
         };
         let s = summarize(&[run], Mode::Replay, 1.3).unwrap();
         assert_eq!(s.unschedulable, 2);

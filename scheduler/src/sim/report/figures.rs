@@ -1,6 +1,6 @@
 //! The report's figures, built from the runs: allocation over time, allocation per node group
-//! (heatmaps), pending pods, queue wait, unschedulable pods by reason, GPU fragmentation and
-//! fill mode's curve. Each configuration has one colour on every chart.
+//! (heatmaps), pending pods, queue wait, unschedulable pods by reason, GPU fragmentation, DRA
+//! devices held and fill mode's curve. Each configuration has one colour on every chart.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +64,7 @@ pub fn figures(runs: &[Vec<RunResult>], ctx: &Context) -> Vec<Figure> {
     if gpus {
         out.push(fragmentation(runs, axis, mode));
     }
+    out.extend(devices(&firsts, axis, mode));
     out.extend(fill_curve(runs));
     out
 }
@@ -284,6 +285,42 @@ fn fragmentation(runs: &[Vec<RunResult>], axis: TimeAxis, mode: Mode) -> Figure 
     figure("gpu_fragmentation", "GPU fragmentation", caption, Kind::Line(chart))
 }
 
+/// DRA devices held per driver: every driver's line for one config, or one line per config
+/// for the driver with the most devices (as the allocation chart shows one resource).
+fn devices(firsts: &[&RunResult], axis: TimeAxis, mode: Mode) -> Option<Figure> {
+    let sizes = firsts.iter().find_map(|r| r.device_curve.last())?;
+    let largest = sizes.1.iter().max_by_key(|(driver, c)| (c[0], std::cmp::Reverse(**driver)))?.0;
+    let several = firsts.len() > 1;
+    let mut series = Vec::new();
+    for r in firsts {
+        for driver in sizes.1.keys().filter(|d| !several || *d == largest) {
+            let points = r
+                .device_curve
+                .iter()
+                .filter_map(|(x, used)| {
+                    used.get(driver).map(|c| (x / axis.scale, 100.0 * c[1] as f64 / c[0].max(1) as f64))
+                })
+                .collect();
+            let label = if several { r.config.clone() } else { (*driver).to_string() };
+            series.push(Series::new(label, points));
+        }
+    }
+    let when = match mode {
+        Mode::Replay => "sampled over the run",
+        Mode::Fill => "as pods are submitted",
+    };
+    let what = if several {
+        format!("Share of the {largest} driver's DRA devices that claims hold under each configuration, {when}.")
+    } else {
+        format!("Share of each DRA driver's devices that claims hold, {when}.")
+    };
+    let caption = format!(
+        "{what} A device that many nodes reach counts once; GPUs published only through DRA show here, not in the GPU views."
+    );
+    let chart = line(axis.label, "devices held (% of the driver's devices)", series);
+    Some(figure("dra_devices", "DRA devices held by claims", caption, Kind::Line(chart)))
+}
+
 fn fill_curve(runs: &[Vec<RunResult>]) -> Option<Figure> {
     let series = over_seeds(runs, |r| r.fill.as_ref().map(|f| f.curve()));
     if series.is_empty() {
@@ -398,6 +435,34 @@ mod tests {
             panic!("queue wait is a line chart")
         };
         assert!(wait.x_log);
+    }
+
+    #[test]
+    fn dra_devices_show_every_driver_for_one_config_and_the_largest_for_several() {
+        let with_devices = |config: &str, held: usize| {
+            let at = |x: f64, held: usize| (x, [("gpu.example.com", [8, held]), ("rdma.example.com", [4, 1])].into());
+            RunResult { device_curve: vec![at(0.0, 0), at(10.0, held)], ..run(config, 0.0) }
+        };
+        let one = figures(&[vec![with_devices("a", 2)]], &context(Mode::Replay, 0));
+        let Some(Kind::Line(chart)) = one.iter().find(|f| f.name == "dra_devices").map(|f| &f.kind) else {
+            panic!("no dra_devices line chart: {:?}", names(&one))
+        };
+        let lines: Vec<(&str, Vec<(f64, f64)>)> =
+            chart.series.iter().map(|s| (s.label.as_str(), s.points.clone())).collect();
+        assert_eq!(
+            lines,
+            [
+                ("gpu.example.com", vec![(0.0, 0.0), (10.0, 25.0)]),
+                ("rdma.example.com", vec![(0.0, 25.0), (10.0, 25.0)])
+            ]
+        );
+        let two = figures(&[vec![with_devices("a", 2)], vec![with_devices("b", 4)]], &context(Mode::Replay, 0));
+        let Some(f) = two.iter().find(|f| f.name == "dra_devices") else { panic!("no dra_devices") };
+        let Kind::Line(chart) = &f.kind else { panic!("a line chart") };
+        let last: Vec<(&str, f64)> = chart.series.iter().map(|s| (s.label.as_str(), s.points[1].1)).collect();
+        assert_eq!(last, [("a", 25.0), ("b", 50.0)], "one line per config, for the driver with most devices");
+        assert!(f.caption.contains("gpu.example.com"), "{}", f.caption);
+        assert!(!names(&figures(&[vec![run("a", 0.0)]], &context(Mode::Replay, 0))).contains(&"dra_devices"));
     }
 
     #[test]
