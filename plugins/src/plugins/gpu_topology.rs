@@ -11,7 +11,9 @@
 //! - `CpuAwareFGD` (module `cpu_aware`): FGD plus the idle GPU a node's free CPU can no longer
 //!   feed. `ModelAwareFGD` (module `model_aware`): CpuAwareFGD plus the GPU a pod takes from a
 //!   model that pods constrained to few models need; PreScore works out each model's pressure
-//!   once per pod, from the whole cluster's idle GPUs.
+//!   once per pod, from the whole cluster's idle GPUs. Both may add the remainder term
+//!   (module `remainder`, `remainderWeight`): the free share a shared-GPU pod leaves that no mix
+//!   of typical shares can fill; it also picks the pod's GPU on the node.
 //! - `FGD`: Fragmentation Gradient Descent (module `fgd`, [`crate::gpu_frag`]): the node where the
 //!   expected GPU fragmentation, weighed by the workload's typical pods, grows least. The
 //!   typical pods are learned from the pods seen ([`learn`]). FGD also picks *which* GPUs of
@@ -25,6 +27,7 @@ mod fgd;
 pub mod learn;
 mod model_aware;
 mod packing;
+mod remainder;
 mod spread;
 
 #[cfg(test)]
@@ -35,6 +38,7 @@ use std::sync::Arc;
 use self::args::{GpuTopologyArgs, ScoringStrategy};
 use self::learn::Learner;
 use self::model_aware::{ModelPressure, Weights};
+use self::remainder::Remainder;
 use crate::framework::{
     CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreFilterPlugin, PreScorePlugin, ReservePlugin, ScoreBatch,
     ScorePlugin,
@@ -56,6 +60,9 @@ pub const ERR_REASON_INSUFFICIENT: &str = "Insufficient nvidia.com/gpu";
 const TYPICAL_KEY: &str = "GpuTopology/typical";
 /// Where PreScore leaves the models' pressure for Score (ModelAwareFGD only).
 const PRESSURE_KEY: &str = "GpuTopology/pressure";
+/// Where PreScore leaves the remainder term for Score and Reserve (CpuAwareFGD and
+/// ModelAwareFGD with a `remainderWeight`, shared-GPU pods only).
+const REMAINDER_KEY: &str = "GpuTopology/remainder";
 
 /// See the module docs.
 #[derive(Debug)]
@@ -87,6 +94,24 @@ impl GpuTopology {
     /// ModelAwareFGD's two weights.
     fn weights(&self) -> Weights {
         Weights { stranding: self.args.stranding_weight(), model: self.args.model_weight() }
+    }
+
+    /// The models' pressure PreScore left (ModelAwareFGD only: CpuAwareFGD has no model term).
+    fn pressure<'s>(&self, state: &'s CycleState) -> Option<&'s Arc<ModelPressure>> {
+        let model_aware = self.strategy == ScoringStrategy::ModelAwareFgd;
+        model_aware.then(|| state.read::<Arc<ModelPressure>>(PRESSURE_KEY)).flatten()
+    }
+
+    /// The remainder term PreScore left for `pod`, or worked out now when PreScore did not run
+    /// (a single feasible node); `None` when it does not apply.
+    fn remainder(&self, state: &CycleState, typical: &TypicalSet, pod: &Pod) -> Option<Arc<Remainder>> {
+        if !self.strategy.strands() {
+            return None;
+        }
+        match state.read::<Arc<Remainder>>(REMAINDER_KEY) {
+            Some(r) => Some(r.clone()),
+            None => Remainder::for_pod(typical, self.args.remainder_weight(), pod),
+        }
     }
 
     /// The typical pods the cycle's PreFilter saw, or the learner's current ones.
@@ -167,8 +192,14 @@ impl FilterPlugin for GpuTopology {
 impl PreScorePlugin for GpuTopology {
     /// MostAllocated and Spread have nothing to say about pods without GPUs; the others score
     /// every pod, since where CPU goes decides whether idle GPUs stay usable. ModelAwareFGD
-    /// works out the models' pressure here, for a pod with GPUs.
+    /// works out the models' pressure here, for a pod with GPUs; CpuAwareFGD and ModelAwareFGD
+    /// the remainder term, for a shared-GPU pod.
     fn pre_score(&self, state: &mut CycleState, pod: &Pod, snapshot: &Snapshot, _: &[&NodeInfo]) -> Status {
+        if self.strategy.strands()
+            && let Some(r) = self.typical(state).and_then(|t| Remainder::for_pod(&t, self.args.remainder_weight(), pod))
+        {
+            state.write(REMAINDER_KEY, r);
+        }
         match self.strategy {
             ScoringStrategy::MostAllocated | ScoringStrategy::Spread if pod.gpu.is_none() => Status::skip(),
             ScoringStrategy::ModelAwareFgd if pod.gpu.is_some() => {
@@ -188,15 +219,12 @@ impl ScorePlugin for GpuTopology {
             ScoringStrategy::MostAllocated => most_allocated(pod, node),
             ScoringStrategy::Packing => packing::score(pod, node),
             ScoringStrategy::Fgd => self.typical(state).map_or(0, |t| fgd::score(&t, pod, node)),
-            ScoringStrategy::CpuAwareFgd => {
-                let w = self.args.stranding_weight();
-                self.typical(state).map_or(0, |t| cpu_aware::score(&t, w, pod, node))
-            }
-            ScoringStrategy::ModelAwareFgd => {
-                match (self.typical(state), state.read::<Arc<ModelPressure>>(PRESSURE_KEY)) {
-                    (Some(t), Some(p)) => model_aware::score(&t, p, self.weights(), pod, node),
-                    (Some(t), None) => cpu_aware::score(&t, self.args.stranding_weight(), pod, node),
-                    _ => 0,
+            ScoringStrategy::CpuAwareFgd | ScoringStrategy::ModelAwareFgd => {
+                let Some(t) = self.typical(state) else { return 0 };
+                let r = self.remainder(state, &t, pod);
+                match self.pressure(state) {
+                    Some(p) => model_aware::score(&t, p, self.weights(), r.as_deref(), pod, node),
+                    None => cpu_aware::score(&t, self.args.stranding_weight(), r.as_deref(), pod, node),
                 }
             }
             ScoringStrategy::Spread => spread::spread(pod, node),
@@ -207,14 +235,16 @@ impl ScorePlugin for GpuTopology {
     /// Reads the cycle state once for the whole batch rather than once per node.
     fn score_batch(&self, state: &CycleState, pod: &Pod, batch: ScoreBatch<'_>, out: &mut [i64]) {
         match (self.strategy, self.typical(state)) {
-            (ScoringStrategy::Fgd, Some(t)) => fgd::score_batch(&t, pod, batch.nodes, out, fgd::sigmoid_score),
-            (ScoringStrategy::CpuAwareFgd, Some(t)) => {
-                cpu_aware::score_batch(&t, self.args.stranding_weight(), pod, batch.nodes, out)
+            (ScoringStrategy::Fgd, Some(t)) => fgd::score_batch(&t, pod, batch.nodes, out, None, fgd::sigmoid_score),
+            (ScoringStrategy::CpuAwareFgd | ScoringStrategy::ModelAwareFgd, Some(t)) => {
+                let r = self.remainder(state, &t, pod);
+                match self.pressure(state) {
+                    Some(p) => model_aware::score_batch(&t, p, self.weights(), r.as_deref(), pod, batch.nodes, out),
+                    None => {
+                        cpu_aware::score_batch(&t, self.args.stranding_weight(), r.as_deref(), pod, batch.nodes, out)
+                    }
+                }
             }
-            (ScoringStrategy::ModelAwareFgd, Some(t)) => match state.read::<Arc<ModelPressure>>(PRESSURE_KEY) {
-                Some(p) => model_aware::score_batch(&t, p, self.weights(), pod, batch.nodes, out),
-                None => cpu_aware::score_batch(&t, self.args.stranding_weight(), pod, batch.nodes, out),
-            },
             _ => {
                 for (o, n) in out.iter_mut().zip(batch.nodes) {
                     *o = self.score(state, pod, n);
@@ -232,12 +262,21 @@ impl ScorePlugin for GpuTopology {
 
 impl ReservePlugin for GpuTopology {
     /// Records FGD's GPUs for the pod on the selected node: the same rule, on the same node
-    /// and typical pods, as its Score applied.
+    /// and typical pods, as its Score applied (with the remainder term when it applies).
     fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         if !self.strategy.learns() || pod.gpu.as_ref().is_none_or(|g| g.count == 0) {
             return Status::success();
         }
         let Some(typical) = self.typical(state) else { return Status::success() };
+        if let Some(r) = self.remainder(state, &typical, pod) {
+            return match r.choice(&typical, pod, node) {
+                Some((gpu, _)) => {
+                    state.set_gpu_choice(1 << gpu);
+                    Status::success()
+                }
+                None => Status::unschedulable(ERR_REASON_INSUFFICIENT),
+            };
+        }
         match fgd_choice(node, pod, &typical) {
             Some(c) => {
                 state.set_gpu_choice(c.gpus);

@@ -16,42 +16,62 @@
 //! they ask rather than counted (5.03, with best fit among equal steps).
 
 use super::fgd::sigmoid_score;
+use super::remainder::Remainder;
 use crate::gpu_frag::{TypicalSet, fgd_increase};
 use crate::intern::Sym;
 use crate::model::Pod;
 use crate::nodeinfo::NodeInfo;
 use crate::resources::ResourceId;
 
-/// The score of `pod` on `node` (0 when its GPUs do not fit: Filter removed such nodes).
-pub fn score(typical: &TypicalSet, weight: f64, pod: &Pod, node: &NodeInfo) -> i64 {
-    score_with(typical, weight, pod, node, 0.0)
+/// The score of `pod` on `node` (0 when its GPUs do not fit: Filter removed such nodes), with
+/// the remainder term when `remainder` is given ([`super::remainder`]).
+pub fn score(typical: &TypicalSet, weight: f64, remainder: Option<&Remainder>, pod: &Pod, node: &NodeInfo) -> i64 {
+    score_with(typical, weight, remainder, pod, node, 0.0)
 }
 
 /// [`score`] with `extra` milli-GPU added to the increase (another strategy's term).
-pub fn score_with(typical: &TypicalSet, weight: f64, pod: &Pod, node: &NodeInfo, extra: f64) -> i64 {
+pub fn score_with(
+    typical: &TypicalSet,
+    weight: f64,
+    remainder: Option<&Remainder>,
+    pod: &Pod,
+    node: &NodeInfo,
+    extra: f64,
+) -> i64 {
     let rho = cpu_per_milli_gpu(typical, node);
-    fgd_increase(node, pod, typical)
-        .map_or(0, |inc| sigmoid_score(inc + weight * stranding_growth(rho, pod, node) + extra))
+    let increase = match remainder {
+        Some(r) => r.choice(typical, pod, node).map(|(_, increase)| increase),
+        None => fgd_increase(node, pod, typical),
+    };
+    increase.map_or(0, |inc| sigmoid_score(inc + weight * stranding_growth(rho, pod, node) + extra))
 }
 
 /// [`score`] of every node of `nodes` into `out`: FGD's increase once per distinct node state
 /// (as FGD's batch), the stranding term per node (it reads the node's exact free CPU), `ρ`
 /// once per GPU model.
-pub fn score_batch(typical: &TypicalSet, weight: f64, pod: &Pod, nodes: &[&NodeInfo], out: &mut [i64]) {
-    score_batch_with(typical, weight, pod, nodes, out, |_| 0.0);
+pub fn score_batch(
+    typical: &TypicalSet,
+    weight: f64,
+    remainder: Option<&Remainder>,
+    pod: &Pod,
+    nodes: &[&NodeInfo],
+    out: &mut [i64],
+) {
+    score_batch_with(typical, weight, remainder, pod, nodes, out, |_| 0.0);
 }
 
 /// [`score_batch`] with `extra(node)` milli-GPU added to each node's increase.
 pub fn score_batch_with(
     typical: &TypicalSet,
     weight: f64,
+    remainder: Option<&Remainder>,
     pod: &Pod,
     nodes: &[&NodeInfo],
     out: &mut [i64],
     extra: impl Fn(&NodeInfo) -> f64,
 ) {
     // The increase, in thousandths of a milli-GPU, through FGD's memo.
-    super::fgd::score_batch(typical, pod, nodes, out, |inc| (inc * 1000.0).round() as i64);
+    super::fgd::score_batch(typical, pod, nodes, out, remainder, |inc| (inc * 1000.0).round() as i64);
     let mut rhos: Vec<(Option<Sym>, f64)> = Vec::new();
     for (o, n) in out.iter_mut().zip(nodes) {
         if pod.gpu.as_ref().is_some_and(|r| !n.fits_gpus(r)) {

@@ -8,6 +8,7 @@
 //! and after the pod ([`TypicalSet::cpu_class`]); so one batch computes it once per such
 //! state.
 
+use super::remainder::Remainder;
 use crate::framework::MAX_NODE_SCORE;
 use crate::gpu_frag::{TypicalSet, fgd_increase};
 use crate::intern::Sym;
@@ -26,16 +27,24 @@ pub fn score(typical: &TypicalSet, pod: &Pod, node: &NodeInfo) -> i64 {
 }
 
 /// [`score`] of every node of `nodes` into `out`, once per distinct node state, the increase
-/// turned into a score by `to_score` (0 where the pod does not fit).
+/// turned into a score by `to_score` (0 where the pod does not fit). With `remainder`, the
+/// increase is that of the pod's best GPU under the remainder term ([`Remainder::choice`]),
+/// which depends on the same node state.
 pub fn score_batch(
     typical: &TypicalSet,
     pod: &Pod,
     nodes: &[&NodeInfo],
     out: &mut [i64],
+    remainder: Option<&Remainder>,
     to_score: impl Fn(f64) -> i64,
 ) {
-    let score =
-        |typical: &TypicalSet, pod: &Pod, node: &NodeInfo| fgd_increase(node, pod, typical).map_or(0, &to_score);
+    let score = |typical: &TypicalSet, pod: &Pod, node: &NodeInfo| {
+        let increase = match remainder {
+            Some(r) => r.choice(typical, pod, node).map(|(_, increase)| increase),
+            None => fgd_increase(node, pod, typical),
+        };
+        increase.map_or(0, &to_score)
+    };
     let mut models: Vec<Sym> = Vec::new();
     let mut memo: FxMap<u128, i64> = FxMap::default();
     let cpu = pod.requests.get(ResourceId::CPU);

@@ -25,6 +25,7 @@
 //! workload without constraints (every pressure is 0: ModelAwareFGD is CpuAwareFGD there).
 
 use super::cpu_aware;
+use super::remainder::Remainder;
 use crate::gpu_frag::TypicalSet;
 use crate::intern::Sym;
 use crate::model::{GPU_MILLI, Pod};
@@ -118,9 +119,16 @@ pub fn idle_by_model<'a>(nodes: impl Iterator<Item = &'a NodeInfo>) -> Vec<(Sym,
 
 /// The score of `pod` on `node`: CpuAwareFGD's, with the model cost times `weights.model` added
 /// to the increase.
-pub fn score(typical: &TypicalSet, pressure: &ModelPressure, weights: Weights, pod: &Pod, node: &NodeInfo) -> i64 {
+pub fn score(
+    typical: &TypicalSet,
+    pressure: &ModelPressure,
+    weights: Weights,
+    remainder: Option<&Remainder>,
+    pod: &Pod,
+    node: &NodeInfo,
+) -> i64 {
     let cost = weights.model * pressure.cost(pressure.lowest_for(pod), pod, node);
-    cpu_aware::score_with(typical, weights.stranding, pod, node, cost)
+    cpu_aware::score_with(typical, weights.stranding, remainder, pod, node, cost)
 }
 
 /// [`score`] of every node of `nodes` into `out`.
@@ -128,13 +136,14 @@ pub fn score_batch(
     typical: &TypicalSet,
     pressure: &ModelPressure,
     weights: Weights,
+    remainder: Option<&Remainder>,
     pod: &Pod,
     nodes: &[&NodeInfo],
     out: &mut [i64],
 ) {
     let lowest = pressure.lowest_for(pod);
     let extra = |n: &NodeInfo| weights.model * pressure.cost(lowest, pod, n);
-    cpu_aware::score_batch_with(typical, weights.stranding, pod, nodes, out, extra);
+    cpu_aware::score_batch_with(typical, weights.stranding, remainder, pod, nodes, out, extra);
 }
 
 /// The weights of ModelAwareFGD's two terms, in milli-GPU of fragmentation per milli-GPU.

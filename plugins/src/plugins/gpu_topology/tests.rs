@@ -364,3 +364,49 @@ fn model_aware_fgd_keeps_flexible_pods_off_the_model_constrained_pods_need() {
     let msg = bad_args(json!({"scoringStrategy": "ModelAwareFGD", "modelWeight": 101}));
     assert!(msg.starts_with("modelWeight: must be between 0 and 100"), "{msg}");
 }
+
+#[test]
+fn the_remainder_term_leaves_a_share_for_the_typical_pod_that_fills_it() {
+    // Typical single-GPU shares: 1000 (twice as many), 650, 470, 320, 230. A node's GPU 0 has 350
+    // free (beside a 650), GPU 1 530 (beside a 470). FGD puts a 230 on GPU 0: of 350 free,
+    // only the 320 and 230 pods could use it, of 120 none, so the node's fragmentation drops
+    // by 113 milli (by 15 on GPU 1). But 350 takes a 320 down to 30, and 120 stays dead;
+    // 530 takes a 470 (60 dead), and 300 a 230 (70).
+    let seeds = json!([
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 1000, "count": 2},
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 650, "count": 1},
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 470, "count": 1},
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 320, "count": 1},
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 230, "count": 1}]);
+    let r = remainder::Remainder::new(&typical_of(seeds.clone()), 2.0);
+    let dead: Vec<u32> = [1000, 350, 120, 530, 300, 70, 0].iter().map(|&f| r.dead(f)).collect();
+    assert_eq!(dead, vec![0, 30, 120, 60, 70, 70, 0]);
+    let mut n = node_info(0, gpu_node("a", 2, "T4"), vec![]);
+    n.add_pod_with(Arc::new(gpu_pod("x", 1, 650, &[])), &crate::nodeinfo::DeviceChoice::gpus(0b01));
+    n.add_pod_with(Arc::new(gpu_pod("y", 1, 470, &[])), &crate::nodeinfo::DeviceChoice::gpus(0b10));
+    let q = gpu_pod("q", 1, 230, &[]);
+    let args = |w: f64| json!({"scoringStrategy": "ModelAwareFGD", "typicalPods": seeds, "learn": false, "remainderWeight": w});
+    let reserved = |p: &GpuTopology| {
+        let mut s = CycleState::new();
+        let snap = Snapshot::new();
+        let _ = p.pre_filter(&mut s, &q, &snap);
+        assert!(p.pre_score(&mut s, &q, &snap, &[&n]).is_success());
+        let mut batch = [0; 1];
+        p.score_batch(&s, &q, ScoreBatch::new(&snap, &[0], &[&n]), &mut batch);
+        assert_eq!(batch[0], p.score(&s, &q, &n), "the batch scores as node by node");
+        assert!(p.reserve(&mut s, &q, &n).is_success());
+        (batch[0], s.gpu_choice())
+    };
+    // FGD's increase −113 on GPU 0: 100 × sigmoid(0.113) = 52.
+    assert_eq!(reserved(&plugin(args(0.0))), (52, Some(0b01)), "weight 0 is FGD's GPU");
+    // GPU 0: −113 + 2 × 90 = 67; GPU 1: −15 + 2 × 10 = 5, 100 × sigmoid(−0.005) = 49.
+    assert_eq!(reserved(&plugin(args(2.0))), (49, Some(0b10)), "the GPU whose rest a typical pod fills");
+    let whole = gpu_pod("w", 1, 1000, &[]);
+    let t = typical_of(seeds);
+    assert!(remainder::Remainder::for_pod(&t, 2.0, &whole).is_none(), "a whole GPU leaves no rest");
+    assert!(remainder::Remainder::for_pod(&t, 0.0, &q).is_none(), "weight 0 is off");
+    let msg = bad_args(json!({"scoringStrategy": "FGD", "remainderWeight": 1}));
+    assert!(msg.starts_with("remainderWeight: only applies to scoringStrategy CpuAwareFGD"), "{msg}");
+    let msg = bad_args(json!({"scoringStrategy": "CpuAwareFGD", "remainderWeight": -1}));
+    assert!(msg.starts_with("remainderWeight: must be between 0 and 100"), "{msg}");
+}
