@@ -6,8 +6,9 @@
 //! Where a node's devices are wired ([`crate::dra::wiring`]), [`Preference::Wiring`] tries
 //! each request's devices wired best first: the GPUs of one NVLink clique, the NIC under the
 //! GPUs' PCIe root. It only reorders the search, which still tries every set of devices, so
-//! it finds an allocation exactly where first fit does; Filter asks first fit whether one
-//! exists, and Reserve, once per placed pod, asks for the best wired.
+//! within the step budget it finds an allocation exactly where first fit does; Filter asks
+//! first fit whether one exists, and Reserve, once per placed pod, asks for the best wired
+//! (and first fit again, should the wired search run out of steps).
 //!
 //! Three things keep it cheap where a pod is tried on thousands of nodes: selector results are
 //! cached per device inside each compiled [`Selector`](crate::dra::cel::Selector); a request
@@ -242,14 +243,22 @@ impl<'a> Search<'a> {
     /// Reorders option `o`'s matching devices so that the `n` free ones wired best (beside
     /// the devices this allocation holds so far) come first, then the rest in device order.
     /// [`Search::pick`] takes positions as a set, so any order still tries every set.
+    /// The choice costs steps of the budget as [`Search::pick`] does, one per free candidate,
+    /// so that a search that keeps coming back to a request still ends.
     fn best_wired_first(&mut self, c: usize, r: usize, o: usize, n: u32) {
-        let Some(wiring) = self.node.devices.wiring.as_deref() else { return };
+        let Some(wiring) = &self.node.devices.wiring else { return };
         let opt = &self.slots[c][r].options[o];
         let admin = opt.exact.admin_access;
-        let free = mask(opt.matching.iter().copied().filter(|&d| admin || self.free(d)));
-        let beside = mask(self.chosen.iter().flatten().flat_map(|(_, picked)| picked.iter().copied()));
-        let Some(best) = wiring.best_subset_beside(free, n, beside) else { return };
-        self.slots[c][r].options[o].matching.sort_by_key(|&d| (mask([d]) & best == 0, d));
+        let free = wiring.mask(opt.matching.iter().copied().filter(|&d| admin || self.free(d)));
+        let beside = wiring.mask(self.chosen.iter().flatten().flat_map(|(_, picked)| picked.iter().copied()));
+        self.steps += free.count_ones();
+        let best = wiring.graph.best_subset_beside(free, n, beside);
+        let matching = &mut self.slots[c][r].options[o].matching;
+        match best {
+            Some(best) => matching.sort_unstable_by_key(|&d| (!wiring.contains(best, d), d)),
+            // Nothing wired to prefer: device order, whatever an earlier entry left.
+            None => matching.sort_unstable(),
+        }
     }
 
     /// Picks `left` more devices for option `o` of request `r` of claim `c`, from position
@@ -455,11 +464,6 @@ impl<'a> Search<'a> {
             self.claims.get(c).and_then(|cl| cl.spec.requests.get(r)).map_or_else(|| Arc::from(""), |q| q.name.clone());
         Unsatisfiable { claim, request, selector_error: self.selector_error.clone(), gave_up: self.steps > STEP_BUDGET }
     }
-}
-
-/// The wiring mask of device indices (a wiring describes at most the first 64 devices).
-fn mask(devices: impl IntoIterator<Item = usize>) -> u64 {
-    devices.into_iter().filter(|&d| d < 64).fold(0, |m, d| m | 1 << d)
 }
 
 /// Whether a constraint over `requests` covers the option `name` of request `parent`: an

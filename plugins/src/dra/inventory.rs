@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::dra::model::{ClaimAllocation, CounterSet, Device, DeviceId, ResourceSlice, SliceNodes};
-use crate::dra::wiring;
-use crate::gpu_wiring::GpuWiring;
+use crate::dra::wiring::{self, DeviceWiring};
 use crate::intern::Sym;
 use crate::labels::LabelSet;
 
@@ -28,8 +27,8 @@ pub struct NodeDevices {
     /// What allocations draw on besides the devices themselves.
     pub ledger: Ledger,
     /// How the devices are wired, when their drivers publish PCIe roots, NUMA nodes or NVLink
-    /// cliques ([`crate::dra::wiring`]); indices are device indices.
-    pub wiring: Option<Arc<GpuWiring>>,
+    /// cliques ([`crate::dra::wiring`]).
+    pub wiring: Option<DeviceWiring>,
 }
 
 /// Amounts allocations draw on besides whole devices: the counters of partitionable devices'

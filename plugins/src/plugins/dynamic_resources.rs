@@ -159,9 +159,9 @@ impl ReservePlugin for DynamicResources {
 }
 
 /// Allocates the pod's claims that `node` does not hold yet and that are not allocated
-/// elsewhere already. Both preferences find an allocation on the same nodes, so Filter asks
-/// the cheaper and Reserve the best wired (first fit again should the reordered search run
-/// out of steps where first fit did not).
+/// elsewhere already. Both preferences find an allocation on the same nodes within the step
+/// budget, so Filter asks the cheaper and Reserve the best wired (first fit again should the
+/// reordered search run out of steps).
 fn allocate_on(
     state: &CycleState,
     pod: &Pod,
@@ -208,7 +208,9 @@ fn allocate_on(
     let view =
         NodeView { name: node.name(), devices: &node.node.devices, used: &node.devices_used, drawn: &node.drawn };
     let found = match allocator::allocate(view, &wanted, preference) {
-        Err(_) if preference != Preference::FirstFit => allocator::allocate(view, &wanted, Preference::FirstFit),
+        Err(u) if u.gave_up && preference != Preference::FirstFit => {
+            allocator::allocate(view, &wanted, Preference::FirstFit)
+        }
         found => found,
     };
     found.map_err(|u| Status::unschedulable(reason(pod, &u)))

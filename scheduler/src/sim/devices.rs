@@ -39,7 +39,8 @@ pub struct DeviceSampler {
 impl DeviceSampler {
     /// A sampler for a cluster whose nodes are `nodes`.
     pub fn new<'a>(nodes: impl Iterator<Item = &'a NodeInfo>) -> DeviceSampler {
-        DeviceSampler { on: !device_use(nodes).is_empty(), curve: Vec::new() }
+        let mut nodes = nodes;
+        DeviceSampler { on: nodes.any(|n| !n.node.devices.is_empty()), curve: Vec::new() }
     }
 
     /// Records the use over `nodes` at `x`.

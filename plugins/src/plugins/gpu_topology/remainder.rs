@@ -50,7 +50,8 @@ impl Remainder {
     /// The dead milli of every free share under `typical`'s single-GPU shares (an unbounded
     /// subset sum over at most 1001 amounts).
     pub fn new(typical: &TypicalSet, weight: f64) -> Remainder {
-        let mut shares: Vec<usize> = Vec::new();
+        // A whole GPU is always a fill: a free GPU has no dead milli.
+        let mut shares: Vec<usize> = vec![GPU_MILLI as usize];
         for p in typical.gpu_pods().iter().filter(|p| p.shape.gpus == 1 && p.shape.milli > 0) {
             if !shares.contains(&(p.shape.milli as usize)) {
                 shares.push(p.shape.milli as usize);

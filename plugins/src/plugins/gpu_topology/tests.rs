@@ -381,6 +381,11 @@ fn the_remainder_term_leaves_a_share_for_the_typical_pod_that_fills_it() {
     let r = remainder::Remainder::new(&typical_of(seeds.clone()), 2.0);
     let dead: Vec<u32> = [1000, 350, 120, 530, 300, 70, 0].iter().map(|&f| r.dead(f)).collect();
     assert_eq!(dead, vec![0, 30, 120, 60, 70, 70, 0]);
+    let no_whole_single = json!([
+        {"cpu": 1, "gpuCount": 1, "gpuMilli": 650, "count": 1},
+        {"cpu": 8, "gpuCount": 8, "gpuMilli": 1000, "count": 1}]);
+    let shares_only = remainder::Remainder::new(&typical_of(no_whole_single), 2.0);
+    assert_eq!((shares_only.dead(1000), shares_only.dead(900)), (0, 250), "a free GPU is never dead");
     let mut n = node_info(0, gpu_node("a", 2, "T4"), vec![]);
     n.add_pod_with(Arc::new(gpu_pod("x", 1, 650, &[])), &crate::nodeinfo::DeviceChoice::gpus(0b01));
     n.add_pod_with(Arc::new(gpu_pod("y", 1, 470, &[])), &crate::nodeinfo::DeviceChoice::gpus(0b10));
