@@ -155,6 +155,18 @@ fn sample_run() -> &'static Path {
     })
 }
 
+/// The charts of a replay of the bundled sample (GPUs, DRA devices), in page order.
+const REPLAY_CHARTS: [&str; 8] = [
+    "allocation",
+    "heatmap_cpu",
+    "heatmap_gpu",
+    "pending",
+    "queue_wait",
+    "unschedulable",
+    "gpu_fragmentation",
+    "dra_devices",
+];
+
 #[test]
 fn the_bundled_sample_runs_and_writes_every_output() {
     let out = sample_run();
@@ -213,18 +225,8 @@ fn the_bundled_sample_runs_and_writes_every_output() {
     let report = read(&out.join("report.html"));
     assert!(report.starts_with("<!doctype html>"));
     assert!(!report.contains("src=\"http"), "the page must stand alone");
-    let charts = [
-        "allocation",
-        "heatmap_cpu",
-        "heatmap_gpu",
-        "pending",
-        "queue_wait",
-        "unschedulable",
-        "gpu_fragmentation",
-        "dra_devices",
-    ];
-    assert_eq!(report.matches("<svg").count(), charts.len(), "every chart inline");
-    for chart in &charts[..] {
+    assert_eq!(report.matches("<svg").count(), REPLAY_CHARTS.len(), "every chart inline");
+    for chart in REPLAY_CHARTS {
         assert!(report.contains(&format!("<figure id=\"{chart}\">")), "{chart} is not in the page");
     }
     for chart in ["allocation", "pending", "queue_wait", "dra_devices"] {
@@ -1036,30 +1038,11 @@ fn the_report_renders_in_headless_chromium() {
     let replay = dir.join("replay");
     sample_under_two_configs("binpack.yaml", &replay, &["--seed", "7"]);
     let page = read(&replay.join("report.html"));
-    let views = [
-        "allocation",
-        "heatmap_cpu",
-        "heatmap_gpu",
-        "pending",
-        "queue_wait",
-        "unschedulable",
-        "unschedulable_pods",
-        "gpu_fragmentation",
-        "dra_devices",
-    ];
+    let views: Vec<&str> = REPLAY_CHARTS.into_iter().chain(["unschedulable_pods"]).collect();
     assert_views(&page, &views, &["default, binpack", "replay:", "nodes", "to schedule"]);
     assert!(page.contains("zone zone-a") && page.contains("gpu H100") && page.contains("others"), "heatmap rows");
     assert!(page.contains("Insufficient"), "the reasons are named");
-    for view in [
-        "allocation",
-        "heatmap_cpu",
-        "heatmap_gpu",
-        "pending",
-        "queue_wait",
-        "unschedulable",
-        "gpu_fragmentation",
-        "dra_devices",
-    ] {
+    for view in REPLAY_CHARTS {
         let svg = read(&replay.join(format!("{view}.svg")));
         assert!(svg.contains("default") && svg.contains("binpack"), "{view}.svg does not show both configs");
         assert_eq!(spurious_ticks(&svg), Vec::<String>::new(), "{view}.svg");
