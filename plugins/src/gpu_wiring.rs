@@ -14,8 +14,10 @@
 //!   then more on one NUMA node" lexicographically.
 //! - For nodes of up to [`TABLE_GPUS`] GPUs the connectivity of every one of the 2ⁿ sets is
 //!   tabulated once per topology, so the choice is a walk over the free set's submasks with
-//!   table look-ups, allocation-free. Larger nodes are searched greedily from every seed GPU
-//!   (bounded work: n seeds × k steps × n candidates).
+//!   table look-ups, allocation-free. On larger nodes every `k`-subset of the free GPUs is
+//!   weighed too when there are at most [`EXACT_SUBSETS`] (any single GPU, 2 of up to 16 free,
+//!   4 of up to 8 free: a DRA node's 8 GPUs beside its NICs); beyond, the search is greedy
+//!   from every seed GPU (bounded work: n seeds × k steps × n candidates).
 //! - The choice maximises the chosen set's connectivity, then the connectivity of the free GPUs
 //!   it leaves (so a 1- or 2-GPU pod goes to the island with the fewest free GPUs and keeps a
 //!   whole island free for the next 4-GPU pod), then takes the lowest device indices.
@@ -36,6 +38,9 @@ pub use spec::{PRESETS, WiringError, parse_annotation};
 pub const TABLE_GPUS: usize = 8;
 /// The most GPUs a wiring describes (GPU sets are 64-bit masks).
 pub const MAX_WIRED_GPUS: usize = 64;
+/// On a node past [`TABLE_GPUS`], the most `k`-subsets of the free GPUs weighed one by one
+/// before the search turns greedy: about as much work as the greedy search at these sizes.
+pub const EXACT_SUBSETS: u128 = 128;
 
 /// Bit offsets of the pair-weight fields (see the module docs): 32 bits each, and a node has at
 /// most 2016 pairs of at most 255 links, so sums never carry into the next field.
@@ -219,7 +224,30 @@ impl GpuWiring {
         if self.n <= TABLE_GPUS {
             return Some(self.best_tabulated(free, k, beside));
         }
+        if binomial(have, k) <= EXACT_SUBSETS {
+            return Some(self.best_enumerated(free, k, beside));
+        }
         Some(self.best_greedy(free, k, beside))
+    }
+
+    /// Every `k`-subset of `free`, each weighed by summing its pairs (no table past
+    /// [`TABLE_GPUS`]); the same order as [`GpuWiring::best_tabulated`].
+    fn best_enumerated(&self, free: u64, k: u32, beside: u64) -> u64 {
+        let members: Vec<usize> = bits(free).collect();
+        let mut best: Option<(u128, u128, u64)> = None;
+        // The k-combinations of the members' positions, in increasing order (Gosper's hack).
+        let mut positions: u128 = (1 << k) - 1;
+        while positions < 1 << members.len() {
+            let s = bits_u128(positions).fold(0u64, |m, p| m | 1 << members[p]);
+            let key = (self.connectivity(s | beside), self.connectivity(free & !s));
+            if best.is_none_or(|(a, b, m)| key > (a, b) || (key == (a, b) && s < m)) {
+                best = Some((key.0, key.1, s));
+            }
+            let low = positions & positions.wrapping_neg();
+            let ripple = positions + low;
+            positions = (((ripple ^ positions) >> 2) / low) | ripple;
+        }
+        best.map_or(0, |b| b.2)
     }
 
     /// Every `k`-subset of `free` (at most C(8,4) = 70), by table.
@@ -299,6 +327,24 @@ fn components(n: usize, links: &[u8]) -> Vec<u16> {
         next += 1;
     }
     island
+}
+
+/// `n` choose `k`, saturating (only compared against small bounds).
+fn binomial(n: u32, k: u32) -> u128 {
+    let k = k.min(n - k.min(n));
+    (0..k).fold(1u128, |acc, i| acc.saturating_mul(u128::from(n - i)) / u128::from(i + 1))
+}
+
+/// The indices of the bits set in a 128-bit `mask`, lowest first.
+fn bits_u128(mut mask: u128) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(i)
+    })
 }
 
 /// The indices of the bits set in `mask`, lowest first.

@@ -162,8 +162,39 @@ fn a_wired_node_places_whole_gpus_by_wiring() {
     assert_eq!(ni.pod_gpus[2], 0b1000, "a share still goes best fit, to the lowest of the emptiest");
 }
 
+/// The best `k`-subset of `free` beside `beside` by brute force over every submask, in the
+/// documented order: connectivity with `beside`, then of what is left, then the lower mask.
+fn brute_best(w: &GpuWiring, free: u64, k: u32, beside: u64) -> Option<u64> {
+    (0u64..1 << w.len())
+        .filter(|s| s & !free == 0 && s.count_ones() == k)
+        .map(|s| (w.connectivity(s | beside), w.connectivity(free & !s), std::cmp::Reverse(s)))
+        .max()
+        .map(|(_, _, std::cmp::Reverse(s))| s)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// On a 12-GPU node (past the table), a choice among few subsets is the best of them all.
+    #[test]
+    fn few_subsets_on_a_large_node_are_weighed_exactly(
+        links in proptest::collection::vec(0u8..3, 66),
+        roots in proptest::collection::vec(0u16..4, 12),
+        free in 0u64..1 << 12,
+        beside in 0u64..1 << 12,
+        k in 1u32..5,
+    ) {
+        let mut matrix = vec![vec![0u8; 12]; 12];
+        let pairs = (0..12).flat_map(|i| (i + 1..12).map(move |j| (i, j)));
+        for ((i, j), l) in pairs.zip(&links) {
+            (matrix[i][j], matrix[j][i]) = (*l, *l);
+        }
+        let roots: Vec<Option<u16>> = roots.into_iter().map(Some).collect();
+        let w = GpuWiring::new(&matrix, &roots, &[None; 12]);
+        let have = free.count_ones();
+        prop_assume!(have >= k && binomial(have, k) <= EXACT_SUBSETS);
+        prop_assert_eq!(w.best_subset_beside(free, k, beside & !free), brute_best(&w, free, k, beside & !free));
+    }
 
     /// Pods come and go on a wired node: shares never overfill a GPU, and a k-GPU pod gets k
     /// distinct free GPUs exactly when enough fit.
