@@ -238,7 +238,9 @@ impl GpuWiring {
         // The k-combinations of the members' positions, in increasing order (Gosper's hack).
         let mut positions: u128 = (1 << k) - 1;
         while positions < 1 << members.len() {
-            let s = bits_u128(positions).fold(0u64, |m, p| m | 1 << members[p]);
+            // At most 64 members: the positions fit 64 bits inside the loop.
+            let Ok(chosen) = u64::try_from(positions) else { break };
+            let s = bits(chosen).fold(0u64, |m, p| m | 1 << members[p]);
             let key = (self.connectivity(s | beside), self.connectivity(free & !s));
             if best.is_none_or(|(a, b, m)| key > (a, b) || (key == (a, b) && s < m)) {
                 best = Some((key.0, key.1, s));
@@ -333,18 +335,6 @@ fn components(n: usize, links: &[u8]) -> Vec<u16> {
 fn binomial(n: u32, k: u32) -> u128 {
     let k = k.min(n - k.min(n));
     (0..k).fold(1u128, |acc, i| acc.saturating_mul(u128::from(n - i)) / u128::from(i + 1))
-}
-
-/// The indices of the bits set in a 128-bit `mask`, lowest first.
-fn bits_u128(mut mask: u128) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if mask == 0 {
-            return None;
-        }
-        let i = mask.trailing_zeros() as usize;
-        mask &= mask - 1;
-        Some(i)
-    })
 }
 
 /// The indices of the bits set in `mask`, lowest first.
