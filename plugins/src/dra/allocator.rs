@@ -375,8 +375,9 @@ impl<'a> Search<'a> {
     /// Under first fit, interchangeable claims (one spec, consecutive) take their first
     /// devices in increasing order: any allocation can be relabelled so, and the other orders
     /// need not be tried. Not under [`Preference::Wiring`]: each claim's devices are chosen
-    /// beside the earlier claims', so a later claim may do best on lower devices (the search
-    /// then runs on a node that Filter found has room, where it ends soon).
+    /// beside the earlier claims', so a later claim may do best on lower devices. That search
+    /// runs once per placed pod, on a node where first fit found room; should it run out of
+    /// steps, Reserve takes first fit's allocation.
     fn order_ok(&self, c: usize, r: usize, first_pick: bool, d: usize) -> bool {
         if self.wired || r != 0 || !first_pick || c == 0 || !Arc::ptr_eq(self.claims[c].spec, self.claims[c - 1].spec) {
             return true;
