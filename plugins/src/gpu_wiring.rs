@@ -48,6 +48,18 @@ const NVLINK_PAIR: u32 = 96;
 const NVLINK_LINKS: u32 = 64;
 const SAME_PCIE: u32 = 32;
 
+/// Pairs of a set of GPUs by what joins them ([`GpuWiring::pair_counts`]); a pair may count in
+/// all three.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PairCounts {
+    /// Pairs joined by NVLink directly.
+    pub nvlink: u32,
+    /// Pairs on one PCIe root.
+    pub pcie: u32,
+    /// Pairs on one NUMA node.
+    pub numa: u32,
+}
+
 /// The wiring of one node's GPUs. See the module docs.
 #[derive(Clone)]
 pub struct GpuWiring {
@@ -191,6 +203,15 @@ impl GpuWiring {
             seen |= 1 << i;
         }
         acc
+    }
+
+    /// How many pairs of the GPUs in `mask` are joined by NVLink, share a PCIe root and share
+    /// a NUMA node: the fields of [`GpuWiring::connectivity`], read apart.
+    pub fn pair_counts(&self, mask: u64) -> PairCounts {
+        let c = self.connectivity(mask);
+        // Each field is 32 bits wide: the cast keeps exactly one.
+        let field = |shift: u32| (c >> shift) as u32;
+        PairCounts { nvlink: field(NVLINK_PAIR), pcie: field(SAME_PCIE), numa: field(0) }
     }
 
     /// Whether every pair of the GPUs in `mask` is joined by NVLink directly.

@@ -412,6 +412,47 @@ fn dra_devices_are_chosen_by_their_published_wiring() {
     assert_eq!(held, &want, "the notebook's GPU, and the trainer's four GPUs and NIC");
 }
 
+/// Replays `input` under the default profile with DynamicResources' Score disabled: where
+/// the other plugins alone would put the pods.
+fn replay_without_dra_score(input: &SimInput) -> RunResult {
+    let text = "apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+  plugins:
+    score:
+      disabled: [{name: DynamicResources}]
+";
+    let parsed = config::parse_config("test", text, &Registry::builtin()).unwrap();
+    replay::replay(input, &NamedConfig::from_config("no-dra-score", parsed), 42, 1, &Progress::new(false, ""))
+}
+
+fn devices_of(run: &RunResult, pod: &str) -> Vec<String> {
+    record(run, pod).devices.iter().map(|d| d.device.to_string()).collect()
+}
+
+#[test]
+fn dra_pods_go_to_the_node_whose_wiring_suits_them() {
+    let input = load(&["dra-wired-nodes.yaml"]);
+    let run = replay_default(&input);
+    assert_eq!(node_of(&run, "inference"), Some("gpu-w0"), "a GPU from a clique already broken");
+    assert_eq!(node_of(&run, "trainer"), Some("gpu-w1"), "the node with a whole free clique");
+    assert_eq!(devices_of(&run, "trainer"), ["gpu-4", "gpu-5", "gpu-6", "gpu-7"]);
+    let blind = replay_without_dra_score(&input);
+    assert_eq!(
+        [node_of(&blind, "inference"), node_of(&blind, "trainer")],
+        [Some("gpu-w1"), Some("gpu-w0")],
+        "by CPU alone the inference pod breaks gpu-w1's clique and the trainer is split"
+    );
+}
+
+#[test]
+fn a_dra_claims_first_available_choice_wins_over_a_fallback_elsewhere() {
+    let input = load(&["dra-prioritized.yaml"]);
+    assert_eq!(node_of(&replay_default(&input), "tuner"), Some("gpu-h100"));
+    assert_eq!(node_of(&replay_without_dra_score(&input), "tuner"), Some("gpu-a100"), "by CPU alone");
+}
+
 #[test]
 fn gpu_partitions_and_shared_nic_bandwidth_are_never_overdrawn() {
     let input = load(&["dra-partitions.yaml"]);

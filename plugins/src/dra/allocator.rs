@@ -7,8 +7,9 @@
 //! each request's devices wired best first: the GPUs of one NVLink clique, the NIC under the
 //! GPUs' PCIe root. It only reorders the search, which still tries every set of devices, so
 //! within the step budget it finds an allocation exactly where first fit does; Filter asks
-//! first fit whether one exists, and Reserve, once per placed pod, asks for the best wired
-//! (and first fit again, should the wired search run out of steps).
+//! first fit whether one exists; Score, on the nodes that passed (its results reused across
+//! pods of one template), and Reserve, on the node chosen, ask for the best wired (and first
+//! fit again, should the wired search run out of steps).
 //!
 //! Three things keep it cheap where a pod is tried on thousands of nodes: selector results are
 //! cached per device inside each compiled [`Selector`](crate::dra::cel::Selector); a request
@@ -92,16 +93,34 @@ pub enum Preference {
     Wiring,
 }
 
+/// The claims' allocation on a node, with what DynamicResources' Score weighs of it.
+#[derive(Clone, Debug)]
+pub struct Allocated {
+    /// One per claim, in the order asked.
+    pub claims: Vec<ClaimAllocation>,
+    /// The devices taken for them (inventory indices): the node's devices in use grow by
+    /// these. Devices taken with admin access, or allowing multiple allocations, are not.
+    pub taken: DeviceSet,
+    /// Over every `firstAvailable` request, the sub-requests passed over before the one
+    /// chosen: 0 when each got its first choice.
+    pub passed_over: u32,
+}
+
 /// Allocates every claim of `claims` on `node` together (their devices distinct), or says
 /// which could not be. Deterministic for a given node state and preference.
 pub fn allocate(
     node: NodeView<'_>,
     claims: &[ClaimToAllocate<'_>],
     preference: Preference,
-) -> Result<Vec<ClaimAllocation>, Unsatisfiable> {
+) -> Result<Allocated, Unsatisfiable> {
     let mut search = Search::new(node, claims, preference == Preference::Wiring);
     search.precheck()?;
-    if search.claim(0) { Ok(search.results()) } else { Err(search.failure()) }
+    if !search.claim(0) {
+        return Err(search.failure());
+    }
+    let passed_over =
+        search.chosen.iter().flatten().map(|(o, _)| u32::try_from(*o).unwrap_or(u32::MAX)).fold(0, u32::saturating_add);
+    Ok(Allocated { claims: search.results(), taken: search.taken, passed_over })
 }
 
 /// One request option (a request, or one sub-request of `firstAvailable`) with the devices it
@@ -376,8 +395,8 @@ impl<'a> Search<'a> {
     /// devices in increasing order: any allocation can be relabelled so, and the other orders
     /// need not be tried. Not under [`Preference::Wiring`]: each claim's devices are chosen
     /// beside the earlier claims', so a later claim may do best on lower devices. That search
-    /// runs once per placed pod, on a node where first fit found room; should it run out of
-    /// steps, Reserve takes first fit's allocation.
+    /// runs only on nodes where first fit found room; should it run out of steps, Score and
+    /// Reserve take first fit's allocation.
     fn order_ok(&self, c: usize, r: usize, first_pick: bool, d: usize) -> bool {
         if self.wired || r != 0 || !first_pick || c == 0 || !Arc::ptr_eq(self.claims[c].spec, self.claims[c - 1].spec) {
             return true;

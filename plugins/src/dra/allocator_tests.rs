@@ -124,7 +124,7 @@ fn run_preferring(
     let keys: Vec<ClaimKey> = (0..specs.len()).map(|i| ClaimKey::new("default", &format!("c{i}"))).collect();
     let claims: Vec<ClaimToAllocate<'_>> =
         keys.iter().zip(specs).map(|(key, spec)| ClaimToAllocate { key: *key, spec }).collect();
-    allocate(NodeView { name: Sym::new("n1"), devices, used, drawn: &[] }, &claims, preference)
+    allocate(NodeView { name: Sym::new("n1"), devices, used, drawn: &[] }, &claims, preference).map(|a| a.claims)
 }
 
 /// `request=device` pairs of each claim, for short expectations.
@@ -223,8 +223,13 @@ fn first_available_takes_the_first_sub_request_that_fits() {
     // The constraint covers every request; these GPUs have no PCIe root, so it cannot hold.
     assert!(run(&node, &DeviceSet::new(), std::slice::from_ref(&s)).is_err());
     let s = spec(s.requests.clone(), vec![]);
-    let got = run(&node, &DeviceSet::new(), &[s]);
+    let got = run(&node, &DeviceSet::new(), std::slice::from_ref(&s));
     assert_eq!(picks(&got.unwrap_or_default()), [["gpu/a100x2=gpu-0", "gpu/a100x2=gpu-1"]]);
+    // What Score weighs: two sub-requests passed over, both GPUs taken.
+    let claim = [ClaimToAllocate { key: ClaimKey::new("default", "c0"), spec: &s }];
+    let view = NodeView { name: Sym::new("n1"), devices: &node, used: &DeviceSet::new(), drawn: &[] };
+    let allocated = allocate(view, &claim, Preference::Wiring).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((allocated.passed_over, allocated.taken.iter().collect::<Vec<_>>()), (2, vec![0, 1]));
 }
 
 #[test]

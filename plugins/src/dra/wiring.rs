@@ -47,6 +47,14 @@ impl DeviceWiring {
         devices.into_iter().filter_map(|d| self.vertex(d)).fold(0, |m, v| m | 1 << v)
     }
 
+    /// Every vertex, as a mask.
+    pub fn all(&self) -> u64 {
+        match self.devices.len() {
+            64.. => u64::MAX,
+            n => (1 << n) - 1,
+        }
+    }
+
     /// Whether device `d` (an inventory index) is a vertex of `mask`.
     pub fn contains(&self, mask: u64, d: usize) -> bool {
         self.vertex(d).is_some_and(|v| mask & (1 << v) != 0)

@@ -11,12 +11,18 @@
 //! pod's node-local signature covers, and those claims already allocated elsewhere, whose
 //! devices' use marks every node reaching them; so its verdicts are reused across pods of one
 //! template.
+//!
+//! Score (module `score`) weighs the allocation Reserve would make on each node: the
+//! `firstAvailable` sub-requests it passes over, then how well the devices are wired.
+
+mod score;
 
 use std::sync::Arc;
 
-use crate::dra::allocator::{self, ClaimToAllocate, NodeView, Preference, STEP_BUDGET, Unsatisfiable};
-use crate::dra::model::{ClaimAllocation, PodClaim};
-use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, ReservePlugin};
+use crate::dra::allocator::{self, Allocated, ClaimToAllocate, NodeView, Preference, STEP_BUDGET, Unsatisfiable};
+use crate::dra::inventory::DeviceSet;
+use crate::dra::model::{ClaimAllocation, PodClaim, RequestKind};
+use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ReservePlugin, ScorePlugin};
 use crate::intern::Sym;
 use crate::model::Pod;
 use crate::nodeinfo::{NodeId, NodeInfo};
@@ -48,6 +54,12 @@ impl Plugin for DynamicResources {
         Some(self)
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
+        Some(self)
+    }
+    fn as_pre_score(&self) -> Option<&dyn PreScorePlugin> {
+        Some(self)
+    }
+    fn as_score(&self) -> Option<&dyn ScorePlugin> {
         Some(self)
     }
     fn as_reserve(&self) -> Option<&dyn ReservePlugin> {
@@ -144,11 +156,40 @@ impl FilterPlugin for DynamicResources {
     }
 }
 
+impl PreScorePlugin for DynamicResources {
+    /// Scores only where nodes can differ: a claim to allocate offers alternatives
+    /// (`firstAvailable`), or a candidate node publishes how its devices are wired.
+    fn pre_score(&self, _: &mut CycleState, pod: &Pod, _: &Snapshot, nodes: &[&NodeInfo]) -> Status {
+        let alternatives = pod.claims.iter().filter(|pc| pc.allocation.is_none()).any(|pc| {
+            pc.spec.as_ref().is_ok_and(|spec| {
+                spec.requests.iter().any(|r| matches!(&r.kind, RequestKind::FirstAvailable(subs) if subs.len() > 1))
+            })
+        });
+        let wired = || nodes.iter().any(|n| n.node.devices.wiring.is_some());
+        if pod.claims.is_empty() || !(alternatives || wired()) { Status::skip() } else { Status::success() }
+    }
+}
+
+impl ScorePlugin for DynamicResources {
+    /// The allocation Reserve would make here, weighed (module `score`). Filter passed on
+    /// every node scored, so the allocation exists; should it not, the node scores lowest.
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
+        match allocate_on(state, pod, node, Preference::Wiring) {
+            Ok(allocated) => score::raw(&allocated, node.node.devices.wiring.as_ref(), &node.devices_used),
+            Err(_) => 0,
+        }
+    }
+
+    fn normalize_score(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {
+        score::normalize(scores);
+    }
+}
+
 impl ReservePlugin for DynamicResources {
     fn reserve(&self, state: &mut CycleState, pod: &Pod, node: &NodeInfo) -> Status {
         match allocate_on(state, pod, node, Preference::Wiring) {
-            Ok(claims) => {
-                state.set_claim_allocations(claims.into_iter().map(Arc::new).collect());
+            Ok(allocated) => {
+                state.set_claim_allocations(allocated.claims.into_iter().map(Arc::new).collect());
                 Status::success()
             }
             Err(s) => s,
@@ -160,14 +201,9 @@ impl ReservePlugin for DynamicResources {
 
 /// Allocates the pod's claims that `node` does not hold yet and that are not allocated
 /// elsewhere already. Both preferences find an allocation on the same nodes within the step
-/// budget, so Filter asks the cheaper and Reserve the best wired (first fit again should the
-/// reordered search run out of steps).
-fn allocate_on(
-    state: &CycleState,
-    pod: &Pod,
-    node: &NodeInfo,
-    preference: Preference,
-) -> Result<Vec<ClaimAllocation>, Status> {
+/// budget, so Filter asks the cheaper, and Score and Reserve the best wired (first fit again
+/// should the reordered search run out of steps).
+fn allocate_on(state: &CycleState, pod: &Pod, node: &NodeInfo, preference: Preference) -> Result<Allocated, Status> {
     let elsewhere = state.read::<HeldElsewhere>(HELD_ELSEWHERE).map_or(&[][..], |h| h.0.as_slice());
     let mut wanted: Vec<ClaimToAllocate<'_>> = Vec::with_capacity(pod.claims.len());
     for pc in &pod.claims {
@@ -203,7 +239,7 @@ fn allocate_on(
         }
     }
     if wanted.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Allocated { claims: Vec::new(), taken: DeviceSet::new(), passed_over: 0 });
     }
     let view =
         NodeView { name: node.name(), devices: &node.node.devices, used: &node.devices_used, drawn: &node.drawn };
