@@ -17,6 +17,7 @@ use crate::bench::dra::DraWorld;
 
 mod group;
 mod ledger;
+mod wiring;
 
 fn world() -> DraWorld {
     DraWorld::new().unwrap()
