@@ -415,15 +415,7 @@ fn dra_devices_are_chosen_by_their_published_wiring() {
 /// Replays `input` under the default profile with DynamicResources' Score disabled: where
 /// the other plugins alone would put the pods.
 fn replay_without_dra_score(input: &SimInput) -> RunResult {
-    let text = "apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-profiles:
-- schedulerName: default-scheduler
-  plugins:
-    score:
-      disabled: [{name: DynamicResources}]
-";
-    let parsed = config::parse_config("test", text, &Registry::builtin()).unwrap();
+    let parsed = config::load_config(&fixture("no-dra-score.config.yaml"), &Registry::builtin()).unwrap();
     replay::replay(input, &NamedConfig::from_config("no-dra-score", parsed), 42, 1, &Progress::new(false, ""))
 }
 

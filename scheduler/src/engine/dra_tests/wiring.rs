@@ -14,6 +14,8 @@ use super::*;
 use crate::bench::dra::{GPU_DRIVER, PCIE_ROOT, class};
 
 const NODES: usize = 16;
+/// The default profile with DynamicResources' Score disabled.
+const NO_DRA_SCORE: &str = include_str!("../../../../tests/fixtures/sim/no-dra-score.config.yaml");
 const GPUS: usize = 8;
 
 /// The basic mix's nodes, each with 8 GPUs in NVLink cliques 0–3 and 4–7, PCIe roots
@@ -163,19 +165,11 @@ fn gpu_pod(name: &str, k: u32, spec: &Arc<ClaimSpec>) -> Arc<Pod> {
 }
 
 fn profiles(dra_score: bool) -> Vec<tessera_plugins::framework::Profile> {
-    let text = "apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-profiles:
-- schedulerName: default-scheduler
-  plugins:
-    score:
-      disabled: [{name: DynamicResources}]
-";
     let registry = Registry::builtin();
     let config = if dra_score {
         crate::config::default_config(&registry)
     } else {
-        crate::config::parse_config("test", text, &registry)
+        crate::config::parse_config("no-dra-score", NO_DRA_SCORE, &registry)
     };
     config.unwrap().profiles
 }
