@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{
-    Capacity, CapacityPolicy, CapacityRange, ClaimKey, ClaimSpec, CounterConsumption, CounterSet, Device, PodClaim,
-    ResourceSlice, SliceNodes,
+    Capacity, CapacityPolicy, CapacityRange, ClaimSpec, CounterConsumption, CounterSet, Device, ResourceSlice,
+    SliceNodes,
 };
 use tessera_plugins::intern::Sym;
 use tessera_plugins::labels::LabelSet;
 use tessera_plugins::model::{Node, Pod, PodKey};
 
-use super::{engine, one_device, run_at, verify_bound};
+use super::{engine, one_device, pod_claiming, run_at, verify_bound};
 use crate::bench::dra::DraWorld;
 use crate::engine::*;
 
@@ -91,19 +91,9 @@ fn nodes(n: usize) -> Vec<Node> {
         .collect()
 }
 
-/// Pod `name` with one claim of `spec`.
+/// Pod `name` with one claim of `spec`, asking no CPU or memory.
 fn pod(name: &str, spec: &Arc<ClaimSpec>) -> Arc<Pod> {
-    let mut p = Pod::new("ml", name, Default::default());
-    p.scheduler_name = Sym::new("default-scheduler");
-    p.claims.push(PodClaim {
-        name: Sym::new("dev"),
-        key: ClaimKey::new("ml", &format!("{name}-dev")),
-        spec: Ok(spec.clone()),
-        shared: false,
-        allocation: None,
-        group: None,
-    });
-    Arc::new(p)
+    pod_claiming(name, Default::default(), spec)
 }
 
 /// What every node records as drawn equals the sum of its held claims' draws.

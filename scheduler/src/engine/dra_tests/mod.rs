@@ -11,6 +11,7 @@ use tessera_plugins::dra::model::{
 use tessera_plugins::intern::Sym;
 use tessera_plugins::model::{Node, Pod, PodGroup, PodKey};
 use tessera_plugins::registry::Registry;
+use tessera_plugins::resources::ResourceVec;
 
 use super::*;
 use crate::bench::dra::DraWorld;
@@ -69,6 +70,21 @@ fn verify_bound(nodes: &[Node], e: &Engine, bound: &[crate::verify::BoundWithCla
     crate::verify::verify(nodes, bound, |p| {
         e.profiles().iter().find(|q| q.scheduler_name == p.scheduler_name.as_str()).map(|q| q.as_ref())
     })
+}
+
+/// Pod `name` in `ml` asking `requests`, with one claim of `spec` (entry `dev`).
+fn pod_claiming(name: &str, requests: ResourceVec, spec: &Arc<ClaimSpec>) -> Arc<Pod> {
+    let mut p = Pod::new("ml", name, requests);
+    p.scheduler_name = Sym::new("default-scheduler");
+    p.claims.push(PodClaim {
+        name: Sym::new("dev"),
+        key: ClaimKey::new("ml", &format!("{name}-dev")),
+        spec: Ok(spec.clone()),
+        shared: false,
+        allocation: None,
+        group: None,
+    });
+    Arc::new(p)
 }
 
 /// A claim for one device of `driver` (request `dev`), asking `capacity` of it (name,

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, VecDeque};
 use tessera_plugins::dra::inventory::NodeDevices;
 use tessera_plugins::dra::model::{AttrValue, Device, ResourceSlice, SliceNodes};
 use tessera_plugins::labels::LabelSet;
-use tessera_plugins::resources::ResourceVec;
 
 use super::*;
 use crate::bench::dra::{GPU_DRIVER, PCIE_ROOT, class};
@@ -151,17 +150,7 @@ fn gpus(k: u32) -> Arc<ClaimSpec> {
 }
 
 fn gpu_pod(name: &str, k: u32, spec: &Arc<ClaimSpec>) -> Arc<Pod> {
-    let mut p = Pod::new("ml", name, ResourceVec::cpu_mem(4000 * i64::from(k), (16 << 30) * i64::from(k)));
-    p.scheduler_name = Sym::new("default-scheduler");
-    p.claims = vec![PodClaim {
-        name: Sym::new("gpus"),
-        key: ClaimKey::new("ml", &format!("{name}-gpus")),
-        spec: Ok(spec.clone()),
-        shared: false,
-        allocation: None,
-        group: None,
-    }];
-    Arc::new(p)
+    pod_claiming(name, ResourceVec::cpu_mem(4000 * i64::from(k), (16 << 30) * i64::from(k)), spec)
 }
 
 fn profiles(dra_score: bool) -> Vec<tessera_plugins::framework::Profile> {
