@@ -240,9 +240,15 @@ impl ScorePlugin for GpuTopology {
                 let r = self.remainder(state, &t, pod);
                 match self.pressure(state) {
                     Some(p) => model_aware::score_batch(&t, p, self.weights(), r.as_deref(), pod, batch.nodes, out),
-                    None => {
-                        cpu_aware::score_batch(&t, self.args.stranding_weight(), r.as_deref(), pod, batch.nodes, out)
-                    }
+                    None => cpu_aware::score_batch(
+                        &t,
+                        self.args.stranding_weight(),
+                        r.as_deref(),
+                        pod,
+                        batch.nodes,
+                        out,
+                        |_| 0.0,
+                    ),
                 }
             }
             _ => {

@@ -46,22 +46,11 @@ pub fn score_with(
     increase.map_or(0, |inc| sigmoid_score(inc + weight * stranding_growth(rho, pod, node) + extra))
 }
 
-/// [`score`] of every node of `nodes` into `out`: FGD's increase once per distinct node state
-/// (as FGD's batch), the stranding term per node (it reads the node's exact free CPU), `ρ`
-/// once per GPU model.
+/// [`score`] of every node of `nodes` into `out`, with `extra(node)` milli-GPU added to each
+/// node's increase (ModelAwareFGD's model term; nothing for CpuAwareFGD): FGD's increase once
+/// per distinct node state (as FGD's batch), the stranding term per node (it reads the node's
+/// exact free CPU), `ρ` once per GPU model.
 pub fn score_batch(
-    typical: &TypicalSet,
-    weight: f64,
-    remainder: Option<&Remainder>,
-    pod: &Pod,
-    nodes: &[&NodeInfo],
-    out: &mut [i64],
-) {
-    score_batch_with(typical, weight, remainder, pod, nodes, out, |_| 0.0);
-}
-
-/// [`score_batch`] with `extra(node)` milli-GPU added to each node's increase.
-pub fn score_batch_with(
     typical: &TypicalSet,
     weight: f64,
     remainder: Option<&Remainder>,

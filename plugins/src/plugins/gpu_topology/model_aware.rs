@@ -143,7 +143,7 @@ pub fn score_batch(
 ) {
     let lowest = pressure.lowest_for(pod);
     let extra = |n: &NodeInfo| weights.model * pressure.cost(lowest, pod, n);
-    cpu_aware::score_batch_with(typical, weights.stranding, remainder, pod, nodes, out, extra);
+    cpu_aware::score_batch(typical, weights.stranding, remainder, pod, nodes, out, extra);
 }
 
 /// The weights of ModelAwareFGD's two terms, in milli-GPU of fragmentation per milli-GPU.
