@@ -60,6 +60,18 @@ pub struct PairCounts {
     pub numa: u32,
 }
 
+/// What one pair weighs ([`PairCounts::weight`]) when NVLink, one PCIe root and one NUMA node
+/// all join it.
+pub const BEST_PAIR_WEIGHT: i64 = 7;
+
+impl PairCounts {
+    /// The pairs weighed NVLink 4, one PCIe root 2, one NUMA node 1: the connectivity order
+    /// made additive and small, for scores that must compare nodes in a few bits.
+    pub fn weight(self) -> i64 {
+        4 * i64::from(self.nvlink) + 2 * i64::from(self.pcie) + i64::from(self.numa)
+    }
+}
+
 /// The wiring of one node's GPUs. See the module docs.
 #[derive(Clone)]
 pub struct GpuWiring {

@@ -20,6 +20,10 @@
 //!   the chosen node the pod gets, by the same rule: it records them at Reserve
 //!   ([`CycleState::set_gpu_choice`]), so GpuTopology must run at Reserve too (`multiPoint`
 //!   does that). Other strategies leave the GPU choice to [`NodeInfo::choose_gpus`].
+//!
+//! Whatever the strategy, a pod asking several whole GPUs goes first to the nodes where the
+//! GPUs it would get are wired best (module `wiring`; `bestWiredFirst`, on by default): a
+//! 4-GPU pod gets a whole NVLink island when any node has one free.
 
 pub mod args;
 mod cpu_aware;
@@ -29,6 +33,7 @@ mod model_aware;
 mod packing;
 mod remainder;
 mod spread;
+mod wiring;
 
 #[cfg(test)]
 mod tests;
@@ -44,7 +49,7 @@ use crate::framework::{
     ScorePlugin,
 };
 use crate::gpu_frag::{TypicalSet, fgd_choice};
-use crate::model::{GPU_MILLI, Pod};
+use crate::model::{GPU_MILLI, GpuRequest, Pod};
 use crate::nodeinfo::{NodeId, NodeInfo};
 use crate::registry::{PluginArgs, PluginError};
 use crate::snapshot::Snapshot;
@@ -214,21 +219,13 @@ impl PreScorePlugin for GpuTopology {
 }
 
 impl ScorePlugin for GpuTopology {
+    /// The strategy's score; for a pod asking several whole GPUs, with the fit of the GPUs it
+    /// would get here (module `wiring`).
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
-        match self.strategy {
-            ScoringStrategy::MostAllocated => most_allocated(pod, node),
-            ScoringStrategy::Packing => packing::score(pod, node),
-            ScoringStrategy::Fgd => self.typical(state).map_or(0, |t| fgd::score(&t, pod, node)),
-            ScoringStrategy::CpuAwareFgd | ScoringStrategy::ModelAwareFgd => {
-                let Some(t) = self.typical(state) else { return 0 };
-                let r = self.remainder(state, &t, pod);
-                match self.pressure(state) {
-                    Some(p) => model_aware::score(&t, p, self.weights(), r.as_deref(), pod, node),
-                    None => cpu_aware::score(&t, self.args.stranding_weight(), r.as_deref(), pod, node),
-                }
-            }
-            ScoringStrategy::Spread => spread::spread(pod, node),
-            ScoringStrategy::DotProduct => spread::dot_product(pod, node),
+        let s = self.strategy_score(state, pod, node);
+        match self.gated(pod) {
+            Some(req) => wiring::encode(req, node, s),
+            None => s,
         }
     }
 
@@ -253,16 +250,54 @@ impl ScorePlugin for GpuTopology {
             }
             _ => {
                 for (o, n) in out.iter_mut().zip(batch.nodes) {
-                    *o = self.score(state, pod, n);
+                    *o = self.strategy_score(state, pod, n);
                 }
+            }
+        }
+        if let Some(req) = self.gated(pod) {
+            for (o, n) in out.iter_mut().zip(batch.nodes) {
+                *o = wiring::encode(req, n, *o);
             }
         }
     }
 
-    fn normalize_score(&self, _: &CycleState, _: &Pod, scores: &mut [i64]) {
-        if self.strategy == ScoringStrategy::Packing {
-            packing::normalize(scores);
+    fn normalize_score(&self, _: &CycleState, pod: &Pod, scores: &mut [i64]) {
+        let strategy = |scores: &mut [i64]| {
+            if self.strategy == ScoringStrategy::Packing {
+                packing::normalize(scores);
+            }
+        };
+        match self.gated(pod) {
+            Some(_) => wiring::normalize(scores, strategy),
+            None => strategy(scores),
         }
+    }
+}
+
+impl GpuTopology {
+    /// The node's score under the scoring strategy alone.
+    fn strategy_score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
+        match self.strategy {
+            ScoringStrategy::MostAllocated => most_allocated(pod, node),
+            ScoringStrategy::Packing => packing::score(pod, node),
+            ScoringStrategy::Fgd => self.typical(state).map_or(0, |t| fgd::score(&t, pod, node)),
+            ScoringStrategy::CpuAwareFgd | ScoringStrategy::ModelAwareFgd => {
+                let Some(t) = self.typical(state) else { return 0 };
+                let r = self.remainder(state, &t, pod);
+                match self.pressure(state) {
+                    Some(p) => model_aware::score(&t, p, self.weights(), r.as_deref(), pod, node),
+                    None => cpu_aware::score(&t, self.args.stranding_weight(), r.as_deref(), pod, node),
+                }
+            }
+            ScoringStrategy::Spread => spread::spread(pod, node),
+            ScoringStrategy::DotProduct => spread::dot_product(pod, node),
+        }
+    }
+
+    /// The request whose GPUs' wiring ranks nodes first (module `wiring`), unless
+    /// `bestWiredFirst` is off.
+    fn gated<'p>(&self, pod: &'p Pod) -> Option<&'p GpuRequest> {
+        self.args.best_wired_first.then(|| wiring::gated(pod)).flatten()
     }
 }
 

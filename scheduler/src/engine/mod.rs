@@ -410,3 +410,5 @@ mod test_support;
 mod tests;
 #[cfg(test)]
 mod volume_tests;
+#[cfg(test)]
+mod wiring_tests;

@@ -21,7 +21,7 @@ use crate::dra::allocator::Allocated;
 use crate::dra::inventory::DeviceSet;
 use crate::dra::wiring::DeviceWiring;
 use crate::framework::MAX_NODE_SCORE;
-use crate::gpu_wiring::PairCounts;
+use crate::gpu_wiring::BEST_PAIR_WEIGHT;
 
 /// Sub-requests passed over beyond this many, over all the pod's claims, score alike (the API
 /// allows 8 per request); it keeps raw scores within the reuse cache's 16 signed bits.
@@ -33,8 +33,6 @@ const PRIORITY_STEP: i64 = 1000;
 const FIT_POINTS: i64 = 500;
 /// Raw points for breaking no wired pair among the free devices.
 const KEEP_POINTS: i64 = 100;
-/// What a pair weighs when NVLink, one PCIe root and one NUMA node join it.
-const BEST_PAIR: i64 = 7;
 
 /// The raw score of an allocation on a node whose devices in use (before it) are `used`.
 /// Fits 16 signed bits, so the engine reuses it across pods of one template.
@@ -52,7 +50,7 @@ fn wiring_points(wiring: Option<&DeviceWiring>, used: &DeviceSet, taken: &Device
     };
     let taken = w.mask(taken.iter());
     let free = w.all() & !w.mask(used.iter());
-    let fit = if pairs == 0 { FIT_POINTS } else { FIT_POINTS * weight(w, taken) / (BEST_PAIR * pairs) };
+    let fit = if pairs == 0 { FIT_POINTS } else { FIT_POINTS * weight(w, taken) / (BEST_PAIR_WEIGHT * pairs) };
     let whole = weight(w, w.all());
     let damage = weight(w, free) - weight(w, free & !taken);
     let keep = if whole == 0 { KEEP_POINTS } else { KEEP_POINTS - KEEP_POINTS * damage / whole };
@@ -61,8 +59,7 @@ fn wiring_points(wiring: Option<&DeviceWiring>, used: &DeviceSet, taken: &Device
 
 /// The pairs of the wired devices in `mask`, weighed (see the module docs).
 fn weight(w: &DeviceWiring, mask: u64) -> i64 {
-    let PairCounts { nvlink, pcie, numa } = w.graph.pair_counts(mask);
-    4 * i64::from(nvlink) + 2 * i64::from(pcie) + i64::from(numa)
+    w.graph.pair_counts(mask).weight()
 }
 
 /// Spreads `scores` over `0..=MAX_NODE_SCORE` from the lowest to the highest; all equal, all

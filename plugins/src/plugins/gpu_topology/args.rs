@@ -14,6 +14,8 @@
 //!                                     # a shared-GPU pod leaves that no typical shares fill
 //!       popularityThreshold: 95       # FGD: % of pods the typical pods cover
 //!       learn: true                   # FGD: keep learning pod shapes from the pods seen
+//!       bestWiredFirst: true          # pods asking several whole GPUs go first to the nodes
+//!                                     # where those GPUs are wired best
 //!       typicalPods:                  # FGD: shapes known up front, counted as pods seen
 //!         - {cpu: "4", gpuCount: 1, gpuMilli: 500, count: 300}
 //!         - {cpu: 8, gpuCount: 8, gpuMilli: 1000, gpuModels: [G2], count: 20}
@@ -163,6 +165,10 @@ pub struct GpuTopologyArgs {
     /// off.
     #[serde(default)]
     pub remainder_weight: Option<f64>,
+    /// Whether a pod asking several whole GPUs goes first to the nodes where they would be
+    /// wired best (NVLink, one PCIe root, one NUMA node), whatever the strategy.
+    #[serde(default = "yes")]
+    pub best_wired_first: bool,
 }
 
 fn yes() -> bool {
@@ -179,6 +185,7 @@ impl Default for GpuTopologyArgs {
             stranding_weight: None,
             model_weight: None,
             remainder_weight: None,
+            best_wired_first: true,
         }
     }
 }

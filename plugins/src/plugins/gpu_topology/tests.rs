@@ -147,6 +147,49 @@ fn seeds_weigh_in_and_learning_can_be_off() {
     assert_eq!(t.pods().iter().map(|t| t.weight).collect::<Vec<_>>(), vec![0.75, 0.25]);
 }
 
+/// A node of 8 GPUs in two NVLink islands (0–3, 4–7), with `used` taken by one pod.
+fn islands_node(id: NodeId, used: u64) -> NodeInfo {
+    let wiring = Arc::new(crate::gpu_wiring::GpuWiring::from_islands(&[0, 0, 0, 0, 1, 1, 1, 1]));
+    let mut node = gpu_node(&format!("n{id}"), 8, "H100");
+    for (i, g) in node.gpus.iter_mut().enumerate() {
+        *g = Gpu { wiring: Some(wiring.clone()), ..Gpu::new(Sym::new("H100"), wiring.islands()[i]) };
+    }
+    let mut ni = node_info(id, node, vec![]);
+    if used != 0 {
+        let holder = gpu_pod("x", used.count_ones(), 1000, &[]);
+        ni.add_pod_with(Arc::new(holder), &crate::nodeinfo::DeviceChoice::gpus(used));
+    }
+    ni
+}
+
+#[test]
+fn a_multi_gpu_pod_goes_first_where_its_gpus_are_wired_best() {
+    // Free: 2 + 2 GPUs over the two islands, a whole island, and a whole node. MostAllocated
+    // alone prefers the split node, which it fills; packing still orders the other two.
+    let split = islands_node(0, 0b1100_1100);
+    let island = islands_node(1, 0b1111_0000);
+    let empty = islands_node(2, 0);
+    let q = gpu_pod("q", 4, 1000, &[]);
+    let scores = |p: &GpuTopology| {
+        let s = CycleState::new();
+        let mut raw: Vec<i64> = [&split, &island, &empty].iter().map(|n| p.score(&s, &q, n)).collect();
+        p.normalize_score(&s, &q, &mut raw);
+        raw
+    };
+    assert_eq!(scores(&plugin(json!({"bestWiredFirst": false}))), vec![100, 100, 50]);
+    let [s, i, e] = scores(&GpuTopology::default())[..] else { unreachable!() };
+    assert!(i > e && e > s, "island {i}, empty {e}, split {s}");
+    // FGD too, blind to islands like every strategy.
+    let seeds = json!([{"cpu": 1, "gpuCount": 4, "gpuMilli": 1000, "count": 1}]);
+    let fgd = plugin(json!({"scoringStrategy": "FGD", "typicalPods": seeds, "learn": false}));
+    let [s, i, _] = scores(&fgd)[..] else { unreachable!() };
+    assert!(i > s, "island {i}, split {s}");
+    // A 1-GPU pod and a share are left to the strategy.
+    let one = gpu_pod("o", 1, 1000, &[]);
+    let p = GpuTopology::default();
+    assert_eq!(p.score(&CycleState::new(), &one, &split), most_allocated(&one, &split));
+}
+
 #[test]
 fn fgd_scores_the_fragmentation_increase_and_reserves_the_same_gpus() {
     // Typical pods: 500-shares only. GPU1 of `partial` has 600 free: 200 there would strand
