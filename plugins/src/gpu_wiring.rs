@@ -85,6 +85,8 @@ pub struct GpuWiring {
     numa: Vec<Option<u16>>,
     /// Each GPU's NVLink island (connected component), numbered from 0 by lowest GPU.
     islands: Vec<u16>,
+    /// Each island's GPUs, by island number.
+    island_masks: Vec<u64>,
     /// Pair weights, `i * n + j`.
     weight: Vec<u128>,
     /// Connectivity of every set of GPUs, by mask (only for `n <= TABLE_GPUS`).
@@ -148,7 +150,11 @@ impl GpuWiring {
             }
         }
         let islands = components(n, &flat);
-        let mut w = GpuWiring { n, links: flat, pcie, numa, islands, weight, table: Vec::new() };
+        let mut island_masks = vec![0u64; islands.iter().map(|&i| usize::from(i) + 1).max().unwrap_or(0)];
+        for (gpu, &island) in islands.iter().enumerate() {
+            island_masks[usize::from(island)] |= 1 << gpu;
+        }
+        let mut w = GpuWiring { n, links: flat, pcie, numa, islands, island_masks, weight, table: Vec::new() };
         if n <= TABLE_GPUS {
             // Each set's connectivity from the set without its highest GPU: one pass.
             let mut table = vec![0u128; 1 << n];
@@ -199,6 +205,13 @@ impl GpuWiring {
     /// order of their lowest GPU. What [`crate::model::Gpu::island`] holds for a wired node.
     pub fn islands(&self) -> &[u16] {
         &self.islands
+    }
+
+    /// How many NVLink islands wholly inside `free` the GPUs `taken` use only in part: the
+    /// whole islands a choice breaks up.
+    pub fn islands_broken(&self, free: u64, taken: u64) -> u32 {
+        let broken = |&&m: &&u64| m & !free == 0 && m & taken != 0 && m & !taken != 0;
+        self.island_masks.iter().filter(broken).count() as u32
     }
 
     /// The connectivity of the GPUs in `mask` (see the module docs); GPUs beyond the wiring

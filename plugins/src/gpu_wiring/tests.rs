@@ -24,6 +24,16 @@ fn subsets(n: usize, k: u32) -> impl Iterator<Item = u64> {
 }
 
 #[test]
+fn islands_broken_counts_whole_free_islands_used_in_part() {
+    let w = GpuWiring::from_islands(&[0, 0, 0, 0, 1, 1, 1, 1, 2]);
+    assert_eq!(w.islands_broken(0x1FF, mask(&[0])), 1, "one GPU of an empty island");
+    assert_eq!(w.islands_broken(0x1FF, mask(&[0, 1, 2, 3])), 0, "a whole island taken whole");
+    assert_eq!(w.islands_broken(0x1FF, mask(&[3, 4])), 2);
+    assert_eq!(w.islands_broken(mask(&[1, 2, 3, 4, 5, 6, 7]), mask(&[1])), 0, "island 0 was broken already");
+    assert_eq!(w.islands_broken(0x1FF, mask(&[8])), 0, "a lone GPU is its own island");
+}
+
+#[test]
 fn two_islands_keep_a_whole_island_for_the_next_pod() {
     let w = GpuWiring::from_islands(&[0, 0, 0, 0, 1, 1, 1, 1]);
     assert_eq!(w.islands(), &[0, 0, 0, 0, 1, 1, 1, 1]);

@@ -268,7 +268,7 @@ impl ScorePlugin for GpuTopology {
             }
         };
         match self.gated(pod) {
-            Some(_) => wiring::normalize(scores, strategy),
+            Some(req) => wiring::normalize(req, scores, strategy),
             None => strategy(scores),
         }
     }

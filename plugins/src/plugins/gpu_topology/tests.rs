@@ -163,31 +163,36 @@ fn islands_node(id: NodeId, used: u64) -> NodeInfo {
 }
 
 #[test]
-fn a_multi_gpu_pod_goes_first_where_its_gpus_are_wired_best() {
-    // Free: 2 + 2 GPUs over the two islands, a whole island, and a whole node. MostAllocated
-    // alone prefers the split node, which it fills; packing still orders the other two.
+fn whole_gpus_go_first_where_they_are_wired_best_and_break_no_island() {
+    // Free: 2 + 2 GPUs over the two islands, a whole island, and a whole node.
     let split = islands_node(0, 0b1100_1100);
     let island = islands_node(1, 0b1111_0000);
     let empty = islands_node(2, 0);
-    let q = gpu_pod("q", 4, 1000, &[]);
-    let scores = |p: &GpuTopology| {
+    let scores = |p: &GpuTopology, q: &Pod| {
         let s = CycleState::new();
-        let mut raw: Vec<i64> = [&split, &island, &empty].iter().map(|n| p.score(&s, &q, n)).collect();
-        p.normalize_score(&s, &q, &mut raw);
+        let mut raw: Vec<i64> = [&split, &island, &empty].iter().map(|n| p.score(&s, q, n)).collect();
+        p.normalize_score(&s, q, &mut raw);
         raw
     };
-    assert_eq!(scores(&plugin(json!({"bestWiredFirst": false}))), vec![100, 100, 50]);
-    let [s, i, e] = scores(&GpuTopology::default())[..] else { unreachable!() };
+    // A 4-GPU pod: MostAllocated alone prefers the split node, which it fills.
+    let four = gpu_pod("q", 4, 1000, &[]);
+    assert_eq!(scores(&plugin(json!({"bestWiredFirst": false})), &four), vec![100, 100, 50]);
+    let [s, i, e] = scores(&GpuTopology::default(), &four)[..] else { unreachable!() };
     assert!(i > e && e > s, "island {i}, empty {e}, split {s}");
     // FGD too, blind to islands like every strategy.
     let seeds = json!([{"cpu": 1, "gpuCount": 4, "gpuMilli": 1000, "count": 1}]);
     let fgd = plugin(json!({"scoringStrategy": "FGD", "typicalPods": seeds, "learn": false}));
-    let [s, i, _] = scores(&fgd)[..] else { unreachable!() };
+    let [s, i, _] = scores(&fgd, &four)[..] else { unreachable!() };
     assert!(i > s, "island {i}, split {s}");
-    // A 1-GPU pod and a share are left to the strategy.
+    // A 1-GPU pod keeps whole islands whole: the split node first, where MostAllocated alone
+    // ties it with the node of one whole island.
     let one = gpu_pod("o", 1, 1000, &[]);
-    let p = GpuTopology::default();
-    assert_eq!(p.score(&CycleState::new(), &one, &split), most_allocated(&one, &split));
+    assert_eq!(scores(&plugin(json!({"bestWiredFirst": false})), &one), vec![62, 62, 12]);
+    let [s, i, e] = scores(&GpuTopology::default(), &one)[..] else { unreachable!() };
+    assert!(s > i && i > e, "split {s}, island {i}, empty {e}");
+    // A share is left to the strategy.
+    let share = gpu_pod("h", 1, 500, &[]);
+    assert_eq!(scores(&GpuTopology::default(), &share), vec![56, 56, 6]);
 }
 
 #[test]

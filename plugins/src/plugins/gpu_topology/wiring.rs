@@ -1,77 +1,109 @@
-//! Best wired first: a pod asking several whole GPUs goes to a node where its GPUs would be
-//! wired as well as anywhere, before the strategy weighs fragmentation or packing.
+//! Best wired first: a pod asking whole GPUs goes to a node where the GPUs it would get are wired
+//! as well as anywhere, and break up as few whole NVLink islands, before the strategy weighs
+//! fragmentation or packing.
 //!
 //! The strategies see GPUs as interchangeable: FGD gladly puts a 4-GPU pod on the node whose
 //! last four free GPUs sit in two NVLink islands, since that empties the node, while another
-//! node has a whole island free. So for a pod asking k ≥ 2 whole GPUs, Score also weighs the
-//! GPUs the pod would get on each node ([`NodeInfo::choose_gpus`]): their *fit*, the pairs
-//! among them weighed NVLink 4, one PCIe root 2, one NUMA node 1 ([`PairCounts::weight`]),
-//! against every pair having all three, as DynamicResources weighs DRA devices. A node without
-//! a wiring promises no pair. NormalizeScore then ranks the nodes of the best fit above all
-//! others (51–100 against 0–50), each group in the strategy's order. Where every node offers the
-//! same fit (a cluster without wiring, such as the openb traces) the strategy's scores are left
-//! as they are.
+//! node has a whole island free; and a 1-GPU pod may take its GPU from a whole free island when
+//! another node has a half-used one. So for a pod asking whole GPUs, Score also weighs, on each
+//! node, the GPUs it would get there ([`NodeInfo::choose_gpus`]) by their *rank*, in this order:
+//! 1. their *fit*, for a pod asking two GPUs or more: the pairs among them weighed NVLink 4,
+//!    one PCIe root 2, one NUMA node 1 ([`PairCounts::weight`]), against every pair having all
+//!    three, as DynamicResources weighs DRA devices, in [`FIT_LEVELS`] levels;
+//! 2. the whole free NVLink islands they break up ([`GpuWiring::islands_broken`]): none, one,
+//!    two, three or more, so that whole islands stay free for the pods that need one.
 //!
-//! The raw score carries both numbers, `fit × 256 + strategy score + 128` (the strategy's
-//! score clamped to −128..=127), so it stays within the reuse cache's 16 signed bits.
+//! A node without a wiring promises no pair and breaks no island. NormalizeScore then ranks the
+//! nodes of the best rank above all others (51–100 against 0–50), each group in the strategy's
+//! order. Where every node has the same rank (a cluster without wiring, such as the openb
+//! traces) the strategy's scores are left as they are.
+//!
+//! On a wired node the raw score carries both numbers, `(rank + 1) × 256 + strategy score + 128`
+//! (the strategy's score clamped to −128..=127), within the reuse cache's 16 signed bits; on a
+//! node without a wiring it is the strategy's score alone, below 256.
 //!
 //! [`PairCounts::weight`]: crate::gpu_wiring::PairCounts::weight
+//! [`GpuWiring::islands_broken`]: crate::gpu_wiring::GpuWiring::islands_broken
 
 use crate::framework::MAX_NODE_SCORE;
 use crate::gpu_wiring::BEST_PAIR_WEIGHT;
 use crate::model::{GPU_MILLI, GpuRequest, Pod};
 use crate::nodeinfo::NodeInfo;
 
-/// A fit of GPUs wired as well as pairs can be.
-const BEST_FIT: i64 = 100;
-/// Raw points per point of fit: more than any strategy score spans.
-const FIT_STEP: i64 = 256;
-/// Added to the strategy's score so that a negative one still encodes below [`FIT_STEP`].
+/// Levels of fit, from no wired pair (0) to every pair wired as well as can be.
+const FIT_LEVELS: i64 = 31;
+/// Broken islands counted apart; more count as this many.
+const MOST_BROKEN: i64 = 3;
+/// Raw points per step of rank: more than any strategy score spans.
+const RANK_STEP: i64 = 256;
+/// Added to the strategy's score so that a negative one still encodes below [`RANK_STEP`].
 const OFFSET: i64 = 128;
-/// The lowest normalized score of a node of the best fit.
+/// The lowest normalized score of a node of the best rank.
 const BEST_FLOOR: i64 = 51;
 
-/// The request the gate weighs: several whole GPUs, for `pod`'s scores to carry a fit.
+/// The request the rank weighs: whole GPUs.
 pub(super) fn gated(pod: &Pod) -> Option<&GpuRequest> {
-    pod.gpu.as_ref().filter(|r| r.count >= 2 && r.milli >= GPU_MILLI)
+    pod.gpu.as_ref().filter(|r| r.count >= 1 && r.milli >= GPU_MILLI)
 }
 
-/// The raw score of a node whose GPUs for `req` fit as [`fit`] says, scored `strategy`.
+/// The raw score of `node` for `req`, scored `strategy`: that score alone on a node without a
+/// wiring, else with the rank of the GPUs the node would give (see the module docs).
 pub(super) fn encode(req: &GpuRequest, node: &NodeInfo, strategy: i64) -> i64 {
-    pack(fit(req, node), strategy)
+    match wired_rank(req, node) {
+        Some(rank) => pack(rank, strategy),
+        None => strategy,
+    }
 }
 
-/// The raw score of a fit and a strategy score (see the module docs).
-fn pack(fit: i64, strategy: i64) -> i64 {
-    fit * FIT_STEP + strategy.clamp(-OFFSET, FIT_STEP - OFFSET - 1) + OFFSET
+/// The raw score of a wired node's rank and strategy score: past any strategy score alone.
+fn pack(rank: i64, strategy: i64) -> i64 {
+    (rank + 1) * RANK_STEP + strategy.clamp(-OFFSET, RANK_STEP - OFFSET - 1) + OFFSET
 }
 
-/// How well the GPUs `node` would give `req` are wired together, 0..=[`BEST_FIT`].
-fn fit(req: &GpuRequest, node: &NodeInfo) -> i64 {
-    let (Some(wiring), Some(gpus)) = (node.wiring(), node.choose_gpus(req)) else { return 0 };
+/// The rank of a fit and a count of broken islands: fit first, then islands kept whole.
+fn rank(fit: i64, broken: i64) -> i64 {
+    fit * (MOST_BROKEN + 1) + MOST_BROKEN - broken.min(MOST_BROKEN)
+}
+
+/// The rank on a node without a wiring: no pair promised, no island broken.
+fn unwired_rank(req: &GpuRequest) -> i64 {
+    rank(if req.count >= 2 { 0 } else { FIT_LEVELS - 1 }, 0)
+}
+
+/// The rank of the GPUs a wired `node` would give `req`.
+fn wired_rank(req: &GpuRequest, node: &NodeInfo) -> Option<i64> {
+    let (wiring, gpus) = (node.wiring()?, node.choose_gpus(req)?);
     let k = i64::from(gpus.count_ones());
     let pairs = k * (k - 1) / 2;
-    if pairs == 0 {
-        return BEST_FIT;
-    }
-    BEST_FIT * wiring.pair_counts(gpus).weight() / (BEST_PAIR_WEIGHT * pairs)
+    let best_fit = FIT_LEVELS - 1;
+    let fit = match pairs {
+        0 => best_fit,
+        _ => best_fit * wiring.pair_counts(gpus).weight() / (BEST_PAIR_WEIGHT * pairs),
+    };
+    Some(rank(fit, i64::from(wiring.islands_broken(node.fitting_gpus(req), gpus))))
 }
 
-/// Turns raw scores ([`encode`]) into final ones: the strategy's own normalization
-/// (`strategy`) on its part, then the nodes of the best fit above the others when fits differ.
-pub(super) fn normalize(scores: &mut [i64], strategy: impl FnOnce(&mut [i64])) {
-    let fits: Vec<i64> = scores.iter().map(|r| r.div_euclid(FIT_STEP)).collect();
+/// Turns `req`'s raw scores ([`encode`]) into final ones: the strategy's own normalization
+/// (`strategy`) on its part, then the nodes of the best rank above the others when ranks differ.
+pub(super) fn normalize(req: &GpuRequest, scores: &mut [i64], strategy: impl FnOnce(&mut [i64])) {
+    let mut ranks = Vec::with_capacity(scores.len());
     for r in scores.iter_mut() {
-        *r = r.rem_euclid(FIT_STEP) - OFFSET;
+        match *r >= RANK_STEP {
+            true => {
+                ranks.push(r.div_euclid(RANK_STEP) - 1);
+                *r = r.rem_euclid(RANK_STEP) - OFFSET;
+            }
+            false => ranks.push(unwired_rank(req)),
+        }
     }
     strategy(scores);
-    let (Some(&worst), Some(&best)) = (fits.iter().min(), fits.iter().max()) else { return };
+    let (Some(&worst), Some(&best)) = (ranks.iter().min(), ranks.iter().max()) else { return };
     if worst == best {
         return;
     }
-    for (s, fit) in scores.iter_mut().zip(fits) {
+    for (s, rank) in scores.iter_mut().zip(ranks) {
         let s0 = (*s).clamp(0, MAX_NODE_SCORE);
-        *s = match fit == best {
+        *s = match rank == best {
             true => BEST_FLOOR + s0 * (MAX_NODE_SCORE - BEST_FLOOR) / MAX_NODE_SCORE,
             false => s0 * (BEST_FLOOR - 1) / MAX_NODE_SCORE,
         };
@@ -82,23 +114,41 @@ pub(super) fn normalize(scores: &mut [i64], strategy: impl FnOnce(&mut [i64])) {
 mod tests {
     use super::*;
 
+    fn req(count: u32) -> GpuRequest {
+        GpuRequest { count, milli: GPU_MILLI, models: vec![] }
+    }
+
     #[test]
-    fn the_best_fit_ranks_first_and_each_group_keeps_the_strategys_order() {
+    fn the_best_rank_comes_first_and_each_group_keeps_the_strategys_order() {
         let mut raw = [pack(80, 100), pack(34, 100), pack(80, 0), pack(34, 60)];
-        normalize(&mut raw, |_| {});
+        normalize(&req(4), &mut raw, |_| {});
         assert_eq!(raw, [100, 50, BEST_FLOOR, 30]);
     }
 
     #[test]
-    fn equal_fits_leave_the_strategy_alone() {
-        let mut raw = [pack(0, 37), pack(0, -5), pack(0, 100)];
-        normalize(&mut raw, |s| s.iter_mut().for_each(|x| *x += 1));
+    fn equal_ranks_leave_the_strategy_alone() {
+        let mut raw = [pack(9, 37), pack(9, -5), pack(9, 100)];
+        normalize(&req(4), &mut raw, |s| s.iter_mut().for_each(|x| *x += 1));
         assert_eq!(raw, [38, -4, 101], "the strategy's normalization sees its own raw scores");
+        let mut unwired = [37, -500, 100];
+        normalize(&req(4), &mut unwired, |_| {});
+        assert_eq!(unwired, [37, -500, 100], "nodes without a wiring score as the strategy says");
+    }
+
+    #[test]
+    fn a_node_without_a_wiring_promises_no_pair_and_breaks_no_island() {
+        let (no_pair, whole_island) = (rank(0, 0), rank(FIT_LEVELS - 1, 0));
+        let mut four = [pack(no_pair + 1, 0), 100];
+        normalize(&req(4), &mut four, |_| {});
+        assert_eq!(four, [BEST_FLOOR, 50], "any wired pair beats the unknown");
+        let mut one = [pack(whole_island - 1, 100), 0];
+        normalize(&req(1), &mut one, |_| {});
+        assert_eq!(one, [50, BEST_FLOOR], "one GPU anywhere fits; breaking an island loses");
     }
 
     #[test]
     fn raw_scores_fit_the_reuse_caches_16_bits() {
-        assert!(pack(BEST_FIT, 10_000) <= i64::from(i16::MAX));
-        assert!(pack(0, -10_000) >= 0);
+        assert!(pack(rank(FIT_LEVELS - 1, 0), 10_000) <= i64::from(i16::MAX));
+        assert!(pack(0, -10_000) >= RANK_STEP, "past any strategy score alone");
     }
 }
