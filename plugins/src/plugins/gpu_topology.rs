@@ -21,9 +21,10 @@
 //!   ([`CycleState::set_gpu_choice`]), so GpuTopology must run at Reserve too (`multiPoint`
 //!   does that). Other strategies leave the GPU choice to [`NodeInfo::choose_gpus`].
 //!
-//! Whatever the strategy, a pod asking several whole GPUs goes first to the nodes where the
-//! GPUs it would get are wired best (module `wiring`; `bestWiredFirst`, on by default): a
-//! 4-GPU pod gets a whole NVLink island when any node has one free.
+//! Whatever the strategy, a pod asking whole GPUs is steered first to the nodes where the GPUs
+//! it would get are wired best and break up the fewest whole NVLink islands (module `wiring`;
+//! `bestWiredFirst`, on by default): with GpuTopology the only score, a 4-GPU pod gets a whole
+//! island when a node scored has one free.
 
 pub mod args;
 mod cpu_aware;
@@ -219,8 +220,8 @@ impl PreScorePlugin for GpuTopology {
 }
 
 impl ScorePlugin for GpuTopology {
-    /// The strategy's score; for a pod asking several whole GPUs, with the fit of the GPUs it
-    /// would get here (module `wiring`).
+    /// The strategy's score; for a pod asking whole GPUs, with the rank of the GPUs it would
+    /// get here (module `wiring`).
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
         let s = self.strategy_score(state, pod, node);
         match self.gated(pod) {

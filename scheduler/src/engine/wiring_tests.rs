@@ -44,8 +44,54 @@ struct Tally {
     got_an_island: u32,
     /// Placed while no node had room inside one island: split.
     found_none: u32,
-    /// Pods placed.
+    /// Pods of every size placed.
     placed: u32,
+}
+
+impl Tally {
+    /// Counts a `k`-GPU pod placed on `gpus`, when `room` was free inside one island somewhere.
+    fn count(&mut self, k: i64, gpus: u64, room: bool) {
+        self.placed += 1;
+        if k != 2 && k != 4 {
+            return;
+        }
+        if room {
+            self.could_have_an_island += 1;
+            self.got_an_island += u32::from(ISLANDS.iter().any(|isl| gpus & !isl == 0));
+        } else {
+            self.found_none += 1;
+        }
+    }
+}
+
+/// The GPUs in use on each node, and the pods holding them, oldest first.
+struct Cluster {
+    names: Vec<Sym>,
+    used: Vec<u64>,
+    running: VecDeque<(PodKey, usize, u64)>,
+}
+
+impl Cluster {
+    /// Removes the oldest pods while more than 90% of the GPUs are in use.
+    fn depart(&mut self, e: &mut Engine, now: f64) {
+        while self.used.iter().map(|u| u.count_ones() as usize).sum::<usize>() * 10 > self.used.len() * GPUS * 9 {
+            let Some((key, node, gpus)) = self.running.pop_front() else { break };
+            assert!(e.delete_pod(&key, now), "{key:?} was running");
+            self.used[node] &= !gpus;
+        }
+    }
+
+    /// Whether some node has `k` GPUs free inside one island.
+    fn room_in_an_island(&self, k: i64) -> bool {
+        self.used.iter().any(|u| ISLANDS.iter().any(|isl| i64::from((isl & !u).count_ones()) >= k))
+    }
+
+    fn bind(&mut self, key: PodKey, node: Sym, gpus: u64) {
+        let at = self.names.iter().position(|n| *n == node).unwrap();
+        assert_eq!(self.used[at] & gpus, 0, "{key:?} got GPUs in use");
+        self.used[at] |= gpus;
+        self.running.push_back((key, at, gpus));
+    }
 }
 
 /// Pods asking 1, 2, 4 or 8 whole GPUs (weights 45/25/20/10), one at a time; the oldest running
@@ -58,24 +104,20 @@ fn stream(config: &str, seed: u64, pods: usize) -> Tally {
     for n in &nodes {
         e.upsert_node(n.clone(), 0.0);
     }
-    let mut used: Vec<u64> = vec![0; nodes.len()];
-    let mut running: VecDeque<(PodKey, usize, u64)> = VecDeque::new();
+    let names = nodes.iter().map(|n| n.name).collect();
+    let mut cluster = Cluster { names, used: vec![0; nodes.len()], running: VecDeque::new() };
     let mut rng = rng::Rng::new(seed);
     let mut tally = Tally::default();
     for i in 0..pods {
         let now = i as f64;
-        while used.iter().map(|u| u.count_ones() as usize).sum::<usize>() * 10 > nodes.len() * GPUS * 9 {
-            let Some((key, node, gpus)) = running.pop_front() else { break };
-            assert!(e.delete_pod(&key, now), "{key:?} was running");
-            used[node] &= !gpus;
-        }
+        cluster.depart(&mut e, now);
         let k: i64 = match rng.below(100) {
             0..45 => 1,
             45..70 => 2,
             70..90 => 4,
             _ => 8,
         };
-        let room_in_an_island = used.iter().any(|u| ISLANDS.iter().any(|isl| i64::from((isl & !u).count_ones()) >= k));
+        let room = cluster.room_in_an_island(k);
         let mut pod = Pod::new("ml", &format!("p{i}"), ResourceVec::cpu_mem(4000 * k, (16 << 30) * k));
         pod.scheduler_name = scheduler;
         pod.gpu = Some(GpuRequest { count: k as u32, milli: GPU_MILLI, models: vec![] });
@@ -85,32 +127,21 @@ fn stream(config: &str, seed: u64, pods: usize) -> Tally {
             Outcome::Bound { node, gpus, .. } => Some((node, gpus)),
             _ => None,
         });
-        let Some((node, gpus)) = placed else {
-            e.delete_pod(&key, now);
-            continue;
-        };
-        let at = nodes.iter().position(|n| n.name == node).unwrap();
-        assert_eq!(used[at] & gpus, 0, "{key:?} got GPUs in use");
-        used[at] |= gpus;
-        tally.placed += 1;
-        if k == 2 || k == 4 {
-            match room_in_an_island {
-                true => {
-                    tally.could_have_an_island += 1;
-                    tally.got_an_island += u32::from(ISLANDS.iter().any(|isl| gpus & !isl == 0));
-                }
-                false => tally.found_none += 1,
+        match placed {
+            Some((node, gpus)) => {
+                tally.count(k, gpus, room);
+                cluster.bind(key, node, gpus);
             }
+            None => _ = e.delete_pod(&key, now),
         }
-        running.push_back((key, at, gpus));
     }
     tally
 }
 
 /// `config` with GpuTopology's `bestWiredFirst` turned off.
 fn blind(config: &str) -> String {
-    let args = "        args:\n";
-    assert!(config.contains("- name: GpuTopology\n        args:\n"), "the profile configures GpuTopology");
+    let args = "- name: GpuTopology\n        args:\n";
+    assert!(config.contains(args), "the profile configures GpuTopology");
     config.replacen(args, &format!("{args}          bestWiredFirst: false\n"), 1)
 }
 

@@ -14,8 +14,8 @@
 //!                                     # a shared-GPU pod leaves that no typical shares fill
 //!       popularityThreshold: 95       # FGD: % of pods the typical pods cover
 //!       learn: true                   # FGD: keep learning pod shapes from the pods seen
-//!       bestWiredFirst: true          # pods asking several whole GPUs go first to the nodes
-//!                                     # where those GPUs are wired best
+//!       bestWiredFirst: true          # pods asking whole GPUs go first to the nodes where
+//!                                     # those GPUs are wired best and break the fewest islands
 //!       typicalPods:                  # FGD: shapes known up front, counted as pods seen
 //!         - {cpu: "4", gpuCount: 1, gpuMilli: 500, count: 300}
 //!         - {cpu: 8, gpuCount: 8, gpuMilli: 1000, gpuModels: [G2], count: 20}
@@ -165,8 +165,9 @@ pub struct GpuTopologyArgs {
     /// off.
     #[serde(default)]
     pub remainder_weight: Option<f64>,
-    /// Whether a pod asking several whole GPUs goes first to the nodes where they would be
-    /// wired best (NVLink, one PCIe root, one NUMA node), whatever the strategy.
+    /// Whether a pod asking whole GPUs is steered first to the nodes where they would be wired
+    /// best (NVLink, one PCIe root, one NUMA node) and break up the fewest whole NVLink
+    /// islands, whatever the strategy.
     #[serde(default = "yes")]
     pub best_wired_first: bool,
 }
