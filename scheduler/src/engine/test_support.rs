@@ -37,3 +37,13 @@ pub fn gpu_pod(name: &str, gpus: u32) -> Pod {
 pub fn shared_gpu_pod(name: &str, gpus: u32) -> Arc<Pod> {
     Arc::new(gpu_pod(name, gpus))
 }
+
+/// A GPU count for a stream of training pods: 1, 2, 4 or 8 GPUs, weighted 45/25/20/10.
+pub fn stream_gpu_count(rng: &mut super::rng::Rng) -> u32 {
+    match rng.below(100) {
+        0..45 => 1,
+        45..70 => 2,
+        70..90 => 4,
+        _ => 8,
+    }
+}

@@ -111,12 +111,7 @@ fn stream(config: &str, seed: u64, pods: usize) -> Tally {
     for i in 0..pods {
         let now = i as f64;
         cluster.depart(&mut e, now);
-        let k: i64 = match rng.below(100) {
-            0..45 => 1,
-            45..70 => 2,
-            70..90 => 4,
-            _ => 8,
-        };
+        let k = i64::from(super::test_support::stream_gpu_count(&mut rng));
         let room = cluster.room_in_an_island(k);
         let mut pod = Pod::new("ml", &format!("p{i}"), ResourceVec::cpu_mem(4000 * k, (16 << 30) * k));
         pod.scheduler_name = scheduler;

@@ -88,7 +88,10 @@ fn unwired_rank(req: &GpuRequest) -> i64 {
 
 /// The rank of the GPUs a wired `node` would give `req`.
 fn wired_rank(req: &GpuRequest, node: &NodeInfo) -> Option<i64> {
-    let (wiring, gpus) = (node.wiring()?, node.choose_gpus(req)?);
+    let wiring = node.wiring()?;
+    // What `choose_gpus` gives a pod asking whole GPUs on a wired node, with the free set kept.
+    let free = node.fitting_gpus(req);
+    let gpus = wiring.best_subset(free, req.count)?;
     let k = i64::from(gpus.count_ones());
     let pairs = k * (k - 1) / 2;
     let best_fit = FIT_LEVELS - 1;
@@ -96,7 +99,7 @@ fn wired_rank(req: &GpuRequest, node: &NodeInfo) -> Option<i64> {
         0 => best_fit,
         _ => best_fit * wiring.pair_counts(gpus).weight() / (BEST_PAIR_WEIGHT * pairs),
     };
-    Some(rank(fit, i64::from(wiring.islands_broken(node.fitting_gpus(req), gpus))))
+    Some(rank(fit, i64::from(wiring.islands_broken(free, gpus))))
 }
 
 /// Turns `req`'s raw scores ([`encode`]) into final ones: the strategy's own normalization

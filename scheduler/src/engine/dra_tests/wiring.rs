@@ -98,12 +98,7 @@ fn stream(profiles: Vec<tessera_plugins::framework::Profile>, seed: u64, pods: u
             assert!(e.delete_pod(&key, now), "{key:?} was running");
             gpus.iter().for_each(|&g| used.entry(node).or_default()[g] = false);
         }
-        let k = match rng.below(100) {
-            0..45 => 1,
-            45..70 => 2,
-            70..90 => 4,
-            _ => 8,
-        };
+        let k = crate::engine::test_support::stream_gpu_count(&mut rng);
         let clique_free = used.values().any(|u| u[..4].iter().all(|x| !x) || u[4..].iter().all(|x| !x));
         let pod = gpu_pod(&format!("p{i}"), k, &specs[&k]);
         let key = pod.key();
